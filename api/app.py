@@ -1,0 +1,45 @@
+"""The FastAPI application: `create_app(settings)`; resources live for the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routes import agents, health, members, projects, tasks, tokens, user_groups
+from baton import temporal
+from baton.db.engine import create_engine, create_session_factory
+from baton.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None, *, temporal_client: Client | None = None
+) -> FastAPI:
+    """`temporal_client` lets a caller share a client it already has (tests, `baton up`);
+    without one the app opens a lazy client that connects when first used."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        app.state.settings = settings
+        app.state.session_factory = create_session_factory(engine)
+        app.state.temporal = temporal_client or await temporal.connect(settings, lazy=True)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Baton",
+        summary="Self-hosted AI agents whose every task and tool run is a durable Temporal workflow",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, user_groups, projects, members, tokens, agents, tasks):
+        app.include_router(module.router)
+    return app

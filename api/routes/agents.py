@@ -1,0 +1,96 @@
+"""Agents of a project, and starting a task with one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
+from api.schemas.tasks import TaskCreate, TaskCreated
+from api.task_start import start_agent_task
+from baton.db.repositories import agents as agent_repo
+from baton.domain.accounts import Role
+from baton.domain.agents import AgentSpec
+from baton.domain.tasks import TaskStatus
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/agents", tags=["agents"])
+
+
+@router.get("")
+async def list_agents(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[AgentPublic]:
+    require_role(principal, Role.viewer)
+    agents = await agent_repo.list_agents(session=session, project_id=project.id)
+    return [AgentPublic.of(a) for a in agents]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_agent(
+    body: AgentCreate, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> AgentPublic:
+    require_role(principal, Role.editor)
+    spec = AgentSpec.model_validate(body.model_dump())
+    agent = await agent_repo.create_agent(session=session, project_id=project.id, spec=spec)
+    return AgentPublic.of(agent)
+
+
+@router.get("/{agent_id}")
+async def get_agent(
+    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> AgentPublic:
+    require_role(principal, Role.viewer)
+    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    return AgentPublic.of(agent)
+
+
+@router.patch("/{agent_id}")
+async def update_agent(
+    agent_id: str,
+    body: AgentUpdate,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> AgentPublic:
+    require_role(principal, Role.editor)
+    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    spec = AgentSpec.model_validate({**agent.spec, **body.model_dump(exclude_unset=True)})
+    agent = await agent_repo.update_agent(
+        session=session, project_id=project.id, agent_id=agent_id, spec=spec
+    )
+    return AgentPublic.of(agent)
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_agent(
+    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.editor)
+    await agent_repo.delete_agent(session=session, project_id=project.id, agent_id=agent_id)
+
+
+@router.post("/{agent_id}/tasks", status_code=status.HTTP_201_CREATED)
+async def start_task(
+    agent_id: str,
+    body: TaskCreate,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> TaskCreated:
+    require_role(principal, Role.editor)
+    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    task = await start_agent_task(
+        session=session,
+        temporal_client=temporal_client,
+        settings=settings,
+        agent=agent,
+        message=body.message,
+    )
+    return TaskCreated(
+        id=task.id,
+        workflow_id=task.workflow_id,
+        status=TaskStatus(task.status),
+        temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
+    )

@@ -1,0 +1,57 @@
+"""API tokens: created (shown once), listed, revoked."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import PrincipalDep, SessionDep, require_grantable, require_role
+from api.schemas.accounts import TokenCreate, TokenCreated, TokenPublic
+from baton.db.repositories import accounts
+from baton.db.tables import utcnow
+from baton.domain.accounts import Role
+from baton.errors import InvalidInput, PermissionDenied
+
+router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
+
+
+@router.get("")
+async def list_tokens(session: SessionDep, principal: PrincipalDep) -> list[TokenPublic]:
+    require_role(principal, Role.admin)
+    rows = await accounts.list_api_tokens(session=session, principal=principal)
+    return [TokenPublic.model_validate(row) for row in rows]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_token(
+    body: TokenCreate, session: SessionDep, principal: PrincipalDep
+) -> TokenCreated:
+    require_role(principal, Role.admin)
+    require_grantable(principal, body.role)
+    if principal.project_id is not None and body.project_id != principal.project_id:
+        raise PermissionDenied("a project token can only create tokens for its own project")
+    if body.project_id is not None:
+        await accounts.get_project(session=session, principal=principal, project_id=body.project_id)
+    if body.expires_at is not None:
+        if body.expires_at.tzinfo is None:
+            raise InvalidInput(
+                "expires_at needs a time zone, for example 2030-01-01T00:00:00Z",
+                details={"field": "expires_at"},
+            )
+        if body.expires_at <= utcnow():
+            raise InvalidInput("expires_at is in the past", details={"field": "expires_at"})
+    row, token = await accounts.create_api_token(
+        session=session,
+        org_id=principal.org_id,
+        project_id=body.project_id,
+        name=body.name,
+        role=body.role,
+        expires_at=body.expires_at,
+    )
+    return TokenCreated(**TokenPublic.model_validate(row).model_dump(), token=token)
+
+
+@router.delete("/{token_id}")
+async def revoke_token(token_id: str, session: SessionDep, principal: PrincipalDep) -> TokenPublic:
+    require_role(principal, Role.admin)
+    row = await accounts.revoke_api_token(session=session, principal=principal, token_id=token_id)
+    return TokenPublic.model_validate(row)

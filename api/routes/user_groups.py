@@ -1,0 +1,85 @@
+"""User groups: the end customers of a product that embeds Baton. `POST /api/user` follows
+its documentation page exactly; listing and deleting live under `/api/v1/user-groups`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import PrincipalDep, SessionDep, require_org_scope, require_role
+from api.schemas.user_groups import (
+    UserGroupBody,
+    UserGroupPublic,
+    UserGroupRequest,
+    UserGroupResponse,
+)
+from baton.db.repositories import accounts
+from baton.db.tables import UserGroup
+from baton.domain.accounts import Role, UserGroupEnvironment
+from baton.errors import InvalidInput
+
+router = APIRouter(tags=["user groups"])
+
+
+def _body(group: UserGroup, token: str) -> UserGroupResponse:
+    return UserGroupResponse(
+        user_group=UserGroupBody(
+            team_id=group.org_id,
+            token=token,
+            name=group.name,
+            provided_id=group.provided_id,
+            environment=UserGroupEnvironment(group.environment),
+        )
+    )
+
+
+@router.post(
+    "/api/user",
+    summary="Create a user group, or rotate its token",
+    responses={409: {"description": "provided_id already used in this environment"}},
+)
+async def create_or_rotate_user_group(
+    body: UserGroupRequest, session: SessionDep, principal: PrincipalDep
+) -> UserGroupResponse:
+    """With an empty `current_token`, creates a user group named `name` with your
+    `provided_id` (also accepted as `user_group_id`) in `environment` (`Customer` or
+    `Testing`). With a group's current token, issues a new one; the old stops working at once."""
+    require_role(principal, Role.admin)
+    require_org_scope(principal)
+    if body.current_token:
+        group, token = await accounts.rotate_user_group_token(
+            session=session, org_id=principal.org_id, current_token=body.current_token
+        )
+        return _body(group, token)
+    if not body.name or not body.provided_id:
+        missing = [field for field in ("name", "provided_id") if not getattr(body, field)]
+        raise InvalidInput(
+            f"creating a user group needs {' and '.join(missing)}",
+            details={"missing": missing},
+        )
+    group, token = await accounts.create_user_group(
+        session=session,
+        org_id=principal.org_id,
+        name=body.name,
+        provided_id=body.provided_id,
+        environment=body.environment,
+    )
+    return _body(group, token)
+
+
+@router.get("/api/v1/user-groups")
+async def list_user_groups(session: SessionDep, principal: PrincipalDep) -> list[UserGroupPublic]:
+    require_role(principal, Role.viewer)
+    require_org_scope(principal)
+    groups = await accounts.list_user_groups(session=session, org_id=principal.org_id)
+    return [UserGroupPublic.model_validate(g) for g in groups]
+
+
+@router.delete("/api/v1/user-groups/{user_group_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user_group(
+    user_group_id: str, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.admin)
+    require_org_scope(principal)
+    await accounts.delete_user_group(
+        session=session, org_id=principal.org_id, user_group_id=user_group_id
+    )

@@ -1,0 +1,46 @@
+"""Agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton.db.tables import Agent
+from baton.domain.agents import AgentSpec
+from baton.domain.models import ModelRef
+
+
+class AgentCreate(AgentSpec):
+    pass
+
+
+class AgentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    model: ModelRef | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+class AgentPublic(AgentSpec):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    project_id: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentPublic:
+        return cls.model_validate(
+            {
+                **agent.spec,
+                "id": agent.id,
+                "project_id": agent.project_id,
+                "created_at": agent.created_at,
+                "updated_at": agent.updated_at,
+            }
+        )

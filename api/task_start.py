@@ -1,0 +1,77 @@
+"""Starting a task: the row first (the workflow's activities write to it), then the workflow."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from baton import temporal
+from baton.db.repositories import tasks as task_repo
+from baton.db.repositories.agents import agent_spec
+from baton.db.tables import Agent, Task
+from baton.domain.tasks import AgentTaskInput, TaskStatus
+from baton.errors import ServiceUnavailable
+from baton.settings import Settings
+from workflows.agent_task import AgentTaskWorkflow
+
+logger = logging.getLogger("baton.api")
+
+
+async def start_agent_task(
+    *,
+    session: AsyncSession,
+    temporal_client: Client,
+    settings: Settings,
+    agent: Agent,
+    message: str,
+) -> Task:
+    task_id = str(uuid.uuid4())
+    task = await task_repo.create_task(
+        session=session,
+        task_id=task_id,
+        project_id=agent.project_id,
+        agent_id=agent.id,
+        first_message=message,
+    )
+    await session.commit()
+    spec = agent_spec(agent)
+    try:
+        await temporal_client.start_workflow(
+            AgentTaskWorkflow.run,
+            AgentTaskInput(
+                task_id=task_id,
+                project_id=agent.project_id,
+                agent_id=agent.id,
+                agent=spec,
+                message=message,
+            ),
+            id=task.workflow_id,
+            task_queue=settings.temporal_task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(temporal.BATON_PROJECT, agent.project_id),
+                    SearchAttributePair(temporal.BATON_AGENT, agent.id),
+                    SearchAttributePair(temporal.BATON_STATUS, TaskStatus.queued.value),
+                    SearchAttributePair(temporal.BATON_KIND, "agent-task"),
+                ]
+            ),
+            static_summary=f"agent {spec.name}",
+        )
+    except (RPCError, RuntimeError) as exc:
+        logger.warning("could not start task %s: %s", task_id, exc)
+        await task_repo.set_status(
+            session=session,
+            task_id=task_id,
+            status=TaskStatus.failed,
+            error="the task could not be started: Temporal is unavailable",
+        )
+        await session.commit()
+        raise ServiceUnavailable(
+            "Temporal is unavailable; the task was not started", details={"task_id": task_id}
+        ) from exc
+    return task

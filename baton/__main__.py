@@ -1,0 +1,3 @@
+from baton.cli import app
+
+app(prog_name="baton")

@@ -1,0 +1,177 @@
+"""The `baton` command: `up` runs everything on one machine; `worker`, `api` and `db upgrade`
+run one part each, as at scale; `admin bootstrap` creates an organisation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from baton.db import migrate
+from baton.db.engine import create_engine, create_session_factory
+from baton.db.repositories import accounts
+from baton.settings import Settings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="BATON_DATA_DIR",
+        help="Where Baton keeps its data (default .baton)",
+        show_default=False,
+    ),
+]
+
+
+def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+async def _bootstrap(settings: Settings, *, only_if_empty: bool) -> accounts.Bootstrap | None:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_session_factory(engine).begin() as session:
+            if only_if_empty and await accounts.count_organizations(session=session) > 0:
+                return None
+            return await accounts.bootstrap_organization(
+                session=session, org_name="My organisation", project_name="My project"
+            )
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def up(
+    data_dir: DataDirOption = None,
+    api_port: Annotated[int, typer.Option(help="Port of the HTTP API")] = 8000,
+    temporal_port: Annotated[int, typer.Option(help="Port of Temporal's gRPC frontend")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Port of the Temporal Web UI")] = 8233,
+) -> None:
+    """Run the whole platform on this machine: Temporal dev server, worker and API."""
+    from baton.stack import Stack, StackError
+
+    _configure_logging()
+    settings = _settings(
+        data_dir,
+        api_port=api_port,
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        temporal_ui_url=f"http://localhost:{ui_port}",
+    )
+    migrate.upgrade(settings.resolved_database_url)
+    first_start = asyncio.run(_bootstrap(settings, only_if_empty=True))
+
+    stack = Stack(settings, temporal_port=temporal_port, ui_port=ui_port)
+    try:
+        stack.start()
+    except StackError as exc:
+        stack.stop()
+        typer.echo(f"baton up failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+    lines = [
+        "",
+        "Baton is running. Ctrl-C stops it.",
+        f"  API          {settings.public_api_url}   (OpenAPI: {settings.public_api_url}/docs)",
+        f"  Temporal UI  {settings.temporal_ui_url}",
+        f"  Data         {settings.data_dir.resolve()}",
+    ]
+    if first_start is not None:
+        lines += [
+            "",
+            "First start: created an organisation, a project and an admin token.",
+            "The token is shown only this once; keep it somewhere safe.",
+            f"  BATON_ORG_ID={first_start.org.id}",
+            f"  BATON_PROJECT_ID={first_start.project.id}",
+            f"  BATON_TOKEN={first_start.token}",
+        ]
+    typer.echo("\n".join(lines) + "\n")
+    code = stack.wait()
+    typer.echo("Stopping Baton...")
+    stack.stop()
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker(data_dir: DataDirOption = None) -> None:
+    """Run one worker process against the configured Temporal and database."""
+    import worker as worker_process
+
+    _configure_logging()
+    asyncio.run(worker_process.run(_settings(data_dir)))
+
+
+@app.command()
+def api(
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _configure_logging()
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["api_host"] = host
+    if port is not None:
+        overrides["api_port"] = port
+    settings = _settings(data_dir, **overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: DataDirOption = None,
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Apply database migrations."""
+    settings = _settings(data_dir)
+    migrate.upgrade(settings.resolved_database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@admin_app.command("bootstrap")
+def admin_bootstrap(
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Create a new organisation with a project and an owner token (shown once)."""
+    settings = _settings(data_dir)
+    migrate.upgrade(settings.resolved_database_url)
+    created = asyncio.run(_bootstrap(settings, only_if_empty=False))
+    assert created is not None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"org_id": created.org.id, "project_id": created.project.id, "token": created.token}
+            )
+        )
+    else:
+        typer.echo(
+            f"organisation {created.org.id}\nproject {created.project.id}\ntoken {created.token}"
+        )

@@ -1,0 +1,47 @@
+"""Agents of a project."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.tables import Agent, utcnow
+from baton.domain.agents import AgentSpec
+from baton.errors import NotFound
+
+
+async def create_agent(*, session: AsyncSession, project_id: str, spec: AgentSpec) -> Agent:
+    agent = Agent(project_id=project_id, name=spec.name, spec=spec.model_dump(mode="json"))
+    session.add(agent)
+    await session.flush()
+    return agent
+
+
+async def list_agents(*, session: AsyncSession, project_id: str) -> list[Agent]:
+    query = select(Agent).where(Agent.project_id == project_id)
+    return list((await session.scalars(query.order_by(Agent.created_at, Agent.id))).all())
+
+
+async def get_agent(*, session: AsyncSession, project_id: str, agent_id: str) -> Agent:
+    agent = await session.get(Agent, agent_id)
+    if agent is None or agent.project_id != project_id:
+        raise NotFound(f"agent {agent_id} not found")
+    return agent
+
+
+async def update_agent(
+    *, session: AsyncSession, project_id: str, agent_id: str, spec: AgentSpec
+) -> Agent:
+    agent = await get_agent(session=session, project_id=project_id, agent_id=agent_id)
+    agent.name = spec.name
+    agent.spec = spec.model_dump(mode="json")
+    agent.updated_at = utcnow()
+    return agent
+
+
+async def delete_agent(*, session: AsyncSession, project_id: str, agent_id: str) -> None:
+    await session.delete(await get_agent(session=session, project_id=project_id, agent_id=agent_id))
+
+
+def agent_spec(agent: Agent) -> AgentSpec:
+    return AgentSpec.model_validate(agent.spec)

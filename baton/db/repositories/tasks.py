@@ -1,0 +1,120 @@
+"""Tasks and their messages: the projection the API reads, written by the task's activities."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.tables import Task, TaskMessage, utcnow
+from baton.domain.accounts import Principal
+from baton.domain.tasks import Message, TaskStatus
+from baton.errors import NotFound
+
+
+def workflow_id_for(task_id: str) -> str:
+    return f"task-{task_id}"
+
+
+async def create_task(
+    *,
+    session: AsyncSession,
+    task_id: str,
+    project_id: str,
+    agent_id: str,
+    first_message: str,
+    user_group_id: str | None = None,
+) -> Task:
+    task = Task(
+        id=task_id,
+        project_id=project_id,
+        agent_id=agent_id,
+        user_group_id=user_group_id,
+        workflow_id=workflow_id_for(task_id),
+        status=TaskStatus.queued.value,
+    )
+    session.add(task)
+    await session.flush()
+    session.add(TaskMessage(task_id=task_id, seq=0, role="user", content=first_message))
+    await session.flush()
+    return task
+
+
+def _visible_tasks(principal: Principal, project_id: str):  # type: ignore[no-untyped-def]
+    query = select(Task).where(Task.project_id == project_id)
+    if principal.is_user_group:
+        query = query.where(Task.user_group_id == principal.user_group_id)
+    return query
+
+
+async def get_task(
+    *, session: AsyncSession, principal: Principal, project_id: str, task_id: str
+) -> Task:
+    task = (
+        await session.scalars(_visible_tasks(principal, project_id).where(Task.id == task_id))
+    ).one_or_none()
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    project_id: str,
+    agent_id: str | None = None,
+    status: TaskStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Task]:
+    query = _visible_tasks(principal, project_id)
+    if agent_id is not None:
+        query = query.where(Task.agent_id == agent_id)
+    if status is not None:
+        query = query.where(Task.status == status.value)
+    query = query.order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
+    return list((await session.scalars(query)).all())
+
+
+async def list_messages(*, session: AsyncSession, task_id: str) -> list[Message]:
+    rows = await session.scalars(
+        select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(TaskMessage.seq)
+    )
+    return [Message(role=row.role, content=row.content) for row in rows]  # type: ignore[arg-type]
+
+
+async def count_messages(*, session: AsyncSession, task_id: str) -> int:
+    query = select(func.count()).select_from(TaskMessage).where(TaskMessage.task_id == task_id)
+    return (await session.execute(query)).scalar_one()
+
+
+async def set_status(
+    *, session: AsyncSession, task_id: str, status: TaskStatus, error: str | None = None
+) -> None:
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    task.status = status.value
+    task.error = error
+    task.updated_at = utcnow()
+
+
+async def put_message(*, session: AsyncSession, task_id: str, seq: int, message: Message) -> None:
+    """Writes message `seq` once: a repeated call (an activity retry) changes nothing."""
+    values = {
+        "task_id": task_id,
+        "seq": seq,
+        "role": message.role.value,
+        "content": message.content,
+        "created_at": utcnow(),
+    }
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(TaskMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["task_id", "seq"])
+    )
+    await session.execute(statement)

@@ -1,0 +1,54 @@
+"""Errors the platform raises on purpose. The API maps each to its HTTP status; workflows list
+the ones that must fail a run instead of being retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BatonError(Exception):
+    """Base of every deliberate error: a stable `code`, a message saying what to fix."""
+
+    code = "error"
+    status_code = 400
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(BatonError):
+    code = "invalid_input"
+    status_code = 422
+
+
+class Unauthenticated(BatonError):
+    code = "unauthenticated"
+    status_code = 401
+
+
+class PermissionDenied(BatonError):
+    code = "permission_denied"
+    status_code = 403
+
+
+class NotFound(BatonError):
+    """Also what another tenant's resource answers, so its existence is not revealed."""
+
+    code = "not_found"
+    status_code = 404
+
+
+class Conflict(BatonError):
+    code = "conflict"
+    status_code = 409
+
+
+class ServiceUnavailable(BatonError):
+    code = "service_unavailable"
+    status_code = 503
+
+
+class ModelNotAvailable(InvalidInput):
+    code = "model_not_available"

@@ -1,0 +1,1 @@
+"""Outbound adapters: LLM providers and, later, HTTP, MCP, Slack and email."""

@@ -1,0 +1,71 @@
+"""The one settings object. Every value comes from `BATON_*` environment variables (or a
+`.env` file the caller names); nothing else reads the environment."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "baton-development-secret-key-do-not-use-in-production"
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    environment: Environment = Environment.development
+    data_dir: Path = Path(".baton")
+    # Empty means a SQLite file under the data dir; `postgresql+asyncpg://...` for PostgreSQL.
+    database_url: str = ""
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "baton"
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_public_url: str = ""
+
+    @model_validator(mode="after")
+    def _refuse_development_secret_outside_development(self) -> Self:
+        if (
+            self.environment is not Environment.development
+            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+        ):
+            raise ValueError(
+                "BATON_SECRET_KEY still has the development default; set a long random value "
+                "(for example `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
+                "or run with BATON_ENVIRONMENT=development"
+            )
+        if len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("BATON_SECRET_KEY must be at least 16 characters long")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'baton.db').resolve()}"
+
+    @property
+    def public_api_url(self) -> str:
+        return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    def temporal_ui_link(self, workflow_id: str) -> str:
+        base = self.temporal_ui_url.rstrip("/")
+        return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"

@@ -1,0 +1,86 @@
+"""How Baton talks to Temporal: the client factory, the data converter, and the search
+attributes that make every run findable in the Temporal UI."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from baton.settings import Settings
+
+BATON_PROJECT = SearchAttributeKey.for_keyword("BatonProject")
+BATON_AGENT = SearchAttributeKey.for_keyword("BatonAgent")
+BATON_STATUS = SearchAttributeKey.for_keyword("BatonStatus")
+BATON_USER_GROUP = SearchAttributeKey.for_keyword("BatonUserGroup")
+BATON_KIND = SearchAttributeKey.for_keyword("BatonKind")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
+    BATON_PROJECT,
+    BATON_AGENT,
+    BATON_STATUS,
+    BATON_USER_GROUP,
+    BATON_KIND,
+)
+
+
+def dev_server_search_attribute_args() -> list[str]:
+    """`temporal server start-dev` flags that register Baton's search attributes at launch."""
+    args: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    return args
+
+
+def _tls_config(settings: Settings) -> TLSConfig | bool:
+    if settings.temporal_tls_cert_path is None and settings.temporal_tls_ca_path is None:
+        # Temporal Cloud with an API key needs TLS even without client certificates.
+        return settings.temporal_api_key is not None
+    return TLSConfig(
+        server_root_ca_cert=settings.temporal_tls_ca_path.read_bytes()
+        if settings.temporal_tls_ca_path
+        else None,
+        client_cert=settings.temporal_tls_cert_path.read_bytes()
+        if settings.temporal_tls_cert_path
+        else None,
+        client_private_key=settings.temporal_tls_key_path.read_bytes()
+        if settings.temporal_tls_key_path
+        else None,
+    )
+
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """A lazy client connects on first use, so the API can start before Temporal is up."""
+    api_key = settings.temporal_api_key
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key.get_secret_value() if api_key else None,
+        tls=_tls_config(settings),
+        data_converter=pydantic_data_converter,
+        lazy=lazy,
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Registers any missing Baton search attribute (a cluster that was not started by
+    `baton up`); one that exists is left alone."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )

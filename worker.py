@@ -1,0 +1,76 @@
+"""The worker process: settings -> Temporal client -> activity classes -> Worker.
+
+Run it with `python worker.py` or `baton worker`; run N of them on N machines against one
+Temporal task queue to scale out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.llm import LlmActivities
+from activities.tasks import TaskActivities
+from baton import temporal
+from baton.db.engine import create_engine, create_session_factory
+from baton.settings import Settings
+from workflows.agent_task import AgentTaskWorkflow
+
+logger = logging.getLogger("baton.worker")
+
+WORKFLOWS = [AgentTaskWorkflow]
+
+
+def create_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> Worker:
+    task_activities = TaskActivities(session_factory)
+    llm_activities = LlmActivities()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            task_activities.set_status,
+            task_activities.put_message,
+            llm_activities.complete,
+        ],
+    )
+
+
+async def run(settings: Settings) -> None:
+    engine = create_engine(settings.resolved_database_url)
+    client = await temporal.connect(settings)
+    await temporal.ensure_search_attributes(client, settings.temporal_namespace)
+    worker = create_worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=create_session_factory(engine),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logger.info(
+        "worker polling task queue %r on %s",
+        settings.temporal_task_queue,
+        settings.temporal_address,
+    )
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await engine.dispose()
+    logger.info("worker stopped")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run(Settings()))

@@ -1,0 +1,24 @@
+"""Timeouts and retry policies, in one place so they can be read and tuned together."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Projection writes are small and local; retry them briskly and for a long time, since a
+# database restart must not fail a task.
+DB_WRITE_TIMEOUT = timedelta(seconds=30)
+DB_WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+)
+
+LLM_CALL_TIMEOUT = timedelta(minutes=5)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+)
