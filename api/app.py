@@ -35,7 +35,9 @@ def create_app(
 
     app = FastAPI(
         title="Baton",
-        summary="Self-hosted AI agents whose every task and tool run is a durable Temporal workflow",
+        summary=(
+            "Self-hosted AI agents whose every task and tool run is a durable Temporal workflow"
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )

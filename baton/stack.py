@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 import httpx
 
@@ -106,13 +107,13 @@ class Stack:
         command: list[str],
         *,
         env: dict[str, str] | None = None,
-        stdout: object = None,
+        stdout: IO[bytes] | None = None,
     ) -> None:
         # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
         process = subprocess.Popen(
             command,
             env=env,
-            stdout=stdout,  # type: ignore[arg-type]
+            stdout=stdout,
             stderr=subprocess.STDOUT if stdout is not None else None,
             start_new_session=True,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +41,7 @@ async def create_task(
     return task
 
 
-def _visible_tasks(principal: Principal, project_id: str):  # type: ignore[no-untyped-def]
+def _visible_tasks(principal: Principal, project_id: str) -> Select[Task]:
     query = select(Task).where(Task.project_id == project_id)
     if principal.is_user_group:
         query = query.where(Task.user_group_id == principal.user_group_id)
@@ -82,7 +82,7 @@ async def list_messages(*, session: AsyncSession, task_id: str) -> list[Message]
     rows = await session.scalars(
         select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(TaskMessage.seq)
     )
-    return [Message(role=row.role, content=row.content) for row in rows]  # type: ignore[arg-type]
+    return [Message(role=row.role, content=row.content) for row in rows]
 
 
 async def count_messages(*, session: AsyncSession, task_id: str) -> int:
