@@ -134,7 +134,7 @@ async def list_members(
         else Membership.project_id == project_id
     )
     rows = await session.execute(query.order_by(Membership.created_at, Membership.id))
-    return [(membership, user) for membership, user in rows.tuples()]
+    return [(membership, user) for membership, user in rows]
 
 
 async def remove_member(

