@@ -19,7 +19,8 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+    # Empty variables count as unset, so a copied .env.example changes nothing.
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore", env_ignore_empty=True)
 
     environment: Environment = Environment.development
     data_dir: Path = Path(".baton")

@@ -1,0 +1,199 @@
+"""The `baton` command as a newcomer uses it: real processes, real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from baton.db.repositories import accounts
+from baton.domain.accounts import Role
+from tests.conftest import venv_binary
+
+
+def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "baton", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+    env.update(extra)
+    return env
+
+
+async def test_admin_bootstrap_prints_a_working_owner_token(
+    migrated_database: str, tmp_path: Path, session_factory: async_sessionmaker[AsyncSession]
+):
+    result = baton(
+        "admin",
+        "bootstrap",
+        "--json",
+        "--data-dir",
+        str(tmp_path),
+        env=clean_env(BATON_DATABASE_URL=migrated_database),
+    )
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"org_id", "project_id", "token"}
+
+    async with session_factory() as session:
+        principal = await accounts.authenticate(session=session, token=created["token"])
+    assert principal.org_id == created["org_id"]
+    assert principal.role is Role.owner and principal.project_id is None
+
+
+def test_the_data_dir_comes_from_the_environment_too(tmp_path: Path):
+    """With no database URL configured, the SQLite file lands in BATON_DATA_DIR."""
+    data_dir = tmp_path / "from-env"
+    result = baton("admin", "bootstrap", "--json", env=clean_env(BATON_DATA_DIR=str(data_dir)))
+    assert result.returncode == 0, result.stderr
+    assert (data_dir / "baton.db").exists()
+    second = baton("admin", "bootstrap", "--json", env=clean_env(BATON_DATA_DIR=str(data_dir)))
+    assert json.loads(second.stdout)["org_id"] == json.loads(result.stdout)["org_id"] + 1
+
+
+def test_db_upgrade_migrates_an_empty_data_dir(tmp_path: Path):
+    result = baton("db", "upgrade", "--data-dir", str(tmp_path), env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "baton.db").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RunningStack:
+    """`baton up` in a subprocess, its output in a file we can read while it runs."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.log = log
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "baton",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--api-port",
+                str(self.api_port),
+                "--temporal-port",
+                str(self.temporal_port),
+                "--ui-port",
+                str(self.ui_port),
+            ],
+            env=clean_env(),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_until_running(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "Baton is running" not in self.output:
+            assert self.process.poll() is None, self.output
+            assert time.monotonic() < deadline, self.output
+            time.sleep(0.2)
+
+    def value(self, name: str) -> str:
+        line = next(x for x in self.output.splitlines() if x.strip().startswith(f"{name}="))
+        return line.split("=", 1)[1].strip()
+
+    def interrupt(self, timeout: float = 60) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    stack = RunningStack(data_dir, tmp_path / "first.log")
+    try:
+        stack.wait_until_running()
+        assert "First start" in stack.output
+        token, project_id = stack.value("BATON_TOKEN"), stack.value("BATON_PROJECT_ID")
+        base = f"http://127.0.0.1:{stack.api_port}"
+        headers = {"Authorization": f"Token {token}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
+            assert (await client.get("/docs")).status_code == 200
+            agent = await client.post(
+                f"/api/v1/projects/{project_id}/agents",
+                json={"name": "Echo", "system_prompt": "Be brief.", "model": "scripted:echo"},
+            )
+            task = await client.post(
+                f"/api/v1/projects/{project_id}/agents/{agent.json()['id']}/tasks",
+                json={"message": "ping"},
+            )
+            assert task.status_code == 201, task.text
+            task_url = f"/api/v1/projects/{project_id}/tasks/{task.json()['id']}"
+            async with asyncio.timeout(60):
+                while (await client.get(task_url)).json()["status"] != "completed":
+                    await asyncio.sleep(0.2)
+
+        listed = subprocess.run(
+            [
+                venv_binary("temporal"),
+                "workflow",
+                "list",
+                "--address",
+                f"127.0.0.1:{stack.temporal_port}",
+                "--query",
+                f"BatonProject='{project_id}'",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert task.json()["workflow_id"] in listed.stdout
+        ui = httpx.get(f"http://127.0.0.1:{stack.ui_port}/", timeout=10)
+        assert ui.status_code == 200
+
+        assert stack.interrupt() == 0
+        for port in (stack.api_port, stack.temporal_port, stack.ui_port):
+            assert not port_open(port), f"port {port} still open after Ctrl-C"
+    finally:
+        if stack.process.poll() is None:
+            stack.process.kill()
+
+    again = RunningStack(data_dir, tmp_path / "second.log")
+    try:
+        again.wait_until_running()
+        assert "First start" not in again.output
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{again.api_port}", headers=headers, timeout=10
+        ) as client:
+            kept = (await client.get(task_url)).json()
+        assert kept["status"] == "completed"
+        assert kept["messages"][-1]["content"].endswith("You said: ping")
+        assert again.interrupt() == 0
+    finally:
+        if again.process.poll() is None:
+            again.process.kill()
