@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.llm import LlmActivities
+from activities.llm import LlmActivities, settings_provider_configs
 from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
@@ -30,9 +30,14 @@ def create_worker(
     *,
     task_queue: str,
     session_factory: async_sessionmaker[AsyncSession],
+    settings: Settings | None = None,
 ) -> Worker:
     task_activities = TaskActivities(session_factory)
-    llm_activities = LlmActivities()
+    llm_activities = (
+        LlmActivities(settings_provider_configs(settings))
+        if settings is not None
+        else LlmActivities()
+    )
     return Worker(
         client,
         task_queue=task_queue,
@@ -53,6 +58,7 @@ async def run(settings: Settings) -> None:
         client,
         task_queue=settings.temporal_task_queue,
         session_factory=create_session_factory(engine),
+        settings=settings,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
 
+    # LLM providers for the whole installation. A base URL points the `openai` provider at any
+    # OpenAI-compatible server (vLLM, Ollama, llama.cpp, LiteLLM), which may need no key.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = ""

@@ -8,12 +8,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.tasks import TaskActivities
+    from baton.domain.llm import LlmRequest, Message, MessageRole
     from baton.domain.tasks import (
         AgentTaskInput,
         AgentTaskResult,
-        LlmRequest,
-        Message,
-        MessageRole,
         TaskMessageAppend,
         TaskStatus,
         TaskStatusUpdate,

@@ -9,8 +9,11 @@ from pydantic import AfterValidator
 # The offline model is labelled wherever it appears: it is for demos and tests only.
 SCRIPTED_PROVIDER = "scripted"
 SCRIPTED_LABEL = "[scripted offline model, for demos and tests]"
-AVAILABLE_PROVIDERS = (SCRIPTED_PROVIDER,)
-SCRIPTED_MODELS = ("echo",)
+SCRIPTED_MODELS = ("echo", "tools")
+# Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM) by base URL.
+OPENAI_PROVIDER = "openai"
+ANTHROPIC_PROVIDER = "anthropic"
+AVAILABLE_PROVIDERS = (SCRIPTED_PROVIDER, OPENAI_PROVIDER, ANTHROPIC_PROVIDER)
 
 
 def split_model_ref(ref: str) -> tuple[str, str]:

@@ -8,6 +8,13 @@ from pydantic import BaseModel
 
 from baton.domain.agents import AgentSpec
 
+# The LLM vocabulary lives in baton.domain.llm; these names stay importable from here.
+from baton.domain.llm import LlmRequest as LlmRequest
+from baton.domain.llm import LlmResponse as LlmResponse
+from baton.domain.llm import Message as Message
+from baton.domain.llm import MessageRole as MessageRole
+from baton.domain.llm import TokenUsage as TokenUsage
+
 
 class TaskStatus(StrEnum):
     queued = "queued"
@@ -36,22 +43,6 @@ _FINAL = frozenset(
 )
 
 
-class MessageRole(StrEnum):
-    system = "system"
-    user = "user"
-    assistant = "assistant"
-
-
-class Message(BaseModel):
-    role: MessageRole
-    content: str
-
-
-class TokenUsage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
 class AgentTaskInput(BaseModel):
     task_id: str
     project_id: str
@@ -65,18 +56,6 @@ class AgentTaskResult(BaseModel):
     status: TaskStatus
     answer: str | None = None
     error: str | None = None
-
-
-class LlmRequest(BaseModel):
-    model: str
-    messages: list[Message]
-    temperature: float = 0.0
-
-
-class LlmResponse(BaseModel):
-    content: str
-    model: str
-    usage: TokenUsage = TokenUsage()
 
 
 class TaskStatusUpdate(BaseModel):

@@ -1,28 +1,118 @@
-"""The scripted model: offline and deterministic, for demos and tests only. Its answers are
-labelled so nobody mistakes them for a real model's."""
+"""The scripted models: offline and deterministic, for demos and tests only. Every answer starts
+with `SCRIPTED_LABEL`, so nobody mistakes it for a real model's.
+
+`scripted:echo` answers "You said: <the last user message>".
+
+`scripted:tools` drives the whole agent loop without a model:
+
+- When the last message is the user's and the request offers tools, every line of that message
+  written as
+
+      call <tool_name> {"json": "arguments"}
+
+  becomes a tool call. Several such lines are parallel calls, in order. The arguments may be
+  left out (meaning `{}`); arguments that are not a JSON object give a call with
+  `arguments_error`, as a real model's invalid JSON would. The tool need not be among those
+  offered, so an unknown tool can be tried as well. Call ids are `scripted-<turn>-<n>`.
+- When the last messages are tool results, it answers with one line per result:
+  "<tool name>: <result>".
+- Otherwise (no `call` line, or no tools offered) it echoes like `scripted:echo`.
+
+Text reaches `on_delta` in a few chunks, as a real model's stream would."""
 
 from __future__ import annotations
 
+import re
+
+from baton.domain.llm import LlmRequest, LlmResponse, Message, MessageRole, TokenUsage, ToolCall
 from baton.domain.models import SCRIPTED_LABEL
-from baton.domain.tasks import LlmRequest, LlmResponse, MessageRole, TokenUsage
 from baton.errors import ModelNotAvailable
+from baton.integrations.llm.streaming import DeltaSink, TextCollector, tool_call
+
+_CALL_LINE = re.compile(r"^\s*call\s+(?P<name>[\w.\-]+)\s*(?P<arguments>.*?)\s*$")
+_MAX_RESULT = 500
+_CHUNKS = 4
 
 
-def complete(name: str, request: LlmRequest) -> LlmResponse:
-    if name != "echo":
+async def complete(
+    name: str, request: LlmRequest, *, on_delta: DeltaSink | None = None
+) -> LlmResponse:
+    calls: list[ToolCall] = []
+    if name == "echo":
+        content = _echo(request.messages)
+    elif name == "tools":
+        content, calls = _tools(request)
+    else:
         raise ModelNotAvailable(f"the scripted provider has no model {name!r}")
-    last_user = next(
-        (m.content for m in reversed(request.messages) if m.role is MessageRole.user), ""
-    )
-    content = f"{SCRIPTED_LABEL} You said: {last_user}"
+    text = TextCollector(on_delta)
+    for chunk in _chunks(content):
+        await text.add(chunk)
     return LlmResponse(
-        content=content,
+        content=text.text,
+        tool_calls=calls,
         model=request.model,
         usage=TokenUsage(
             input_tokens=sum(_count_tokens(m.content) for m in request.messages),
-            output_tokens=_count_tokens(content),
+            output_tokens=_count_tokens(content)
+            + sum(_count_tokens(str(c.arguments)) for c in calls),
         ),
+        finish_reason="tool_calls" if calls else "stop",
     )
+
+
+def _echo(messages: list[Message]) -> str:
+    last_user = next((m.content for m in reversed(messages) if m.role is MessageRole.user), "")
+    return f"{SCRIPTED_LABEL} You said: {last_user}"
+
+
+def _tools(request: LlmRequest) -> tuple[str, list[ToolCall]]:
+    messages = request.messages
+    last = messages[-1] if messages else None
+    if last is not None and last.role is MessageRole.tool:
+        return _summarise_results(messages), []
+    if last is not None and last.role is MessageRole.user and request.tools:
+        turn = sum(1 for m in messages if m.role is MessageRole.assistant)
+        calls = [
+            tool_call(
+                id=f"scripted-{turn}-{number}",
+                name=match["name"],
+                raw_arguments=match["arguments"],
+            )
+            for number, match in enumerate(_call_lines(last.content))
+        ]
+        if calls:
+            return f"{SCRIPTED_LABEL} Calling {', '.join(c.name for c in calls)}.", calls
+    return _echo(messages), []
+
+
+def _call_lines(text: str) -> list[re.Match[str]]:
+    return [match for line in text.splitlines() if (match := _CALL_LINE.match(line))]
+
+
+def _summarise_results(messages: list[Message]) -> str:
+    results: list[Message] = []
+    for message in reversed(messages):
+        if message.role is not MessageRole.tool:
+            break
+        results.insert(0, message)
+    asked = {
+        call.id: call.name
+        for message in messages
+        if message.role is MessageRole.assistant
+        for call in message.tool_calls
+    }
+    lines = [
+        f"{m.name or asked.get(m.tool_call_id or '', m.tool_call_id)}: {m.content[:_MAX_RESULT]}"
+        for m in results
+    ]
+    return "\n".join([f"{SCRIPTED_LABEL} Tool results:", *lines])
+
+
+def _chunks(text: str) -> list[str]:
+    # Split where a word begins, so the chunks join back to exactly the text.
+    words = re.split(r"(?<=\s)(?=\S)", text)
+    size = max(1, -(-len(words) // _CHUNKS))
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
 def _count_tokens(text: str) -> int:

@@ -1,0 +1,87 @@
+"""`POST /v1/chat/completions` as OpenAI streams it: `data: {chunk}` lines, then
+`data: [DONE]`. The chunk builders can leave out whatever real servers leave out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.fakes import FakeProvider, Reply
+
+
+class FakeOpenAI(FakeProvider):
+    path = "/v1/chat/completions"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def error_body(self, status: int, message: str) -> Any:
+        return {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+
+    def reply_chunks(self, *chunks: dict[str, Any]) -> None:
+        events: list[tuple[str | None, str]] = [(None, json.dumps(c)) for c in chunks]
+        self.queue(Reply(events=[*events, (None, "[DONE]")]))
+
+    def reply_text(self, *pieces: str, prompt_tokens: int = 11, completion_tokens: int = 7) -> None:
+        self.reply_chunks(
+            chunk({"role": "assistant", "content": ""}),
+            *(chunk({"content": piece}) for piece in pieces),
+            chunk({}, finish_reason="stop"),
+            usage_chunk(prompt_tokens, completion_tokens),
+        )
+
+
+def chunk(delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "fake-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """The last chunk when `stream_options.include_usage` is set: usage and no choices."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "fake-model",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def tool_calls(*deltas: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return chunk({"tool_calls": list(deltas)}, finish_reason=finish_reason)
+
+
+def tool_delta(
+    *,
+    index: int | None = None,
+    id: str | None = None,
+    name: str | None = None,
+    arguments: str | None = None,
+) -> dict[str, Any]:
+    """One tool-call delta with only the fields given: OpenAI sends `index` always and `id`
+    and `name` on a call's first delta only; other servers differ."""
+    delta: dict[str, Any] = {}
+    if index is not None:
+        delta["index"] = index
+    if id is not None:
+        delta["id"] = id
+        delta["type"] = "function"
+    function: dict[str, Any] = {}
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    if function:
+        delta["function"] = function
+    return delta
