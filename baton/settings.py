@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "baton-development-secret-key-do-not-use-in-production"
@@ -48,6 +49,32 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = ""
+
+    # Code steps run user Python in a child process with these limits (not a security
+    # sandbox: see baton/integrations/code_runner.py); false turns code steps off.
+    code_steps_enabled: bool = True
+    code_cpu_seconds: float = Field(default=5.0, gt=0)
+    code_memory_mb: int = Field(default=256, gt=0)
+    code_wall_seconds: float = Field(default=30.0, gt=0)
+
+    # HTTP steps refuse private, loopback and link-local addresses unless allowed here.
+    # JSON lists in the environment: BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
+    http_allow_hosts: list[str] = []
+    http_allow_networks: list[str] = []
+
+    @field_validator("http_allow_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, networks: list[str]) -> list[str]:
+        parsed = []
+        for network in networks:
+            try:
+                parsed.append(str(ip_network(network.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"BATON_HTTP_ALLOW_NETWORKS: {network!r} is not a network in CIDR "
+                    "notation, such as 10.1.0.0/16 or fd00::/8"
+                ) from None
+        return parsed
 
     @model_validator(mode="after")
     def _refuse_development_secret_outside_development(self) -> Self:
