@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.idempotent import insert_once
 from baton.db.tables import Task, TaskMessage, utcnow
 from baton.domain.accounts import Principal
 from baton.domain.tasks import Message, TaskStatus
@@ -110,11 +109,4 @@ async def put_message(*, session: AsyncSession, task_id: str, seq: int, message:
         "content": message.content,
         "created_at": utcnow(),
     }
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(TaskMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["task_id", "seq"])
-    )
-    await session.execute(statement)
+    await insert_once(session, TaskMessage, values, key=["task_id", "seq"])

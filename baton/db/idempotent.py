@@ -1,0 +1,27 @@
+"""Writes that an activity retry may repeat without effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.tables import Base
+
+
+async def insert_once(
+    session: AsyncSession,
+    table: type[Base],
+    rows: dict[str, Any] | list[dict[str, Any]],
+    *,
+    key: list[str],
+) -> None:
+    """Inserts each row unless one with the same `key` columns exists (that row is left as
+    it is). Several rows go in one statement."""
+    rows = [rows] if isinstance(rows, dict) else rows
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=key))

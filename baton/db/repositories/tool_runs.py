@@ -1,0 +1,129 @@
+"""Tool runs and their per-step records: written by the run's activities, read by the API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.idempotent import insert_once
+from baton.db.tables import ToolRun, ToolRunStep, utcnow
+from baton.domain.tool_runs import RECORDED_OUTPUT_LIMIT, StepRecord, tool_run_workflow_id
+from baton.domain.tools import ToolRunStatus
+from baton.errors import NotFound
+
+
+async def create_run(
+    *,
+    session: AsyncSession,
+    run_id: str,
+    project_id: str,
+    tool_id: str,
+    tool_version: int,
+    params: dict[str, Any],
+) -> ToolRun:
+    run = ToolRun(
+        id=run_id,
+        project_id=project_id,
+        tool_id=tool_id,
+        tool_version=tool_version,
+        workflow_id=tool_run_workflow_id(run_id),
+        status=ToolRunStatus.queued.value,
+        params=params,
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def get_run(*, session: AsyncSession, project_id: str, run_id: str) -> ToolRun:
+    run = await session.get(ToolRun, run_id)
+    if run is None or run.project_id != project_id:
+        raise NotFound(f"tool run {run_id} not found")
+    return run
+
+
+async def list_runs(
+    *,
+    session: AsyncSession,
+    project_id: str,
+    tool_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[ToolRun]:
+    query = select(ToolRun).where(ToolRun.project_id == project_id)
+    if tool_id is not None:
+        query = query.where(ToolRun.tool_id == tool_id)
+    query = query.order_by(ToolRun.created_at.desc(), ToolRun.id).limit(limit).offset(offset)
+    return list((await session.scalars(query)).all())
+
+
+async def list_steps(*, session: AsyncSession, run_id: str) -> list[ToolRunStep]:
+    query = (
+        select(ToolRunStep)
+        .where(ToolRunStep.run_id == run_id)
+        .order_by(ToolRunStep.position, ToolRunStep.item)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def mark_running(*, session: AsyncSession, run_id: str) -> None:
+    await session.execute(
+        update(ToolRun)
+        .where(ToolRun.id == run_id, ToolRun.status == ToolRunStatus.queued.value)
+        .values(status=ToolRunStatus.running.value, updated_at=utcnow())
+    )
+
+
+async def put_step_records(
+    *, session: AsyncSession, run_id: str, records: list[StepRecord]
+) -> None:
+    """Each (step, item) is written once; a retried activity repeats nothing."""
+    now = utcnow()
+    await insert_once(
+        session,
+        ToolRunStep,
+        [
+            {
+                "run_id": run_id,
+                "position": record.position,
+                "item": record.item,
+                "name": record.name,
+                "type": record.type,
+                "status": record.status.value,
+                "output": capped(record.output),
+                "error": record.error,
+                "duration_ms": record.duration_ms,
+                "created_at": now,
+            }
+            for record in records
+        ],
+        key=["run_id", "position", "item"],
+    )
+
+
+async def finish_run(
+    *,
+    session: AsyncSession,
+    run_id: str,
+    status: ToolRunStatus,
+    output: Any,
+    error: str | None,
+) -> None:
+    run = await session.get(ToolRun, run_id)
+    if run is None:
+        raise NotFound(f"tool run {run_id} not found")
+    run.status = status.value
+    run.output = capped(output)
+    run.error = error
+    run.updated_at = utcnow()
+
+
+def capped(value: Any) -> Any:
+    """Large outputs are kept as a truncated preview so the database stays small."""
+    encoded = json.dumps(value, default=str)
+    if len(encoded) <= RECORDED_OUTPUT_LIMIT:
+        return value
+    return {"truncated": True, "size": len(encoded), "preview": encoded[:RECORDED_OUTPUT_LIMIT]}
