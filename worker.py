@@ -12,17 +12,23 @@ import signal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.llm import LlmActivities, settings_provider_configs
+from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
+from workflows.tool_run import ToolRunWorkflow
 
 logger = logging.getLogger("baton.worker")
 
-WORKFLOWS = [AgentTaskWorkflow]
+WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow]
+# Deterministic libraries workflows use for pure steps; passed through the sandbox because
+# they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
+PURE_LIBRARIES = ("jinja2", "markupsafe", "jmespath", "jsonschema", "referencing", "rpds")
 
 
 def create_worker(
@@ -32,20 +38,28 @@ def create_worker(
     session_factory: async_sessionmaker[AsyncSession],
     settings: Settings | None = None,
 ) -> Worker:
+    settings = settings or Settings()
+    provider_configs = settings_provider_configs(settings)
     task_activities = TaskActivities(session_factory)
-    llm_activities = (
-        LlmActivities(settings_provider_configs(settings))
-        if settings is not None
-        else LlmActivities()
-    )
+    llm_activities = LlmActivities(provider_configs)
+    steps = StepActivities(session_factory, settings, provider_configs)
+    tool_runs = ToolRunActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
+        ),
         activities=[
             task_activities.set_status,
             task_activities.put_message,
             llm_activities.complete,
+            steps.llm,
+            steps.http,
+            steps.code,
+            steps.knowledge_search,
+            tool_runs.finish,
         ],
     )
 

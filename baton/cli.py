@@ -43,6 +43,9 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # httpx logs every request's full URL (query strings may carry keys) at INFO.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def _bootstrap(settings: Settings, *, only_if_empty: bool) -> accounts.Bootstrap | None:

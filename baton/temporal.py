@@ -9,7 +9,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
@@ -84,3 +84,17 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
+
+
+def run_search_attributes(
+    *, project_id: str, kind: str, status: str, agent_id: str | None = None
+) -> TypedSearchAttributes:
+    """The search attributes a Baton run starts with (its status is upserted as it goes)."""
+    pairs = [
+        SearchAttributePair(BATON_PROJECT, project_id),
+        SearchAttributePair(BATON_KIND, kind),
+        SearchAttributePair(BATON_STATUS, status),
+    ]
+    if agent_id is not None:
+        pairs.append(SearchAttributePair(BATON_AGENT, agent_id))
+    return TypedSearchAttributes(pairs)

@@ -18,11 +18,16 @@ with `SCRIPTED_LABEL`, so nobody mistakes it for a real model's.
   "<tool name>: <result>".
 - Otherwise (no `call` line, or no tools offered) it echoes like `scripted:echo`.
 
+A request with a `json_schema` gets, from either model, the smallest JSON document that
+matches it (every string in it is the label), so structured-output steps run offline too.
+
 Text reaches `on_delta` in a few chunks, as a real model's stream would."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from baton.domain.llm import LlmRequest, LlmResponse, Message, MessageRole, TokenUsage, ToolCall
 from baton.domain.models import SCRIPTED_LABEL
@@ -38,7 +43,11 @@ async def complete(
     name: str, request: LlmRequest, *, on_delta: DeltaSink | None = None
 ) -> LlmResponse:
     calls: list[ToolCall] = []
-    if name == "echo":
+    if name not in ("echo", "tools"):
+        raise ModelNotAvailable(f"the scripted provider has no model {name!r}")
+    if request.json_schema is not None:
+        content = json.dumps(_smallest_instance(request.json_schema))
+    elif name == "echo":
         content = _echo(request.messages)
     elif name == "tools":
         content, calls = _tools(request)
@@ -58,6 +67,30 @@ async def complete(
         ),
         finish_reason="tool_calls" if calls else "stop",
     )
+
+
+def _smallest_instance(schema: dict[str, Any]) -> Any:
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        return {key: _smallest_instance(sub) for key, sub in properties.items()}
+    if kind == "array":
+        items = schema.get("items")
+        count = int(schema.get("minItems", 0))
+        return [_smallest_instance(items) for _ in range(count)] if isinstance(items, dict) else []
+    if kind in ("number", "integer"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return SCRIPTED_LABEL
 
 
 def _echo(messages: list[Message]) -> str:

@@ -1,0 +1,282 @@
+"""The I/O steps of a tool run (llm, http, code, knowledge search) and the run's final
+write. Secrets are resolved here, rendered into the step, and scrubbed from what goes back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from jsonschema import Draft202012Validator
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import as_application_error
+from activities.llm import ProviderConfigResolver, provider_failure
+from baton import templating
+from baton.db.repositories import secrets as secret_repo
+from baton.db.repositories import tool_runs as run_repo
+from baton.domain.llm import LlmRequest, Message, MessageRole
+from baton.domain.tool_runs import StepCall, StepOutcome, ToolRunFinish
+from baton.domain.tools import CodeStep, HttpStep, LlmStep
+from baton.errors import BatonError
+from baton.integrations import code_runner, http
+from baton.integrations import llm as llm_provider
+from baton.security import SecretBox
+from baton.settings import Settings
+
+T = TypeVar("T")
+HEARTBEAT_EVERY_S = 2.0
+
+
+class StepActivities:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        provider_configs: ProviderConfigResolver,
+    ) -> None:
+        self._sessions = session_factory
+        self._settings = settings
+        self._box = SecretBox(settings.secret_key.get_secret_value())
+        self._egress = http.EgressPolicy.from_settings(settings)
+        self._provider_configs = provider_configs
+
+    @activity.defn(name="baton.step.llm")
+    async def llm(self, call: StepCall) -> StepOutcome:
+        step = call.step
+        assert isinstance(step, LlmStep)
+        context = await self._context(call)
+        return await self._run(call, context["secrets"], self._llm(step, call, context))
+
+    @activity.defn(name="baton.step.http")
+    async def http(self, call: StepCall) -> StepOutcome:
+        step = call.step
+        assert isinstance(step, HttpStep)
+        context = await self._context(call)
+        return await self._run(call, context["secrets"], self._http(step, call, context))
+
+    @activity.defn(name="baton.step.code")
+    async def code(self, call: StepCall) -> StepOutcome:
+        step = call.step
+        assert isinstance(step, CodeStep)
+        context = await self._context(call)
+        return await self._run(call, context["secrets"], self._code(step, call, context))
+
+    @activity.defn(name="baton.step.knowledge_search")
+    async def knowledge_search(self, call: StepCall) -> StepOutcome:
+        raise ApplicationError(
+            "knowledge_search steps need knowledge sets, which this version does not have yet",
+            type="not_available",
+            non_retryable=True,
+        )
+
+    async def _run(
+        self, call: StepCall, secrets: dict[str, str], work: Awaitable[Any]
+    ) -> StepOutcome:
+        """Runs the step with heartbeats and scrubs secrets from its output and errors."""
+        try:
+            output = await _with_heartbeats(work)
+        except BatonError as exc:
+            raise _scrubbed(as_application_error(exc), secrets) from None
+        except ApplicationError as exc:
+            raise _scrubbed(exc, secrets) from None
+        return StepOutcome(output=_scrub(output, secrets))
+
+    async def _context(self, call: StepCall) -> dict[str, Any]:
+        if not call.needs_secrets:
+            return {**call.context, "secrets": {}}
+        async with self._sessions() as session:
+            revealed = await secret_repo.reveal_secrets(
+                session=session, box=self._box, project_id=call.project_id
+            )
+        return {**call.context, "secrets": revealed}
+
+    async def _llm(self, step: LlmStep, call: StepCall, context: dict[str, Any]) -> Any:
+        messages = [Message(role=MessageRole.user, content=_text(step.prompt, context))]
+        if step.system_prompt:
+            messages.insert(
+                0, Message(role=MessageRole.system, content=_text(step.system_prompt, context))
+            )
+        try:
+            response = await llm_provider.complete(
+                LlmRequest(
+                    model=step.model,
+                    messages=messages,
+                    temperature=step.temperature,
+                    json_schema=step.json_schema,
+                ),
+                config=await self._provider_configs(llm_provider.provider_of(step.model)),
+            )
+        except llm_provider.ProviderError as exc:
+            raise provider_failure(exc) from None
+        if step.json_schema is None:
+            return response.content
+        return _validated_json(response.content, step.json_schema)
+
+    async def _http(self, step: HttpStep, call: StepCall, context: dict[str, Any]) -> Any:
+        headers = {k: _text(v, context) for k, v in step.headers.items()}
+        if step.auth_secret is not None:
+            secret = context["secrets"].get(step.auth_secret)
+            if secret is None:
+                raise ApplicationError(
+                    f"no project secret named {step.auth_secret!r}", non_retryable=True
+                )
+            headers["Authorization"] = f"Bearer {secret}"
+        body = _render(step.body, context) if step.body is not None else None
+        result = await http.fetch(
+            step.method,
+            _text(step.url, context),
+            policy=self._egress,
+            headers=headers,
+            params={k: _text(v, context) for k, v in step.query.items()},
+            json=body if not isinstance(body, str | bytes) and body is not None else None,
+            content=body if isinstance(body, str) else None,
+            timeout=step.timeout_seconds,
+            max_response_bytes=step.max_response_bytes,
+        )
+        if step.fail_on_error_status and result.status >= 400:
+            retryable = result.status in (408, 409, 429) or result.status >= 500
+            raise ApplicationError(
+                f"HTTP {result.status} from {result.url}: {result.text()[:300]}",
+                type="http_status",
+                non_retryable=not retryable,
+            )
+        return {
+            "status": result.status,
+            "headers": result.headers,
+            "body": _decoded_body(result, step.response),
+            "url": result.url,
+        }
+
+    async def _code(self, step: CodeStep, call: StepCall, context: dict[str, Any]) -> Any:
+        settings = self._settings
+        if not settings.code_steps_enabled:
+            raise ApplicationError(
+                "code steps are turned off on this server (BATON_CODE_STEPS_ENABLED=false)",
+                type="disabled",
+                non_retryable=True,
+            )
+        limits = code_runner.CodeLimits(
+            cpu_seconds=settings.code_cpu_seconds,
+            memory_mb=settings.code_memory_mb,
+            wall_seconds=min(settings.code_wall_seconds, step.timeout_seconds),
+        )
+        try:
+            # The code sees params, steps and foreach; never secrets.
+            result = await code_runner.run_python(step.code, dict(call.context), limits=limits)
+        except code_runner.CodeStepError as exc:
+            # The same code with the same inputs fails the same way: no retry.
+            raise ApplicationError(
+                exc.message, type=f"code_{exc.kind}", non_retryable=True
+            ) from exc
+        return result.result
+
+
+class ToolRunActivities:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = session_factory
+
+    # Run as a local activity: one short write at the end, no extra round trip to the server.
+    @activity.defn(name="baton.tool_run.finish")
+    async def finish(self, finish: ToolRunFinish) -> None:
+        async with self._sessions.begin() as session:
+            await run_repo.put_step_records(
+                session=session, run_id=finish.run_id, records=finish.records
+            )
+            await run_repo.finish_run(
+                session=session,
+                run_id=finish.run_id,
+                status=finish.status,
+                output=finish.output,
+                error=finish.error,
+            )
+
+
+async def _with_heartbeats(work: Awaitable[T]) -> T:
+    """Awaits `work`, heartbeating meanwhile, so a cancel reaches it within a heartbeat."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _render(value: Any, context: dict[str, Any]) -> Any:
+    try:
+        return templating.render_tree(value, context)
+    except templating.TemplateError as exc:
+        raise ApplicationError(f"template: {exc}", type="template", non_retryable=True) from exc
+
+
+def _text(template: str, context: dict[str, Any]) -> str:
+    value = _render(template, context)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _decoded_body(result: http.HttpResult, mode: str) -> Any:
+    if mode == "text":
+        return result.text()
+    if mode == "json":
+        try:
+            return result.json()
+        except ValueError as exc:
+            raise ApplicationError(
+                f"the response is not JSON: {exc}", type="http_body", non_retryable=True
+            ) from exc
+    content_type = result.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            return result.json()
+        except ValueError:
+            return result.text()
+    return result.text()
+
+
+def _validated_json(content: str, schema: dict[str, Any]) -> Any:
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Retryable: the model may well answer properly next time.
+        raise ApplicationError(f"the model's answer is not JSON: {exc}", type="llm_json") from exc
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=str)
+    if errors:
+        raise ApplicationError(
+            f"the model's JSON does not match the schema: {errors[0].message}", type="llm_json"
+        )
+    return value
+
+
+def _scrub(value: Any, secrets: dict[str, str]) -> Any:
+    """Replaces any secret value that made its way into a step's output."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for name, secret in secrets.items():
+            if len(secret) >= 4:
+                value = value.replace(secret, f"[secret:{name}]")
+        return value
+    if isinstance(value, dict):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, secrets) for item in value]
+    return value
+
+
+def _scrubbed(error: ApplicationError, secrets: dict[str, str]) -> ApplicationError:
+    return ApplicationError(
+        _scrub(error.message, secrets),
+        type=error.type,
+        non_retryable=error.non_retryable,
+        next_retry_delay=error.next_retry_delay,
+    )
