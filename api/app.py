@@ -9,9 +9,22 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.routes import agents, health, members, projects, tasks, tokens, user_groups
+from api.routes import (
+    agents,
+    health,
+    members,
+    projects,
+    secrets,
+    tasks,
+    tokens,
+    tool_runs,
+    tool_templates,
+    tools,
+    user_groups,
+)
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
+from baton.security import SecretBox
 from baton.settings import Settings
 
 
@@ -27,6 +40,7 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
         app.state.settings = settings
         app.state.session_factory = create_session_factory(engine)
+        app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
         app.state.temporal = temporal_client or await temporal.connect(settings, lazy=True)
         try:
             yield
@@ -42,6 +56,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, user_groups, projects, members, tokens, agents, tasks):
+    routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
+    for module in (*routers, tool_templates, secrets):
         app.include_router(module.router)
     return app

@@ -7,7 +7,6 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from baton import temporal
@@ -52,13 +51,11 @@ async def start_agent_task(
             ),
             id=task.workflow_id,
             task_queue=settings.temporal_task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(temporal.BATON_PROJECT, agent.project_id),
-                    SearchAttributePair(temporal.BATON_AGENT, agent.id),
-                    SearchAttributePair(temporal.BATON_STATUS, TaskStatus.queued.value),
-                    SearchAttributePair(temporal.BATON_KIND, "agent-task"),
-                ]
+            search_attributes=temporal.run_search_attributes(
+                project_id=agent.project_id,
+                kind="agent-task",
+                status=TaskStatus.queued.value,
+                agent_id=agent.id,
             ),
             static_summary=f"agent {spec.name}",
         )

@@ -1,0 +1,52 @@
+"""Project secrets: written, listed by name, deleted; never read back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+
+from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.schemas.tools import SecretPublic, SecretPut
+from baton.db.repositories import secrets as secret_repo
+from baton.domain.accounts import Role
+from baton.domain.tools import IDENTIFIER
+from baton.security import SecretBox
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/secrets", tags=["secrets"])
+
+SecretName = Annotated[str, Path(pattern=IDENTIFIER)]
+
+
+@router.get("")
+async def list_secrets(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[SecretPublic]:
+    require_role(principal, Role.viewer)
+    rows = await secret_repo.list_secrets(session=session, project_id=project.id)
+    return [SecretPublic.model_validate(r) for r in rows]
+
+
+@router.put("/{name}")
+async def put_secret(
+    name: SecretName,
+    body: SecretPut,
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> SecretPublic:
+    require_role(principal, Role.admin)
+    box: SecretBox = request.app.state.secret_box
+    row = await secret_repo.put_secret(
+        session=session, box=box, project_id=project.id, name=name, value=body.value
+    )
+    return SecretPublic.model_validate(row)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_secret(
+    name: SecretName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.admin)
+    await secret_repo.delete_secret(session=session, project_id=project.id, name=name)

@@ -1,0 +1,169 @@
+"""Tools: definitions with versions, runs, export and import."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from api.deps import (
+    PrincipalDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require_role,
+)
+from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
+from api.tool_runs_start import check_before_save, run_view, start_tool_run, wait_for_run
+from baton.db.repositories import tools as tool_repo
+from baton.domain.accounts import Role
+from baton.domain.tools import ToolSpec
+from baton.errors import InvalidInput
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/tools", tags=["tools"])
+
+
+@router.get("")
+async def list_tools(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[ToolPublic]:
+    require_role(principal, Role.viewer)
+    pairs = await tool_repo.current_specs(session=session, project_id=project.id)
+    return [
+        ToolPublic.of(tool, spec) for tool, spec in sorted(pairs, key=lambda p: p[0].created_at)
+    ]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_tool(
+    body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> ToolPublic:
+    require_role(principal, Role.editor)
+    await check_before_save(session=session, project_id=project.id, spec=body)
+    tool = await tool_repo.create_tool(session=session, project_id=project.id, spec=body)
+    return ToolPublic.of(tool, body)
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_tool(
+    request: Request, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> ToolPublic:
+    """A tool exported as JSON or YAML (`Content-Type: application/yaml`)."""
+    require_role(principal, Role.editor)
+    raw = await request.body()
+    try:
+        data: Any = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"the body is neither JSON nor YAML: {exc}") from exc
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in _EXPORT_ONLY}
+    try:
+        spec = ToolSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "the imported tool is not valid",
+            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    await check_before_save(session=session, project_id=project.id, spec=spec)
+    tool = await tool_repo.create_tool(session=session, project_id=project.id, spec=spec)
+    return ToolPublic.of(tool, spec)
+
+
+_EXPORT_ONLY = {"id", "project_id", "version", "parameters_schema", "created_at", "updated_at"}
+
+
+@router.get("/{tool_id}")
+async def get_tool(
+    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> ToolPublic:
+    require_role(principal, Role.viewer)
+    tool = await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+    _, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
+    return ToolPublic.of(tool, spec)
+
+
+@router.put("/{tool_id}")
+async def update_tool(
+    tool_id: str, body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> ToolPublic:
+    """Saves a new version; runs already started keep the version they started with."""
+    require_role(principal, Role.editor)
+    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+    await check_before_save(session=session, project_id=project.id, spec=body, tool_id=tool_id)
+    tool = await tool_repo.update_tool(
+        session=session, project_id=project.id, tool_id=tool_id, spec=body
+    )
+    return ToolPublic.of(tool, body)
+
+
+@router.delete("/{tool_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_tool(
+    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.editor)
+    await tool_repo.delete_tool(session=session, project_id=project.id, tool_id=tool_id)
+
+
+@router.get("/{tool_id}/versions")
+async def list_versions(
+    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[ToolVersionPublic]:
+    require_role(principal, Role.viewer)
+    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+    rows = await tool_repo.list_versions(session=session, tool_id=tool_id)
+    return [
+        ToolVersionPublic(
+            version=r.version, created_at=r.created_at, spec=ToolSpec.model_validate(r.spec)
+        )
+        for r in rows
+    ]
+
+
+@router.get("/{tool_id}/export")
+async def export_tool(
+    tool_id: str,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    format: Annotated[Literal["json", "yaml"], Query()] = "json",
+) -> Response:
+    require_role(principal, Role.viewer)
+    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+    _, spec = await tool_repo.get_spec(session=session, tool_id=tool_id)
+    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    if format == "yaml":
+        return Response(yaml.safe_dump(data, sort_keys=False), media_type="application/yaml")
+    return JSONResponse(data)
+
+
+@router.post("/{tool_id}/runs", status_code=status.HTTP_201_CREATED)
+async def run_tool(
+    tool_id: str,
+    body: ToolRunCreate,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> ToolRunPublic:
+    """Starts a run. With `"wait": true` the answer carries the result if the run finishes
+    within `wait_seconds`; otherwise poll `GET .../tool-runs/{id}`."""
+    require_role(principal, Role.editor)
+    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+    run = await start_tool_run(
+        session=session,
+        temporal_client=temporal_client,
+        settings=settings,
+        project_id=project.id,
+        tool_id=tool_id,
+        params=body.params,
+    )
+    if body.wait:
+        await wait_for_run(temporal_client, run, body.wait_seconds)
+        await session.refresh(run)
+    status, steps = await run_view(session=session, temporal_client=temporal_client, run=run)
+    return ToolRunPublic.of(run, steps, settings.temporal_ui_link(run.workflow_id), status)

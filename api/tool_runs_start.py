@@ -1,0 +1,131 @@
+"""Saving a tool (validated as a whole) and starting a run of it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from baton import temporal
+from baton.db.repositories import tool_runs as run_repo
+from baton.db.repositories import tools as tool_repo
+from baton.db.tables import ToolRun
+from baton.domain.tool_checks import check_tool, validate_params
+from baton.domain.tool_runs import ToolRunInput
+from baton.domain.tools import ToolRunStatus, ToolSpec
+from baton.errors import InvalidInput, ServiceUnavailable
+from baton.settings import Settings
+from workflows.tool_run import ToolRunWorkflow
+
+logger = logging.getLogger("baton.api")
+
+QUERY_TIMEOUT_S = 1.0
+
+
+async def check_before_save(
+    *, session: AsyncSession, project_id: str, spec: ToolSpec, tool_id: str | None = None
+) -> None:
+    known = {tool.id for tool in await tool_repo.list_tools(session=session, project_id=project_id)}
+    check_tool(spec, known_tools=known)
+    cycle = await tool_repo.find_cycle(
+        session=session, project_id=project_id, tool_id=tool_id, spec=spec
+    )
+    if cycle:
+        raise InvalidInput(
+            "the tool would call itself: " + " -> ".join(cycle),
+            details=[{"step": None, "field": "steps", "message": "cycle", "cycle": cycle}],
+        )
+
+
+async def start_tool_run(
+    *,
+    session: AsyncSession,
+    temporal_client: Client,
+    settings: Settings,
+    project_id: str,
+    tool_id: str,
+    params: dict[str, Any],
+) -> ToolRun:
+    version, specs = await tool_repo.pinned_closure(session=session, tool_id=tool_id)
+    values = validate_params(specs[tool_id], params)
+    run_id = str(uuid.uuid4())
+    run = await run_repo.create_run(
+        session=session,
+        run_id=run_id,
+        project_id=project_id,
+        tool_id=tool_id,
+        tool_version=version,
+        params=values,
+    )
+    await session.commit()
+    try:
+        await temporal_client.start_workflow(
+            ToolRunWorkflow.run,
+            ToolRunInput(
+                run_id=run_id,
+                project_id=project_id,
+                tool_id=tool_id,
+                tool_version=version,
+                specs=specs,
+                params=values,
+            ),
+            id=run.workflow_id,
+            task_queue=settings.temporal_task_queue,
+            search_attributes=temporal.run_search_attributes(
+                project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
+            ),
+            static_summary=f"tool {specs[tool_id].name} v{version}",
+        )
+    except (RPCError, RuntimeError) as exc:
+        logger.warning("could not start tool run %s: %s", run_id, exc)
+        await run_repo.finish_run(
+            session=session,
+            run_id=run_id,
+            status=ToolRunStatus.failed,
+            output=None,
+            error="the run could not be started: Temporal is unavailable",
+        )
+        await session.commit()
+        raise ServiceUnavailable(
+            "Temporal is unavailable; the run was not started", details={"run_id": run_id}
+        ) from exc
+    return run
+
+
+async def run_view(
+    *, session: AsyncSession, temporal_client: Client, run: ToolRun
+) -> tuple[ToolRunStatus, list[Any]]:
+    """The run's status and step results: from the database once it ended, else asked of
+    the running workflow (its steps are written to the database only at the end)."""
+    status = ToolRunStatus(run.status)
+    if status.is_final:
+        return status, await run_repo.list_steps(session=session, run_id=run.id)
+    handle = temporal_client.get_workflow_handle(run.workflow_id)
+    try:
+        # Temporal holds a query until the run's first workflow task is done: a run no
+        # worker has picked up yet would hang here, so answer from the database instead.
+        async with asyncio.timeout(QUERY_TIMEOUT_S):
+            progress = await handle.query(ToolRunWorkflow.progress)
+    except (RPCError, WorkflowQueryFailedError, TimeoutError):
+        return status, []
+    # Final only once the database has the output; until then it is still finishing.
+    live = ToolRunStatus.running if progress.status.is_final else progress.status
+    return live, progress.records
+
+
+async def wait_for_run(temporal_client: Client, run: ToolRun, seconds: float) -> bool:
+    """True when the run finished within `seconds` (its result is then in the database)."""
+    handle = temporal_client.get_workflow_handle(run.workflow_id)
+    try:
+        async with asyncio.timeout(seconds):
+            await handle.result()
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        return True
+    return True
