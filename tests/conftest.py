@@ -113,11 +113,14 @@ def settings(
 @pytest.fixture
 async def worker(
     temporal_env: WorkflowEnvironment,
-    task_queue: str,
+    settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Worker]:
     running = create_worker(
-        temporal_env.client, task_queue=task_queue, session_factory=session_factory
+        temporal_env.client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=session_factory,
+        settings=settings,
     )
     async with running:
         yield running

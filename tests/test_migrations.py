@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -80,4 +81,5 @@ async def test_upgrading_twice_changes_nothing(scratch_database: str):
     async with engine.connect() as connection:
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).all()
     await engine.dispose()
-    assert version == [("0001",)]
+    head = ScriptDirectory.from_config(migrate.alembic_config(scratch_database)).get_current_head()
+    assert version == [(head,)]

@@ -1,0 +1,154 @@
+"""Throughput of a 5-step Baton tool against a plain Temporal chain of 5 no-op activities.
+
+One embedded dev server (WAL pragmas, as `baton up` runs it), one in-process worker per
+side, the same number of runs and the same concurrency. Baton's tool has 3 I/O steps (LLM
+steps on the offline scripted model: an activity each, which also records the step) and 2
+pure steps (template, transform: computed in the workflow). Prints runs/s of both and their
+ratio (Baton / plain; above 1.0 means Baton is faster).
+
+    python bench/tool_overhead.py [--runs 200] [--concurrency 20] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from plain_chain import PlainChain, noop  # noqa: E402
+
+from api.tool_runs_start import start_tool_run  # noqa: E402
+from baton import temporal  # noqa: E402
+from baton.db import migrate  # noqa: E402
+from baton.db.engine import create_engine, create_session_factory  # noqa: E402
+from baton.db.repositories import accounts  # noqa: E402
+from baton.db.repositories import tools as tool_repo  # noqa: E402
+from baton.domain.tools import ToolSpec  # noqa: E402
+from baton.settings import Settings  # noqa: E402
+from worker import create_worker  # noqa: E402
+
+FIVE_STEP_TOOL = ToolSpec.model_validate(
+    {
+        "name": "Five steps",
+        "params": [{"name": "x", "type": "text"}],
+        "steps": [
+            {"name": "a", "type": "llm", "prompt": "{{ params.x }}"},
+            {"name": "b", "type": "template", "template": "{{ steps.a.output | length }}"},
+            {"name": "c", "type": "llm", "prompt": "{{ steps.b.output }}"},
+            {
+                "name": "d",
+                "type": "transform",
+                "input": "{{ [steps.c.output] }}",
+                "expression": "[0]",
+            },
+            {"name": "e", "type": "llm", "prompt": "{{ steps.d.output }}"},
+        ],
+    }
+)
+
+
+async def measure(label: str, runs: int, concurrency: int, start_one) -> float:  # type: ignore[no-untyped-def]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await start_one(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(runs)))
+    elapsed = time.perf_counter() - started
+    rate = runs / elapsed
+    print(f"  {label:<28} {runs} runs in {elapsed:6.2f}s  {rate:7.1f} runs/s")
+    return rate
+
+
+async def main(runs: int, concurrency: int, rounds: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
+    await migrate.aupgrade(database_url)
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=shutil.which("temporal")
+        or str(Path(sys.executable).parent / "temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    settings = Settings(data_dir=data, database_url=database_url, temporal_task_queue="bench-baton")
+    async with sessions.begin() as session:
+        created = await accounts.bootstrap_organization(
+            session=session, org_name="Bench", project_name="Bench"
+        )
+        tool = await tool_repo.create_tool(
+            session=session, project_id=created.project.id, spec=FIVE_STEP_TOOL
+        )
+    project_id, tool_id = created.project.id, tool.id
+
+    async def baton_run(i: int) -> None:
+        async with sessions() as session:
+            run = await start_tool_run(
+                session=session,
+                temporal_client=env.client,
+                settings=settings,
+                project_id=project_id,
+                tool_id=tool_id,
+                params={"x": f"run {i}"},
+            )
+        await env.client.get_workflow_handle(run.workflow_id).result()
+
+    async def plain_run(i: int) -> None:
+        await env.client.execute_workflow(
+            PlainChain.run, f"run {i}", id=f"plain-{uuid.uuid4()}", task_queue="bench-plain"
+        )
+
+    baton_worker = create_worker(
+        env.client, task_queue="bench-baton", session_factory=sessions, settings=settings
+    )
+    plain_worker = Worker(
+        env.client, task_queue="bench-plain", workflows=[PlainChain], activities=[noop]
+    )
+    print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}")
+    baton_rates, plain_rates = [], []
+    async with baton_worker, plain_worker:
+        await measure("warm-up (not counted)", 20, concurrency, plain_run)
+        await measure("warm-up (not counted)", 20, concurrency, baton_run)
+        for round_no in range(1, rounds + 1):
+            print(f" round {round_no}")
+            plain_rates.append(
+                await measure("plain 5-activity chain", runs, concurrency, plain_run)
+            )
+            baton_rates.append(await measure("Baton 5-step tool", runs, concurrency, baton_run))
+    await env.shutdown()
+    await engine.dispose()
+    shutil.rmtree(data, ignore_errors=True)
+    baton_rate = sum(baton_rates) / len(baton_rates)
+    plain_rate = sum(plain_rates) / len(plain_rates)
+    print(f"plain chain: {plain_rate:.1f} runs/s")
+    print(f"Baton tool:  {baton_rate:.1f} runs/s")
+    print(f"ratio (Baton / plain): {baton_rate / plain_rate:.2f}  (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.concurrency, args.rounds))
