@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -14,7 +15,7 @@ from baton.db.repositories import tasks as task_repo
 from baton.db.repositories.agents import agent_spec
 from baton.db.tables import Agent, Task
 from baton.domain.tasks import AgentTaskInput, TaskStatus
-from baton.errors import ServiceUnavailable
+from baton.errors import Conflict, ServiceUnavailable
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
 
@@ -28,16 +29,31 @@ async def start_agent_task(
     settings: Settings,
     agent: Agent,
     message: str,
+    task_id: str | None = None,
+    user_group_id: str | None = None,
 ) -> Task:
-    task_id = str(uuid.uuid4())
+    """Starts a task of `agent`. A caller-chosen `task_id` makes the start idempotent: the
+    same id again returns the task that id already started (webhook dedupe keys use it)."""
+    task_id = task_id or str(uuid.uuid4())
+    existing = await session.get(Task, task_id)
+    if existing is not None:
+        if existing.agent_id != agent.id:
+            raise Conflict(f"task {task_id} belongs to another agent")
+        return existing
     task = await task_repo.create_task(
         session=session,
         task_id=task_id,
         project_id=agent.project_id,
         agent_id=agent.id,
         first_message=message,
+        user_group_id=user_group_id,
     )
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        # The same id was started a moment ago by a concurrent request.
+        await session.rollback()
+        return await task_repo.get_task_by_id(session=session, task_id=task_id)
     spec = agent_spec(agent)
     try:
         await temporal_client.start_workflow(
@@ -48,6 +64,7 @@ async def start_agent_task(
                 agent_id=agent.id,
                 agent=spec,
                 message=message,
+                user_group_id=user_group_id,
             ),
             id=task.workflow_id,
             task_queue=settings.temporal_task_queue,

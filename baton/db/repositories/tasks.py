@@ -40,6 +40,15 @@ async def create_task(
     return task
 
 
+async def get_task_by_id(*, session: AsyncSession, task_id: str) -> Task:
+    """For the platform's own code paths; API reads go through `get_task`, which checks
+    who is asking."""
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
 def _visible_tasks(principal: Principal, project_id: str) -> Select[Task]:
     query = select(Task).where(Task.project_id == project_id)
     if principal.is_user_group:
