@@ -20,6 +20,7 @@ from api.routes import (
     tool_runs,
     tool_templates,
     tools,
+    triggers,
     user_groups,
 )
 from baton import temporal
@@ -57,6 +58,6 @@ def create_app(
     )
     install_error_handlers(app)
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
-    for module in (*routers, tool_templates, secrets):
+    for module in (*routers, tool_templates, secrets, triggers):
         app.include_router(module.router)
     return app

@@ -1,0 +1,449 @@
+"""Triggers that start an agent's tasks without a person: webhooks and schedules.
+
+A webhook is a secret URL (`/api/hooks/<token>`) that turns any JSON body into a task; the
+token is the credential, so that route takes no Authorization header. A schedule is a
+Temporal Schedule `baton-schedule-<id>` whose action starts `AgentTaskWorkflow` directly:
+Temporal owns the timing, and the workflow creates its own task row when it fires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, NoReturn
+
+from fastapi import APIRouter, Depends, Request, status
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import (
+    PrincipalDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require_role,
+)
+from api.schemas.triggers import (
+    MAX_MESSAGE_LENGTH,
+    PAYLOAD,
+    HookAccepted,
+    ScheduleCreate,
+    SchedulePublic,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPublic,
+)
+from api.task_start import start_agent_task
+from baton import templating
+from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import triggers as trigger_repo
+from baton.db.tables import Agent, AgentSchedule, Task
+from baton.domain.accounts import Role
+from baton.domain.tasks import AgentTaskInput, TaskStatus
+from baton.errors import BatonError, Conflict, InvalidInput, ServiceUnavailable
+from baton.security import new_token
+from baton.settings import Settings
+from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT, run_search_attributes
+from workflows.agent_task import AgentTaskWorkflow
+
+logger = logging.getLogger("baton.api")
+
+WEBHOOK_TOKEN_PREFIX = "bthk_"
+MAX_PAYLOAD_BYTES = 1024 * 1024
+# Runs missed while Temporal was down are made up within this window and dropped beyond
+# it: a report late by minutes is still wanted, a week of them at once is not.
+CATCHUP_WINDOW = timedelta(hours=1)
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
+
+
+class PayloadTooLarge(BatonError):
+    code = "payload_too_large"
+    status_code = 413
+
+
+async def get_agent(agent_id: str, project: ProjectDep, session: SessionDep) -> Agent:
+    return await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+
+
+AgentDep = Annotated[Agent, Depends(get_agent)]
+
+
+async def get_schedule(schedule_id: str, agent: AgentDep, session: SessionDep) -> AgentSchedule:
+    return await trigger_repo.get_schedule(
+        session=session, project_id=agent.project_id, agent_id=agent.id, schedule_id=schedule_id
+    )
+
+
+ScheduleDep = Annotated[AgentSchedule, Depends(get_schedule)]
+
+webhooks = APIRouter(
+    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/webhooks", tags=["webhooks"]
+)
+hooks = APIRouter(prefix="/api/hooks", tags=["webhooks"])
+schedules = APIRouter(
+    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/schedules", tags=["schedules"]
+)
+
+
+# Webhooks
+
+
+@webhooks.post("", status_code=status.HTTP_201_CREATED)
+async def create_webhook(
+    body: WebhookCreate,
+    agent: AgentDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> WebhookCreated:
+    require_role(principal, Role.editor)
+    token = new_token(WEBHOOK_TOKEN_PREFIX)
+    webhook = await trigger_repo.create_webhook(
+        session=session,
+        project_id=agent.project_id,
+        agent_id=agent.id,
+        token=token,
+        message_template=body.message_template,
+        dedupe_key_template=body.dedupe_key_template,
+    )
+    return WebhookCreated(
+        **WebhookPublic.of(webhook).model_dump(),
+        url=f"{settings.public_api_url.rstrip('/')}{hooks.prefix}/{token}",
+        token=token,
+    )
+
+
+@webhooks.get("")
+async def list_webhooks(
+    agent: AgentDep, session: SessionDep, principal: PrincipalDep
+) -> list[WebhookPublic]:
+    require_role(principal, Role.viewer)
+    rows = await trigger_repo.list_webhooks(
+        session=session, project_id=agent.project_id, agent_id=agent.id
+    )
+    return [WebhookPublic.of(w) for w in rows]
+
+
+@webhooks.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_webhook(
+    webhook_id: str, agent: AgentDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.editor)
+    await trigger_repo.revoke_webhook(
+        session=session, project_id=agent.project_id, agent_id=agent.id, webhook_id=webhook_id
+    )
+
+
+@hooks.post(
+    "/{token}",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+    },
+)
+async def receive_hook(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> HookAccepted:
+    """Any JSON body (up to 1 MB) becomes `payload` in the webhook's templates. With a dedupe
+    key, the same key starts one task however often it arrives."""
+    webhook = await trigger_repo.find_webhook(session=session, token=token)
+    payload = await _read_json(request)
+    message = _render(webhook.message_template, payload, field="message_template")
+    if not message.strip():
+        raise InvalidInput("the message_template rendered an empty message for this payload")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise InvalidInput(f"the rendered message is longer than {MAX_MESSAGE_LENGTH} characters")
+    task_id = None
+    if webhook.dedupe_key_template:
+        key = _render(webhook.dedupe_key_template, payload, field="dedupe_key_template").strip()
+        task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
+    deduplicated = task_id is not None and await session.get(Task, task_id) is not None
+    agent = await agent_repo.get_agent(
+        session=session, project_id=webhook.project_id, agent_id=webhook.agent_id
+    )
+    task = await start_agent_task(
+        session=session,
+        temporal_client=temporal_client,
+        settings=settings,
+        agent=agent,
+        message=message,
+        task_id=task_id,
+    )
+    return HookAccepted(
+        task_id=task.id,
+        workflow_id=task.workflow_id,
+        status=TaskStatus(task.status),
+        deduplicated=deduplicated,
+    )
+
+
+async def _read_json(request: Request) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise _too_large()
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}") from exc
+
+
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {MAX_PAYLOAD_BYTES} bytes")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _render(template: str, payload: Any, *, field: str) -> str:
+    try:
+        return templating.render_text(template, {PAYLOAD: payload})
+    except templating.TemplateError as exc:
+        raise InvalidInput(
+            f"the webhook's {field} failed on this payload: {exc}", details={"field": field}
+        ) from exc
+
+
+# Schedules
+
+
+@schedules.post("", status_code=status.HTTP_201_CREATED)
+async def create_schedule(
+    body: ScheduleCreate,
+    agent: AgentDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> SchedulePublic:
+    require_role(principal, Role.editor)
+    schedule = await trigger_repo.create_schedule(
+        session=session,
+        project_id=agent.project_id,
+        agent_id=agent.id,
+        cron=body.cron,
+        timezone=body.timezone,
+        message=body.message,
+    )
+    # The row is only flushed: if Temporal refuses the cron or is down, the request fails
+    # and the session rolls it back. Once Temporal has the schedule, a failed commit must
+    # not leave it firing with no row to manage it by.
+    await _create_in_temporal(temporal_client, settings, schedule)
+    try:
+        await session.commit()
+    except BaseException:
+        with contextlib.suppress(BatonError):
+            await _delete_in_temporal(temporal_client, schedule)
+        raise
+    return _view(schedule, settings, await _next_run(temporal_client, schedule))
+
+
+@schedules.get("")
+async def list_schedules(
+    agent: AgentDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> list[SchedulePublic]:
+    require_role(principal, Role.viewer)
+    rows = await trigger_repo.list_schedules(
+        session=session, project_id=agent.project_id, agent_id=agent.id
+    )
+    next_runs = await asyncio.gather(*(_next_run(temporal_client, s) for s in rows))
+    return [_view(s, settings, n) for s, n in zip(rows, next_runs, strict=True)]
+
+
+@schedules.post("/{schedule_id}/pause")
+async def pause_schedule(
+    schedule: ScheduleDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> SchedulePublic:
+    require_role(principal, Role.editor)
+    return await _set_paused(temporal_client, settings, schedule, paused=True)
+
+
+@schedules.post("/{schedule_id}/resume")
+async def resume_schedule(
+    schedule: ScheduleDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+    settings: SettingsDep,
+) -> SchedulePublic:
+    require_role(principal, Role.editor)
+    return await _set_paused(temporal_client, settings, schedule, paused=False)
+
+
+@schedules.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_schedule(
+    schedule: ScheduleDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+) -> None:
+    require_role(principal, Role.editor)
+    await _delete_in_temporal(temporal_client, schedule)
+    await session.delete(schedule)
+
+
+async def _set_paused(
+    client: Client, settings: Settings, schedule: AgentSchedule, *, paused: bool
+) -> SchedulePublic:
+    handle = client.get_schedule_handle(temporal_schedule_id(schedule))
+    try:
+        if paused:
+            await handle.pause(note="paused through the Baton API")
+        else:
+            await handle.unpause(note="resumed through the Baton API")
+    except (RPCError, RuntimeError) as exc:
+        _raise_temporal_error(exc, schedule)
+    schedule.paused = paused
+    return _view(schedule, settings, await _next_run(client, schedule))
+
+
+def temporal_schedule_id(schedule: AgentSchedule) -> str:
+    return f"baton-schedule-{schedule.id}"
+
+
+def temporal_schedule(schedule: AgentSchedule, settings: Settings) -> Schedule:
+    """Each run gets its own workflow id (Temporal appends the fire time to `task-schedule-
+    <id>`) and creates its own task, loading the agent as it is at that moment."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            AgentTaskWorkflow.run,
+            AgentTaskInput(
+                task_id="",
+                project_id=schedule.project_id,
+                agent_id=schedule.agent_id,
+                agent=None,
+                message=schedule.message,
+            ),
+            id=f"task-schedule-{schedule.id}",
+            task_queue=settings.temporal_task_queue,
+            typed_search_attributes=run_search_attributes(
+                project_id=schedule.project_id,
+                kind="agent-task",
+                status=TaskStatus.queued.value,
+                agent_id=schedule.agent_id,
+            ),
+            static_summary=f"scheduled: {schedule.cron} ({schedule.timezone})",
+        ),
+        spec=ScheduleSpec(cron_expressions=[schedule.cron], time_zone_name=schedule.timezone),
+        # A task may stay open (idle, waiting for a message), which must not hold back the
+        # next run.
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.ALLOW_ALL, catchup_window=CATCHUP_WINDOW
+        ),
+        state=ScheduleState(paused=schedule.paused),
+    )
+
+
+async def _create_in_temporal(client: Client, settings: Settings, schedule: AgentSchedule) -> None:
+    try:
+        await client.create_schedule(
+            temporal_schedule_id(schedule),
+            temporal_schedule(schedule, settings),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(BATON_PROJECT, schedule.project_id),
+                    SearchAttributePair(BATON_AGENT, schedule.agent_id),
+                    SearchAttributePair(BATON_KIND, "agent-schedule"),
+                ]
+            ),
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            # The time zone was checked before; what Temporal refuses is the cron string.
+            raise InvalidInput(
+                f"invalid cron: {exc.message}",
+                details=[{"loc": ["body", "cron"], "msg": exc.message, "type": "value_error"}],
+            ) from exc
+        _raise_temporal_error(exc, schedule)
+    except RuntimeError as exc:
+        _raise_temporal_error(exc, schedule)
+
+
+async def _delete_in_temporal(client: Client, schedule: AgentSchedule) -> None:
+    try:
+        await client.get_schedule_handle(temporal_schedule_id(schedule)).delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            _raise_temporal_error(exc, schedule)
+    except RuntimeError as exc:
+        _raise_temporal_error(exc, schedule)
+
+
+async def _next_run(client: Client, schedule: AgentSchedule) -> datetime | None:
+    """The next fire time, as Temporal computes it; a listing still answers without it."""
+    if schedule.paused:
+        return None
+    handle = client.get_schedule_handle(temporal_schedule_id(schedule))
+    try:
+        description = await handle.describe(rpc_timeout=DESCRIBE_TIMEOUT)
+    except (RPCError, RuntimeError) as exc:
+        logger.warning("could not describe %s: %s", handle.id, exc)
+        return None
+    upcoming = description.info.next_action_times
+    return upcoming[0] if upcoming else None
+
+
+def _raise_temporal_error(exc: RPCError | RuntimeError, schedule: AgentSchedule) -> NoReturn:
+    """`RuntimeError` is what a lazy client raises when it cannot connect."""
+    schedule_id = temporal_schedule_id(schedule)
+    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+        raise Conflict(
+            f"the Temporal schedule {schedule_id} is gone; delete this schedule and create it again"
+        ) from exc
+    logger.warning("Temporal call for %s failed: %s", schedule_id, exc)
+    raise ServiceUnavailable(
+        "Temporal is unavailable; the schedule was not changed",
+        details={"temporal_schedule_id": schedule_id},
+    ) from exc
+
+
+def _view(
+    schedule: AgentSchedule, settings: Settings, next_run_at: datetime | None
+) -> SchedulePublic:
+    schedule_id = temporal_schedule_id(schedule)
+    ui = settings.temporal_ui_url.rstrip("/")
+    return SchedulePublic(
+        id=schedule.id,
+        agent_id=schedule.agent_id,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        message=schedule.message,
+        paused=schedule.paused,
+        next_run_at=next_run_at,
+        temporal_schedule_id=schedule_id,
+        temporal_ui_url=f"{ui}/namespaces/{settings.temporal_namespace}/schedules/{schedule_id}",
+        created_at=schedule.created_at,
+    )
+
+
+router = APIRouter()
+for _part in (webhooks, hooks, schedules):
+    router.include_router(_part)
