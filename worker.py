@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.events import EventActivities
 from activities.llm import LlmActivities, settings_provider_configs
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
@@ -41,7 +42,8 @@ def create_worker(
     settings = settings or Settings()
     provider_configs = settings_provider_configs(settings)
     task_activities = TaskActivities(session_factory)
-    llm_activities = LlmActivities(provider_configs)
+    llm_activities = LlmActivities(provider_configs, session_factory)
+    events = EventActivities(session_factory)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
     return Worker(
@@ -52,9 +54,12 @@ def create_worker(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
         ),
         activities=[
+            task_activities.begin,
             task_activities.set_status,
             task_activities.put_message,
             llm_activities.complete,
+            llm_activities.chat,
+            events.append,
             steps.llm,
             steps.http,
             steps.code,

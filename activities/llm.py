@@ -3,15 +3,20 @@ workflow's history; whether a failure is worth retrying, and when, is the provid
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
+from activities.events import EventWriter
+from baton.domain.events import EventType
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
+from baton.domain.tasks import LlmCall
 from baton.errors import BatonError
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError
@@ -42,14 +47,45 @@ async def no_provider_configs(provider: str) -> ProviderConfig | None:
 
 
 class LlmActivities:
-    def __init__(self, provider_configs: ProviderConfigResolver = no_provider_configs) -> None:
+    def __init__(
+        self,
+        provider_configs: ProviderConfigResolver = no_provider_configs,
+        session_factory: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._provider_configs = provider_configs
+        self._sessions = session_factory
 
     @activity.defn(name="baton.llm.complete")
     async def complete(self, request: LlmRequest) -> LlmResponse:
+        return await self._complete(request, _heartbeat)
+
+    @activity.defn(name="baton.llm.chat")
+    async def chat(self, call: LlmCall) -> LlmResponse:
+        """A task's LLM call: each piece of text becomes a `message.delta` event as it
+        streams in (keys derived from `stream_key`, so a retry's pieces are not doubled)."""
+        if self._sessions is None:
+            return await self._complete(call.request, _heartbeat)
+        # Each attempt streams under its own keys: a retry's text arrives whole, and the
+        # `message.completed` event that follows is the text that counts.
+        prefix = f"{call.stream_key}:attempt-{activity.info().attempt}"
+        writer = EventWriter(self._sessions, call.task_id, key_prefix=prefix)
+
+        async def on_delta(delta: str) -> None:
+            activity.heartbeat()
+            # `at`: when the piece was produced, so a client can see how fresh its stream is.
+            await writer.emit(EventType.message_delta, {"text": delta, "at": time.time()})
+
+        try:
+            return await self._complete(call.request, on_delta)
+        finally:
+            await writer.flush()
+
+    async def _complete(
+        self, request: LlmRequest, on_delta: Callable[[str], Awaitable[None]]
+    ) -> LlmResponse:
         try:
             config = await self._provider_configs(llm.provider_of(request.model))
-            return await llm.complete(request, config=config, on_delta=_heartbeat)
+            return await llm.complete(request, config=config, on_delta=on_delta)
         except ProviderError as exc:
             # `from None`: the client library's own exception is not redacted, and a failure's
             # causes are recorded in history.

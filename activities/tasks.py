@@ -1,17 +1,59 @@
-"""Writing a task's projection (status, messages) for the API to read."""
+"""Writing a task's projection (row, status, messages, events) for the API to read. Each
+write also appends the matching event in the same transaction, so the stream and the
+projection never disagree."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
-from baton.domain.tasks import TaskMessageAppend, TaskStatusUpdate
+from baton.db.repositories import tools as tool_repo
+from baton.domain.events import EventDraft, EventType
+from baton.domain.tasks import BeginTask, BegunTask, TaskMessageAppend, TaskStatusUpdate
+from baton.domain.tools import ToolSpec
+from baton.errors import NotFound
 
 
 class TaskActivities:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = session_factory
+
+    @activity.defn(name="baton.task.begin")
+    async def begin(self, begin: BeginTask) -> BegunTask:
+        """Makes sure the task's row exists, and pins the agent (when not given) and the
+        tools it may call, with every tool those call."""
+        async with self._sessions.begin() as session:
+            await task_repo.ensure_task(
+                session=session,
+                task_id=begin.task_id,
+                workflow_id=begin.workflow_id,
+                project_id=begin.project_id,
+                agent_id=begin.agent_id,
+                first_message=begin.message,
+                user_group_id=begin.user_group_id,
+            )
+            try:
+                agent_row = await agent_repo.get_agent(
+                    session=session, project_id=begin.project_id, agent_id=begin.agent_id
+                )
+            except NotFound as exc:
+                raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
+            spec = agent_repo.agent_spec(agent_row)
+            tools: dict[str, ToolSpec] = {}
+            for agent_tool in spec.tools:
+                try:
+                    _, closure = await tool_repo.pinned_closure(
+                        session=session, tool_id=agent_tool.tool_id
+                    )
+                except NotFound:
+                    # A deleted tool is left out: the model simply does not see it.
+                    continue
+                tools.update(closure)
+        return BegunTask(agent=spec if begin.load_agent else None, tools=tools)
 
     @activity.defn(name="baton.task.set_status")
     async def set_status(self, update: TaskStatusUpdate) -> None:
@@ -19,10 +61,44 @@ class TaskActivities:
             await task_repo.set_status(
                 session=session, task_id=update.task_id, status=update.status, error=update.error
             )
+            data = {"status": update.status.value, **update.details}
+            if update.error:
+                data["error"] = update.error
+            await event_repo.append_events(
+                session=session,
+                task_id=update.task_id,
+                events=[EventDraft(type=EventType.task_status, data=data, key=_key("status"))],
+            )
 
     @activity.defn(name="baton.task.put_message")
     async def put_message(self, append: TaskMessageAppend) -> None:
         async with self._sessions.begin() as session:
             await task_repo.put_message(
-                session=session, task_id=append.task_id, seq=append.seq, message=append.message
+                session=session,
+                task_id=append.task_id,
+                seq=append.seq,
+                message=append.message,
+                usage=append.usage,
             )
+            events = [
+                EventDraft(
+                    type=EventType.message_completed,
+                    data={"seq": append.seq, **append.message.model_dump(mode="json")},
+                    key=f"message:{append.seq}",
+                )
+            ]
+            if append.usage is not None:
+                events.append(
+                    EventDraft(
+                        type=EventType.usage,
+                        data=append.usage.model_dump(mode="json"),
+                        key=f"usage:{append.seq}",
+                    )
+                )
+            await event_repo.append_events(session=session, task_id=append.task_id, events=events)
+
+
+def _key(kind: str) -> str:
+    """An idempotency key for this activity execution: the same on its retries."""
+    info = activity.info()
+    return f"{kind}:{info.workflow_run_id}:{info.activity_id}"

@@ -14,6 +14,7 @@ import typer
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
+from baton.examples import create_example_agent
 from baton.settings import Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -48,15 +49,20 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _bootstrap(settings: Settings, *, only_if_empty: bool) -> accounts.Bootstrap | None:
+async def _bootstrap(
+    settings: Settings, *, only_if_empty: bool, with_example: bool = False
+) -> accounts.Bootstrap | None:
     engine = create_engine(settings.resolved_database_url)
     try:
         async with create_session_factory(engine).begin() as session:
             if only_if_empty and await accounts.count_organizations(session=session) > 0:
                 return None
-            return await accounts.bootstrap_organization(
+            created = await accounts.bootstrap_organization(
                 session=session, org_name="My organisation", project_name="My project"
             )
+            if with_example:
+                await create_example_agent(session=session, project_id=created.project.id)
+            return created
     finally:
         await engine.dispose()
 
@@ -79,7 +85,7 @@ def up(
         temporal_ui_url=f"http://localhost:{ui_port}",
     )
     migrate.upgrade(settings.resolved_database_url)
-    first_start = asyncio.run(_bootstrap(settings, only_if_empty=True))
+    first_start = asyncio.run(_bootstrap(settings, only_if_empty=True, with_example=True))
 
     stack = Stack(settings, temporal_port=temporal_port, ui_port=ui_port)
     try:
@@ -104,6 +110,8 @@ def up(
             f"  BATON_ORG_ID={first_start.org.id}",
             f"  BATON_PROJECT_ID={first_start.project.id}",
             f"  BATON_TOKEN={first_start.token}",
+            "An example agent, 'Support demo' (offline scripted model), is in the project:",
+            f"  GET {settings.public_api_url}/api/v1/projects/{first_start.project.id}/agents",
         ]
     typer.echo("\n".join(lines) + "\n")
     code = stack.wait()

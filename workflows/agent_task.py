@@ -1,96 +1,473 @@
-"""`AgentTaskWorkflow`: one task, a conversation between a user and an agent."""
+"""`AgentTaskWorkflow`: one task, a conversation between a user and an agent.
+
+A turn: call the model (its text streams into the task's events), run the tool calls it
+asks for (each a child `ToolRunWorkflow`, several at once, some waiting for a person's
+approval), give it the results, until it answers without calling a tool. Then the task is
+idle until a follow-up message arrives (signal `send_message`) or the idle timeout passes.
+Approvals arrive by the update `decide`; `state` is a query."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+)
 
 with workflow.unsafe.imports_passed_through():
+    from activities.events import EventActivities
     from activities.llm import LlmActivities
     from activities.tasks import TaskActivities
-    from baton.domain.llm import LlmRequest, Message, MessageRole
+    from baton.domain.agents import AgentSpec, AgentTool, Approval, tool_function_name
+    from baton.domain.events import AppendEvents, EventDraft, EventType
+    from baton.domain.llm import (
+        LlmRequest,
+        LlmResponse,
+        Message,
+        MessageRole,
+        TokenUsage,
+        ToolCall,
+        ToolDefinition,
+    )
+    from baton.domain.models import SCRIPTED_LABEL
     from baton.domain.tasks import (
         AgentTaskInput,
         AgentTaskResult,
+        BeginTask,
+        Decision,
+        LlmCall,
+        PendingApproval,
         TaskMessageAppend,
+        TaskState,
         TaskStatus,
         TaskStatusUpdate,
+        UserMessage,
     )
+    from baton.domain.tool_checks import validate_params
+    from baton.domain.tool_runs import ToolRunInput, tool_run_workflow_id
+    from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
+    from baton.errors import BatonError
     from baton.temporal import BATON_STATUS
     from workflows import policies
+    from workflows.tool_run import ToolRunWorkflow
 
-_DETAILS = {
-    TaskStatus.running: "thinking",
-    TaskStatus.completed: "answered",
-    TaskStatus.failed: "failed",
-}
+NEEDS_APPROVAL_ARG = "needs_approval"
+MAX_TOOL_RESULT_CHARS = 20_000
+
+
+class TaskStopped(Exception):
+    def __init__(self, status: TaskStatus, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
 
 
 @workflow.defn(name="AgentTaskWorkflow")
 class AgentTaskWorkflow:
     def __init__(self) -> None:
         self._status = TaskStatus.queued
+        self._inbox: list[str] = []
+        self._pending: dict[str, PendingApproval] = {}
+        self._decisions: dict[str, Decision] = {}
+        self._iterations = 0
         self._transcript: list[Message] = []
 
     @workflow.run
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
-        self._task_id = task.task_id
-        # Message 0 (the user's first message) was written by the API with the task.
-        self._transcript = [Message(role=MessageRole.user, content=task.message)]
-        await self._set_status(TaskStatus.running)
-
-        prompt = list(self._transcript)
-        if task.agent.system_prompt:
-            prompt.insert(0, Message(role=MessageRole.system, content=task.agent.system_prompt))
-        try:
-            response = await workflow.execute_activity_method(
-                LlmActivities.complete,
-                LlmRequest(
-                    model=task.agent.model, messages=prompt, temperature=task.agent.temperature
+        self._task_id = task.task_id or str(workflow.uuid4())
+        self._input = task
+        if task.transcript:  # continued as new: everything was loaded before
+            agent, tools = task.agent, task.tools
+            self._transcript = list(task.transcript)
+            self._started_at = task.started_at or workflow.now()
+        else:
+            begun = await workflow.execute_activity_method(
+                TaskActivities.begin,
+                BeginTask(
+                    task_id=self._task_id,
+                    workflow_id=workflow.info().workflow_id,
+                    project_id=task.project_id,
+                    agent_id=task.agent_id,
+                    message=task.message,
+                    user_group_id=task.user_group_id,
+                    load_agent=task.agent is None,
                 ),
-                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
-                retry_policy=policies.LLM_RETRY,
-                summary=f"llm {task.agent.model}",
+                start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
+                retry_policy=policies.DB_WRITE_RETRY,
+                summary="begin task",
             )
-        except ActivityError as exc:
-            error = _failure_message(exc)
-            await self._set_status(TaskStatus.failed, error=error)
-            return AgentTaskResult(status=TaskStatus.failed, error=error)
+            agent, tools = task.agent or begun.agent, begun.tools
+            self._transcript = [Message(role=MessageRole.user, content=task.message)]
+            self._started_at = workflow.now()
+        assert agent is not None
+        self._agent: AgentSpec = agent
+        self._tools: dict[str, ToolSpec] = tools
+        self._auto_runs: dict[str, int] = dict(task.auto_runs)
+        self._by_name = _callable_tools(agent, tools)
+        self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
-        answer = Message(role=MessageRole.assistant, content=response.content)
-        await self._append(answer)
-        await self._set_status(TaskStatus.completed)
-        return AgentTaskResult(status=TaskStatus.completed, answer=answer.content)
+        try:
+            return await self._converse()
+        except TaskStopped as stop:
+            await self._set_status(stop.status, error=stop.error)
+            return AgentTaskResult(status=stop.status, error=stop.error)
+        except asyncio.CancelledError:
+            await self._set_status(TaskStatus.cancelled, error="cancelled")
+            raise
+
+    # Signals, updates and queries
+
+    @workflow.signal
+    def send_message(self, message: UserMessage) -> None:
+        self._inbox.append(message.content)
+
+    @workflow.update
+    def decide(self, decision: Decision) -> str:
+        self._decisions[decision.call_id] = decision
+        return "accepted"
+
+    @decide.validator
+    def _known_call(self, decision: Decision) -> None:
+        if decision.call_id not in self._pending or decision.call_id in self._decisions:
+            raise ValueError(f"no tool call {decision.call_id!r} is waiting for approval")
 
     @workflow.query
-    def status(self) -> TaskStatus:
-        return self._status
+    def state(self) -> TaskState:
+        return TaskState(
+            status=self._status,
+            pending_approvals=list(self._pending.values()),
+            queued_messages=len(self._inbox),
+            iterations=self._iterations,
+        )
 
-    async def _append(self, message: Message) -> None:
+    # The conversation
+
+    async def _converse(self) -> AgentTaskResult:
+        while True:
+            answer = await self._turn()
+            if self._inbox:
+                await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
+                continue
+            if self._agent.idle_timeout_seconds <= 0:
+                await self._set_status(TaskStatus.completed)
+                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+            await self._set_status(TaskStatus.idle)
+            if workflow.info().is_continue_as_new_suggested():
+                self._continue_as_new()
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox),
+                    timeout=timedelta(seconds=self._agent.idle_timeout_seconds),
+                )
+            except TimeoutError:
+                await self._set_status(TaskStatus.completed)
+                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+            await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
+
+    async def _turn(self) -> str:
+        """Model and tools until the model answers without calling a tool."""
+        await self._set_status(TaskStatus.running)
+        tool_calls_in_a_row = 0
+        for _ in range(self._agent.max_iterations):
+            self._check_budget()
+            self._iterations += 1
+            response = await self._call_model()
+            assistant = Message(
+                role=MessageRole.assistant,
+                content=response.content,
+                tool_calls=response.tool_calls,
+            )
+            await self._append(assistant, usage=response.usage)
+            if not response.tool_calls:
+                return response.content
+            results = await asyncio.gather(*(self._run_call(c) for c in response.tool_calls))
+            for call, result in zip(response.tool_calls, results, strict=True):
+                await self._append(
+                    Message(
+                        role=MessageRole.tool, content=result, tool_call_id=call.id, name=call.name
+                    )
+                )
+            tool_calls_in_a_row += len(response.tool_calls)
+            if tool_calls_in_a_row >= self._agent.autonomy_limit:
+                note = (
+                    f"{SCRIPTED_LABEL if self._agent.model.startswith('scripted') else ''}"
+                    f"I made {tool_calls_in_a_row} tool calls in a row, my limit before checking "
+                    "with you. Shall I go on?"
+                ).strip()
+                await self._append(Message(role=MessageRole.assistant, content=note))
+                return note
+        raise TaskStopped(
+            TaskStatus.failed,
+            f"the agent made {self._agent.max_iterations} model calls without a final answer "
+            "(max_iterations)",
+        )
+
+    async def _call_model(self) -> LlmResponse:
+        messages = list(self._transcript)
+        if self._agent.system_prompt:
+            messages.insert(0, Message(role=MessageRole.system, content=self._agent.system_prompt))
+        request = LlmRequest(
+            model=self._agent.model,
+            messages=messages,
+            tools=[definition for definition, _, _ in self._by_name.values()],
+            temperature=self._agent.temperature,
+            max_tokens=self._agent.max_output_tokens,
+        )
+        try:
+            return await workflow.execute_activity_method(
+                LlmActivities.chat,
+                LlmCall(
+                    task_id=self._task_id,
+                    request=request,
+                    stream_key=f"llm:{workflow.info().run_id}:{len(self._transcript)}",
+                ),
+                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
+                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.LLM_RETRY,
+                summary=f"llm {self._agent.model}",
+            )
+        except ActivityError as exc:
+            _reraise_cancel(exc)
+            raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
+
+    async def _run_call(self, call: ToolCall) -> str:
+        """Runs one tool call (after approval when needed); what the model is told."""
+        entry = self._by_name.get(call.name)
+        if entry is None:
+            return f"Error: there is no tool named {call.name!r}."
+        if call.arguments_error is not None:
+            return (
+                f"Error: the arguments were not valid JSON ({call.arguments_error}). "
+                "Call the tool again with a JSON object."
+            )
+        _, agent_tool, spec = entry
+        arguments = dict(call.arguments)
+        asked = bool(arguments.pop(NEEDS_APPROVAL_ARG, False))
+        await self._events(
+            EventDraft(
+                type=EventType.tool_call_requested,
+                data={"call_id": call.id, "tool": call.name, "arguments": arguments},
+                key=f"call:{call.id}",
+            )
+        )
+        if self._needs_approval(agent_tool, asked):
+            decision = await self._await_decision(call, arguments)
+            if not decision.approve:
+                return f"The user rejected this call: {decision.reason or 'no reason given'}."
+            if decision.arguments is not None:
+                arguments = decision.arguments
+        else:
+            self._auto_runs[agent_tool.tool_id] = self._auto_runs.get(agent_tool.tool_id, 0) + 1
+        return await self._run_tool(call, agent_tool.tool_id, spec, arguments)
+
+    def _needs_approval(self, agent_tool: AgentTool, asked: bool) -> bool:
+        if agent_tool.approval is Approval.required:
+            return True
+        if agent_tool.approval is Approval.agent_decides and asked:
+            return True
+        cap = agent_tool.max_auto_runs
+        return cap is not None and self._auto_runs.get(agent_tool.tool_id, 0) >= cap
+
+    async def _await_decision(self, call: ToolCall, arguments: dict[str, Any]) -> Decision:
+        pending = PendingApproval(call_id=call.id, tool=call.name, arguments=arguments)
+        self._pending[call.id] = pending
+        await self._events(
+            EventDraft(
+                type=EventType.tool_approval_requested,
+                data=pending.model_dump(mode="json"),
+                key=f"approval:{call.id}",
+            )
+        )
+        await self._set_status(
+            TaskStatus.waiting_approval, details=f"waiting for approval of {_describe(pending)}"
+        )
+        remaining = (self._deadline - workflow.now()).total_seconds()
+        try:
+            await workflow.wait_condition(
+                lambda: call.id in self._decisions, timeout=timedelta(seconds=max(remaining, 1))
+            )
+        except TimeoutError:
+            raise TaskStopped(
+                TaskStatus.timed_out, f"no decision on {call.name} within the time budget"
+            ) from None
+        decision = self._decisions.pop(call.id)
+        del self._pending[call.id]
+        await self._events(
+            EventDraft(
+                type=EventType.tool_approval_decided,
+                data=decision.model_dump(mode="json"),
+                key=f"decided:{call.id}",
+            )
+        )
+        if not self._pending:
+            await self._set_status(TaskStatus.running)
+        return decision
+
+    async def _run_tool(
+        self, call: ToolCall, tool_id: str, spec: ToolSpec, arguments: dict[str, Any]
+    ) -> str:
+        try:
+            params = validate_params(spec, arguments)
+        except BatonError as exc:
+            return f"Error: invalid arguments for {call.name}: {exc.message}"
+        run_id = str(workflow.uuid4())
+        await self._events(
+            EventDraft(
+                type=EventType.tool_run_started,
+                data={"call_id": call.id, "tool": call.name, "run_id": run_id},
+                key=f"started:{call.id}",
+            )
+        )
+        try:
+            result = await workflow.execute_child_workflow(
+                ToolRunWorkflow.run,
+                ToolRunInput(
+                    run_id=run_id,
+                    project_id=self._input.project_id,
+                    tool_id=tool_id,
+                    tool_version=0,
+                    specs=self._tools,
+                    params=params,
+                    persist=False,
+                ),
+                id=tool_run_workflow_id(run_id),
+                static_summary=f"tool {spec.name} for {call.id}",
+            )
+        except ChildWorkflowError as exc:
+            _reraise_cancel(exc)
+            return await self._tool_failed(call, str(exc.cause or exc))
+        if result.status is not ToolRunStatus.succeeded:
+            return await self._tool_failed(call, result.error or result.status.value)
+        output = _as_text(result.output)
+        await self._events(
+            EventDraft(
+                type=EventType.tool_run_completed,
+                data={"call_id": call.id, "tool": call.name, "output": output[:2000]},
+                key=f"completed:{call.id}",
+            )
+        )
+        return output
+
+    async def _tool_failed(self, call: ToolCall, error: str) -> str:
+        await self._events(
+            EventDraft(
+                type=EventType.tool_run_failed,
+                data={"call_id": call.id, "tool": call.name, "error": error},
+                key=f"failed:{call.id}",
+            )
+        )
+        return f"Error: the tool {call.name} failed: {error}"
+
+    # Bookkeeping
+
+    def _check_budget(self) -> None:
+        if workflow.now() >= self._deadline:
+            raise TaskStopped(TaskStatus.timed_out, "the task ran out of its time budget")
+
+    def _continue_as_new(self) -> None:
+        workflow.continue_as_new(
+            AgentTaskInput(
+                task_id=self._task_id,
+                project_id=self._input.project_id,
+                agent_id=self._input.agent_id,
+                agent=self._agent,
+                message="",
+                user_group_id=self._input.user_group_id,
+                transcript=self._transcript,
+                tools=self._tools,
+                started_at=self._started_at,
+                auto_runs=self._auto_runs,
+            )
+        )
+
+    async def _append(self, message: Message, usage: TokenUsage | None = None) -> None:
         seq = len(self._transcript)
         self._transcript.append(message)
         await workflow.execute_activity_method(
             TaskActivities.put_message,
-            TaskMessageAppend(task_id=self._task_id, seq=seq, message=message),
+            TaskMessageAppend(task_id=self._task_id, seq=seq, message=message, usage=usage),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"save {message.role.value} message",
         )
 
-    async def _set_status(self, status: TaskStatus, error: str | None = None) -> None:
+    async def _events(self, *events: EventDraft) -> None:
+        await workflow.execute_activity_method(
+            EventActivities.append,
+            AppendEvents(task_id=self._task_id, events=list(events)),
+            start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
+            retry_policy=policies.DB_WRITE_RETRY,
+            summary=f"event {events[0].type.value}",
+        )
+
+    async def _set_status(
+        self, status: TaskStatus, error: str | None = None, details: str | None = None
+    ) -> None:
+        if status is self._status and error is None and details is None:
+            return
         self._status = status
         workflow.upsert_search_attributes([BATON_STATUS.value_set(status.value)])
-        workflow.set_current_details(_DETAILS.get(status, status.value))
+        workflow.set_current_details(details or status.value)
         await workflow.execute_activity_method(
             TaskActivities.set_status,
-            TaskStatusUpdate(task_id=self._task_id, status=status, error=error),
+            TaskStatusUpdate(
+                task_id=self._task_id,
+                status=status,
+                error=error,
+                details={"details": details} if details else {},
+            ),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"status {status.value}",
         )
 
 
-def _failure_message(exc: ActivityError) -> str:
+def _callable_tools(
+    agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]]:
+    """The agent's tools by the name the model calls them."""
+    callable_tools: dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]] = {}
+    for agent_tool in agent.tools:
+        spec = tools.get(agent_tool.tool_id)
+        if spec is None:
+            continue
+        name = tool_function_name(spec.name)
+        if name in callable_tools:
+            name = f"{name}_{len(callable_tools)}"[:64]
+        schema = parameters_json_schema(spec)
+        if agent_tool.approval is Approval.agent_decides:
+            schema["properties"][NEEDS_APPROVAL_ARG] = {
+                "type": "boolean",
+                "description": "true when a person should approve this call first",
+            }
+        definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
+        callable_tools[name] = (definition, agent_tool, spec)
+    return callable_tools
+
+
+def _describe(pending: PendingApproval) -> str:
+    arguments = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in pending.arguments.items())
+    return f"{pending.tool}({arguments})"
+
+
+def _as_text(output: Any) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    return text[:MAX_TOOL_RESULT_CHARS]
+
+
+def _reraise_cancel(exc: ActivityError | ChildWorkflowError) -> None:
+    if isinstance(exc.cause, CancelledError):
+        raise asyncio.CancelledError() from exc
+
+
+def _cause(exc: ActivityError) -> str:
     cause = exc.cause
     if isinstance(cause, ApplicationError):
         return cause.message

@@ -22,3 +22,5 @@ LLM_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=8,
 )
+# Streaming answers heartbeat with every piece; a model may think a while before the first.
+LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=120)

@@ -17,11 +17,14 @@ async def insert_once(
     rows: dict[str, Any] | list[dict[str, Any]],
     *,
     key: list[str],
-) -> None:
+) -> int:
     """Inserts each row unless one with the same `key` columns exists (that row is left as
-    it is). Several rows go in one statement."""
+    it is). Several rows go in one statement. Returns how many rows were new."""
     rows = [rows] if isinstance(rows, dict) else rows
     if not rows:
-        return
+        return 0
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=key))
+    result = await session.execute(
+        insert(table).values(rows).on_conflict_do_nothing(index_elements=key)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.domain.models import ModelRef
+
+
+class Approval(StrEnum):
+    auto = "auto"
+    required = "required"
+    # The model marks a call as needing approval through the `needs_approval` argument.
+    agent_decides = "agent_decides"
+
+
+class AgentTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tool_id: str
+    approval: Approval = Approval.auto
+    max_auto_runs: int | None = Field(
+        default=None, ge=0, description="After this many automatic runs, ask for approval"
+    )
 
 
 class AgentSpec(BaseModel):
@@ -18,3 +38,23 @@ class AgentSpec(BaseModel):
     system_prompt: str = Field(default="", max_length=100_000)
     model: ModelRef = "scripted:echo"
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    tools: list[AgentTool] = Field(default_factory=list)
+    max_iterations: int = Field(default=10, ge=1, le=200, description="LLM calls per turn")
+    autonomy_limit: int = Field(
+        default=20, ge=1, le=500, description="Tool calls in a row before it must ask the user"
+    )
+    time_budget_seconds: float = Field(default=3600, gt=0, le=30 * 24 * 3600)
+    idle_timeout_seconds: float = Field(
+        default=0,
+        ge=0,
+        le=30 * 24 * 3600,
+        description="How long a task waits for a follow-up after answering; 0 completes at once",
+    )
+    welcome_message: str = Field(default="", max_length=10_000)
+
+
+def tool_function_name(name: str) -> str:
+    """A tool's name as the model sees it: what OpenAI and Anthropic accept."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_").lower()
+    return (slug or "tool")[:64]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from baton.domain.agents import AgentSpec
 
@@ -14,6 +16,7 @@ from baton.domain.llm import LlmResponse as LlmResponse
 from baton.domain.llm import Message as Message
 from baton.domain.llm import MessageRole as MessageRole
 from baton.domain.llm import TokenUsage as TokenUsage
+from baton.domain.tools import ToolSpec
 
 
 class TaskStatus(StrEnum):
@@ -44,12 +47,21 @@ _FINAL = frozenset(
 
 
 class AgentTaskInput(BaseModel):
+    """How a task starts. An empty `task_id` (a scheduled start) makes the workflow create
+    its own task; an absent `agent` is loaded at start. Fields are only ever added, with
+    defaults: histories already recorded must still replay."""
+
     task_id: str
     project_id: str
     agent_id: str
-    agent: AgentSpec
+    agent: AgentSpec | None = None
     message: str
     user_group_id: str | None = None
+    # Carried over by continue-as-new.
+    transcript: list[Message] = Field(default_factory=list)
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    auto_runs: dict[str, int] = Field(default_factory=dict)
 
 
 class AgentTaskResult(BaseModel):
@@ -58,10 +70,27 @@ class AgentTaskResult(BaseModel):
     error: str | None = None
 
 
+class BeginTask(BaseModel):
+    task_id: str
+    workflow_id: str
+    project_id: str
+    agent_id: str
+    message: str
+    user_group_id: str | None = None
+    load_agent: bool = False
+
+
+class BegunTask(BaseModel):
+    agent: AgentSpec | None = None
+    # The agent's tools and every tool they call, pinned for the whole task.
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+
+
 class TaskStatusUpdate(BaseModel):
     task_id: str
     status: TaskStatus
     error: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class TaskMessageAppend(BaseModel):
@@ -71,3 +100,37 @@ class TaskMessageAppend(BaseModel):
     task_id: str
     seq: int
     message: Message
+    usage: TokenUsage | None = None
+
+
+class LlmCall(BaseModel):
+    """An LLM call of a task: its text streams into the task's events as it arrives."""
+
+    task_id: str
+    request: LlmRequest
+    # Unique per call in the task, so a retried call's deltas are not recorded twice.
+    stream_key: str
+
+
+class UserMessage(BaseModel):
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class Decision(BaseModel):
+    call_id: str
+    approve: bool
+    arguments: dict[str, Any] | None = None
+    reason: str = ""
+
+
+class PendingApproval(BaseModel):
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+class TaskState(BaseModel):
+    status: TaskStatus
+    pending_approvals: list[PendingApproval] = Field(default_factory=list)
+    queued_messages: int = 0
+    iterations: int = 0

@@ -281,6 +281,23 @@ async def rotate_user_group_token(
     return group, token
 
 
+async def find_user_group(
+    *, session: AsyncSession, org_id: int, provided_id: str, environment: UserGroupEnvironment
+) -> UserGroup:
+    group = (
+        await session.scalars(
+            select(UserGroup).where(
+                UserGroup.org_id == org_id,
+                UserGroup.provided_id == provided_id,
+                UserGroup.environment == environment.value,
+            )
+        )
+    ).one_or_none()
+    if group is None:
+        raise NotFound(f"no user group {provided_id!r} ({environment.value})")
+    return group
+
+
 async def list_user_groups(*, session: AsyncSession, org_id: int) -> list[UserGroup]:
     query = select(UserGroup).where(UserGroup.org_id == org_id)
     return list((await session.scalars(query.order_by(UserGroup.created_at, UserGroup.id))).all())

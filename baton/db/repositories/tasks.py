@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
 from baton.db.tables import Task, TaskMessage, utcnow
 from baton.domain.accounts import Principal
-from baton.domain.tasks import Message, TaskStatus
+from baton.domain.llm import Message, MessageRole, TokenUsage, ToolCall
+from baton.domain.tasks import TaskStatus
 from baton.errors import NotFound
 
 
@@ -90,7 +91,16 @@ async def list_messages(*, session: AsyncSession, task_id: str) -> list[Message]
     rows = await session.scalars(
         select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(TaskMessage.seq)
     )
-    return [Message(role=row.role, content=row.content) for row in rows]
+    return [
+        Message(
+            role=MessageRole(row.role),
+            content=row.content,
+            tool_calls=[ToolCall.model_validate(c) for c in row.tool_calls or []],
+            tool_call_id=row.tool_call_id,
+            name=row.name,
+        )
+        for row in rows
+    ]
 
 
 async def count_messages(*, session: AsyncSession, task_id: str) -> int:
@@ -109,13 +119,72 @@ async def set_status(
     task.updated_at = utcnow()
 
 
-async def put_message(*, session: AsyncSession, task_id: str, seq: int, message: Message) -> None:
-    """Writes message `seq` once: a repeated call (an activity retry) changes nothing."""
+async def put_message(
+    *,
+    session: AsyncSession,
+    task_id: str,
+    seq: int,
+    message: Message,
+    usage: TokenUsage | None = None,
+) -> bool:
+    """Writes message `seq` once, adding its token usage to the task's totals: a repeated
+    call (an activity retry) changes nothing. True when the message was new."""
     values = {
         "task_id": task_id,
         "seq": seq,
         "role": message.role.value,
         "content": message.content,
+        "tool_calls": [c.model_dump(mode="json") for c in message.tool_calls] or None,
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
         "created_at": utcnow(),
     }
-    await insert_once(session, TaskMessage, values, key=["task_id", "seq"])
+    new = await insert_once(session, TaskMessage, values, key=["task_id", "seq"]) > 0
+    if new and usage is not None:
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(
+                input_tokens=Task.input_tokens + usage.input_tokens,
+                output_tokens=Task.output_tokens + usage.output_tokens,
+            )
+        )
+    return new
+
+
+async def ensure_task(
+    *,
+    session: AsyncSession,
+    task_id: str,
+    workflow_id: str,
+    project_id: str,
+    agent_id: str,
+    first_message: str,
+    user_group_id: str | None,
+) -> None:
+    """The task's row and first message, unless the API already wrote them (a scheduled
+    start has no API request before it)."""
+    now = utcnow()
+    await insert_once(
+        session,
+        Task,
+        {
+            "id": task_id,
+            "project_id": project_id,
+            "agent_id": agent_id,
+            "user_group_id": user_group_id,
+            "workflow_id": workflow_id,
+            "status": TaskStatus.queued.value,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+        key=["id"],
+    )
+    await put_message(
+        session=session,
+        task_id=task_id,
+        seq=0,
+        message=Message(role=MessageRole.user, content=first_message),
+    )
