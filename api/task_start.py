@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from baton import temporal
@@ -20,6 +21,8 @@ from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
 
 logger = logging.getLogger("baton.api")
+
+NOT_STARTED = "the task could not be started: Temporal is unavailable"
 
 
 async def start_agent_task(
@@ -36,24 +39,17 @@ async def start_agent_task(
     same id again returns the task that id already started (webhook dedupe keys use it)."""
     task_id = task_id or str(uuid.uuid4())
     existing = await session.get(Task, task_id)
-    if existing is not None:
-        if existing.agent_id != agent.id:
-            raise Conflict(f"task {task_id} belongs to another agent")
-        return existing
-    task = await task_repo.create_task(
-        session=session,
-        task_id=task_id,
-        project_id=agent.project_id,
-        agent_id=agent.id,
-        first_message=message,
-        user_group_id=user_group_id,
-    )
-    try:
+    if existing is None:
+        task = await _create(session, task_id, agent, message, user_group_id)
+    elif existing.agent_id != agent.id:
+        raise Conflict(f"task {task_id} belongs to another agent")
+    elif existing.error == NOT_STARTED:
+        # Its workflow never started (Temporal was down): this retry starts it.
+        task = existing
+        await task_repo.set_status(session=session, task_id=task_id, status=TaskStatus.queued)
         await session.commit()
-    except IntegrityError:
-        # The same id was started a moment ago by a concurrent request.
-        await session.rollback()
-        return await task_repo.get_task_by_id(session=session, task_id=task_id)
+    else:
+        return existing
     spec = agent_spec(agent)
     try:
         await temporal_client.start_workflow(
@@ -76,16 +72,38 @@ async def start_agent_task(
             ),
             static_summary=f"agent {spec.name}",
         )
+    except WorkflowAlreadyStartedError:
+        return task  # a concurrent request with the same id started it
     except (RPCError, RuntimeError) as exc:
         logger.warning("could not start task %s: %s", task_id, exc)
         await task_repo.set_status(
             session=session,
             task_id=task_id,
             status=TaskStatus.failed,
-            error="the task could not be started: Temporal is unavailable",
+            error=NOT_STARTED,
         )
         await session.commit()
         raise ServiceUnavailable(
             "Temporal is unavailable; the task was not started", details={"task_id": task_id}
         ) from exc
+    return task
+
+
+async def _create(
+    session: AsyncSession, task_id: str, agent: Agent, message: str, user_group_id: str | None
+) -> Task:
+    task = await task_repo.create_task(
+        session=session,
+        task_id=task_id,
+        project_id=agent.project_id,
+        agent_id=agent.id,
+        first_message=message,
+        user_group_id=user_group_id,
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        # The same id was started a moment ago by a concurrent request: that one runs it.
+        await session.rollback()
+        return await task_repo.get_task_by_id(session=session, task_id=task_id)
     return task

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.routes.triggers import delete_in_temporal
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
 from api.schemas.tasks import TaskCreate, TaskCreated
 from api.task_start import start_agent_task
+from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import tools as tool_repo
+from baton.db.repositories import triggers as trigger_repo
 from baton.domain.accounts import Role
 from baton.domain.agents import AgentSpec
 from baton.domain.tasks import TaskStatus
+from baton.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/agents", tags=["agents"])
 
@@ -31,6 +37,7 @@ async def create_agent(
 ) -> AgentPublic:
     require_role(principal, Role.editor)
     spec = AgentSpec.model_validate(body.model_dump())
+    await _check_tools(session, project.id, spec)
     agent = await agent_repo.create_agent(session=session, project_id=project.id, spec=spec)
     return AgentPublic.of(agent)
 
@@ -55,6 +62,7 @@ async def update_agent(
     require_role(principal, Role.editor)
     agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
     spec = AgentSpec.model_validate({**agent.spec, **body.model_dump(exclude_unset=True)})
+    await _check_tools(session, project.id, spec)
     agent = await agent_repo.update_agent(
         session=session, project_id=project.id, agent_id=agent_id, spec=spec
     )
@@ -63,9 +71,19 @@ async def update_agent(
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_agent(
-    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    agent_id: str,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
 ) -> None:
     require_role(principal, Role.editor)
+    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    # Its schedules live in Temporal too: stop them before the rows go.
+    for schedule in await trigger_repo.list_schedules(
+        session=session, project_id=project.id, agent_id=agent.id
+    ):
+        await delete_in_temporal(temporal_client, schedule)
     await agent_repo.delete_agent(session=session, project_id=project.id, agent_id=agent_id)
 
 
@@ -81,12 +99,22 @@ async def start_task(
 ) -> TaskCreated:
     require_role(principal, Role.editor)
     agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    user_group_id = None
+    if body.user_group is not None:
+        group = await accounts.find_user_group(
+            session=session,
+            org_id=project.org_id,
+            provided_id=body.user_group,
+            environment=body.user_group_environment,
+        )
+        user_group_id = group.id
     task = await start_agent_task(
         session=session,
         temporal_client=temporal_client,
         settings=settings,
         agent=agent,
         message=body.message,
+        user_group_id=user_group_id,
     )
     return TaskCreated(
         id=task.id,
@@ -94,3 +122,16 @@ async def start_task(
         status=TaskStatus(task.status),
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
     )
+
+
+async def _check_tools(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
+    for index, agent_tool in enumerate(spec.tools):
+        try:
+            await tool_repo.get_tool(
+                session=session, project_id=project_id, tool_id=agent_tool.tool_id
+            )
+        except NotFound as exc:
+            raise InvalidInput(
+                f"tools[{index}]: no tool {agent_tool.tool_id!r} in this project",
+                details=[{"field": f"tools[{index}].tool_id", "message": "unknown tool"}],
+            ) from exc

@@ -1,15 +1,31 @@
-"""Reading tasks."""
+"""Tasks: reading them, follow-up messages, tool-call approvals, cancel."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep
-from api.schemas.tasks import TaskPublic, TaskSummary
+from api.deps import (
+    PrincipalDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require_role,
+)
+from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
 from baton.db.repositories import tasks as task_repo
-from baton.domain.tasks import TaskStatus
+from baton.db.tables import Task
+from baton.domain.accounts import Principal, Role
+from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
+from baton.errors import Conflict, NotFound, ServiceUnavailable
+from workflows.agent_task import AgentTaskWorkflow
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
 
@@ -56,10 +72,14 @@ async def get_task(
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
+    temporal_client: TemporalDep,
 ) -> TaskPublic:
     task = await task_repo.get_task(
         session=session, principal=principal, project_id=project.id, task_id=task_id
     )
+    pending: list[PendingApproval] = []
+    if task.status == TaskStatus.waiting_approval.value:
+        pending = await _pending_approvals(temporal_client, task)
     return TaskPublic(
         id=task.id,
         agent_id=task.agent_id,
@@ -68,6 +88,100 @@ async def get_task(
         error=task.error,
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
         messages=await task_repo.list_messages(session=session, task_id=task.id),
+        usage=Usage(input_tokens=task.input_tokens, output_tokens=task.output_tokens),
+        pending_approvals=pending,
         created_at=task.created_at,
         updated_at=task.updated_at,
     )
+
+
+@router.post("/{task_id}/messages", status_code=status.HTTP_202_ACCEPTED)
+async def send_message(
+    task_id: str,
+    body: MessageCreate,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+) -> dict[str, str]:
+    """A follow-up message: queued while the agent works, answered when it is free."""
+    if not principal.is_user_group:
+        require_role(principal, Role.editor)
+    task = await _open_task(session, principal, project.id, task_id)
+    handle = temporal_client.get_workflow_handle(task.workflow_id)
+    await _temporal(
+        handle.signal(AgentTaskWorkflow.send_message, UserMessage(content=body.message))
+    )
+    return {"status": "queued"}
+
+
+@router.post("/{task_id}/approvals/{call_id}")
+async def decide(
+    task_id: str,
+    call_id: str,
+    body: ApprovalDecision,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+) -> dict[str, str]:
+    """Approve a waiting tool call (optionally with edited arguments) or reject it with a
+    reason the model is told."""
+    require_role(principal, Role.editor)
+    task = await _open_task(session, principal, project.id, task_id)
+    handle = temporal_client.get_workflow_handle(task.workflow_id)
+    decision = Decision(
+        call_id=call_id, approve=body.approve, arguments=body.arguments, reason=body.reason
+    )
+    try:
+        await _temporal(handle.execute_update(AgentTaskWorkflow.decide, decision))
+    except WorkflowUpdateFailedError as exc:
+        raise NotFound(f"no tool call {call_id!r} of this task is waiting for approval") from exc
+    return {"status": "approved" if body.approve else "rejected"}
+
+
+@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_task(
+    task_id: str,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    temporal_client: TemporalDep,
+) -> dict[str, str]:
+    require_role(principal, Role.editor)
+    task = await _open_task(session, principal, project.id, task_id)
+    await _temporal(temporal_client.get_workflow_handle(task.workflow_id).cancel())
+    return {"status": "cancelling"}
+
+
+async def _open_task(
+    session: AsyncSession, principal: Principal, project_id: str, task_id: str
+) -> Task:
+    task = await task_repo.get_task(
+        session=session, principal=principal, project_id=project_id, task_id=task_id
+    )
+    if TaskStatus(task.status).is_final:
+        raise Conflict(f"the task has already ended ({task.status})")
+    return task
+
+
+async def _pending_approvals(temporal_client: Client, task: Task) -> list[PendingApproval]:
+    handle = temporal_client.get_workflow_handle(task.workflow_id)
+    try:
+        async with asyncio.timeout(2):
+            state = await handle.query(AgentTaskWorkflow.state)
+    except (RPCError, WorkflowQueryFailedError, TimeoutError):
+        return []
+    return state.pending_approvals
+
+
+T = TypeVar("T")
+
+
+async def _temporal(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise Conflict("the task's workflow is no longer running") from exc
+        raise ServiceUnavailable("Temporal is unavailable; try again") from exc

@@ -255,7 +255,7 @@ async def create_schedule(
         await session.commit()
     except BaseException:
         with contextlib.suppress(BatonError):
-            await _delete_in_temporal(temporal_client, schedule)
+            await delete_in_temporal(temporal_client, schedule)
         raise
     return _view(schedule, settings, await _next_run(temporal_client, schedule))
 
@@ -306,7 +306,7 @@ async def delete_schedule(
     temporal_client: TemporalDep,
 ) -> None:
     require_role(principal, Role.editor)
-    await _delete_in_temporal(temporal_client, schedule)
+    await delete_in_temporal(temporal_client, schedule)
     await session.delete(schedule)
 
 
@@ -387,7 +387,7 @@ async def _create_in_temporal(client: Client, settings: Settings, schedule: Agen
         _raise_temporal_error(exc, schedule)
 
 
-async def _delete_in_temporal(client: Client, schedule: AgentSchedule) -> None:
+async def delete_in_temporal(client: Client, schedule: AgentSchedule) -> None:
     try:
         await client.get_schedule_handle(temporal_schedule_id(schedule)).delete()
     except RPCError as exc:

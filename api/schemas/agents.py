@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.db.tables import Agent
-from baton.domain.agents import AgentSpec
+from baton.domain.agents import AgentSpec, AgentTool
 from baton.domain.models import ModelRef
 
 
@@ -23,6 +23,14 @@ class AgentUpdate(BaseModel):
     system_prompt: str | None = Field(default=None, max_length=100_000)
     model: ModelRef | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    # Checked in full when merged into the agent's definition.
+    max_output_tokens: int | None = None
+    tools: list[AgentTool] | None = None
+    max_iterations: int | None = None
+    autonomy_limit: int | None = None
+    time_budget_seconds: float | None = None
+    idle_timeout_seconds: float | None = None
+    welcome_message: str | None = None
 
 
 class AgentPublic(AgentSpec):

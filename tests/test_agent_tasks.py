@@ -1,0 +1,365 @@
+"""The agent loop: a task calls tools, waits for approvals, takes follow-ups, streams, and
+ends; through the real Temporal server, a real worker and, for OpenAI, a local server that
+speaks its wire protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from baton.domain.models import SCRIPTED_LABEL
+from baton.settings import Settings
+from tests.conftest import Tenant, _api_client, auth
+from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
+from tests.helpers import assert_error
+from worker import create_worker
+
+FINAL = {"completed", "failed", "cancelled", "timed-out"}
+
+
+async def make_tool(api: httpx.AsyncClient, tenant: Tenant, name: str = "Echo tool") -> str:
+    response = await api.post(
+        tenant.url("/tools"),
+        json={
+            "name": name,
+            "description": "Repeats its text",
+            "params": [{"name": "text", "type": "text"}],
+            "steps": [
+                {"name": "say", "type": "template", "template": "tool got {{ params.text }}"}
+            ],
+        },
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    tool_id: str = response.json()["id"]
+    return tool_id
+
+
+async def make_agent(
+    api: httpx.AsyncClient, tenant: Tenant, *, tools: list[dict[str, Any]], **spec: Any
+) -> str:
+    body = {"name": "Helper", "model": "scripted:tools", "tools": tools, **spec}
+    response = await api.post(tenant.url("/agents"), json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    agent_id: str = response.json()["id"]
+    return agent_id
+
+
+async def start(
+    api: httpx.AsyncClient, tenant: Tenant, agent_id: str, message: str, **extra: Any
+) -> str:
+    response = await api.post(
+        tenant.url(f"/agents/{agent_id}/tasks"),
+        json={"message": message, **extra},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    task_id: str = response.json()["id"]
+    return task_id
+
+
+async def wait_for(
+    api: httpx.AsyncClient, tenant: Tenant, task_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            task: dict[str, Any] = (
+                await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
+            ).json()
+            if task["status"] in statuses:
+                return task
+            await asyncio.sleep(0.1)
+
+
+async def test_the_agent_calls_a_tool_and_answers_from_its_result(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "hi"}')
+
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    roles = [m["role"] for m in task["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    call = task["messages"][1]["tool_calls"][0]
+    assert (call["name"], call["arguments"]) == ("echo_tool", {"text": "hi"})
+    assert task["messages"][2]["content"] == "tool got hi"
+    assert task["messages"][3]["content"].startswith(SCRIPTED_LABEL)
+    assert "echo_tool: tool got hi" in task["messages"][3]["content"]
+    assert task["usage"]["input_tokens"] > 0 and task["usage"]["output_tokens"] > 0
+
+
+async def test_several_calls_in_one_turn_all_run(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(
+        api, tenant, agent, 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
+    )
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == [
+        "tool got a",
+        "tool got b",
+    ]
+
+
+async def test_bad_calls_are_told_to_the_model_not_crashes(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(
+        api, tenant, agent, "call nowhere {}\ncall echo_tool {not json\ncall echo_tool {}"
+    )
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    results = [m["content"] for m in task["messages"] if m["role"] == "tool"]
+    assert "no tool named 'nowhere'" in results[0]
+    assert "not valid JSON" in results[1]
+    assert "invalid arguments" in results[2] and "text" in results[2]
+
+
+async def test_an_approval_pauses_the_task_until_someone_approves(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "risky"}')
+
+    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    assert waiting["status"] == "waiting-approval"
+    [pending] = waiting["pending_approvals"]
+    assert (pending["tool"], pending["arguments"]) == ("echo_tool", {"text": "risky"})
+
+    unknown = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/nope"),
+        json={"approve": True},
+        headers=tenant.headers,
+    )
+    assert_error(unknown, 404)
+    approved = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{pending['call_id']}"),
+        json={"approve": True, "arguments": {"text": "edited"}},
+        headers=tenant.headers,
+    )
+    assert approved.status_code == 200, approved.text
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == ["tool got edited"]
+
+
+async def test_a_rejection_is_told_to_the_model_and_the_task_goes_on(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"})
+    call_id = waiting["pending_approvals"][0]["call_id"]
+    viewer = (
+        await api.post(
+            "/api/v1/tokens", json={"name": "v", "role": "viewer"}, headers=tenant.headers
+        )
+    ).json()["token"]
+    forbidden = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{call_id}"),
+        json={"approve": True},
+        headers=auth(viewer),
+    )
+    assert_error(forbidden, 403)
+
+    await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{call_id}"),
+        json={"approve": False, "reason": "too risky"},
+        headers=tenant.headers,
+    )
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed"
+    tool_message = next(m for m in task["messages"] if m["role"] == "tool")
+    assert tool_message["content"] == "The user rejected this call: too risky."
+    assert "rejected" in task["messages"][-1]["content"]
+
+
+async def test_the_agent_decides_when_it_needs_approval(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "agent_decides"}])
+    fine = await start(api, tenant, agent, 'call echo_tool {"text": "safe"}')
+    assert (await wait_for(api, tenant, fine, FINAL))["status"] == "completed"
+    asks = await start(api, tenant, agent, 'call echo_tool {"text": "big", "needs_approval": true}')
+    waiting = await wait_for(api, tenant, asks, {"waiting-approval"} | FINAL)
+    assert waiting["status"] == "waiting-approval"
+    assert waiting["pending_approvals"][0]["arguments"] == {"text": "big"}
+
+
+async def test_a_follow_up_gets_its_own_answer_and_the_idle_task_completes_later(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=3)
+    task_id = await start(api, tenant, agent, "first")
+    idle = await wait_for(api, tenant, task_id, {"idle"} | FINAL)
+    assert idle["status"] == "idle"
+
+    sent = await api.post(
+        tenant.url(f"/tasks/{task_id}/messages"), json={"message": "second"}, headers=tenant.headers
+    )
+    assert sent.status_code == 202
+    async with asyncio.timeout(20):
+        while True:
+            task = (await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)).json()
+            if task["messages"][-1]["content"].endswith("You said: second"):
+                break
+            await asyncio.sleep(0.1)
+    done = await wait_for(api, tenant, task_id, FINAL, timeout=30)
+    assert done["status"] == "completed"
+    assert [m["role"] for m in done["messages"]] == ["user", "assistant", "user", "assistant"]
+    late = await api.post(
+        tenant.url(f"/tasks/{task_id}/messages"), json={"message": "late"}, headers=tenant.headers
+    )
+    assert_error(late, 409)
+
+
+async def test_a_cancelled_task_stops_while_it_waits(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    await wait_for(api, tenant, task_id, {"waiting-approval"})
+    cancelled = await api.post(tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers)
+    assert cancelled.status_code == 202
+    assert (await wait_for(api, tenant, task_id, FINAL))["status"] == "cancelled"
+
+
+async def test_an_agent_with_an_unknown_tool_is_refused(api: httpx.AsyncClient, tenant: Tenant):
+    response = await api.post(
+        tenant.url("/agents"),
+        json={"name": "A", "tools": [{"tool_id": "missing"}]},
+        headers=tenant.headers,
+    )
+    body = assert_error(response, 422)
+    assert body["error"]["details"][0]["field"] == "tools[0].tool_id"
+
+
+async def test_a_user_group_sees_and_messages_only_its_own_tasks(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=30)
+    tokens = {}
+    for group in ("acme", "globex"):
+        created = await api.post(
+            "/api/user", json={"name": group, "provided_id": group}, headers=tenant.headers
+        )
+        tokens[group] = created.json()["user_group"]["token"]
+    acme_task = await start(api, tenant, agent, "for acme", user_group="acme")
+    await start(api, tenant, agent, "for nobody")
+
+    listed = (await api.get(tenant.url("/tasks"), headers=auth(tokens["acme"]))).json()
+    assert [t["id"] for t in listed] == [acme_task]
+    assert (await api.get(tenant.url("/tasks"), headers=auth(tokens["globex"]))).json() == []
+    assert_error(
+        await api.get(tenant.url(f"/tasks/{acme_task}"), headers=auth(tokens["globex"])), 404
+    )
+    await wait_for(api, tenant, acme_task, {"idle"})
+    sent = await api.post(
+        tenant.url(f"/tasks/{acme_task}/messages"),
+        json={"message": "more"},
+        headers=auth(tokens["acme"]),
+    )
+    assert sent.status_code == 202
+    other = await api.post(
+        tenant.url(f"/tasks/{acme_task}/messages"),
+        json={"message": "x"},
+        headers=auth(tokens["globex"]),
+    )
+    assert_error(other, 404)
+    unknown_group = await api.post(
+        tenant.url(f"/agents/{agent}/tasks"),
+        json={"message": "x", "user_group": "nope"},
+        headers=tenant.headers,
+    )
+    assert_error(unknown_group, 404)
+
+
+# OpenAI over its wire protocol
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def openai_api(
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+    openai_server: FakeOpenAI,
+) -> AsyncIterator[httpx.AsyncClient]:
+    openai_server.reset()
+    configured = settings.model_copy(
+        update={
+            "openai_api_key": "sk-test-secret-key-123456",
+            "openai_base_url": openai_server.base_url,
+        }
+    )
+    async with create_worker(
+        temporal_env.client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=session_factory,
+        settings=configured,
+    ):
+        async for client in _api_client(configured, temporal_env.client):
+            yield client
+
+
+async def test_a_task_on_an_openai_compatible_model_runs_the_whole_loop(
+    openai_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    temporal_env: WorkflowEnvironment,
+):
+    openai_server.reply_chunks(
+        chunk({"role": "assistant", "content": None}),
+        tool_calls(tool_delta(index=0, id="call_1", name="echo_tool", arguments='{"te')),
+        tool_calls(tool_delta(index=0, arguments='xt": "from gpt"}')),
+        chunk({}, finish_reason="tool_calls"),
+        usage_chunk(20, 5),
+    )
+    openai_server.reply_text("The tool said ", "hello.", prompt_tokens=30, completion_tokens=4)
+    tool = await make_tool(openai_api, tenant)
+    agent = await make_agent(openai_api, tenant, tools=[{"tool_id": tool}], model="openai:gpt-test")
+    task_id = await start(openai_api, tenant, agent, "Use the tool")
+
+    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    assert task["messages"][-1]["content"] == "The tool said hello."
+    assert task["messages"][2]["content"] == "tool got from gpt"
+    assert task["usage"] == {"input_tokens": 50, "output_tokens": 9}
+    second = openai_server.requests[1].body
+    assert second["tools"][0]["function"]["name"] == "echo_tool"
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "tool got from gpt",
+    }
+    # The key reached the provider, and nowhere else.
+    assert openai_server.requests[0].credential == "sk-test-secret-key-123456"
+    history = await temporal_env.client.get_workflow_handle(task["workflow_id"]).fetch_history()
+    assert "sk-test-secret-key-123456" not in history.to_json()
+    assert "sk-test-secret-key-123456" not in json.dumps(task)
