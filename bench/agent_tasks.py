@@ -1,0 +1,175 @@
+"""Agent tasks under concurrency: N tasks on the offline `scripted:tools` model, each calling
+two tools, through the real API (uvicorn), a real worker and the embedded Temporal dev server.
+
+Prints tasks/s, the trigger call's p50/p99 latency, and the p50 delay from a token delta
+being produced (its `at` stamp, taken in the LLM activity) to it reaching an SSE client.
+
+    python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from api.app import create_app
+from baton import temporal
+from baton.db import migrate
+from baton.db.engine import create_engine, create_session_factory
+from baton.db.repositories import accounts
+from baton.settings import Settings
+from worker import create_worker
+
+MESSAGE = 'call echo {"text": "one"}\ncall echo {"text": "two"}'
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def watch(client: httpx.AsyncClient, url: str, delays: list[float]) -> None:
+    """Reads a task's SSE stream to its end, noting each delta's produced-to-received delay."""
+    async with client.stream("GET", url, timeout=120) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                produced = event["data"].get("at")
+                if event["type"] == "message.delta" and produced:
+                    delays.append(time.time() - produced)
+
+
+async def main(tasks: int, concurrency: int, streams: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
+    await migrate.aupgrade(database_url)
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=shutil.which("temporal")
+        or str(Path(sys.executable).parent / "temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    port = free_port()
+    settings = Settings(
+        data_dir=data, database_url=database_url, temporal_task_queue="bench", api_port=port
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, temporal_client=env.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    async with sessions.begin() as session:
+        created = await accounts.bootstrap_organization(
+            session=session, org_name="Bench", project_name="Bench"
+        )
+    base = f"http://127.0.0.1:{port}/api/v1/projects/{created.project.id}"
+    headers = {"Authorization": f"Token {created.token}"}
+
+    latencies: list[float] = []
+    delays: list[float] = []
+    async with (
+        create_worker(env.client, task_queue="bench", session_factory=sessions, settings=settings),
+        httpx.AsyncClient(headers=headers, timeout=60) as client,
+    ):
+        tool = await client.post(
+            f"{base}/tools",
+            json={
+                "name": "echo",
+                "params": [{"name": "text"}],
+                "steps": [{"name": "t", "type": "template", "template": "got {{ params.text }}"}],
+            },
+        )
+        agent = await client.post(
+            f"{base}/agents",
+            json={
+                "name": "Bench",
+                "model": "scripted:tools",
+                "tools": [{"tool_id": tool.json()["id"]}],
+            },
+        )
+        agent_id = agent.json()["id"]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                started = time.perf_counter()
+                response = await client.post(
+                    f"{base}/agents/{agent_id}/tasks", json={"message": MESSAGE}
+                )
+                latencies.append(time.perf_counter() - started)
+                task_id = response.json()["id"]
+                if i < streams:
+                    await watch(client, f"{base}/tasks/{task_id}/events", delays)
+                    return
+                while True:
+                    task = (await client.get(f"{base}/tasks/{task_id}")).json()
+                    if task["status"] in ("completed", "failed", "cancelled", "timed-out"):
+                        assert task["status"] == "completed", task
+                        return
+                    await asyncio.sleep(0.2)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(tasks)))
+        elapsed = time.perf_counter() - began
+
+    server.should_exit = True
+    await serving
+    await env.shutdown()
+    await engine.dispose()
+    shutil.rmtree(data, ignore_errors=True)
+    print(f"agent_tasks: {tasks} tasks (2 tool calls each), concurrency {concurrency}")
+    print(f"  tasks/s:                   {tasks / elapsed:.1f}  ({elapsed:.1f}s in all)")
+    print(
+        f"  trigger latency p50 / p99: {percentile(latencies, 0.5) * 1000:.0f} ms / "
+        f"{percentile(latencies, 0.99) * 1000:.0f} ms"
+    )
+    if delays:
+        print(
+            f"  delta -> SSE client p50:   {statistics.median(delays) * 1000:.0f} ms "
+            f"({len(delays)} deltas on {streams} streams)"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--streams", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.tasks, args.concurrency, args.streams))
