@@ -118,6 +118,10 @@ class StepActivities:
 
     async def _http(self, step: HttpStep, call: StepCall, context: dict[str, Any]) -> Any:
         headers = {k: _text(v, context) for k, v in step.headers.items()}
+        # The same on every retry of this step: a receiver that honours it (as payment and
+        # messaging APIs do) acts once even when a crash makes us send the request again.
+        info = activity.info()
+        headers.setdefault("Idempotency-Key", f"{info.workflow_id}:{info.activity_id}")
         if step.auth_secret is not None:
             secret = context["secrets"].get(step.auth_secret)
             if secret is None:

@@ -23,6 +23,8 @@ class LocalHttp:
         self.in_flight = 0
         self.max_in_flight = 0
         self.headers_seen: list[dict[str, str]] = []
+        # Side effects by idempotency key, as a receiver that honours the key would count them.
+        self.effects: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.port = _free_port()
         app = Starlette(
@@ -33,6 +35,7 @@ class LocalHttp:
                 Route("/status/{code:int}", self._status),
                 Route("/redirect", self._redirect),
                 Route("/page", self._page),
+                Route("/effect", self._effect, methods=["POST"]),
             ]
         )
         config = uvicorn.Config(
@@ -111,6 +114,17 @@ class LocalHttp:
         self._enter(request)
         self._leave()
         return RedirectResponse(request.query_params["to"], status_code=302)
+
+    async def _effect(self, request: Request) -> Response:
+        self._enter(request)
+        try:
+            key = request.headers.get("idempotency-key", "")
+            with self._lock:
+                self.effects[key] += 1
+            await asyncio.sleep(float(request.query_params.get("seconds", "0")))
+            return JSONResponse({"done": True, "key": key})
+        finally:
+            self._leave()
 
     async def _page(self, request: Request) -> Response:
         self._enter(request)

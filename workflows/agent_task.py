@@ -114,7 +114,7 @@ class AgentTaskWorkflow:
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
-            return await self._converse()
+            return await self._converse(resumed=bool(task.transcript))
         except TaskStopped as stop:
             await self._set_status(stop.status, error=stop.error)
             return AgentTaskResult(status=stop.status, error=stop.error)
@@ -149,9 +149,16 @@ class AgentTaskWorkflow:
 
     # The conversation
 
-    async def _converse(self) -> AgentTaskResult:
+    async def _converse(self, *, resumed: bool) -> AgentTaskResult:
+        """Turns until the task ends. A run continued as new resumes waiting for the next
+        message: its predecessor had answered everything."""
+        answer = next(
+            (m.content for m in reversed(self._transcript) if m.role is MessageRole.assistant), ""
+        )
         while True:
-            answer = await self._turn()
+            if not resumed:
+                answer = await self._turn()
+            resumed = False
             if self._inbox:
                 await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
                 continue
