@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from baton.db import migrate
@@ -153,6 +155,35 @@ def api(
         port=settings.api_port,
         log_level="warning",
     )
+
+
+@app.command()
+def chat(
+    agent_id: Annotated[str, typer.Argument(help="The agent to talk to")],
+    api_url: Annotated[str, typer.Option(envvar="BATON_API_URL")] = "http://127.0.0.1:8000",
+    token: Annotated[str, typer.Option(envvar="BATON_TOKEN", help="An API token")] = "",
+    project_id: Annotated[str, typer.Option(envvar="BATON_PROJECT_ID")] = "",
+) -> None:
+    """Chat with an agent in the terminal: tokens stream, approvals ask y/n."""
+    from baton.chat import Chat, ChatError
+
+    if not token or not project_id:
+        typer.echo("set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id)", err=True)
+        raise typer.Exit(2)
+    session = Chat(
+        api_url=api_url,
+        token=token,
+        project_id=project_id,
+        agent_id=agent_id,
+        ask=input,
+        out=sys.stdout,
+    )
+    try:
+        code = session.run()
+    except (ChatError, httpx.HTTPError) as exc:
+        typer.echo(f"chat failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")

@@ -6,8 +6,10 @@ session; each test gets its own organisation, task queue and in-process worker.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -179,3 +182,24 @@ async def tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
 @pytest.fixture
 async def other_tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
     return await new_tenant(session_factory)
+
+
+@pytest.fixture
+async def live_api(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[str]:
+    """The app behind a real HTTP server: httpx's ASGI transport buffers a whole response,
+    so a stream that is still open can only be read over a socket."""
+    app = create_app(settings, temporal_client=temporal_env.client)
+    config = uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    async with asyncio.timeout(10):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

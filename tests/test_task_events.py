@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 
 from activities.events import EventActivities, EventWriter
-from api.app import create_app
 from api.routes import task_events
 from baton.db.engine import is_sqlite
 from baton.db.repositories import accounts
@@ -29,7 +26,6 @@ from baton.db.tables import Agent
 from baton.domain.accounts import UserGroupEnvironment
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.domain.tasks import TaskStatus
-from baton.settings import Settings
 from tests.conftest import Tenant, auth
 from tests.helpers import assert_error
 
@@ -99,27 +95,6 @@ async def read_stream(
     async with asyncio.timeout(10), client.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200
         return [event async for event in sse_events(response)]
-
-
-@pytest.fixture
-async def live_api(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[str]:
-    """The app behind a real HTTP server: httpx's ASGI transport buffers a whole response,
-    so a stream that is still open can only be read over a socket."""
-    app = create_app(settings, temporal_client=temporal_env.client)
-    config = uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await serving
-        sock.close()
 
 
 # Appending
