@@ -81,11 +81,12 @@ class TaskActivities:
                 usage=append.usage,
             )
             events = [
+                *append.events,
                 EventDraft(
                     type=EventType.message_completed,
                     data={"seq": append.seq, **append.message.model_dump(mode="json")},
                     key=f"message:{append.seq}",
-                )
+                ),
             ]
             if append.usage is not None:
                 events.append(

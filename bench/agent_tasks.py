@@ -1,5 +1,6 @@
 """Agent tasks under concurrency: N tasks on the offline `scripted:tools` model, each calling
-two tools, through the real API (uvicorn), a real worker and the embedded Temporal dev server.
+two tools, through the real API (uvicorn, in this process), a worker process (`baton worker`,
+as `baton up` runs it) and the embedded Temporal dev server.
 
 Prints tasks/s, the trigger call's p50/p99 latency, and the p50 delay from a token delta
 being produced (its `at` stamp, taken in the LLM activity) to it reaching an SSE client.
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +36,6 @@ from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
 from baton.settings import Settings
-from worker import create_worker
 
 MESSAGE = 'call echo {"text": "one"}\ncall echo {"text": "two"}'
 
@@ -103,10 +105,19 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
 
     latencies: list[float] = []
     delays: list[float] = []
-    async with (
-        create_worker(env.client, task_queue="bench", session_factory=sessions, settings=settings),
-        httpx.AsyncClient(headers=headers, timeout=60) as client,
-    ):
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "baton", "worker"],
+        env={
+            **os.environ,
+            "BATON_DATABASE_URL": database_url,
+            "BATON_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "BATON_TEMPORAL_TASK_QUEUE": "bench",
+            "BATON_DATA_DIR": str(data),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
         tool = await client.post(
             f"{base}/tools",
             json={
@@ -148,6 +159,8 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
         await asyncio.gather(*(one(i) for i in range(tasks)))
         elapsed = time.perf_counter() - began
 
+    worker.terminate()
+    worker.wait(timeout=30)
     server.should_exit = True
     await serving
     await env.shutdown()

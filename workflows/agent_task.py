@@ -195,11 +195,12 @@ class AgentTaskWorkflow:
             if not response.tool_calls:
                 return response.content
             results = await asyncio.gather(*(self._run_call(c) for c in response.tool_calls))
-            for call, result in zip(response.tool_calls, results, strict=True):
+            for call, (result, outcome) in zip(response.tool_calls, results, strict=True):
                 await self._append(
                     Message(
                         role=MessageRole.tool, content=result, tool_call_id=call.id, name=call.name
-                    )
+                    ),
+                    events=[outcome] if outcome else [],
                 )
             tool_calls_in_a_row += len(response.tool_calls)
             if tool_calls_in_a_row >= self._agent.autonomy_limit:
@@ -244,35 +245,37 @@ class AgentTaskWorkflow:
             _reraise_cancel(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
 
-    async def _run_call(self, call: ToolCall) -> str:
-        """Runs one tool call (after approval when needed); what the model is told."""
+    async def _run_call(self, call: ToolCall) -> tuple[str, EventDraft | None]:
+        """Runs one tool call (after approval when needed): what the model is told, and the
+        event that ends the call (written with the tool message, saving a round trip)."""
         entry = self._by_name.get(call.name)
         if entry is None:
-            return f"Error: there is no tool named {call.name!r}."
+            return f"Error: there is no tool named {call.name!r}.", None
         if call.arguments_error is not None:
             return (
                 f"Error: the arguments were not valid JSON ({call.arguments_error}). "
                 "Call the tool again with a JSON object."
-            )
+            ), None
         _, agent_tool, spec = entry
         arguments = dict(call.arguments)
         asked = bool(arguments.pop(NEEDS_APPROVAL_ARG, False))
-        await self._events(
-            EventDraft(
-                type=EventType.tool_call_requested,
-                data={"call_id": call.id, "tool": call.name, "arguments": arguments},
-                key=f"call:{call.id}",
-            )
+        requested = EventDraft(
+            type=EventType.tool_call_requested,
+            data={"call_id": call.id, "tool": call.name, "arguments": arguments},
+            key=f"call:{call.id}",
         )
+        leading: list[EventDraft] = [requested]
         if self._needs_approval(agent_tool, asked):
-            decision = await self._await_decision(call, arguments)
+            decision = await self._await_decision(call, arguments, requested)
             if not decision.approve:
-                return f"The user rejected this call: {decision.reason or 'no reason given'}."
+                reason = decision.reason or "no reason given"
+                return f"The user rejected this call: {reason}.", None
             if decision.arguments is not None:
                 arguments = decision.arguments
+            leading = []
         else:
             self._auto_runs[agent_tool.tool_id] = self._auto_runs.get(agent_tool.tool_id, 0) + 1
-        return await self._run_tool(call, agent_tool.tool_id, spec, arguments)
+        return await self._run_tool(call, agent_tool.tool_id, spec, arguments, leading)
 
     def _needs_approval(self, agent_tool: AgentTool, asked: bool) -> bool:
         if agent_tool.approval is Approval.required:
@@ -282,15 +285,18 @@ class AgentTaskWorkflow:
         cap = agent_tool.max_auto_runs
         return cap is not None and self._auto_runs.get(agent_tool.tool_id, 0) >= cap
 
-    async def _await_decision(self, call: ToolCall, arguments: dict[str, Any]) -> Decision:
+    async def _await_decision(
+        self, call: ToolCall, arguments: dict[str, Any], requested: EventDraft
+    ) -> Decision:
         pending = PendingApproval(call_id=call.id, tool=call.name, arguments=arguments)
         self._pending[call.id] = pending
         await self._events(
+            requested,
             EventDraft(
                 type=EventType.tool_approval_requested,
                 data=pending.model_dump(mode="json"),
                 key=f"approval:{call.id}",
-            )
+            ),
         )
         await self._set_status(
             TaskStatus.waiting_approval, details=f"waiting for approval of {_describe(pending)}"
@@ -318,19 +324,27 @@ class AgentTaskWorkflow:
         return decision
 
     async def _run_tool(
-        self, call: ToolCall, tool_id: str, spec: ToolSpec, arguments: dict[str, Any]
-    ) -> str:
+        self,
+        call: ToolCall,
+        tool_id: str,
+        spec: ToolSpec,
+        arguments: dict[str, Any],
+        leading: list[EventDraft],
+    ) -> tuple[str, EventDraft | None]:
         try:
             params = validate_params(spec, arguments)
         except BatonError as exc:
-            return f"Error: invalid arguments for {call.name}: {exc.message}"
+            if leading:
+                await self._events(*leading)
+            return f"Error: invalid arguments for {call.name}: {exc.message}", None
         run_id = str(workflow.uuid4())
         await self._events(
+            *leading,
             EventDraft(
                 type=EventType.tool_run_started,
                 data={"call_id": call.id, "tool": call.name, "run_id": run_id},
                 key=f"started:{call.id}",
-            )
+            ),
         )
         try:
             result = await workflow.execute_child_workflow(
@@ -349,28 +363,16 @@ class AgentTaskWorkflow:
             )
         except ChildWorkflowError as exc:
             _reraise_cancel(exc)
-            return await self._tool_failed(call, str(exc.cause or exc))
+            return _tool_failed(call, str(exc.cause or exc))
         if result.status is not ToolRunStatus.succeeded:
-            return await self._tool_failed(call, result.error or result.status.value)
+            return _tool_failed(call, result.error or result.status.value)
         output = _as_text(result.output)
-        await self._events(
-            EventDraft(
-                type=EventType.tool_run_completed,
-                data={"call_id": call.id, "tool": call.name, "output": output[:2000]},
-                key=f"completed:{call.id}",
-            )
+        completed = EventDraft(
+            type=EventType.tool_run_completed,
+            data={"call_id": call.id, "tool": call.name, "output": output[:2000]},
+            key=f"completed:{call.id}",
         )
-        return output
-
-    async def _tool_failed(self, call: ToolCall, error: str) -> str:
-        await self._events(
-            EventDraft(
-                type=EventType.tool_run_failed,
-                data={"call_id": call.id, "tool": call.name, "error": error},
-                key=f"failed:{call.id}",
-            )
-        )
-        return f"Error: the tool {call.name} failed: {error}"
+        return output, completed
 
     # Bookkeeping
 
@@ -394,12 +396,19 @@ class AgentTaskWorkflow:
             )
         )
 
-    async def _append(self, message: Message, usage: TokenUsage | None = None) -> None:
+    async def _append(
+        self,
+        message: Message,
+        usage: TokenUsage | None = None,
+        events: list[EventDraft] | None = None,
+    ) -> None:
         seq = len(self._transcript)
         self._transcript.append(message)
         await workflow.execute_activity_method(
             TaskActivities.put_message,
-            TaskMessageAppend(task_id=self._task_id, seq=seq, message=message, usage=usage),
+            TaskMessageAppend(
+                task_id=self._task_id, seq=seq, message=message, usage=usage, events=events or []
+            ),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"save {message.role.value} message",
@@ -457,6 +466,15 @@ def _callable_tools(
         definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
         callable_tools[name] = (definition, agent_tool, spec)
     return callable_tools
+
+
+def _tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
+    failed = EventDraft(
+        type=EventType.tool_run_failed,
+        data={"call_id": call.id, "tool": call.name, "error": error},
+        key=f"failed:{call.id}",
+    )
+    return f"Error: the tool {call.name} failed: {error}", failed
 
 
 def _describe(pending: PendingApproval) -> str:

@@ -29,7 +29,7 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(
-            url, connect_args={"timeout": 15}, pool_size=1, max_overflow=0, pool_timeout=60
+            url, connect_args={"timeout": 15}, pool_size=4, max_overflow=0, pool_timeout=60
         )
         event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
         return engine

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from baton.domain.agents import AgentSpec
+from baton.domain.events import EventDraft
 
 # The LLM vocabulary lives in baton.domain.llm; these names stay importable from here.
 from baton.domain.llm import LlmRequest as LlmRequest
@@ -101,6 +102,8 @@ class TaskMessageAppend(BaseModel):
     seq: int
     message: Message
     usage: TokenUsage | None = None
+    # Events that belong just before the message (a tool call's end before its result).
+    events: list[EventDraft] = Field(default_factory=list)
 
 
 class LlmCall(BaseModel):
