@@ -73,9 +73,9 @@ async def measure(label: str, runs: int, concurrency: int, start_one) -> float: 
     return rate
 
 
-async def main(runs: int, concurrency: int, rounds: int) -> None:
+async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> None:
     data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
-    database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
+    database_url = database or f"sqlite+aiosqlite:///{data / 'baton.db'}"
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
@@ -124,7 +124,8 @@ async def main(runs: int, concurrency: int, rounds: int) -> None:
     plain_worker = Worker(
         env.client, task_queue="bench-plain", workflows=[PlainChain], activities=[noop]
     )
-    print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}")
+    kind = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
+    print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}, {kind}")
     baton_rates, plain_rates = [], []
     async with baton_worker, plain_worker:
         await measure("warm-up (not counted)", 20, concurrency, plain_run)
@@ -150,5 +151,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--database-url", default="", help="Baton's database (default: a new SQLite file)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.concurrency, args.rounds))
+    asyncio.run(main(args.runs, args.concurrency, args.rounds, args.database_url))
