@@ -74,12 +74,7 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
         or str(Path(sys.executable).parent / "temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
+        dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     port = free_port()
     settings = Settings(

@@ -84,12 +84,7 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         or str(Path(sys.executable).parent / "temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
+        dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     settings = Settings(data_dir=data, database_url=database_url, temporal_task_queue="bench-baton")
     async with sessions.begin() as session:

@@ -85,12 +85,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
+        dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     yield env
     await env.shutdown()
