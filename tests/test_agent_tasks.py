@@ -363,3 +363,32 @@ async def test_a_task_on_an_openai_compatible_model_runs_the_whole_loop(
     history = await temporal_env.client.get_workflow_handle(task["workflow_id"]).fetch_history()
     assert "sk-test-secret-key-123456" not in history.to_json()
     assert "sk-test-secret-key-123456" not in json.dumps(task)
+
+
+async def test_after_its_automatic_runs_a_tool_asks_for_approval(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "max_auto_runs": 1}])
+    task_id = await start(
+        api, tenant, agent, 'call echo_tool {"text": "first"}\ncall echo_tool {"text": "second"}'
+    )
+    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    assert waiting["status"] == "waiting-approval"
+    assert [p["arguments"] for p in waiting["pending_approvals"]] == [{"text": "second"}]
+
+
+async def test_a_task_past_its_time_budget_times_out(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(
+        api,
+        tenant,
+        tools=[{"tool_id": tool, "approval": "required"}],
+        time_budget_seconds=2,
+    )
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    task = await wait_for(api, tenant, task_id, FINAL, timeout=30)
+    assert task["status"] == "timed-out"
+    assert "time budget" in task["error"]
