@@ -71,12 +71,13 @@ def create_worker(
 
 async def run(settings: Settings) -> None:
     engine = create_engine(settings.resolved_database_url)
-    client = await temporal.connect(settings)
+    session_factory = create_session_factory(engine)
+    client = await temporal.connect(settings, session_factory=session_factory)
     await temporal.ensure_search_attributes(client, settings.temporal_namespace)
     worker = create_worker(
         client,
         task_queue=settings.temporal_task_queue,
-        session_factory=create_session_factory(engine),
+        session_factory=session_factory,
         settings=settings,
     )
     stop = asyncio.Event()

@@ -43,7 +43,9 @@ def create_app(
         app.state.settings = settings
         app.state.session_factory = create_session_factory(engine)
         app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
-        app.state.temporal = temporal_client or await temporal.connect(settings, lazy=True)
+        app.state.temporal = temporal_client or await temporal.connect(
+            settings, lazy=True, session_factory=app.state.session_factory
+        )
         try:
             yield
         finally:

@@ -3,6 +3,9 @@ attributes that make every run findable in the Temporal UI."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -11,6 +14,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, ExternalStorage
 from temporalio.service import TLSConfig
 
 from baton.settings import Settings
@@ -65,7 +69,32 @@ def _tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+def data_converter(
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+) -> DataConverter:
+    """Pydantic payloads; with a database, those over 64 KB are stored there and history
+    keeps a reference (a claim check), so long transcripts and big outputs stay small."""
+    if session_factory is None:
+        return pydantic_data_converter
+    # Imported here: workflow code imports this module for the search attribute keys, and
+    # workflows must not import the database layer.
+    from baton.db.payload_store import PAYLOAD_SIZE_THRESHOLD, DatabasePayloadStore
+
+    return dataclasses.replace(
+        pydantic_data_converter,
+        external_storage=ExternalStorage(
+            drivers=[DatabasePayloadStore(session_factory)],
+            payload_size_threshold=PAYLOAD_SIZE_THRESHOLD,
+        ),
+    )
+
+
+async def connect(
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+) -> Client:
     """A lazy client connects on first use, so the API can start before Temporal is up."""
     api_key = settings.temporal_api_key
     return await Client.connect(
@@ -73,7 +102,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         namespace=settings.temporal_namespace,
         api_key=api_key.get_secret_value() if api_key else None,
         tls=_tls_config(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(session_factory),
         lazy=lazy,
     )
 

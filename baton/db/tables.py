@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -312,4 +313,15 @@ class ToolRunStep(Base):
     output: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PayloadBlob(Base):
+    """A Temporal payload too large for history (a claim check): keyed by its SHA-256, so
+    storing the same payload twice, as a retry does, writes one row."""
+
+    __tablename__ = "payload_blobs"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
