@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, auth
+from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 from tests.helpers import assert_error
 from worker import create_worker
@@ -392,3 +393,60 @@ async def test_a_task_past_its_time_budget_times_out(
     task = await wait_for(api, tenant, task_id, FINAL, timeout=30)
     assert task["status"] == "timed-out"
     assert "time budget" in task["error"]
+
+
+# Anthropic over its wire protocol
+
+
+@pytest.fixture(scope="module")
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_task_on_an_anthropic_model_runs_the_whole_loop(
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
+    anthropic_server: FakeAnthropic,
+):
+    anthropic_server.reset()
+    anthropic_server.reply(
+        "Let me check.",
+        tool_uses=(ToolUse("toolu_1", "echo_tool", ('{"text": ', '"from claude"}')),),
+        input_tokens=15,
+        output_tokens=5,
+    )
+    anthropic_server.reply("Claude heard back.", input_tokens=25, output_tokens=3)
+    configured = settings.model_copy(
+        update={
+            "anthropic_api_key": "sk-ant-test-key-987654",
+            "anthropic_base_url": anthropic_server.base_url,
+        }
+    )
+    async with create_worker(
+        temporal_env.client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=session_factory,
+        settings=configured,
+    ):
+        async for api in _api_client(configured, temporal_env.client):
+            tool = await make_tool(api, tenant)
+            agent = await make_agent(
+                api, tenant, tools=[{"tool_id": tool}], model="anthropic:claude-test"
+            )
+            task_id = await start(api, tenant, agent, "Use the tool")
+            task = await wait_for(api, tenant, task_id, FINAL)
+
+    assert task["status"] == "completed", task["error"]
+    assert [m["role"] for m in task["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert task["messages"][2]["content"] == "tool got from claude"
+    assert task["messages"][-1]["content"] == "Claude heard back."
+    assert task["usage"] == {"input_tokens": 40, "output_tokens": 8}
+    second = anthropic_server.requests[1].body
+    result_block = second["messages"][-1]["content"][0]
+    assert (result_block["type"], result_block["tool_use_id"]) == ("tool_result", "toolu_1")
+    assert "sk-ant-test-key-987654" not in json.dumps(task)
