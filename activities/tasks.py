@@ -43,6 +43,11 @@ class TaskActivities:
             except NotFound as exc:
                 raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
             spec = agent_repo.agent_spec(agent_row)
+            if begin.load_agent:
+                # A scheduled start runs the agent's current version: record which.
+                await task_repo.set_agent_version(
+                    session=session, task_id=begin.task_id, version=agent_row.version
+                )
             tools: dict[str, ToolSpec] = {}
             for agent_tool in spec.tools:
                 try:

@@ -99,6 +99,7 @@ async def _create(
         agent_id=agent.id,
         first_message=message,
         user_group_id=user_group_id,
+        agent_version=agent.version,
     )
     try:
         await session.commit()

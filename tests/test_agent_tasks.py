@@ -450,3 +450,45 @@ async def test_a_task_on_an_anthropic_model_runs_the_whole_loop(
     result_block = second["messages"][-1]["content"][0]
     assert (result_block["type"], result_block["tool_use_id"]) == ("tool_result", "toolu_1")
     assert "sk-ant-test-key-987654" not in json.dumps(task)
+
+
+async def test_an_update_makes_a_new_agent_version_and_a_task_keeps_the_one_it_started_with(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=30)
+    task_id = await start(api, tenant, agent, "hello")
+    await wait_for(api, tenant, task_id, {"idle"})
+
+    tool = await make_tool(api, tenant)
+    updated = await api.patch(
+        tenant.url(f"/agents/{agent}"),
+        json={"model": "scripted:tools", "tools": [{"tool_id": tool}]},
+        headers=tenant.headers,
+    )
+    assert updated.json()["version"] == 2
+    versions = (
+        await api.get(tenant.url(f"/agents/{agent}/versions"), headers=tenant.headers)
+    ).json()
+    assert [(v["version"], v["spec"]["model"]) for v in versions] == [
+        (1, "scripted:echo"),
+        (2, "scripted:tools"),
+    ]
+
+    # The running task still talks to version 1: it echoes instead of calling the tool.
+    await api.post(
+        tenant.url(f"/tasks/{task_id}/messages"),
+        json={"message": 'call echo_tool {"text": "x"}'},
+        headers=tenant.headers,
+    )
+    async with asyncio.timeout(20):
+        while True:
+            task = (await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)).json()
+            if len(task["messages"]) == 4:
+                break
+            await asyncio.sleep(0.1)
+    assert task["agent_version"] == 1
+    assert task["messages"][-1]["content"].endswith('You said: call echo_tool {"text": "x"}')
+    fresh = await start(api, tenant, agent, 'call echo_tool {"text": "y"}')
+    done = await wait_for(api, tenant, fresh, {"idle"} | FINAL)
+    assert done["agent_version"] == 2
+    assert [m["content"] for m in done["messages"] if m["role"] == "tool"] == ["tool got y"]

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
 from api.routes.triggers import delete_in_temporal
-from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate
+from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
 from api.schemas.tasks import TaskCreate, TaskCreated
 from api.task_start import start_agent_task
 from baton.db.repositories import accounts
@@ -67,6 +67,21 @@ async def update_agent(
         session=session, project_id=project.id, agent_id=agent_id, spec=spec
     )
     return AgentPublic.of(agent)
+
+
+@router.get("/{agent_id}/versions")
+async def list_versions(
+    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[AgentVersionPublic]:
+    require_role(principal, Role.viewer)
+    await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+    rows = await agent_repo.list_versions(session=session, agent_id=agent_id)
+    return [
+        AgentVersionPublic(
+            version=r.version, created_at=r.created_at, spec=AgentSpec.model_validate(r.spec)
+        )
+        for r in rows
+    ]
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -83,6 +83,7 @@ async def get_task(
     return TaskPublic(
         id=task.id,
         agent_id=task.agent_id,
+        agent_version=task.agent_version,
         workflow_id=task.workflow_id,
         status=TaskStatus(task.status),
         error=task.error,

@@ -38,6 +38,7 @@ class AgentPublic(AgentSpec):
 
     id: str
     project_id: str
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -48,7 +49,14 @@ class AgentPublic(AgentSpec):
                 **agent.spec,
                 "id": agent.id,
                 "project_id": agent.project_id,
+                "version": agent.version,
                 "created_at": agent.created_at,
                 "updated_at": agent.updated_at,
             }
         )
+
+
+class AgentVersionPublic(BaseModel):
+    version: int
+    created_at: datetime
+    spec: AgentSpec

@@ -51,6 +51,7 @@ class TaskCreated(BaseModel):
 
 class TaskPublic(TaskCreated):
     agent_id: str
+    agent_version: int | None = Field(description="The agent version the task runs")
     error: str | None
     messages: list[Message]
     usage: Usage

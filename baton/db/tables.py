@@ -150,8 +150,22 @@ class Agent(Base):
     )
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentVersion(Base):
+    """Every saved definition of an agent; a task records the version it started with."""
+
+    __tablename__ = "agent_versions"
+    __table_args__ = (UniqueConstraint("agent_id", "version", name="uq_agent_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Task(Base):
@@ -167,6 +181,7 @@ class Task(Base):
         ForeignKey("user_groups.id", ondelete="SET NULL"), default=None, index=True
     )
     workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
+    agent_version: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)

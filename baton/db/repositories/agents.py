@@ -5,14 +5,18 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from baton.db.tables import Agent, utcnow
+from baton.db.tables import Agent, AgentVersion, utcnow
 from baton.domain.agents import AgentSpec
 from baton.errors import NotFound
 
 
 async def create_agent(*, session: AsyncSession, project_id: str, spec: AgentSpec) -> Agent:
-    agent = Agent(project_id=project_id, name=spec.name, spec=spec.model_dump(mode="json"))
+    agent = Agent(
+        project_id=project_id, name=spec.name, spec=spec.model_dump(mode="json"), version=1
+    )
     session.add(agent)
+    await session.flush()
+    session.add(AgentVersion(agent_id=agent.id, version=1, spec=agent.spec))
     await session.flush()
     return agent
 
@@ -32,11 +36,20 @@ async def get_agent(*, session: AsyncSession, project_id: str, agent_id: str) ->
 async def update_agent(
     *, session: AsyncSession, project_id: str, agent_id: str, spec: AgentSpec
 ) -> Agent:
+    """Saves `spec` as the agent's next version; tasks already started keep theirs."""
     agent = await get_agent(session=session, project_id=project_id, agent_id=agent_id)
     agent.name = spec.name
     agent.spec = spec.model_dump(mode="json")
+    agent.version += 1
     agent.updated_at = utcnow()
+    session.add(AgentVersion(agent_id=agent.id, version=agent.version, spec=agent.spec))
+    await session.flush()
     return agent
+
+
+async def list_versions(*, session: AsyncSession, agent_id: str) -> list[AgentVersion]:
+    query = select(AgentVersion).where(AgentVersion.agent_id == agent_id)
+    return list((await session.scalars(query.order_by(AgentVersion.version))).all())
 
 
 async def delete_agent(*, session: AsyncSession, project_id: str, agent_id: str) -> None:

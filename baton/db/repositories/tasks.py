@@ -25,9 +25,11 @@ async def create_task(
     agent_id: str,
     first_message: str,
     user_group_id: str | None = None,
+    agent_version: int | None = None,
 ) -> Task:
     task = Task(
         id=task_id,
+        agent_version=agent_version,
         project_id=project_id,
         agent_id=agent_id,
         user_group_id=user_group_id,
@@ -39,6 +41,10 @@ async def create_task(
     session.add(TaskMessage(task_id=task_id, seq=0, role="user", content=first_message))
     await session.flush()
     return task
+
+
+async def set_agent_version(*, session: AsyncSession, task_id: str, version: int) -> None:
+    await session.execute(update(Task).where(Task.id == task_id).values(agent_version=version))
 
 
 async def get_task_by_id(*, session: AsyncSession, task_id: str) -> Task:
