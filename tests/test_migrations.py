@@ -44,13 +44,36 @@ async def _recreate_postgres_database(url: str, *, create: bool) -> None:
     await engine.dispose()
 
 
+# The lexical index is per database and made by the migration alone: SQLite's FTS5 table (and
+# its shadow tables), PostgreSQL's expression index. The models do not declare it.
+SEARCH_INDEX_PREFIXES = ("knowledge_rows_fts", "ix_knowledge_rows_fts")
+
+
+def _is_search_index(name: str | None) -> bool:
+    return bool(name) and str(name).startswith(SEARCH_INDEX_PREFIXES)
+
+
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            "compare_type": True,
+            "include_name": lambda name, _type, _parent: not _is_search_index(name),
+        },
+    )
     return list(compare_metadata(context, Base.metadata))
 
 
 def _tables(connection: Connection) -> set[str]:
-    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+    names = set(inspect(connection).get_table_names()) - {"alembic_version"}
+    return {name for name in names if not _is_search_index(name)}
+
+
+def _search_index_present(connection: Connection) -> bool:
+    if connection.dialect.name == "sqlite":
+        return "knowledge_rows_fts" in inspect(connection).get_table_names()
+    indexes = inspect(connection).get_indexes("knowledge_rows")
+    return any(index["name"] == "ix_knowledge_rows_fts" for index in indexes)
 
 
 async def test_migrations_create_exactly_the_models_tables(scratch_database: str):
@@ -59,6 +82,7 @@ async def test_migrations_create_exactly_the_models_tables(scratch_database: str
     async with engine.connect() as connection:
         assert await connection.run_sync(_tables) == set(Base.metadata.tables)
         assert await connection.run_sync(_differences) == []
+        assert await connection.run_sync(_search_index_present)
     await engine.dispose()
 
 
@@ -68,6 +92,9 @@ async def test_migrations_go_down_to_nothing_and_up_again(scratch_database: str)
     engine = create_engine(scratch_database)
     async with engine.connect() as connection:
         assert await connection.run_sync(_tables) == set()
+        assert set(await connection.run_sync(lambda c: inspect(c).get_table_names())) <= {
+            "alembic_version"
+        }
     await migrate.aupgrade(scratch_database)
     async with engine.connect() as connection:
         assert await connection.run_sync(_tables) == set(Base.metadata.tables)

@@ -340,3 +340,90 @@ class PayloadBlob(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Snippet(Base):
+    """A project's named text, `{{ snippets.<name> }}` in prompts and step templates."""
+
+    __tablename__ = "snippets"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_snippet_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Integration(Base):
+    """A project's connection to an outside service (an LLM provider first). Its key is
+    encrypted with the settings' secret key and leaves the database only inside activities."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_integration_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeSet(Base):
+    """A table of a project's data: typed columns, JSON rows, lexical and vector search.
+    `embedding` names the provider that turns a row's text into a vector ({} for none)."""
+
+    __tablename__ = "knowledge_sets"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_knowledge_set_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    embedding: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeRow(Base):
+    """One row. `content` is the text search sees (the set's text columns joined); the lexical
+    index follows it (FTS5 on SQLite, a GIN index on PostgreSQL, both made by migrations).
+    `embedding` is float32 bytes of `content`'s vector, NULL until computed or after a change."""
+
+    __tablename__ = "knowledge_rows"
+    __table_args__ = (Index("ix_knowledge_rows_set_id", "set_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    set_id: Mapped[str] = mapped_column(ForeignKey("knowledge_sets.id", ondelete="CASCADE"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content: Mapped[str] = mapped_column(Text, default="")
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeJob(Base):
+    """Long work on a set (an import, embedding, an enrichment) and its progress."""
+
+    __tablename__ = "knowledge_jobs"
+    __table_args__ = (Index("ix_knowledge_jobs_set_created", "set_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    set_id: Mapped[str] = mapped_column(ForeignKey("knowledge_sets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

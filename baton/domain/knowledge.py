@@ -1,0 +1,171 @@
+"""Knowledge: a project's tables of rows that agents search and tools read, write and enrich.
+
+A set has typed columns; a row is a JSON object keyed by column name. A row's searchable text
+(`content`) is its text columns joined; lexical search indexes it and, when the set has an
+embedding provider, a vector of it is kept for nearest-neighbour search."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from baton.domain.tools import IDENTIFIER
+
+# Imports are refused beyond these, with a clear error, before more is read.
+MAX_IMPORT_BYTES = 100 * 1024 * 1024
+MAX_IMPORT_ROWS = 50_000
+# Vectors are float32; the local model gives 384 dimensions.
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+LOCAL_EMBEDDING_DIMENSIONS = 384
+
+
+class ColumnType(StrEnum):
+    text = "text"
+    number = "number"
+    integer = "integer"
+    boolean = "boolean"
+    json = "json"
+
+
+class KnowledgeColumn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER)
+    type: ColumnType = ColumnType.text
+    description: str = ""
+    searchable: bool = Field(
+        default=True, description="A text column whose value goes into the row's search text"
+    )
+
+
+class EmbeddingProvider(StrEnum):
+    none = "none"
+    local = "local"
+    openai = "openai"
+
+
+class EmbeddingConfig(BaseModel):
+    """How a set's rows become vectors. `local` runs all-MiniLM-L6-v2 offline (the optional
+    `local-embeddings` extra); `openai` calls any OpenAI-compatible embeddings endpoint, with
+    the key and base URL of a project integration named by `integration`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: EmbeddingProvider = EmbeddingProvider.none
+    model: str | None = Field(default=None, description="Default: the provider's own")
+    integration: str | None = Field(default=None, description="openai: the integration's name")
+
+    @model_validator(mode="after")
+    def _openai_needs_integration(self) -> EmbeddingConfig:
+        if self.provider is EmbeddingProvider.openai and not self.integration:
+            raise ValueError("the openai embedding provider needs an integration name")
+        return self
+
+
+class KnowledgeSetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    columns: list[KnowledgeColumn] = Field(default_factory=list, max_length=200)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> KnowledgeSetSpec:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
+        return self
+
+    def column(self, name: str) -> KnowledgeColumn | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class FilterOp(StrEnum):
+    eq = "eq"
+    ne = "ne"
+    gt = "gt"
+    gte = "gte"
+    lt = "lt"
+    lte = "lte"
+    contains = "contains"
+    exists = "exists"
+
+
+class RowFilter(BaseModel):
+    """One condition on a column. Values are always bound parameters, never SQL text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(pattern=IDENTIFIER)
+    op: FilterOp = FilterOp.eq
+    value: Any = None
+
+
+class SearchMode(StrEnum):
+    lexical = "lexical"
+    vector = "vector"
+    hybrid = "hybrid"
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=10_000)
+    mode: SearchMode = SearchMode.hybrid
+    top_k: int = Field(default=5, ge=1, le=100)
+    filters: list[RowFilter] = Field(default_factory=list)
+
+
+class SearchHit(BaseModel):
+    """What a search returns per row, so an agent can cite it."""
+
+    row_id: int
+    row: dict[str, Any]
+    score: float
+
+
+class JobKind(StrEnum):
+    import_ = "import"
+    embed = "embed"
+    enrich = "enrich"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class AttachMode(StrEnum):
+    """How an agent uses an attached set: a search tool, or rows placed in its prompt."""
+
+    search = "search"
+    prompt = "prompt"
+
+
+class AgentKnowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    set_id: str
+    mode: AttachMode = AttachMode.search
+    token_budget: int = Field(default=2000, ge=50, le=100_000)
+    description: str = ""
+
+
+def row_content(columns: list[KnowledgeColumn], data: dict[str, Any]) -> str:
+    """A row's search text: its searchable text columns, or every string value when the set
+    declares no columns."""
+    if not columns:
+        return "\n".join(str(v) for v in data.values() if isinstance(v, str) and v)
+    parts = [
+        str(data[c.name])
+        for c in columns
+        if c.type is ColumnType.text and c.searchable and data.get(c.name) not in (None, "")
+    ]
+    return "\n".join(parts)
