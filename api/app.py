@@ -15,6 +15,7 @@ from api.routes import (
     members,
     projects,
     secrets,
+    snippets,
     task_events,
     tasks,
     tokens,
@@ -61,6 +62,6 @@ def create_app(
     )
     install_error_handlers(app)
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
-    for module in (*routers, task_events, tool_templates, secrets, triggers):
+    for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)
     return app

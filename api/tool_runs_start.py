@@ -12,10 +12,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedE
 from temporalio.service import RPCError
 
 from baton import temporal
+from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import ToolRun
-from baton.domain.tool_checks import check_tool, validate_params
+from baton.domain.tool_checks import check_tool, referenced_snippets, validate_params
 from baton.domain.tool_runs import ToolRunInput
 from baton.domain.tools import ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
@@ -31,7 +32,8 @@ async def check_before_save(
     *, session: AsyncSession, project_id: str, spec: ToolSpec, tool_id: str | None = None
 ) -> None:
     known = {tool.id for tool in await tool_repo.list_tools(session=session, project_id=project_id)}
-    check_tool(spec, known_tools=known)
+    snippets = await snippet_repo.snippet_names(session=session, project_id=project_id)
+    check_tool(spec, known_tools=known, snippets=snippets)
     cycle = await tool_repo.find_cycle(
         session=session, project_id=project_id, tool_id=tool_id, spec=spec
     )
@@ -53,6 +55,11 @@ async def start_tool_run(
 ) -> ToolRun:
     version, specs = await tool_repo.pinned_closure(session=session, tool_id=tool_id)
     values = validate_params(specs[tool_id], params)
+    snippets = await snippet_repo.snippet_values(
+        session=session,
+        project_id=project_id,
+        names=set().union(*(referenced_snippets(spec) for spec in specs.values())),
+    )
     run_id = str(uuid.uuid4())
     run = await run_repo.create_run(
         session=session,
@@ -73,6 +80,7 @@ async def start_tool_run(
                 tool_version=version,
                 specs=specs,
                 params=values,
+                snippets=snippets,
             ),
             id=run.workflow_id,
             task_queue=settings.temporal_task_queue,

@@ -72,7 +72,7 @@ class ToolRunWorkflow:
     async def run(self, run: ToolRunInput) -> ToolRunResult:
         self._run = run
         spec = run.specs[run.tool_id]
-        context: dict[str, Any] = {"params": run.params, "steps": {}}
+        context: dict[str, Any] = {"params": run.params, "steps": {}, "snippets": run.snippets}
         if run.persist:
             workflow.upsert_search_attributes([BATON_STATUS.value_set(ToolRunStatus.running)])
         try:
@@ -250,6 +250,7 @@ class ToolRunWorkflow:
                     params=params,
                     persist=False,
                     depth=run.depth + 1,
+                    snippets=run.snippets,
                 ),
                 id=tool_run_workflow_id(child_id),
                 static_summary=f"step {step.name}: tool {spec.name}",

@@ -25,6 +25,7 @@ from baton.domain.tools import (
 from baton.errors import InvalidInput
 
 _ROOTS = frozenset({"params", "steps", "foreach", "secrets", "snippets"})
+_ROOT_NAMES = "params, steps, foreach, secrets or snippets"
 _SECRET_STEPS = (LlmStep, HttpStep)
 
 
@@ -139,7 +140,7 @@ def _template_problems(
     except templating.TemplateError as exc:
         return [Problem(name, field, f"template does not parse: {exc}")]
     problems = [
-        Problem(name, field, f"unknown name {root!r}; use params, steps, foreach or secrets")
+        Problem(name, field, f"unknown name {root!r}; use {_ROOT_NAMES}")
         for root in sorted(undeclared - _ROOTS)
     ]
     problems += [
@@ -200,3 +201,17 @@ def validate_params(spec: ToolSpec, given: dict[str, Any]) -> dict[str, Any]:
         first = problems[0]
         raise InvalidInput(f"param {first['param']!r}: {first['message']}", details=problems)
     return values
+
+
+def referenced_snippets(spec: ToolSpec) -> set[str]:
+    """The snippets a tool's templates read, to pin their texts when a run starts."""
+    templates = [template for step in spec.steps for _, template in template_fields(step)]
+    if spec.output is not None:
+        templates.append(spec.output)
+    names: set[str] = set()
+    for template in templates:
+        try:
+            names |= templating.references(template).of("snippets")
+        except templating.TemplateError:
+            continue
+    return names

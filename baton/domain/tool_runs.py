@@ -39,6 +39,8 @@ class ToolRunInput(BaseModel):
     # A child run (a `tool` step) keeps no row of its own: its parent records its output.
     persist: bool = True
     depth: int = 0
+    # The texts of the snippets the tools read, pinned when the run started.
+    snippets: dict[str, str] = Field(default_factory=dict)
 
 
 class ToolRunResult(BaseModel):

@@ -1,0 +1,101 @@
+"""Snippets: named texts of a project, read as `{{ snippets.<name> }}` by system prompts, tool
+prompts and step templates. A run pins the texts it reads when it starts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.schemas.snippets import SnippetPublic, SnippetPut
+from baton import templating
+from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import snippets as snippet_repo
+from baton.db.repositories import tools as tool_repo
+from baton.domain.accounts import Role
+from baton.domain.agents import AgentSpec
+from baton.domain.tool_checks import referenced_snippets
+from baton.domain.tools import IDENTIFIER
+from baton.errors import Conflict
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/snippets", tags=["snippets"])
+
+SnippetName = Annotated[str, Path(pattern=IDENTIFIER)]
+
+
+@router.get("")
+async def list_snippets(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[SnippetPublic]:
+    require_role(principal, Role.viewer)
+    rows = await snippet_repo.list_snippets(session=session, project_id=project.id)
+    return [SnippetPublic.model_validate(row) for row in rows]
+
+
+@router.get("/{name}")
+async def get_snippet(
+    name: SnippetName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> SnippetPublic:
+    require_role(principal, Role.viewer)
+    row = await snippet_repo.get_snippet(session=session, project_id=project.id, name=name)
+    return SnippetPublic.model_validate(row)
+
+
+@router.put("/{name}", responses={201: {"description": "Created"}})
+async def put_snippet(
+    name: SnippetName,
+    body: SnippetPut,
+    response: Response,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> SnippetPublic:
+    """Creates the snippet (201) or replaces its text (200). Runs already started keep the
+    text they started with."""
+    require_role(principal, Role.editor)
+    row, created = await snippet_repo.put_snippet(
+        session=session, project_id=project.id, name=name, text=body.text
+    )
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return SnippetPublic.model_validate(row)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_snippet(
+    name: SnippetName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    """Refused (409) while a tool or an agent reads the snippet: they would fail to save."""
+    require_role(principal, Role.editor)
+    await snippet_repo.get_snippet(session=session, project_id=project.id, name=name)
+    users = await _readers(session, project.id, name)
+    if users:
+        raise Conflict(
+            f"snippet {name!r} is used by {', '.join(users)}; change those first",
+            details={"used_by": users},
+        )
+    await snippet_repo.delete_snippet(session=session, project_id=project.id, name=name)
+
+
+async def _readers(session: SessionDep, project_id: str, name: str) -> list[str]:
+    readers = [
+        f"tool {tool.name!r}"
+        for tool, spec in await tool_repo.current_specs(session=session, project_id=project_id)
+        if name in referenced_snippets(spec)
+    ]
+    for agent in await agent_repo.list_agents(session=session, project_id=project_id):
+        if name in agent_snippets(AgentSpec.model_validate(agent.spec)):
+            readers.append(f"agent {agent.name!r}")
+    return readers
+
+
+def agent_snippets(spec: AgentSpec) -> set[str]:
+    """The snippets an agent's own texts read (its tools' are found through the tools)."""
+    names: set[str] = set()
+    for text in (spec.system_prompt, spec.welcome_message):
+        try:
+            names |= templating.references(text).of("snippets")
+        except templating.TemplateError:
+            continue
+    return names
