@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import httpx
 from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -39,31 +40,34 @@ class StepActivities:
         provider_configs: ProviderConfigResolver,
     ) -> None:
         self._sessions = session_factory
-        self._settings = settings
         self._box = SecretBox(settings.secret_key.get_secret_value())
-        self._egress = http.EgressPolicy.from_settings(settings)
-        self._provider_configs = provider_configs
+        self._runner = StepRunner(settings, provider_configs)
 
     @activity.defn(name="baton.step.llm")
     async def llm(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, LlmStep)
         context = await self._context(call)
-        return await self._run(call, context["secrets"], self._llm(step, call, context))
+        return await self._run(call, context["secrets"], self._runner.llm(step, context))
 
     @activity.defn(name="baton.step.http")
     async def http(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, HttpStep)
         context = await self._context(call)
-        return await self._run(call, context["secrets"], self._http(step, call, context))
+        # The same on every retry of this step: a receiver that honours it (as payment and
+        # messaging APIs do) acts once even when a crash makes us send the request again.
+        info = activity.info()
+        key = f"{info.workflow_id}:{info.activity_id}"
+        work = self._runner.http(step, context, idempotency_key=key)
+        return await self._run(call, context["secrets"], work)
 
     @activity.defn(name="baton.step.code")
     async def code(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, CodeStep)
         context = await self._context(call)
-        return await self._run(call, context["secrets"], self._code(step, call, context))
+        return await self._run(call, context["secrets"], self._runner.code(step, context))
 
     @activity.defn(name="baton.step.knowledge_search")
     async def knowledge_search(self, call: StepCall) -> StepOutcome:
@@ -80,10 +84,10 @@ class StepActivities:
         try:
             output = await _with_heartbeats(work)
         except BatonError as exc:
-            raise _scrubbed(as_application_error(exc), secrets) from None
+            raise scrubbed_error(as_application_error(exc), secrets) from None
         except ApplicationError as exc:
-            raise _scrubbed(exc, secrets) from None
-        return StepOutcome(output=_scrub(output, secrets))
+            raise scrubbed_error(exc, secrets) from None
+        return StepOutcome(output=scrub_secrets(output, secrets))
 
     async def _context(self, call: StepCall) -> dict[str, Any]:
         if not call.needs_secrets:
@@ -94,7 +98,21 @@ class StepActivities:
             )
         return {**call.context, "secrets": revealed}
 
-    async def _llm(self, step: LlmStep, call: StepCall, context: dict[str, Any]) -> Any:
+
+class StepRunner:
+    """Runs one llm, http or code step in this process, its secrets already in `context`: a
+    step activity runs one, an enrichment batch runs the steps of many rows."""
+
+    def __init__(self, settings: Settings, provider_configs: ProviderConfigResolver) -> None:
+        self._settings = settings
+        self._egress = http.EgressPolicy.from_settings(settings)
+        self._provider_configs = provider_configs
+
+    def http_client(self) -> httpx.AsyncClient:
+        """A client to share between many http steps, so they reuse connections."""
+        return http.egress_client(self._egress)
+
+    async def llm(self, step: LlmStep, context: dict[str, Any]) -> Any:
         messages = [Message(role=MessageRole.user, content=_text(step.prompt, context))]
         if step.system_prompt:
             messages.insert(
@@ -108,7 +126,11 @@ class StepActivities:
                     temperature=step.temperature,
                     json_schema=step.json_schema,
                 ),
-                config=await self._provider_configs(llm_provider.provider_of(step.model)),
+                config=await self._provider_configs(
+                    llm_provider.provider_of(step.model),
+                    project_id=call.project_id,
+                    integration=step.integration,
+                ),
             )
         except llm_provider.ProviderError as exc:
             raise provider_failure(exc) from None
@@ -116,12 +138,17 @@ class StepActivities:
             return response.content
         return _validated_json(response.content, step.json_schema)
 
-    async def _http(self, step: HttpStep, call: StepCall, context: dict[str, Any]) -> Any:
+    async def http(
+        self,
+        step: HttpStep,
+        context: dict[str, Any],
+        *,
+        idempotency_key: str,
+        client: httpx.AsyncClient | None = None,
+    ) -> Any:
+        """`idempotency_key` must be the same on every retry of the same request."""
         headers = {k: _text(v, context) for k, v in step.headers.items()}
-        # The same on every retry of this step: a receiver that honours it (as payment and
-        # messaging APIs do) acts once even when a crash makes us send the request again.
-        info = activity.info()
-        headers.setdefault("Idempotency-Key", f"{info.workflow_id}:{info.activity_id}")
+        headers.setdefault("Idempotency-Key", idempotency_key)
         if step.auth_secret is not None:
             secret = context["secrets"].get(step.auth_secret)
             if secret is None:
@@ -140,6 +167,7 @@ class StepActivities:
             content=body if isinstance(body, str) else None,
             timeout=step.timeout_seconds,
             max_response_bytes=step.max_response_bytes,
+            client=client,
         )
         if step.fail_on_error_status and result.status >= 400:
             retryable = result.status in (408, 409, 429) or result.status >= 500
@@ -155,7 +183,7 @@ class StepActivities:
             "url": result.url,
         }
 
-    async def _code(self, step: CodeStep, call: StepCall, context: dict[str, Any]) -> Any:
+    async def code(self, step: CodeStep, context: dict[str, Any]) -> Any:
         settings = self._settings
         if not settings.code_steps_enabled:
             raise ApplicationError(
@@ -170,7 +198,8 @@ class StepActivities:
         )
         try:
             # The code sees params, steps and foreach; never secrets.
-            result = await code_runner.run_python(step.code, dict(call.context), limits=limits)
+            inputs = {k: v for k, v in context.items() if k != "secrets"}
+            result = await code_runner.run_python(step.code, inputs, limits=limits)
         except code_runner.CodeStepError as exc:
             # The same code with the same inputs fails the same way: no retry.
             raise ApplicationError(
@@ -261,7 +290,7 @@ def _validated_json(content: str, schema: dict[str, Any]) -> Any:
     return value
 
 
-def _scrub(value: Any, secrets: dict[str, str]) -> Any:
+def scrub_secrets(value: Any, secrets: dict[str, str]) -> Any:
     """Replaces any secret value that made its way into a step's output."""
     if not secrets:
         return value
@@ -271,15 +300,15 @@ def _scrub(value: Any, secrets: dict[str, str]) -> Any:
                 value = value.replace(secret, f"[secret:{name}]")
         return value
     if isinstance(value, dict):
-        return {key: _scrub(item, secrets) for key, item in value.items()}
+        return {key: scrub_secrets(item, secrets) for key, item in value.items()}
     if isinstance(value, list):
-        return [_scrub(item, secrets) for item in value]
+        return [scrub_secrets(item, secrets) for item in value]
     return value
 
 
-def _scrubbed(error: ApplicationError, secrets: dict[str, str]) -> ApplicationError:
+def scrubbed_error(error: ApplicationError, secrets: dict[str, str]) -> ApplicationError:
     return ApplicationError(
-        _scrub(error.message, secrets),
+        scrub_secrets(error.message, secrets),
         type=error.type,
         non_retryable=error.non_retryable,
         next_retry_delay=error.next_retry_delay,
