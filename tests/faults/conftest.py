@@ -1,0 +1,148 @@
+"""A stack of real processes per test, for tests that kill its parts: a Temporal dev server
+on the test's own SQLite file, the API (`baton api`) and workers (`baton worker`) on a task
+queue of their own, over the suite's database. Rows are scoped by a fresh tenant, so on
+PostgreSQL the processes share the database with the rest of the suite safely."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from baton.domain.tasks import TaskStatus
+from tests.conftest import Tenant
+from tests.local_http import LocalHttp
+from tests.processes import ApiProcess, Parts, TemporalDevServer, kill, start_worker
+
+
+@pytest.fixture(scope="module")
+def local_http() -> Iterator[LocalHttp]:
+    server = LocalHttp().start()
+    yield server
+    server.stop()
+
+
+class FaultStack:
+    """The processes of one test and the calls its tests make through the real API."""
+
+    def __init__(self, tmp_path: Path, parts: Parts, temporal: TemporalDevServer) -> None:
+        self.tmp_path = tmp_path
+        self.parts = parts
+        self.temporal = temporal
+        self.api = ApiProcess(parts, log=tmp_path / "api.log")
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.client: httpx.AsyncClient
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"worker-{len(self.workers) + 1}.log"
+        worker = start_worker(self.parts, log=log)
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            kill(worker)
+        self.api.kill()
+        self.temporal.kill()
+
+    def logs(self) -> str:
+        """The children's logs, for a failing assertion's message."""
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text()[-3000:]}"
+            for path in sorted(self.tmp_path.glob("*.log"))
+        )
+
+    async def effect_agent(self, tenant: Tenant, local_http: LocalHttp, seconds: float) -> str:
+        """An agent on the scripted model whose `effect` tool POSTs to the local server with
+        an Idempotency-Key, taking `seconds` to answer: a side effect that can be counted."""
+        tool = await self.client.post(
+            tenant.url("/tools"),
+            json={
+                "name": "effect",
+                "steps": [
+                    {
+                        "name": "post",
+                        "type": "http",
+                        "method": "POST",
+                        "url": f"{local_http.base}/effect?seconds={seconds}",
+                        "body": {"charge": 10},
+                    }
+                ],
+                "output": "{{ steps.post.output.body.done }}",
+            },
+        )
+        assert tool.status_code == 201, tool.text
+        agent = await self.client.post(
+            tenant.url("/agents"),
+            json={
+                "name": "Payer",
+                "model": "scripted:tools",
+                "tools": [{"tool_id": tool.json()["id"]}],
+            },
+        )
+        assert agent.status_code == 201, agent.text
+        agent_id: str = agent.json()["id"]
+        return agent_id
+
+    async def start_task(self, tenant: Tenant, agent_id: str, message: str) -> str:
+        started = await self.client.post(
+            tenant.url(f"/agents/{agent_id}/tasks"), json={"message": message}
+        )
+        assert started.status_code == 201, started.text
+        task_id: str = started.json()["id"]
+        return task_id
+
+    async def wait_final(
+        self, tenant: Tenant, task_ids: list[str], timeout: float
+    ) -> list[dict[str, Any]]:
+        """Every task as the API shows it once final; retries while the API itself is down."""
+        final: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(timeout):
+                while len(final) < len(task_ids):
+                    for task_id in task_ids:
+                        if task_id in final:
+                            continue
+                        try:
+                            response = await self.client.get(tenant.url(f"/tasks/{task_id}"))
+                        except httpx.TransportError:
+                            continue
+                        task = response.json()
+                        if TaskStatus(task["status"]).is_final:
+                            final[task_id] = task
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            pending = [t for t in task_ids if t not in final]
+            raise AssertionError(f"tasks not final: {pending}\n{self.logs()}") from None
+        return [final[task_id] for task_id in task_ids]
+
+
+@pytest.fixture
+async def stack(
+    migrated_database: str, tmp_path: Path, tenant: Tenant
+) -> AsyncIterator[FaultStack]:
+    """Temporal and the API running, no worker yet: each test starts (and kills) its own."""
+    temporal = TemporalDevServer(tmp_path)
+    parts = Parts(
+        database_url=migrated_database,
+        temporal_address=temporal.address,
+        task_queue=f"faults-{uuid.uuid4()}",
+        data_dir=tmp_path,
+    )
+    running = FaultStack(tmp_path, parts, temporal)
+    try:
+        await temporal.start()
+        await running.api.start()
+        async with httpx.AsyncClient(
+            base_url=running.api.base, headers=tenant.headers, timeout=10
+        ) as client:
+            running.client = client
+            yield running
+    finally:
+        running.stop()
