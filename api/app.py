@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.routes import (
     agents,
     health,
@@ -61,6 +62,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
     for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)

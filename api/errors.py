@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,9 @@ from baton.errors import BatonError
 logger = logging.getLogger("baton.api")
 
 USER_GROUP_PATH = "/api/user"
+# The first few problems go into the message; all of them are in `details`.
+MAX_ERRORS_IN_MESSAGE = 3
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def error_response(
@@ -29,12 +33,72 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # The offending input is left out: it may be a secret someone pasted in the wrong field.
-    return [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
-        for error in exc.errors()
-    ]
+def _field_path(loc: Sequence[Any], body: Any) -> str:
+    """`("steps", 2, "http", "url")` -> `steps[2].url`, the way a person points at a field.
+
+    A discriminated union puts its tag (`http`) into the location; it is not a field, so it is
+    left out when the body shows it is the object's `type`."""
+    path = ""
+    node = body
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            in_list = isinstance(node, list) and 0 <= part < len(node)
+            node = node[part] if in_list else None
+        elif isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return path
+
+
+def _validation_details(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]]:
+    """Where (`loc` as pydantic gives it, and `field` as a person reads it) and what is wrong.
+    The offending input is left out: it may be a secret someone pasted in the wrong field."""
+    details = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        if loc[:1] == ["body"]:
+            field = _field_path(loc[1:], body) or "body"
+        else:
+            field = _field_path(loc, None)
+        details.append(
+            {"loc": loc, "field": field, "msg": error.get("msg", ""), "type": error.get("type")}
+        )
+    return details
+
+
+def _summary(details: list[dict[str, Any]]) -> str:
+    shown = "; ".join(f"{d['field']}: {d['msg']}" for d in details[:MAX_ERRORS_IN_MESSAGE])
+    more = len(details) - MAX_ERRORS_IN_MESSAGE
+    return f"invalid input: {shown}" + (f" (and {more} more in details)" if more > 0 else "")
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    malformed = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if malformed is not None:
+        position = malformed["loc"][-1]
+        reason = malformed.get("ctx", {}).get("error", "JSON decode error")
+        message = f"the body is not valid JSON: {reason} (at character {position})"
+        details = [{"loc": ["body"], "field": "body", "msg": message, "type": "json_invalid"}]
+        return error_response(request, 400, "invalid_json", message, details)
+    content_type = request.headers.get("content-type", "")
+    # FastAPI parses a body as JSON only when it says it is JSON; any other type arrives as
+    # bytes, and "input should be an object" would not tell the client what to change.
+    if isinstance(exc.body, bytes) and content_type and not _is_json(content_type):
+        message = (
+            f"send the body as JSON with 'Content-Type: application/json', not {content_type!r}"
+        )
+        return error_response(request, 415, "unsupported_media_type", message)
+    details = _validation_details(errors, exc.body)
+    return error_response(request, 422, "invalid_input", _summary(details), details)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -44,23 +108,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _validation_details(exc)
-        fields = ", ".join(".".join(str(p) for p in d["loc"]) for d in details)
-        return error_response(
-            request, 422, "invalid_input", f"invalid request: check {fields}", details
-        )
+        return _request_validation_error(request, exc)
 
     @app.exception_handler(ValidationError)
     async def _invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
-            for e in exc.errors()
-        ]
-        return error_response(request, 422, "invalid_input", "invalid input", details)
+        details = _validation_details(exc.errors())
+        return error_response(request, 422, "invalid_input", _summary(details), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = ""
+    # Larger request bodies are refused with 413 before they are read whole. Knowledge imports
+    # (file uploads) get the upload limit; every other route takes JSON and the body limit.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
 
     # Code steps run user Python in a child process with these limits (not a security
     # sandbox: see baton/integrations/code_runner.py); false turns code steps off.

@@ -1,0 +1,100 @@
+"""Request bodies over the size limit are refused with 413 before they are read whole.
+
+A pure ASGI middleware rather than Starlette's `BaseHTTPMiddleware`: it must see the body as it
+streams through `receive`, so a chunked upload with no Content-Length is cut off once it passes
+the limit instead of being buffered first. Knowledge imports legitimately send files of up to
+100 MB; every other route takes JSON, for which a small limit is plenty."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+# `POST /api/v1/projects/{project_id}/knowledge/.../imports` carries a file upload.
+UPLOAD_PATH = re.compile(r"^/api/v1/projects/[^/]+/knowledge/.+/imports/?$")
+# A multipart body wraps the file in boundaries and part headers; a file at the upload limit
+# must still fit.
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
+# A refused body is never read to its end, so the connection cannot serve another request;
+# saying so makes the server close it instead of reading (and discarding) the rest.
+CLOSE = (b"connection", b"close")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` while the app reads the body; the app's error handlers render it
+    like any other HTTP error, so the client gets the usual JSON shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body too large: the limit here is {limit} bytes")
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes + MULTIPART_ENVELOPE_BYTES
+
+    def limit_for(self, path: str) -> int:
+        return self.max_upload_bytes if UPLOAD_PATH.match(path) else self.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+
+        received = 0
+        refused = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                if refused:
+                    message = {**message, "headers": [*message.get("headers", []), CLOSE]}
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, closing_send)
+        except BodyTooLarge:
+            # Only a body read outside the routes' error handling gets here.
+            if response_started:
+                raise
+            await self._refuse(scope, receive, send, limit)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        exc = BodyTooLarge(limit)
+        response = error_response(Request(scope), 413, "payload_too_large", exc.detail)
+        response.raw_headers.append(CLOSE)
+        await response(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
