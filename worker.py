@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.events import EventActivities
-from activities.llm import LlmActivities, settings_provider_configs
+from activities.llm import LlmActivities, project_provider_configs
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from baton import temporal
@@ -40,7 +40,7 @@ def create_worker(
     settings: Settings | None = None,
 ) -> Worker:
     settings = settings or Settings()
-    provider_configs = settings_provider_configs(settings)
+    provider_configs = project_provider_configs(session_factory, settings)
     task_activities = TaskActivities(session_factory)
     llm_activities = LlmActivities(provider_configs, session_factory)
     events = EventActivities(session_factory)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -13,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.events import EventWriter
+from baton.db.repositories import integrations as integration_repo
 from baton.domain.events import EventType
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
@@ -20,13 +22,21 @@ from baton.domain.tasks import LlmCall
 from baton.errors import BatonError
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError
+from baton.security import SecretBox
 from baton.settings import Settings
 
-ProviderConfigResolver = Callable[[str], Awaitable[ProviderConfig | None]]
-"""Provider name -> how to reach it, or None when nothing is configured for it."""
+
+class ProviderConfigResolver(Protocol):
+    """How to reach `provider` for a project (through the integration named, if any), or
+    None when nothing is configured for it."""
+
+    async def __call__(
+        self, provider: str, *, project_id: str | None = None, integration: str | None = None
+    ) -> ProviderConfig | None: ...
 
 
 def settings_provider_configs(settings: Settings) -> ProviderConfigResolver:
+    """The server's own keys, the same for every project."""
     configs = {
         OPENAI_PROVIDER: ProviderConfig(
             api_key=settings.openai_api_key, base_url=settings.openai_base_url
@@ -36,13 +46,44 @@ def settings_provider_configs(settings: Settings) -> ProviderConfigResolver:
         ),
     }
 
-    async def resolve(provider: str) -> ProviderConfig | None:
+    async def resolve(
+        provider: str, *, project_id: str | None = None, integration: str | None = None
+    ) -> ProviderConfig | None:
         return configs.get(provider)
 
     return resolve
 
 
-async def no_provider_configs(provider: str) -> ProviderConfig | None:
+def project_provider_configs(
+    session_factory: async_sessionmaker[AsyncSession], settings: Settings
+) -> ProviderConfigResolver:
+    """A project's integrations first, then the server's keys. The key is decrypted here,
+    at call time, from a reference (project, integration name) that is all history holds."""
+    box = SecretBox(settings.secret_key.get_secret_value())
+    fallback = settings_provider_configs(settings)
+
+    async def resolve(
+        provider: str, *, project_id: str | None = None, integration: str | None = None
+    ) -> ProviderConfig | None:
+        if project_id is not None:
+            async with session_factory() as session:
+                config = await integration_repo.resolve_provider_config(
+                    session=session,
+                    box=box,
+                    project_id=project_id,
+                    provider=provider,
+                    integration=integration,
+                )
+            if config is not None:
+                return config
+        return await fallback(provider)
+
+    return resolve
+
+
+async def no_provider_configs(
+    provider: str, *, project_id: str | None = None, integration: str | None = None
+) -> ProviderConfig | None:
     return None
 
 
@@ -64,7 +105,7 @@ class LlmActivities:
         """A task's LLM call: each piece of text becomes a `message.delta` event as it
         streams in (keys derived from `stream_key`, so a retry's pieces are not doubled)."""
         if self._sessions is None:
-            return await self._complete(call.request, _heartbeat)
+            return await self._complete(call.request, _heartbeat, call)
         # Each attempt streams under its own keys: a retry's text arrives whole, and the
         # `message.completed` event that follows is the text that counts.
         prefix = f"{call.stream_key}:attempt-{activity.info().attempt}"
@@ -76,15 +117,22 @@ class LlmActivities:
             await writer.emit(EventType.message_delta, {"text": delta, "at": time.time()})
 
         try:
-            return await self._complete(call.request, on_delta)
+            return await self._complete(call.request, on_delta, call)
         finally:
             await writer.flush()
 
     async def _complete(
-        self, request: LlmRequest, on_delta: Callable[[str], Awaitable[None]]
+        self,
+        request: LlmRequest,
+        on_delta: Callable[[str], Awaitable[None]],
+        call: LlmCall | None = None,
     ) -> LlmResponse:
         try:
-            config = await self._provider_configs(llm.provider_of(request.model))
+            config = await self._provider_configs(
+                llm.provider_of(request.model),
+                project_id=call.project_id if call else None,
+                integration=call.integration if call else None,
+            )
             return await llm.complete(request, config=config, on_delta=on_delta)
         except ProviderError as exc:
             # `from None`: the client library's own exception is not redacted, and a failure's

@@ -48,7 +48,8 @@ class StepActivities:
         step = call.step
         assert isinstance(step, LlmStep)
         context = await self._context(call)
-        return await self._run(call, context["secrets"], self._runner.llm(step, context))
+        work = self._runner.llm(step, context, project_id=call.project_id)
+        return await self._run(call, context["secrets"], work)
 
     @activity.defn(name="baton.step.http")
     async def http(self, call: StepCall) -> StepOutcome:
@@ -112,7 +113,11 @@ class StepRunner:
         """A client to share between many http steps, so they reuse connections."""
         return http.egress_client(self._egress)
 
-    async def llm(self, step: LlmStep, context: dict[str, Any]) -> Any:
+    async def llm(
+        self, step: LlmStep, context: dict[str, Any], *, project_id: str | None = None
+    ) -> Any:
+        """`project_id` finds the project's integration for the model; without it, the
+        server's key."""
         messages = [Message(role=MessageRole.user, content=_text(step.prompt, context))]
         if step.system_prompt:
             messages.insert(
@@ -128,7 +133,7 @@ class StepRunner:
                 ),
                 config=await self._provider_configs(
                     llm_provider.provider_of(step.model),
-                    project_id=call.project_id,
+                    project_id=project_id,
                     integration=step.integration,
                 ),
             )

@@ -13,6 +13,7 @@ from api.limits import BodySizeLimit
 from api.routes import (
     agents,
     health,
+    integrations,
     members,
     projects,
     secrets,
@@ -70,4 +71,5 @@ def create_app(
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
     for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)
+    app.include_router(integrations.router)
     return app

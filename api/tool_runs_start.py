@@ -12,13 +12,14 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedE
 from temporalio.service import RPCError
 
 from baton import temporal
+from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import ToolRun
 from baton.domain.tool_checks import check_tool, referenced_snippets, validate_params
 from baton.domain.tool_runs import ToolRunInput
-from baton.domain.tools import ToolRunStatus, ToolSpec
+from baton.domain.tools import LlmStep, ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
 from baton.settings import Settings
 from workflows.tool_run import ToolRunWorkflow
@@ -34,6 +35,15 @@ async def check_before_save(
     known = {tool.id for tool in await tool_repo.list_tools(session=session, project_id=project_id)}
     snippets = await snippet_repo.snippet_names(session=session, project_id=project_id)
     check_tool(spec, known_tools=known, snippets=snippets)
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, LlmStep) and step.integration is not None:
+            await integration_repo.check_reference(
+                session=session,
+                project_id=project_id,
+                name=step.integration,
+                model=step.model,
+                field=f"steps[{index}].integration",
+            )
     cycle = await tool_repo.find_cycle(
         session=session, project_id=project_id, tool_id=tool_id, spec=spec
     )

@@ -235,6 +235,8 @@ class AgentTaskWorkflow:
                     task_id=self._task_id,
                     request=request,
                     stream_key=f"llm:{workflow.info().run_id}:{len(self._transcript)}",
+                    project_id=self._input.project_id,
+                    integration=self._agent.integration,
                 ),
                 start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
                 heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,

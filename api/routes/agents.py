@@ -12,6 +12,7 @@ from api.schemas.tasks import TaskCreate, TaskCreated
 from api.task_start import start_agent_task
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.domain.accounts import Role
@@ -37,7 +38,7 @@ async def create_agent(
 ) -> AgentPublic:
     require_role(principal, Role.editor)
     spec = AgentSpec.model_validate(body.model_dump())
-    await _check_tools(session, project.id, spec)
+    await _check_references(session, project.id, spec)
     agent = await agent_repo.create_agent(session=session, project_id=project.id, spec=spec)
     return AgentPublic.of(agent)
 
@@ -62,7 +63,7 @@ async def update_agent(
     require_role(principal, Role.editor)
     agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
     spec = AgentSpec.model_validate({**agent.spec, **body.model_dump(exclude_unset=True)})
-    await _check_tools(session, project.id, spec)
+    await _check_references(session, project.id, spec)
     agent = await agent_repo.update_agent(
         session=session, project_id=project.id, agent_id=agent_id, spec=spec
     )
@@ -137,6 +138,18 @@ async def start_task(
         status=TaskStatus(task.status),
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
     )
+
+
+async def _check_references(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
+    await _check_tools(session, project_id, spec)
+    if spec.integration is not None:
+        await integration_repo.check_reference(
+            session=session,
+            project_id=project_id,
+            name=spec.integration,
+            model=spec.model,
+            field="integration",
+        )
 
 
 async def _check_tools(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baton.db.tables import Agent
 from baton.domain.agents import AgentSpec, AgentTool
 from baton.domain.models import ModelRef
+from baton.domain.tools import ToolParam
 
 
 class AgentCreate(AgentSpec):
@@ -31,6 +32,8 @@ class AgentUpdate(BaseModel):
     time_budget_seconds: float | None = None
     idle_timeout_seconds: float | None = None
     welcome_message: str | None = None
+    integration: str | None = None
+    params: list[ToolParam] | None = None
 
 
 class AgentPublic(AgentSpec):

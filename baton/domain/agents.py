@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.domain.models import ModelRef
+from baton.domain.tools import IDENTIFIER, ToolParam
 
 
 class Approval(StrEnum):
@@ -52,6 +53,17 @@ class AgentSpec(BaseModel):
         description="How long a task waits for a follow-up after answering; 0 completes at once",
     )
     welcome_message: str = Field(default="", max_length=10_000)
+    integration: str | None = Field(
+        default=None,
+        pattern=IDENTIFIER,
+        description="The project integration that holds the model's key; by default the "
+        "project's integration for the model's provider, else the server's key",
+    )
+    params: list[ToolParam] = Field(
+        default_factory=list,
+        description="Typed params a task starts with, read as {{ params.<name> }} by the "
+        "system prompt and the welcome message",
+    )
 
 
 def tool_function_name(name: str) -> str:

@@ -113,6 +113,9 @@ class LlmCall(BaseModel):
     request: LlmRequest
     # Unique per call in the task, so a retried call's deltas are not recorded twice.
     stream_key: str
+    # Where the activity finds the provider's key: never the key itself.
+    project_id: str | None = None
+    integration: str | None = None
 
 
 class UserMessage(BaseModel):

@@ -70,6 +70,12 @@ class LlmStep(StepBase):
     json_schema: dict[str, Any] | None = Field(
         default=None, description="When set, the answer must be JSON matching this schema"
     )
+    integration: str | None = Field(
+        default=None,
+        pattern=IDENTIFIER,
+        description="The project integration that holds the key; by default the project's "
+        "integration for the model's provider, else the server's key",
+    )
 
 
 class HttpStep(StepBase):

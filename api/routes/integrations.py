@@ -1,0 +1,108 @@
+"""Project integrations: how a project's agents and llm steps reach a provider with the
+project's own key. The key is written, replaced and used, never read back."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.schemas.integrations import IntegrationCreate, IntegrationPublic, IntegrationUpdate
+from baton.db.repositories import integrations as integration_repo
+from baton.domain.accounts import Role
+from baton.domain.integrations import IntegrationSpec
+from baton.errors import Conflict
+from baton.security import SecretBox
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
+
+
+@router.get("")
+async def list_integrations(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[IntegrationPublic]:
+    require_role(principal, Role.viewer)
+    rows = await integration_repo.list_integrations(session=session, project_id=project.id)
+    return [IntegrationPublic.of(row) for row in rows]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_integration(
+    body: IntegrationCreate,
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> IntegrationPublic:
+    require_role(principal, Role.admin)
+    row = await integration_repo.create_integration(
+        session=session,
+        box=_box(request),
+        project_id=project.id,
+        spec=IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"})),
+        key=body.api_key.get_secret_value() if body.api_key else None,
+    )
+    return IntegrationPublic.of(row)
+
+
+@router.get("/{ref}")
+async def get_integration(
+    ref: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> IntegrationPublic:
+    """`ref` is the integration's id or its name."""
+    require_role(principal, Role.viewer)
+    row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
+    return IntegrationPublic.of(row)
+
+
+@router.patch("/{ref}")
+async def update_integration(
+    ref: str,
+    body: IntegrationUpdate,
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> IntegrationPublic:
+    """A new name is refused while agents or tools use the old one."""
+    require_role(principal, Role.admin)
+    row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
+    current = integration_repo.spec_of(row)
+    changes = body.model_dump(exclude_unset=True, exclude={"api_key"})
+    spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
+    if spec.name != current.name or spec.kind != current.kind:
+        await _refuse_if_used(session, project.id, current.name, "renamed or change its kind")
+    row = await integration_repo.update_integration(
+        session=session,
+        box=_box(request),
+        row=row,
+        spec=spec,
+        key=body.api_key.get_secret_value() if body.api_key else None,
+    )
+    return IntegrationPublic.of(row)
+
+
+@router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_integration(
+    ref: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    """Refused (409) while an agent or a tool names the integration: their next task or run
+    would fail. One used only by default can go; models then use the server's key."""
+    require_role(principal, Role.admin)
+    row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
+    await _refuse_if_used(session, project.id, row.name, "deleted")
+    await integration_repo.delete_integration(session=session, row=row)
+
+
+async def _refuse_if_used(session: SessionDep, project_id: str, name: str, action: str) -> None:
+    users = await integration_repo.users_of(session=session, project_id=project_id, name=name)
+    if users:
+        raise Conflict(
+            f"integration {name!r} is used by {', '.join(users)}; it cannot be {action} "
+            "until they name another",
+            details={"used_by": users},
+        )
+
+
+def _box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box

@@ -1,0 +1,185 @@
+"""Project integrations. The key is encrypted with the settings' secret key; `reveal` and
+`resolve_provider_config`, which decrypt it, are for activities only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import tools as tool_repo
+from baton.db.tables import Integration, utcnow
+from baton.domain.integrations import IntegrationConfig, IntegrationKind, IntegrationSpec
+from baton.domain.llm import ProviderConfig
+from baton.domain.tools import LlmStep
+from baton.errors import Conflict, InvalidInput, NotFound
+from baton.security import SecretBox
+
+
+async def create_integration(
+    *,
+    session: AsyncSession,
+    box: SecretBox,
+    project_id: str,
+    spec: IntegrationSpec,
+    key: str | None,
+) -> Integration:
+    row = Integration(
+        project_id=project_id,
+        name=spec.name,
+        kind=spec.kind.value,
+        config=_config_of(spec),
+        key_ciphertext=box.encrypt(key) if key else None,
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"an integration named {spec.name!r} already exists") from exc
+    if spec.default:
+        await _clear_other_defaults(session, row)
+    return row
+
+
+async def list_integrations(*, session: AsyncSession, project_id: str) -> list[Integration]:
+    query = select(Integration).where(Integration.project_id == project_id)
+    return list((await session.scalars(query.order_by(Integration.name))).all())
+
+
+async def get_integration(*, session: AsyncSession, project_id: str, ref: str) -> Integration:
+    """By id or by name: both are unique within a project."""
+    query = select(Integration).where(
+        Integration.project_id == project_id,
+        or_(Integration.id == ref, Integration.name == ref),
+    )
+    row = (await session.scalars(query)).first()
+    if row is None:
+        raise NotFound(f"integration {ref!r} not found")
+    return row
+
+
+async def update_integration(
+    *,
+    session: AsyncSession,
+    box: SecretBox,
+    row: Integration,
+    spec: IntegrationSpec,
+    key: str | None,
+) -> Integration:
+    """Replaces the name, kind and config; the key only when a new one is given."""
+    row.name = spec.name
+    row.kind = spec.kind.value
+    row.config = _config_of(spec)
+    if key:
+        row.key_ciphertext = box.encrypt(key)
+    row.updated_at = utcnow()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"an integration named {spec.name!r} already exists") from exc
+    if spec.default:
+        await _clear_other_defaults(session, row)
+    return row
+
+
+async def delete_integration(*, session: AsyncSession, row: Integration) -> None:
+    await session.delete(row)
+    await session.flush()
+
+
+def spec_of(row: Integration) -> IntegrationSpec:
+    return IntegrationSpec.model_validate({**row.config, "name": row.name, "kind": row.kind})
+
+
+def reveal(*, box: SecretBox, row: Integration) -> ProviderConfig:
+    """The integration as a provider client needs it, key decrypted: activities only."""
+    config = IntegrationConfig.model_validate(row.config)
+    key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    return ProviderConfig(
+        api_key=SecretStr(key) if key else None,
+        base_url=str(config.base_url) if config.base_url else None,
+    )
+
+
+async def resolve_provider_config(
+    *,
+    session: AsyncSession,
+    box: SecretBox,
+    project_id: str,
+    provider: str,
+    integration: str | None,
+) -> ProviderConfig | None:
+    """The project's way to reach `provider`: the integration named, else its only
+    integration of that kind, else the one marked default; None when the project has none
+    of these (the caller falls back to the server's settings)."""
+    if integration is not None:
+        row = await get_integration(session=session, project_id=project_id, ref=integration)
+        if row.kind != provider:
+            raise InvalidInput(
+                f"integration {integration!r} is for {row.kind} models, not {provider} ones"
+            )
+        return reveal(box=box, row=row)
+    if provider not in {kind.value for kind in IntegrationKind}:
+        return None
+    query = select(Integration).where(
+        Integration.project_id == project_id, Integration.kind == provider
+    )
+    rows = list((await session.scalars(query)).all())
+    chosen = rows if len(rows) == 1 else [r for r in rows if r.config.get("default")]
+    return reveal(box=box, row=chosen[0]) if len(chosen) == 1 else None
+
+
+def _config_of(spec: IntegrationSpec) -> dict[str, Any]:
+    return IntegrationConfig.model_validate(
+        spec.model_dump(include={"base_url", "default"})
+    ).model_dump(mode="json")
+
+
+async def _clear_other_defaults(session: AsyncSession, row: Integration) -> None:
+    """At most one default per kind, so the choice is never ambiguous."""
+    query = select(Integration).where(
+        Integration.project_id == row.project_id,
+        Integration.kind == row.kind,
+        Integration.id != row.id,
+    )
+    for other in (await session.scalars(query)).all():
+        if other.config.get("default"):
+            other.config = {**other.config, "default": False}
+    await session.flush()
+
+
+async def check_reference(
+    *, session: AsyncSession, project_id: str, name: str, model: str, field: str
+) -> None:
+    """Refuses (422 naming `field`) an agent or step that names an integration the project
+    does not have, or one for another provider than its model's."""
+    try:
+        row = await get_integration(session=session, project_id=project_id, ref=name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"{field}: no integration {name!r} in this project",
+            details=[{"field": field, "message": "unknown integration"}],
+        ) from exc
+    provider = model.partition(":")[0]
+    if row.kind != provider:
+        raise InvalidInput(
+            f"{field}: integration {name!r} is for {row.kind} models, not {model!r}",
+            details=[{"field": field, "message": "integration of another provider"}],
+        )
+
+
+async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
+    """The agents and tools whose current definition names the integration."""
+    users = [
+        f"agent {agent.name!r}"
+        for agent in await agent_repo.list_agents(session=session, project_id=project_id)
+        if agent.spec.get("integration") == name
+    ]
+    for tool, spec in await tool_repo.current_specs(session=session, project_id=project_id):
+        if any(isinstance(s, LlmStep) and s.integration == name for s in spec.steps):
+            users.append(f"tool {tool.name!r}")
+    return users
