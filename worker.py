@@ -15,18 +15,21 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.events import EventActivities
+from activities.knowledge import EmbeddingActivities
 from activities.llm import LlmActivities, project_provider_configs
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
+from baton.knowledge.embeddings import EmbedderFactory
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
+from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
 
 logger = logging.getLogger("baton.worker")
 
-WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow]
+WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
 PURE_LIBRARIES = ("jinja2", "markupsafe", "jmespath", "jsonschema", "referencing", "rpds")
@@ -46,6 +49,9 @@ def create_worker(
     events = EventActivities(session_factory)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
+    # The local embedding model loads on the first batch of a `local` set, not here.
+    embedders = EmbedderFactory(provider_configs)
+    embedding = EmbeddingActivities(session_factory, embedders)
     return Worker(
         client,
         task_queue=task_queue,
@@ -65,6 +71,8 @@ def create_worker(
             steps.code,
             steps.knowledge_search,
             tool_runs.finish,
+            embedding.embed_batch,
+            embedding.finish,
         ],
     )
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import sqlite_vec  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +22,9 @@ _SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=15000",
     "PRAGMA foreign_keys=ON",
 )
+# Some Python builds (pyenv's default among them) leave SQLite's extension loading out; vector
+# search then scans vectors with numpy instead of sqlite-vec (baton.knowledge.vectors).
+SQLITE_LOADS_EXTENSIONS = hasattr(sqlite3.Connection, "enable_load_extension")
 
 
 def is_sqlite(url: str) -> bool:
@@ -41,6 +46,18 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in _SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+    if SQLITE_LOADS_EXTENSIONS:
+        dbapi_connection.run_async(_load_sqlite_vec)
+
+
+async def _load_sqlite_vec(connection: Any) -> None:
+    """sqlite-vec gives SQLite the vector distance functions knowledge search uses. Loading
+    extensions is switched on only for this one load, so SQL can never load another."""
+    await connection.enable_load_extension(True)
+    try:
+        await connection.load_extension(sqlite_vec.loadable_path())
+    finally:
+        await connection.enable_load_extension(False)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
