@@ -35,6 +35,7 @@ class TaskActivities:
                 agent_id=begin.agent_id,
                 first_message=begin.message,
                 user_group_id=begin.user_group_id,
+                params=begin.params,
             )
             try:
                 agent_row = await agent_repo.get_agent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +16,10 @@ from baton import temporal
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories.agents import agent_spec
 from baton.db.tables import Agent, Task
+from baton.domain.agents import AgentSpec
 from baton.domain.tasks import AgentTaskInput, TaskStatus
-from baton.errors import Conflict, ServiceUnavailable
+from baton.domain.tool_checks import validate_params
+from baton.errors import Conflict, InvalidInput, ServiceUnavailable
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
 
@@ -34,13 +37,17 @@ async def start_agent_task(
     message: str,
     task_id: str | None = None,
     user_group_id: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Task:
     """Starts a task of `agent`. A caller-chosen `task_id` makes the start idempotent: the
-    same id again returns the task that id already started (webhook dedupe keys use it)."""
+    same id again returns the task that id already started (webhook dedupe keys use it).
+    `params` are checked against the agent's typed params (422 naming the param)."""
     task_id = task_id or str(uuid.uuid4())
+    spec = agent_spec(agent)
+    values = task_params(spec, params or {})
     existing = await session.get(Task, task_id)
     if existing is None:
-        task = await _create(session, task_id, agent, message, user_group_id)
+        task = await _create(session, task_id, agent, message, user_group_id, values)
     elif existing.agent_id != agent.id:
         raise Conflict(f"task {task_id} belongs to another agent")
     elif existing.error == NOT_STARTED:
@@ -50,7 +57,6 @@ async def start_agent_task(
         await session.commit()
     else:
         return existing
-    spec = agent_spec(agent)
     try:
         await temporal_client.start_workflow(
             AgentTaskWorkflow.run,
@@ -61,6 +67,7 @@ async def start_agent_task(
                 agent=spec,
                 message=message,
                 user_group_id=user_group_id,
+                params=task.params or {},
             ),
             id=task.workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -89,8 +96,27 @@ async def start_agent_task(
     return task
 
 
+def task_params(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The params a task of `spec` starts with, defaults applied."""
+    try:
+        return validate_params(spec, given)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"params: {exc.message}",
+            details=[
+                {"field": f"params.{problem['param']}", "message": problem["message"]}
+                for problem in exc.details
+            ],
+        ) from exc
+
+
 async def _create(
-    session: AsyncSession, task_id: str, agent: Agent, message: str, user_group_id: str | None
+    session: AsyncSession,
+    task_id: str,
+    agent: Agent,
+    message: str,
+    user_group_id: str | None,
+    params: dict[str, Any],
 ) -> Task:
     task = await task_repo.create_task(
         session=session,
@@ -100,6 +126,7 @@ async def _create(
         first_message=message,
         user_group_id=user_group_id,
         agent_version=agent.version,
+        params=params,
     )
     try:
         await session.commit()

@@ -175,7 +175,8 @@ async def test_an_integration_is_created_read_updated_and_deleted_without_its_ke
 
     # At rest the key is ciphertext; in every response it is absent.
     async with session_factory() as session:
-        row = (await session.scalars(select(Integration))).one()
+        query = select(Integration).where(Integration.project_id == tenant.project_id)
+        row = (await session.scalars(query)).one()
         assert row.key_ciphertext and OPENAI_KEY not in row.key_ciphertext
     assert not any(OPENAI_KEY in body for body in responses)
 

@@ -25,7 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities
     from activities.llm import LlmActivities
     from activities.tasks import TaskActivities
-    from baton.domain.agents import AgentSpec, AgentTool, Approval, tool_function_name
+    from baton.domain.agents import (
+        AgentSpec,
+        AgentTool,
+        Approval,
+        render_with_params,
+        tool_function_name,
+    )
     from baton.domain.events import AppendEvents, EventDraft, EventType
     from baton.domain.llm import (
         LlmRequest,
@@ -54,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.tool_runs import ToolRunInput, tool_run_workflow_id
     from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
     from baton.errors import BatonError
+    from baton.templating import TemplateError
     from baton.temporal import BATON_STATUS
     from workflows import policies
     from workflows.tool_run import ToolRunWorkflow
@@ -98,6 +105,7 @@ class AgentTaskWorkflow:
                     message=task.message,
                     user_group_id=task.user_group_id,
                     load_agent=task.agent is None,
+                    params=task.params,
                 ),
                 start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
                 retry_policy=policies.DB_WRITE_RETRY,
@@ -114,6 +122,7 @@ class AgentTaskWorkflow:
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
+            self._system_prompt = _system_prompt(agent, task.params)
             return await self._converse(resumed=bool(task.transcript))
         except TaskStopped as stop:
             await self._set_status(stop.status, error=stop.error)
@@ -219,8 +228,8 @@ class AgentTaskWorkflow:
 
     async def _call_model(self) -> LlmResponse:
         messages = list(self._transcript)
-        if self._agent.system_prompt:
-            messages.insert(0, Message(role=MessageRole.system, content=self._agent.system_prompt))
+        if self._system_prompt:
+            messages.insert(0, Message(role=MessageRole.system, content=self._system_prompt))
         request = LlmRequest(
             model=self._agent.model,
             messages=messages,
@@ -395,6 +404,7 @@ class AgentTaskWorkflow:
                 tools=self._tools,
                 started_at=self._started_at,
                 auto_runs=self._auto_runs,
+                params=self._input.params,
             )
         )
 
@@ -468,6 +478,15 @@ def _callable_tools(
         definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
         callable_tools[name] = (definition, agent_tool, spec)
     return callable_tools
+
+
+def _system_prompt(agent: AgentSpec, params: dict[str, Any]) -> str:
+    try:
+        return render_with_params(agent.system_prompt, params)
+    except TemplateError as exc:
+        raise TaskStopped(
+            TaskStatus.failed, f"the system prompt could not be rendered: {exc}"
+        ) from exc
 
 
 def _tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:

@@ -16,7 +16,7 @@ from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.domain.accounts import Role
-from baton.domain.agents import AgentSpec
+from baton.domain.agents import AgentSpec, check_param_references
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput, NotFound
 
@@ -131,6 +131,7 @@ async def start_task(
         agent=agent,
         message=body.message,
         user_group_id=user_group_id,
+        params=body.params,
     )
     return TaskCreated(
         id=task.id,
@@ -141,6 +142,7 @@ async def start_task(
 
 
 async def _check_references(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
+    check_param_references(spec)
     await _check_tools(session, project_id, spec)
     if spec.integration is not None:
         await integration_repo.check_reference(

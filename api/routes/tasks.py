@@ -20,11 +20,14 @@ from api.deps import (
     require_role,
 )
 from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
+from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
 from baton.domain.accounts import Principal, Role
+from baton.domain.agents import render_with_params
 from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
 from baton.errors import Conflict, NotFound, ServiceUnavailable
+from baton.templating import TemplateError
 from workflows.agent_task import AgentTaskWorkflow
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
@@ -84,6 +87,8 @@ async def get_task(
         id=task.id,
         agent_id=task.agent_id,
         agent_version=task.agent_version,
+        params=task.params or {},
+        welcome_message=await _welcome_message(session, task),
         workflow_id=task.workflow_id,
         status=TaskStatus(task.status),
         error=task.error,
@@ -164,6 +169,21 @@ async def _open_task(
     if TaskStatus(task.status).is_final:
         raise Conflict(f"the task has already ended ({task.status})")
     return task
+
+
+async def _welcome_message(session: AsyncSession, task: Task) -> str:
+    """The welcome message of the agent version the task runs, its params filled in."""
+    if task.agent_version is None:
+        return ""
+    spec = await agent_repo.version_spec(
+        session=session, agent_id=task.agent_id, version=task.agent_version
+    )
+    if spec is None:
+        return ""
+    try:
+        return render_with_params(spec.welcome_message, task.params or {})
+    except TemplateError:
+        return spec.welcome_message
 
 
 async def _pending_approvals(temporal_client: Client, task: Task) -> list[PendingApproval]:

@@ -19,6 +19,9 @@ class TaskCreate(BaseModel):
         default=None, description="The provided_id of the user group the task runs for"
     )
     user_group_environment: UserGroupEnvironment = UserGroupEnvironment.customer
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Values of the agent's typed params"
+    )
 
 
 class MessageCreate(BaseModel):
@@ -52,6 +55,8 @@ class TaskCreated(BaseModel):
 class TaskPublic(TaskCreated):
     agent_id: str
     agent_version: int | None = Field(description="The agent version the task runs")
+    params: dict[str, Any] = Field(description="The agent's params as the task started")
+    welcome_message: str = Field(description="The agent's welcome message, params filled in")
     error: str | None
     messages: list[Message]
     usage: Usage

@@ -182,6 +182,8 @@ class Task(Base):
     )
     workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
     agent_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The agent's typed params as the task started with them (defaults applied).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -235,6 +237,8 @@ class AgentWebhook(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     message_template: Mapped[str] = mapped_column(Text)
     dedupe_key_template: Mapped[str | None] = mapped_column(Text, default=None)
+    # Param name -> a template over the payload.
+    params_template: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -250,6 +254,7 @@ class AgentSchedule(Base):
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     message: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     paused: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton import templating
 from baton.domain.models import ModelRef
 from baton.domain.tools import IDENTIFIER, ToolParam
+from baton.errors import InvalidInput
 
 
 class Approval(StrEnum):
@@ -64,6 +67,40 @@ class AgentSpec(BaseModel):
         description="Typed params a task starts with, read as {{ params.<name> }} by the "
         "system prompt and the welcome message",
     )
+
+
+PARAM_TEXTS = ("system_prompt", "welcome_message")
+"""The agent's texts that may read its task params."""
+
+
+def render_with_params(text: str, params: dict[str, Any]) -> str:
+    """A system prompt or welcome message with its `{{ params.<name> }}` filled in. A text
+    that reads no params is left as written. Pure, so a workflow may call it."""
+    if "params" not in text or "params" not in templating.references(text).roots():
+        return text
+    return templating.render_text(text, {"params": params})
+
+
+def check_param_references(spec: AgentSpec) -> None:
+    """Refuses texts that read params the agent does not declare, or do not parse."""
+    declared = {param.name for param in spec.params}
+    for field in PARAM_TEXTS:
+        text: str = getattr(spec, field)
+        try:
+            unknown = sorted(templating.references(text).of("params") - declared)
+        except templating.TemplateError as exc:
+            if "params" not in text:
+                continue  # not a template of ours: kept as written
+            raise InvalidInput(
+                f"{field}: {exc}", details=[{"field": field, "message": str(exc)}]
+            ) from exc
+        if unknown:
+            raise InvalidInput(
+                f"{field}: reads params.{unknown[0]}, which the agent's params do not declare",
+                details=[
+                    {"field": field, "message": f"unknown param {name!r}"} for name in unknown
+                ],
+            )
 
 
 def tool_function_name(name: str) -> str:

@@ -63,6 +63,8 @@ class AgentTaskInput(BaseModel):
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     started_at: datetime | None = None
     auto_runs: dict[str, int] = Field(default_factory=dict)
+    # The agent's typed params, validated and with defaults applied before the start.
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class AgentTaskResult(BaseModel):
@@ -79,6 +81,7 @@ class BeginTask(BaseModel):
     message: str
     user_group_id: str | None = None
     load_agent: bool = False
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class BegunTask(BaseModel):

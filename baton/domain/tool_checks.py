@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from baton import templating
+from baton.domain.agents import AgentSpec
 from baton.domain.tools import (
     HttpStep,
     LlmStep,
@@ -175,9 +176,9 @@ def _schema_problems(step: str | None, field: str, schema: dict[str, Any]) -> li
     return []
 
 
-def validate_params(spec: ToolSpec, given: dict[str, Any]) -> dict[str, Any]:
-    """The params a run starts with: defaults applied, each value checked against its type.
-    Every problem is reported, each naming its param."""
+def validate_params(spec: ToolSpec | AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The params a run (or an agent's task) starts with: defaults applied, each value
+    checked against its type. Every problem is reported, each naming its param."""
     problems: list[dict[str, Any]] = []
     unknown = sorted(set(given) - {p.name for p in spec.params})
     problems += [{"param": name, "message": "no such param"} for name in unknown]

@@ -58,3 +58,12 @@ async def delete_agent(*, session: AsyncSession, project_id: str, agent_id: str)
 
 def agent_spec(agent: Agent) -> AgentSpec:
     return AgentSpec.model_validate(agent.spec)
+
+
+async def version_spec(*, session: AsyncSession, agent_id: str, version: int) -> AgentSpec | None:
+    row = await session.scalar(
+        select(AgentVersion).where(
+            AgentVersion.agent_id == agent_id, AgentVersion.version == version
+        )
+    )
+    return AgentSpec.model_validate(row.spec) if row else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,10 +28,12 @@ async def create_task(
     first_message: str,
     user_group_id: str | None = None,
     agent_version: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Task:
     task = Task(
         id=task_id,
         agent_version=agent_version,
+        params=params,
         project_id=project_id,
         agent_id=agent_id,
         user_group_id=user_group_id,
@@ -167,6 +171,7 @@ async def ensure_task(
     agent_id: str,
     first_message: str,
     user_group_id: str | None,
+    params: dict[str, Any] | None = None,
 ) -> None:
     """The task's row and first message, unless the API already wrote them (a scheduled
     start has no API request before it)."""
@@ -179,6 +184,7 @@ async def ensure_task(
             "project_id": project_id,
             "agent_id": agent_id,
             "user_group_id": user_group_id,
+            "params": params,
             "workflow_id": workflow_id,
             "status": TaskStatus.queued.value,
             "input_tokens": 0,
