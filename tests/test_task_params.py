@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.conftest import Tenant
@@ -142,3 +144,68 @@ async def test_another_tenant_cannot_start_a_task_with_params(
         headers=other_tenant.headers,
     )
     assert_error(response, 404, "not_found")
+
+
+# Triggers
+
+
+async def test_a_webhook_fills_params_from_its_payload_keeping_their_types(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent_id = (
+        await make_agent(api, tenant, welcome_message="{{ params.days }} days in {{ params.city }}")
+    ).json()["id"]
+    hook = await api.post(
+        tenant.url(f"/agents/{agent_id}/webhooks"),
+        json={
+            "message_template": "Forecast please",
+            "params_template": {"city": "{{ payload.place.name }}", "days": "{{ payload.n }}"},
+        },
+        headers=tenant.headers,
+    )
+    assert hook.status_code == 201, hook.text
+    assert hook.json()["params_template"]["city"] == "{{ payload.place.name }}"
+    path = urlsplit(hook.json()["url"]).path
+
+    accepted = await api.post(path, json={"place": {"name": "Oslo"}, "n": 5})
+    assert accepted.status_code == 202, accepted.text
+    task = await wait_final(api, tenant, accepted.json()["task_id"])
+    assert task["params"] == {"city": "Oslo", "days": 5, "units": None}
+    assert task["welcome_message"] == "5 days in Oslo"
+
+    wrong_type = await api.post(path, json={"place": {"name": "Oslo"}, "n": "five"})
+    body = assert_error(wrong_type, 422, "invalid_input")
+    assert body["error"]["details"][0]["field"] == "params.days"
+
+
+async def test_a_schedule_starts_every_task_with_its_params(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    agent_id = (
+        await make_agent(api, tenant, system_prompt="Forecast for {{ params.city }}.")
+    ).json()["id"]
+    base = tenant.url(f"/agents/{agent_id}/schedules")
+    missing = await api.post(
+        base, json={"cron": "@daily", "message": "Daily"}, headers=tenant.headers
+    )
+    assert_error(missing, 422, "invalid_input")
+    created = await api.post(
+        base,
+        json={"cron": "@daily", "message": "Daily", "params": {"city": "Rome"}},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["params"] == {"city": "Rome", "days": 3, "units": None}
+
+    await temporal_env.client.get_schedule_handle(created.json()["temporal_schedule_id"]).trigger()
+    async with asyncio.timeout(30):
+        while not (
+            tasks := (
+                await api.get(tenant.url(f"/tasks?agent_id={agent_id}"), headers=tenant.headers)
+            ).json()
+        ):
+            await asyncio.sleep(0.2)
+    task = await wait_final(api, tenant, tasks[0]["id"])
+    assert task["status"] == "completed", task["error"]
+    assert task["params"] == {"city": "Rome", "days": 3, "units": None}
+    await api.delete(f"{base}/{created.json()['id']}", headers=tenant.headers)

@@ -12,8 +12,9 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Request, status
 from temporalio.client import (
@@ -46,7 +47,7 @@ from api.schemas.triggers import (
     WebhookCreated,
     WebhookPublic,
 )
-from api.task_start import start_agent_task
+from api.task_start import start_agent_task, task_params
 from baton import templating
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
@@ -60,6 +61,7 @@ from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT, run_search_at
 from workflows.agent_task import AgentTaskWorkflow
 
 logger = logging.getLogger("baton.api")
+T = TypeVar("T")
 
 WEBHOOK_TOKEN_PREFIX = "bthk_"
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -118,6 +120,7 @@ async def create_webhook(
         token=token,
         message_template=body.message_template,
         dedupe_key_template=body.dedupe_key_template,
+        params_template=body.params_template,
     )
     return WebhookCreated(
         **WebhookPublic.of(webhook).model_dump(),
@@ -174,6 +177,10 @@ async def receive_hook(
     if webhook.dedupe_key_template:
         key = _render(webhook.dedupe_key_template, payload, field="dedupe_key_template").strip()
         task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
+    params = {
+        name: _render_value(template, payload, field=f"params_template.{name}")
+        for name, template in (webhook.params_template or {}).items()
+    }
     deduplicated = task_id is not None and await session.get(Task, task_id) is not None
     agent = await agent_repo.get_agent(
         session=session, project_id=webhook.project_id, agent_id=webhook.agent_id
@@ -185,6 +192,7 @@ async def receive_hook(
         agent=agent,
         message=message,
         task_id=task_id,
+        params=params,
     )
     return HookAccepted(
         task_id=task.id,
@@ -218,8 +226,19 @@ def _refuse_constant(name: str) -> NoReturn:
 
 
 def _render(template: str, payload: Any, *, field: str) -> str:
+    return _render_with(templating.render_text, template, payload, field=field)
+
+
+def _render_value(template: str, payload: Any, *, field: str) -> Any:
+    """A lone `{{ payload.x }}` keeps the value's JSON type, as a typed param needs."""
+    return _render_with(templating.render, template, payload, field=field)
+
+
+def _render_with(
+    render: Callable[[str, dict[str, Any]], T], template: str, payload: Any, *, field: str
+) -> T:
     try:
-        return templating.render_text(template, {PAYLOAD: payload})
+        return render(template, {PAYLOAD: payload})
     except templating.TemplateError as exc:
         raise InvalidInput(
             f"the webhook's {field} failed on this payload: {exc}", details={"field": field}
@@ -246,6 +265,7 @@ async def create_schedule(
         cron=body.cron,
         timezone=body.timezone,
         message=body.message,
+        params=task_params(agent_repo.agent_spec(agent), body.params),
     )
     # The row is only flushed: if Temporal refuses the cron or is down, the request fails
     # and the session rolls it back. Once Temporal has the schedule, a failed commit must
@@ -341,6 +361,7 @@ def temporal_schedule(schedule: AgentSchedule, settings: Settings) -> Schedule:
                 agent_id=schedule.agent_id,
                 agent=None,
                 message=schedule.message,
+                params=schedule.params or {},
             ),
             id=f"task-schedule-{schedule.id}",
             task_queue=settings.temporal_task_queue,
@@ -436,6 +457,7 @@ def _view(
         cron=schedule.cron,
         timezone=schedule.timezone,
         message=schedule.message,
+        params=schedule.params or {},
         paused=schedule.paused,
         next_run_at=next_run_at,
         temporal_schedule_id=schedule_id,

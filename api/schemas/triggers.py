@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import datetime
+from typing import Any
 
 from jinja2 import meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,6 +35,16 @@ class WebhookCreate(BaseModel):
 
     message_template: str = Field(min_length=1, max_length=20_000)
     dedupe_key_template: str | None = Field(default=None, max_length=2_000)
+    params_template: dict[str, str] = Field(
+        default_factory=dict,
+        description="The agent's task params: each a template over the payload; a lone "
+        "{{ payload.x }} keeps the value's JSON type",
+    )
+
+    @field_validator("params_template")
+    @classmethod
+    def _params_template(cls, templates: dict[str, str]) -> dict[str, str]:
+        return {name: check_payload_template(t) for name, t in templates.items()}
 
     @field_validator("message_template")
     @classmethod
@@ -53,6 +64,7 @@ class WebhookPublic(BaseModel):
     agent_id: str
     message_template: str
     dedupe_key_template: str | None
+    params_template: dict[str, str]
     created_at: datetime
 
     @classmethod
@@ -62,6 +74,7 @@ class WebhookPublic(BaseModel):
             agent_id=webhook.agent_id,
             message_template=webhook.message_template,
             dedupe_key_template=webhook.dedupe_key_template,
+            params_template=webhook.params_template or {},
             created_at=webhook.created_at,
         )
 
@@ -93,6 +106,9 @@ class ScheduleCreate(BaseModel):
     )
     timezone: str = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Paris"])
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The agent's task params every run starts with"
+    )
 
     @field_validator("cron")
     @classmethod
@@ -120,6 +136,7 @@ class SchedulePublic(BaseModel):
     cron: str
     timezone: str
     message: str
+    params: dict[str, Any]
     paused: bool
     # None while paused, or when Temporal cannot be asked right now.
     next_run_at: datetime | None

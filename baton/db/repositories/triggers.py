@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +22,7 @@ async def create_webhook(
     token: str,
     message_template: str,
     dedupe_key_template: str | None,
+    params_template: dict[str, str] | None = None,
 ) -> AgentWebhook:
     webhook = AgentWebhook(
         project_id=project_id,
@@ -27,6 +30,7 @@ async def create_webhook(
         token_hash=hash_token(token),
         message_template=message_template,
         dedupe_key_template=dedupe_key_template,
+        params_template=params_template or None,
     )
     session.add(webhook)
     await session.flush()
@@ -84,6 +88,7 @@ async def create_schedule(
     cron: str,
     timezone: str,
     message: str,
+    params: dict[str, Any] | None = None,
 ) -> AgentSchedule:
     schedule = AgentSchedule(
         id=new_id(),
@@ -92,6 +97,7 @@ async def create_schedule(
         cron=cron,
         timezone=timezone,
         message=message,
+        params=params,
         paused=False,
     )
     session.add(schedule)
