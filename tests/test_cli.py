@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from baton.db.repositories import accounts
 from baton.domain.accounts import Role
 from tests.conftest import venv_binary
+from tests.processes import clean_env, free_port, port_open
 
 
 def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -29,12 +28,6 @@ def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    env.update(extra)
-    return env
 
 
 async def test_admin_bootstrap_prints_a_working_owner_token(
@@ -72,18 +65,6 @@ def test_db_upgrade_migrates_an_empty_data_dir(tmp_path: Path):
     result = baton("db", "upgrade", "--data-dir", str(tmp_path), env=clean_env())
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "baton.db").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class RunningStack:

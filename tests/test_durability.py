@@ -4,22 +4,18 @@ tool call, a new worker started, and the task finishes with the side effect done
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
+from tests import processes
 from tests.conftest import Tenant
 from tests.local_http import LocalHttp, hit_count
+from tests.processes import kill, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -30,30 +26,14 @@ def local_http() -> Iterator[LocalHttp]:
 
 
 def start_worker(settings: Settings, temporal_env: WorkflowEnvironment) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
-    env.update(
-        {
-            "BATON_DATABASE_URL": settings.resolved_database_url,
-            "BATON_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "BATON_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-            "BATON_HTTP_ALLOW_NETWORKS": json.dumps(["127.0.0.0/8"]),
-            "BATON_DATA_DIR": str(settings.data_dir),
-        }
+    return processes.start_worker(
+        processes.Parts(
+            database_url=settings.resolved_database_url,
+            temporal_address=temporal_env.client.service_client.config.target_host,
+            task_queue=settings.temporal_task_queue,
+            data_dir=settings.data_dir,
+        )
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "baton", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_worker_killed_mid_tool_call_is_replaced_and_the_effect_happens_once(
@@ -102,8 +82,7 @@ async def test_a_worker_killed_mid_tool_call_is_replaced_and_the_effect_happens_
         task_id = started.json()["id"]
         # The tool's request is in flight: kill the worker in the middle of it.
         await wait_until(lambda: hit_count(local_http, "/effect") >= 1, 60, "the tool's request")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=10)
+        kill(first)
 
         second = start_worker(settings, temporal_env)
         async with asyncio.timeout(90):
@@ -115,10 +94,8 @@ async def test_a_worker_killed_mid_tool_call_is_replaced_and_the_effect_happens_
                     break
                 await asyncio.sleep(0.2)
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        kill(first)
+        kill(second)
 
     assert task["status"] == "completed", task["error"]
     assert [m["role"] for m in task["messages"]] == ["user", "assistant", "tool", "assistant"]
