@@ -14,6 +14,7 @@ from api.routes import (
     agents,
     health,
     integrations,
+    knowledge,
     members,
     projects,
     secrets,
@@ -72,4 +73,5 @@ def create_app(
     for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)
     app.include_router(integrations.router)
+    app.include_router(knowledge.router)
     return app

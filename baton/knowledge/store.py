@@ -207,7 +207,7 @@ async def _recompute_content(
             .order_by(KnowledgeRow.id)
             .limit(BATCH_ROWS)
         )
-        batch = (await session.execute(query)).tuples().all()
+        batch = (await session.execute(query)).all()
         if not batch:
             return
         changes = [
@@ -225,14 +225,19 @@ async def _recompute_content(
 
 
 async def insert_rows(
-    *, session: AsyncSession, knowledge_set: KnowledgeSet, rows: list[dict[str, Any]]
+    *,
+    session: AsyncSession,
+    knowledge_set: KnowledgeSet,
+    rows: list[dict[str, Any]],
+    first_row: int = 1,
 ) -> list[int]:
     """Validates every row, then inserts them in one statement; returns their ids in order.
+    Errors number the rows from `first_row` (an import's batch says where it is in the file).
     Vectors are left to the embedding activity (NULL means "to embed")."""
     if not rows:
         return []
     spec = spec_of(knowledge_set)
-    for index, data in enumerate(rows, start=1):
+    for index, data in enumerate(rows, start=first_row):
         _check_row(spec, data, where=f"row {index}")
     now = utcnow()
     values = [
@@ -564,7 +569,7 @@ async def lexical_search(
         statement = _sqlite_search(terms, where, top_k)
     return [
         SearchHit(row_id=row_id, row=data, score=float(score))
-        for row_id, data, score in (await session.execute(statement)).tuples()
+        for row_id, data, score in await session.execute(statement)
     ]
 
 
@@ -632,7 +637,7 @@ async def _data_batches(
             .order_by(KnowledgeRow.id)
             .limit(BATCH_ROWS)
         )
-        batch = (await session.execute(query)).tuples().all()
+        batch = (await session.execute(query)).all()
         if not batch:
             return
         yield [data for _, data in batch]
@@ -693,3 +698,23 @@ async def list_jobs(*, session: AsyncSession, knowledge_set: KnowledgeSet) -> li
         .order_by(KnowledgeJob.created_at.desc(), KnowledgeJob.id)
     )
     return list((await session.scalars(query)).all())
+
+
+async def finish_job(
+    *,
+    session: AsyncSession,
+    job_id: str,
+    status: JobStatus,
+    done: int = 0,
+    failed: int = 0,
+    error: str | None = None,
+) -> KnowledgeJob:
+    job = await session.get(KnowledgeJob, job_id)
+    if job is None:
+        raise NotFound(f"knowledge job {job_id} not found")
+    job.status = status.value
+    job.done, job.failed, job.total = done, failed, done + failed
+    job.error = error
+    job.updated_at = utcnow()
+    await session.flush()
+    return job

@@ -1,0 +1,434 @@
+"""Knowledge: sets, columns, rows, imports with their jobs, export and search."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request, UploadFile, status
+from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, require_role
+from api.schemas.knowledge import (
+    JobPublic,
+    KnowledgeSetPublic,
+    KnowledgeSetUpdate,
+    RowPage,
+    RowPublic,
+    RowsCreated,
+    TextImport,
+    UrlImport,
+)
+from baton.db.tables import KnowledgeSet
+from baton.domain.accounts import Role
+from baton.domain.knowledge import (
+    EmbeddingProvider,
+    JobKind,
+    JobStatus,
+    KnowledgeColumn,
+    KnowledgeSetSpec,
+    RowFilter,
+    SearchHit,
+    SearchMode,
+    SearchRequest,
+)
+from baton.errors import BatonError, Conflict, InvalidInput
+from baton.integrations import http
+from baton.knowledge import imports, store
+
+router = APIRouter(prefix="/api/v1/projects/{project_id}/knowledge", tags=["knowledge"])
+
+FILTERS_DESCRIPTION = (
+    'A JSON array of filters, all of which a row must pass: `[{"column": "price", "op": '
+    '"lte", "value": 10}]`. Ops: eq, ne (text, number, boolean or null), gt, gte, lt, lte '
+    "(numbers), contains (case-insensitive text), exists (present and not null; value false "
+    "for absent)."
+)
+_FILTERS = TypeAdapter(list[RowFilter])
+
+
+# ---------------------------------------------------------------------------------------------
+# Sets and columns
+
+
+@router.post("/sets", status_code=status.HTTP_201_CREATED)
+async def create_set(
+    body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> KnowledgeSetPublic:
+    require_role(principal, Role.editor)
+    knowledge_set = await store.create_set(session=session, project_id=project.id, spec=body)
+    return KnowledgeSetPublic.of(knowledge_set)
+
+
+@router.get("/sets")
+async def list_sets(
+    project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[KnowledgeSetPublic]:
+    require_role(principal, Role.viewer)
+    sets = await store.list_sets(session=session, project_id=project.id)
+    return [KnowledgeSetPublic.of(s) for s in sets]
+
+
+@router.get("/sets/{set_id}")
+async def get_set(
+    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> KnowledgeSetPublic:
+    require_role(principal, Role.viewer)
+    return KnowledgeSetPublic.of(await _set(session, project.id, set_id))
+
+
+@router.patch("/sets/{set_id}")
+async def update_set(
+    set_id: str,
+    body: KnowledgeSetUpdate,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> KnowledgeSetPublic:
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    current = store.spec_of(knowledge_set).model_dump()
+    spec = KnowledgeSetSpec.model_validate({**current, **body.model_dump(exclude_unset=True)})
+    await store.update_set(session=session, knowledge_set=knowledge_set, spec=spec)
+    return KnowledgeSetPublic.of(knowledge_set)
+
+
+@router.delete("/sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_set(
+    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.editor)
+    await store.delete_set(session=session, knowledge_set=await _set(session, project.id, set_id))
+
+
+@router.post("/sets/{set_id}/columns", status_code=status.HTTP_201_CREATED)
+async def add_column(
+    set_id: str,
+    body: KnowledgeColumn,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> KnowledgeSetPublic:
+    """Adds a column; rows already there simply have no value in it."""
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    spec = store.spec_of(knowledge_set)
+    if spec.column(body.name) is not None:
+        raise Conflict(f"the set already has a column {body.name!r}", details=[{"field": "name"}])
+    if not spec.columns and knowledge_set.row_count:
+        raise InvalidInput(
+            "this set has rows and no declared columns; declare columns on an empty set",
+            details=[{"field": "name"}],
+        )
+    new_spec = spec.model_copy(update={"columns": [*spec.columns, body]})
+    await store.update_set(session=session, knowledge_set=knowledge_set, spec=new_spec)
+    return KnowledgeSetPublic.of(knowledge_set)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+@router.get("/sets/{set_id}/rows")
+async def list_rows(
+    set_id: str,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: Annotated[int | None, Query(ge=0, description="The last id of the page before")] = (
+        None
+    ),
+    filters: Annotated[str | None, Query(description=FILTERS_DESCRIPTION)] = None,
+) -> RowPage:
+    require_role(principal, Role.viewer)
+    knowledge_set = await _set(session, project.id, set_id)
+    rows, next_after_id = await store.list_rows(
+        session=session,
+        knowledge_set=knowledge_set,
+        filters=_parse_filters(filters),
+        limit=limit,
+        after_id=after_id,
+    )
+    return RowPage(rows=[RowPublic.of(row) for row in rows], next_after_id=next_after_id)
+
+
+@router.post("/sets/{set_id}/rows", status_code=status.HTTP_201_CREATED)
+async def create_rows(
+    set_id: str,
+    body: dict[str, Any] | list[dict[str, Any]],
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> RowsCreated:
+    """One row (a JSON object keyed by column) or a list of them, all or none."""
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    rows = body if isinstance(body, list) else [body]
+    if len(rows) > imports.BATCH_ROWS:
+        raise InvalidInput(
+            f"at most {imports.BATCH_ROWS} rows per request; import a file for more",
+            details=[{"field": "body"}],
+        )
+    ids = await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=rows)
+    # Rows inserted here need vectors when the set has a provider: embedding starts here.
+    return RowsCreated(row_ids=ids)
+
+
+@router.get("/sets/{set_id}/rows/{row_id}")
+async def get_row(
+    set_id: str, row_id: int, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> RowPublic:
+    require_role(principal, Role.viewer)
+    knowledge_set = await _set(session, project.id, set_id)
+    return RowPublic.of(
+        await store.get_row(session=session, knowledge_set=knowledge_set, row_id=row_id)
+    )
+
+
+@router.patch("/sets/{set_id}/rows/{row_id}")
+async def update_row(
+    set_id: str,
+    row_id: int,
+    body: dict[str, Any],
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> RowPublic:
+    """Changes the columns the body names; a null value removes that column's value."""
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    row = await store.update_row(
+        session=session, knowledge_set=knowledge_set, row_id=row_id, data=body
+    )
+    # A row whose text changed needs a new vector: embedding starts here.
+    return RowPublic.of(row)
+
+
+@router.delete("/sets/{set_id}/rows/{row_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_row(
+    set_id: str, row_id: int, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> None:
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    await store.delete_row(session=session, knowledge_set=knowledge_set, row_id=row_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports and jobs
+
+
+@router.post("/sets/{set_id}/imports", status_code=status.HTTP_201_CREATED)
+async def import_file(
+    set_id: str,
+    file: UploadFile,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    format: Annotated[
+        str | None, Form(description="csv, jsonl or json; default: the file's extension")
+    ] = None,
+) -> JobPublic:
+    """A CSV (header line first; cells typed by the set's columns), JSONL or JSON (one array
+    of objects) file of up to 100 MB and 50,000 rows. All rows are added or none: the job
+    says how it went either way."""
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    file_format = imports.format_of(file.filename, format)
+    params = {"source": "file", "filename": file.filename or "", "format": file_format.value}
+    return await _record_import(
+        session,
+        knowledge_set,
+        params,
+        lambda: imports.import_file(
+            session=session, knowledge_set=knowledge_set, read=file.read, file_format=file_format
+        ),
+    )
+
+
+@router.post("/sets/{set_id}/imports/text", status_code=status.HTTP_201_CREATED)
+async def import_text(
+    set_id: str,
+    body: TextImport,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> JobPublic:
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    params = {"source": "text", "chunk_size": body.chunk_size, "overlap": body.overlap}
+    return await _record_import(
+        session,
+        knowledge_set,
+        params,
+        lambda: imports.import_text(
+            session=session,
+            knowledge_set=knowledge_set,
+            text=body.text,
+            source=body.source,
+            chunk_size=body.chunk_size,
+            overlap=body.overlap,
+        ),
+    )
+
+
+@router.post("/sets/{set_id}/imports/url", status_code=status.HTTP_201_CREATED)
+async def import_url(
+    set_id: str,
+    body: UrlImport,
+    settings: SettingsDep,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> JobPublic:
+    require_role(principal, Role.editor)
+    knowledge_set = await _set(session, project.id, set_id)
+    policy = http.EgressPolicy.from_settings(settings)
+    params = {"source": "url", "url": body.url, "chunk_size": body.chunk_size}
+
+    async def work() -> int:
+        text, final_url = await imports.fetch_page(body.url, policy=policy)
+        return await imports.import_text(
+            session=session,
+            knowledge_set=knowledge_set,
+            text=text,
+            source=final_url,
+            chunk_size=body.chunk_size,
+            overlap=body.overlap,
+        )
+
+    return await _record_import(session, knowledge_set, params, work)
+
+
+@router.get("/sets/{set_id}/jobs")
+async def list_jobs(
+    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> list[JobPublic]:
+    require_role(principal, Role.viewer)
+    knowledge_set = await _set(session, project.id, set_id)
+    jobs = await store.list_jobs(session=session, knowledge_set=knowledge_set)
+    return [JobPublic.model_validate(job) for job in jobs]
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(
+    job_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+) -> JobPublic:
+    require_role(principal, Role.viewer)
+    job = await store.get_job(session=session, project_id=project.id, job_id=job_id)
+    return JobPublic.model_validate(job)
+
+
+async def _record_import(
+    session: AsyncSession,
+    knowledge_set: KnowledgeSet,
+    params: dict[str, Any],
+    work: Callable[[], Awaitable[int]],
+) -> JobPublic:
+    """Runs an import inside a savepoint, so a refused or failed import takes back every row
+    it added while its job, saying why, is still committed before the error is answered."""
+    job = await store.create_job(
+        session=session, knowledge_set=knowledge_set, kind=JobKind.import_, params=params
+    )
+    try:
+        async with session.begin_nested():
+            inserted = await work()
+    except BatonError as exc:
+        await store.finish_job(
+            session=session, job_id=job.id, status=JobStatus.failed, error=exc.message
+        )
+        await session.commit()
+        raise
+    finished = await store.finish_job(
+        session=session, job_id=job.id, status=JobStatus.succeeded, done=inserted
+    )
+    # Imported rows need vectors when the set has a provider: embedding starts here.
+    return JobPublic.model_validate(finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and search
+
+
+@router.get(
+    "/sets/{set_id}/export.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_csv(
+    set_id: str,
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> StreamingResponse:
+    """Every row as CSV, streamed; objects and lists are written as JSON."""
+    require_role(principal, Role.viewer)
+    knowledge_set = await _set(session, project.id, set_id)
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+
+    async def lines() -> AsyncIterator[str]:
+        # The request's session is closed once the route returns; the stream reads on its own.
+        async with sessions() as own:
+            async for chunk in store.export_csv(session=own, knowledge_set=knowledge_set):
+                yield chunk
+
+    filename = quote(f"{knowledge_set.name}.csv")
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{filename}"},
+    )
+
+
+@router.post("/sets/{set_id}/search")
+async def search(
+    set_id: str,
+    body: SearchRequest,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> list[SearchHit]:
+    """Ranked rows for a query, best first, each with its id, row and score."""
+    require_role(principal, Role.viewer)
+    knowledge_set = await _set(session, project.id, set_id)
+    if body.mode is SearchMode.lexical:
+        return await store.lexical_search(
+            session=session,
+            knowledge_set=knowledge_set,
+            query=body.query,
+            top_k=body.top_k,
+            filters=body.filters,
+        )
+    # Vector and hybrid search (baton.knowledge.search) are wired in here.
+    if store.spec_of(knowledge_set).embedding.provider is EmbeddingProvider.none:
+        raise InvalidInput(
+            f"{body.mode.value} search needs an embedding provider on the set; "
+            "use mode lexical or set one",
+            details=[{"field": "mode"}],
+        )
+    raise InvalidInput(
+        f"{body.mode.value} search is not available yet; use mode lexical",
+        details=[{"field": "mode"}],
+    )
+
+
+async def _set(session: AsyncSession, project_id: str, set_id: str) -> KnowledgeSet:
+    return await store.get_set(session=session, project_id=project_id, set_id=set_id)
+
+
+def _parse_filters(raw: str | None) -> list[RowFilter]:
+    if not raw:
+        return []
+    try:
+        return _FILTERS.validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidInput(
+            'filters must be a JSON array like [{"column": "price", "op": "lte", "value": 10}]',
+            details=[
+                {"field": "filters", "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()
+            ],
+        ) from exc
