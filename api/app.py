@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.routes import (
     agents,
     health,
@@ -62,6 +62,7 @@ def create_app(
         ),
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unstorable_text)],
     )
     install_error_handlers(app)
     app.add_middleware(

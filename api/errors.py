@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,10 +31,18 @@ def error_response(
     if request.url.path == USER_GROUP_PATH:
         body = {"success": 0, **body}
     headers = {"WWW-Authenticate": "Token"} if status_code == 401 else None
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    return AsciiJSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _field_path(loc: Sequence[Any], body: Any) -> str:
+class AsciiJSONResponse(JSONResponse):
+    """An error may quote a field name from the request, and that may hold an unpaired
+    surrogate, which UTF-8 cannot encode; escaped as ASCII it is still valid JSON."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+def field_path(loc: Sequence[Any], body: Any) -> str:
     """`("steps", 2, "http", "url")` -> `steps[2].url`, the way a person points at a field.
 
     A discriminated union puts its tag (`http`) into the location; it is not a field, so it is
@@ -60,9 +69,9 @@ def _validation_details(errors: Sequence[Any], body: Any = None) -> list[dict[st
     for error in errors:
         loc = list(error.get("loc", ()))
         if loc[:1] == ["body"]:
-            field = _field_path(loc[1:], body) or "body"
+            field = field_path(loc[1:], body) or "body"
         else:
-            field = _field_path(loc, None)
+            field = field_path(loc, None)
         details.append(
             {"loc": loc, "field": field, "msg": error.get("msg", ""), "type": error.get("type")}
         )
@@ -75,7 +84,7 @@ def _summary(details: list[dict[str, Any]]) -> str:
     return f"invalid input: {shown}" + (f" (and {more} more in details)" if more > 0 else "")
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/json" or media_type.endswith("+json")
 
@@ -92,7 +101,7 @@ def _request_validation_error(request: Request, exc: RequestValidationError) -> 
     content_type = request.headers.get("content-type", "")
     # FastAPI parses a body as JSON only when it says it is JSON; any other type arrives as
     # bytes, and "input should be an object" would not tell the client what to change.
-    if isinstance(exc.body, bytes) and content_type and not _is_json(content_type):
+    if isinstance(exc.body, bytes) and content_type and not is_json(content_type):
         message = (
             f"send the body as JSON with 'Content-Type: application/json', not {content_type!r}"
         )

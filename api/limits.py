@@ -1,4 +1,6 @@
-"""Request bodies over the size limit are refused with 413 before they are read whole.
+"""Limits on what a request may carry: its size, integers and text the database can store.
+
+Request bodies over the size limit are refused with 413 before they are read whole.
 
 A pure ASGI middleware rather than Starlette's `BaseHTTPMiddleware`: it must see the body as it
 streams through `receive`, so a chunked upload with no Content-Length is cut off once it passes
@@ -7,13 +9,19 @@ the limit instead of being buffered first. Knowledge imports legitimately send f
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import error_response, field_path, is_json
+from baton.errors import InvalidInput
+
+# The largest integer a BIGINT column holds; a larger offset or seq fails inside the driver.
+MAX_DB_INTEGER = 2**63 - 1
 
 # `POST /api/v1/projects/{project_id}/knowledge/.../imports` carries a file upload.
 UPLOAD_PATH = re.compile(r"^/api/v1/projects/[^/]+/knowledge/.+/imports/?$")
@@ -98,3 +106,65 @@ def _declared_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+# How a NUL or a surrogate looks inside JSON text; bodies without one skip the full check.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+UNSTORABLE_TEXT = "text may not contain NUL characters or unpaired surrogates"
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """A NUL character or an unpaired surrogate is valid in JSON and in a Python string, but no
+    database column stores it (PostgreSQL refuses NUL in text and JSON; UTF-8 has no
+    surrogates). An app-wide dependency refuses it with the field named, rather than letting it
+    fail deep inside a database driver."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if not _storable(value):
+            raise _unstorable([name], name)
+    if not is_json(request.headers.get("content-type", "application/json")):
+        return
+    raw = await request.body()
+    if not _SUSPECT_ESCAPE.search(raw):
+        return
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return  # not JSON after all: the route's own parsing answers for it
+    path = _first_unstorable(body)
+    if path is not None:
+        raise _unstorable(["body", *path], field_path(path, body) or "body")
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_unstorable(value: Any) -> list[str | int] | None:
+    """The location of the first string (or key) that cannot be stored, walked without
+    recursion so a deeply nested body cannot exhaust the stack."""
+    pending: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while pending:
+        node, path = pending.pop()
+        if isinstance(node, str) and not _storable(node):
+            return path
+        if isinstance(node, dict):
+            for key, item in reversed(node.items()):
+                if not _storable(key):
+                    return [*path, key]
+                pending.append((item, [*path, key]))
+        elif isinstance(node, list):
+            pending.extend((item, [*path, i]) for i, item in reversed(list(enumerate(node))))
+    return None
+
+
+def _unstorable(loc: list[Any], field: str) -> InvalidInput:
+    return InvalidInput(
+        f"invalid input: {field}: {UNSTORABLE_TEXT}",
+        details=[{"loc": loc, "field": field, "msg": UNSTORABLE_TEXT, "type": "unstorable_text"}],
+    )

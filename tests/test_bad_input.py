@@ -252,3 +252,47 @@ async def test_a_bad_query_parameter_is_a_422_naming_it(api: httpx.AsyncClient, 
     response = await api.get(tenant.url("/tasks"), params={"limit": "many"}, headers=tenant.headers)
     error = assert_error(response, 422, "invalid_input")["error"]
     assert error["details"][0]["field"] == "query.limit"
+
+
+# Values no database column stores
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"name": "a\\u0000b"}', "name"),
+        (b'{"name": "a", "tools": [{"tool_id": "\\ud800"}]}', "tools[0].tool_id"),
+        (b'{"name": "a", "\\udfff": 1}', "\\udfff"),
+    ],
+)
+async def test_text_with_nul_or_a_lone_surrogate_is_a_422_naming_the_field(
+    api: httpx.AsyncClient, tenant: Tenant, raw: bytes, field: str
+):
+    response = await api.post(
+        tenant.url("/agents"),
+        content=raw,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    error = assert_error(response, 422, "invalid_input")["error"]
+    assert error["details"][0]["field"] == json.loads(f'"{field}"')
+    assert "NUL" in error["message"]
+
+
+async def test_a_nul_in_a_path_or_query_parameter_is_a_422(api: httpx.AsyncClient, tenant: Tenant):
+    response = await api.get(tenant.url("/agents/a%00b"), headers=tenant.headers)
+    assert (
+        assert_error(response, 422, "invalid_input")["error"]["details"][0]["field"] == "agent_id"
+    )
+    response = await api.get(
+        tenant.url("/tool-runs"), params={"tool_id": "\0"}, headers=tenant.headers
+    )
+    assert_error(response, 422, "invalid_input")
+
+
+async def test_an_offset_past_what_the_database_holds_is_a_422(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    for path in ("/tool-runs", "/tasks"):
+        response = await api.get(tenant.url(path), params={"offset": 2**70}, headers=tenant.headers)
+        error = assert_error(response, 422, "invalid_input")["error"]
+        assert error["details"][0]["field"] == "query.offset"

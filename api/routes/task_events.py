@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep
+from api.limits import MAX_DB_INTEGER
 from baton.db.engine import is_sqlite
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
@@ -50,8 +51,10 @@ async def stream_task_events(
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-    after: Annotated[int, Query(ge=0, description="Send the events after this seq")] = 0,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_DB_INTEGER, description="Send the events after this seq")
+    ] = 0,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_DB_INTEGER)] = None,
 ) -> EventSourceResponse:
     """Each event is `id: <seq>`, `event: <type>`, `data: <TaskEventOut as JSON>`. A
     reconnecting EventSource sends `Last-Event-ID`, which wins over `after`."""

@@ -19,6 +19,7 @@ from api.deps import (
     TemporalDep,
     require_role,
 )
+from api.limits import MAX_DB_INTEGER
 from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tasks as task_repo
@@ -42,7 +43,7 @@ async def list_tasks(
     agent_id: str | None = None,
     status: TaskStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INTEGER)] = 0,
 ) -> list[TaskSummary]:
     tasks = await task_repo.list_tasks(
         session=session,

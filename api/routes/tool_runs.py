@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.limits import MAX_DB_INTEGER
 from api.schemas.tools import ToolRunPublic
 from api.tool_runs_start import run_view
 from baton.db.repositories import tool_runs as run_repo
@@ -25,7 +26,7 @@ async def list_runs(
     settings: SettingsDep,
     tool_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INTEGER)] = 0,
 ) -> list[ToolRunPublic]:
     require_role(principal, Role.viewer)
     runs = await run_repo.list_runs(
