@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
+from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities, project_provider_configs
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
@@ -52,6 +53,7 @@ def create_worker(
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
     embedding = EmbeddingActivities(session_factory, embedders)
+    knowledge_steps = KnowledgeStepActivities(session_factory, embedders)
     return Worker(
         client,
         task_queue=task_queue,
@@ -69,7 +71,10 @@ def create_worker(
             steps.llm,
             steps.http,
             steps.code,
-            steps.knowledge_search,
+            knowledge_steps.search,
+            knowledge_steps.insert,
+            knowledge_steps.update,
+            knowledge_steps.delete,
             tool_runs.finish,
             embedding.embed_batch,
             embedding.finish,

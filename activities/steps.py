@@ -70,14 +70,6 @@ class StepActivities:
         context = await self._context(call)
         return await self._run(call, context["secrets"], self._runner.code(step, context))
 
-    @activity.defn(name="baton.step.knowledge_search")
-    async def knowledge_search(self, call: StepCall) -> StepOutcome:
-        raise ApplicationError(
-            "knowledge_search steps need knowledge sets, which this version does not have yet",
-            type="not_available",
-            non_retryable=True,
-        )
-
     async def _run(
         self, call: StepCall, secrets: dict[str, str], work: Awaitable[Any]
     ) -> StepOutcome:

@@ -22,6 +22,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     import jmespath
 
+    from activities.knowledge_steps import KnowledgeStepActivities
     from activities.steps import StepActivities, ToolRunActivities
     from baton import templating
     from baton.domain.tool_checks import template_fields, validate_params
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CodeStep,
         DelayStep,
         HttpStep,
-        KnowledgeSearchStep,
+        KnowledgeStepBase,
         LlmStep,
         Step,
         StepStatus,
@@ -302,7 +303,10 @@ _ACTIVITIES: dict[str, tuple[Any, timedelta | None]] = {
     "llm": (StepActivities.llm, _HEARTBEAT),
     "http": (StepActivities.http, _HEARTBEAT),
     "code": (StepActivities.code, _HEARTBEAT),
-    "knowledge_search": (StepActivities.knowledge_search, None),
+    "knowledge_search": (KnowledgeStepActivities.search, None),
+    "knowledge_insert": (KnowledgeStepActivities.insert, None),
+    "knowledge_update": (KnowledgeStepActivities.update, None),
+    "knowledge_delete": (KnowledgeStepActivities.delete, None),
 }
 
 
@@ -323,8 +327,8 @@ def _summary(step: Step, item: int) -> str:
         return f"step {step.name}{suffix}: llm {step.model}"
     if isinstance(step, CodeStep):
         return f"step {step.name}{suffix}: code"
-    if isinstance(step, KnowledgeSearchStep):
-        return f"step {step.name}{suffix}: knowledge search {step.knowledge_set}"
+    if isinstance(step, KnowledgeStepBase):
+        return f"step {step.name}{suffix}: {step.type} {step.knowledge_set}"
     return f"step {step.name}{suffix}: {step.type}"
 
 

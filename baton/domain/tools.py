@@ -120,12 +120,43 @@ class DelayStep(StepBase):
     seconds: float = Field(ge=0, le=30 * 24 * 3600)
 
 
-class KnowledgeSearchStep(StepBase):
+class KnowledgeStepBase(StepBase):
+    knowledge_set: str = Field(
+        min_length=1, description="The set's id, or a template giving it: {{ params.set }}"
+    )
+
+
+class KnowledgeSearchStep(KnowledgeStepBase):
+    """Hits, best first: [{row_id, row, score}]."""
+
     type: Literal["knowledge_search"]
-    knowledge_set: str
-    query: str
+    query: str = Field(min_length=1)
     mode: Literal["lexical", "vector", "hybrid"] = "hybrid"
     top_k: int = Field(default=5, ge=1, le=100)
+    filters: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="[{column, op, value}]; op: eq ne gt gte lt lte contains exists",
+    )
+
+
+class KnowledgeInsertStep(KnowledgeStepBase):
+    """Inserts one row (a JSON object) or several (a list); output {row_ids}."""
+
+    type: Literal["knowledge_insert"]
+    rows: Any = Field(description="A row, a list of rows, or a template giving either")
+
+
+class KnowledgeUpdateStep(KnowledgeStepBase):
+    """Merges `data` into the row; output: the row."""
+
+    type: Literal["knowledge_update"]
+    row_id: str = Field(min_length=1, description="The row's id, or a template giving it")
+    data: dict[str, Any]
+
+
+class KnowledgeDeleteStep(KnowledgeStepBase):
+    type: Literal["knowledge_delete"]
+    row_id: str = Field(min_length=1, description="The row's id, or a template giving it")
 
 
 Step = Annotated[
@@ -136,11 +167,17 @@ Step = Annotated[
     | TransformStep
     | ToolCallStep
     | DelayStep
-    | KnowledgeSearchStep,
+    | KnowledgeSearchStep
+    | KnowledgeInsertStep
+    | KnowledgeUpdateStep
+    | KnowledgeDeleteStep,
     Field(discriminator="type"),
 ]
 
-IO_STEP_TYPES = frozenset({"llm", "http", "code", "knowledge_search"})
+KNOWLEDGE_STEP_TYPES = frozenset(
+    {"knowledge_search", "knowledge_insert", "knowledge_update", "knowledge_delete"}
+)
+IO_STEP_TYPES = frozenset({"llm", "http", "code"}) | KNOWLEDGE_STEP_TYPES
 PURE_STEP_TYPES = frozenset({"template", "transform"})
 
 
