@@ -3,7 +3,8 @@ two tools, through the real API (uvicorn, in this process), a worker process (`b
 as `baton up` runs it) and the embedded Temporal dev server.
 
 Prints tasks/s, the trigger call's p50/p99 latency, and the p50 delay from a token delta
-being produced (its `at` stamp, taken in the LLM activity) to it reaching an SSE client.
+being produced (its `at` stamp, taken in the LLM activity) to it reaching an SSE client, then
+a `BENCH_RESULT {json}` line for bench/run_all.py.
 
     python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10]
 """
@@ -167,11 +168,19 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
         f"  trigger latency p50 / p99: {percentile(latencies, 0.5) * 1000:.0f} ms / "
         f"{percentile(latencies, 0.99) * 1000:.0f} ms"
     )
+    figures: list[dict[str, object]] = [
+        {"name": "agent tasks (2 tool calls each)", "value": tasks / elapsed, "unit": "tasks/s"},
+        {"name": "trigger latency p50", "value": percentile(latencies, 0.5) * 1000, "unit": "ms"},
+        {"name": "trigger latency p99", "value": percentile(latencies, 0.99) * 1000, "unit": "ms"},
+    ]
     if delays:
         print(
             f"  delta -> SSE client p50:   {statistics.median(delays) * 1000:.0f} ms "
             f"({len(delays)} deltas on {streams} streams)"
         )
+        delay_ms = statistics.median(delays) * 1000
+        figures.append({"name": "token delta -> SSE client p50", "value": delay_ms, "unit": "ms"})
+    print("BENCH_RESULT " + json.dumps({"benchmark": "agent_tasks", "figures": figures}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ One embedded dev server (WAL pragmas, as `baton up` runs it), one in-process wor
 side, the same number of runs and the same concurrency. Baton's tool has 3 I/O steps (LLM
 steps on the offline scripted model: an activity each, which also records the step) and 2
 pure steps (template, transform: computed in the workflow). Prints runs/s of both and their
-ratio (Baton / plain; above 1.0 means Baton is faster).
+ratio (Baton / plain; above 1.0 means Baton is faster), then a `BENCH_RESULT {json}` line for
+bench/run_all.py.
 
     python bench/tool_overhead.py [--runs 200] [--concurrency 20] [--rounds 2]
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
@@ -139,6 +141,14 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     print(f"plain chain: {plain_rate:.1f} runs/s")
     print(f"Baton tool:  {baton_rate:.1f} runs/s")
     print(f"ratio (Baton / plain): {baton_rate / plain_rate:.2f}  (target >= 1.0)")
+    figure = {
+        "name": f"Baton 5-step tool ({kind})",
+        "value": baton_rate,
+        "unit": "runs/s",
+        "better": "higher",
+        "baseline": {"name": "plain 5-activity Temporal chain", "value": plain_rate},
+    }
+    print("BENCH_RESULT " + json.dumps({"benchmark": "tool_overhead", "figures": [figure]}))
 
 
 if __name__ == "__main__":
