@@ -4,18 +4,75 @@ projection never disagree."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import events as event_repo
+from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tools as tool_repo
+from baton.db.tables import KnowledgeRow
+from baton.domain.agents import AgentSpec
 from baton.domain.events import EventDraft, EventType
+from baton.domain.knowledge import (
+    AttachMode,
+    EmbeddingConfig,
+    EmbeddingProvider,
+    knowledge_prompt,
+    knowledge_search_tool,
+    knowledge_tool_id,
+)
 from baton.domain.tasks import BeginTask, BegunTask, TaskMessageAppend, TaskStatusUpdate
+from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
 from baton.errors import NotFound
+from baton.knowledge import store
+
+# How many rows of a prompt-mode set are read at most to fill its token budget.
+PROMPT_ROWS_READ = 2000
+
+
+async def _knowledge(
+    session: AsyncSession, project_id: str, spec: AgentSpec
+) -> tuple[dict[str, ToolSpec], str]:
+    """The agent's attached sets: a search tool for each search-mode set, and the rows of
+    the prompt-mode sets as text for the system prompt. A deleted set is left out."""
+    tools: dict[str, ToolSpec] = {}
+    sections: list[str] = []
+    for attached in spec.knowledge:
+        try:
+            knowledge_set = await store.get_set(
+                session=session, project_id=project_id, set_id=attached.set_id
+            )
+        except NotFound:
+            continue
+        if attached.mode is AttachMode.search:
+            provider = EmbeddingConfig.model_validate(knowledge_set.embedding or {}).provider
+            tools[knowledge_tool_id(knowledge_set.id)] = knowledge_search_tool(
+                set_id=knowledge_set.id,
+                name=knowledge_set.name,
+                description=attached.description or knowledge_set.description,
+                vector=provider is not EmbeddingProvider.none,
+            )
+            continue
+        rows = await session.execute(
+            select(KnowledgeRow.id, KnowledgeRow.content)
+            .where(KnowledgeRow.set_id == knowledge_set.id)
+            .order_by(KnowledgeRow.id)
+            .limit(min(PROMPT_ROWS_READ, attached.token_budget))
+        )
+        sections.append(
+            knowledge_prompt(
+                knowledge_set.name,
+                [(row_id, content) for row_id, content in rows.all()],
+                attached.token_budget,
+                total=knowledge_set.row_count,
+            )
+        )
+    return tools, "\n\n".join(sections)
 
 
 class TaskActivities:
@@ -59,7 +116,20 @@ class TaskActivities:
                     # A deleted tool is left out: the model simply does not see it.
                     continue
                 tools.update(closure)
-        return BegunTask(agent=spec if begin.load_agent else None, tools=tools)
+            knowledge_tools, knowledge_prompt = await _knowledge(session, begin.project_id, spec)
+            snippets = await snippet_repo.snippet_values(
+                session=session,
+                project_id=begin.project_id,
+                names=spec.snippet_names().union(
+                    *(referenced_snippets(tool) for tool in tools.values())
+                ),
+            )
+        return BegunTask(
+            agent=spec if begin.load_agent else None,
+            tools={**tools, **knowledge_tools},
+            snippets=snippets,
+            knowledge_prompt=knowledge_prompt,
+        )
 
     @activity.defn(name="baton.task.set_status")
     async def set_status(self, update: TaskStatusUpdate) -> None:

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         tool_function_name,
     )
     from baton.domain.events import AppendEvents, EventDraft, EventType
+    from baton.domain.knowledge import AttachMode, knowledge_tool_id
     from baton.domain.llm import (
         LlmRequest,
         LlmResponse,
@@ -92,6 +93,7 @@ class AgentTaskWorkflow:
         self._input = task
         if task.transcript:  # continued as new: everything was loaded before
             agent, tools = task.agent, task.tools
+            self._snippets, self._knowledge_prompt = task.snippets, task.knowledge_prompt
             self._transcript = list(task.transcript)
             self._started_at = task.started_at or workflow.now()
         else:
@@ -112,6 +114,7 @@ class AgentTaskWorkflow:
                 summary="begin task",
             )
             agent, tools = task.agent or begun.agent, begun.tools
+            self._snippets, self._knowledge_prompt = begun.snippets, begun.knowledge_prompt
             self._transcript = [Message(role=MessageRole.user, content=task.message)]
             self._started_at = workflow.now()
         assert agent is not None
@@ -122,7 +125,9 @@ class AgentTaskWorkflow:
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
-            self._system_prompt = _system_prompt(agent, task.params)
+            self._system_prompt = _system_prompt(
+                agent, task.params, self._snippets, self._knowledge_prompt
+            )
             return await self._converse(resumed=bool(task.transcript))
         except TaskStopped as stop:
             await self._set_status(stop.status, error=stop.error)
@@ -368,6 +373,7 @@ class AgentTaskWorkflow:
                     specs=self._tools,
                     params=params,
                     persist=False,
+                    snippets=self._snippets,
                 ),
                 id=tool_run_workflow_id(run_id),
                 static_summary=f"tool {spec.name} for {call.id}",
@@ -405,6 +411,8 @@ class AgentTaskWorkflow:
                 started_at=self._started_at,
                 auto_runs=self._auto_runs,
                 params=self._input.params,
+                snippets=self._snippets,
+                knowledge_prompt=self._knowledge_prompt,
             )
         )
 
@@ -462,7 +470,13 @@ def _callable_tools(
 ) -> dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]]:
     """The agent's tools by the name the model calls them."""
     callable_tools: dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]] = {}
-    for agent_tool in agent.tools:
+    # An attached set searched as a tool: read-only, so it runs without approval.
+    searched = [
+        AgentTool(tool_id=knowledge_tool_id(attached.set_id))
+        for attached in agent.knowledge
+        if attached.mode is AttachMode.search
+    ]
+    for agent_tool in [*agent.tools, *searched]:
         spec = tools.get(agent_tool.tool_id)
         if spec is None:
             continue
@@ -480,9 +494,14 @@ def _callable_tools(
     return callable_tools
 
 
-def _system_prompt(agent: AgentSpec, params: dict[str, Any]) -> str:
+def _system_prompt(
+    agent: AgentSpec, params: dict[str, Any], snippets: dict[str, str], knowledge: str
+) -> str:
+    """The agent's system prompt with its params and snippets filled in, then the rows of
+    its prompt-mode knowledge."""
     try:
-        return render_with_params(agent.system_prompt, params)
+        prompt = render_with_params(agent.system_prompt, params, snippets)
+        return "\n\n".join(part for part in (prompt, knowledge) if part)
     except TemplateError as exc:
         raise TaskStopped(
             TaskStatus.failed, f"the system prompt could not be rendered: {exc}"

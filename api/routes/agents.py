@@ -10,15 +10,18 @@ from api.routes.triggers import delete_in_temporal
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
 from api.schemas.tasks import TaskCreate, TaskCreated
 from api.task_start import start_agent_task
+from baton import templating
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import integrations as integration_repo
+from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.domain.accounts import Role
-from baton.domain.agents import AgentSpec, check_param_references
+from baton.domain.agents import PARAM_TEXTS, AgentSpec, check_param_references
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput, NotFound
+from baton.knowledge import store as knowledge_store
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/agents", tags=["agents"])
 
@@ -144,6 +147,8 @@ async def start_task(
 async def _check_references(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
     check_param_references(spec)
     await _check_tools(session, project_id, spec)
+    await _check_knowledge(session, project_id, spec)
+    await _check_snippets(session, project_id, spec)
     if spec.integration is not None:
         await integration_repo.check_reference(
             session=session,
@@ -152,6 +157,33 @@ async def _check_references(session: AsyncSession, project_id: str, spec: AgentS
             model=spec.model,
             field="integration",
         )
+
+
+async def _check_snippets(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
+    known = await snippet_repo.snippet_names(session=session, project_id=project_id)
+    for field in PARAM_TEXTS:
+        try:
+            unknown = sorted(templating.references(getattr(spec, field)).of("snippets") - known)
+        except templating.TemplateError:
+            continue  # reported by check_param_references when it is a template of ours
+        if unknown:
+            raise InvalidInput(
+                f"{field}: unknown snippet {unknown[0]!r}; create it first",
+                details=[{"field": field, "message": f"unknown snippet {n!r}"} for n in unknown],
+            )
+
+
+async def _check_knowledge(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
+    for index, attached in enumerate(spec.knowledge):
+        try:
+            await knowledge_store.get_set(
+                session=session, project_id=project_id, set_id=attached.set_id
+            )
+        except NotFound as exc:
+            raise InvalidInput(
+                f"knowledge[{index}]: no knowledge set {attached.set_id!r} in this project",
+                details=[{"field": f"knowledge[{index}].set_id", "message": "unknown set"}],
+            ) from exc
 
 
 async def _check_tools(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:

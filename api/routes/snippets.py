@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Response, status
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
 from api.schemas.snippets import SnippetPublic, SnippetPut
-from baton import templating
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
@@ -85,17 +84,6 @@ async def _readers(session: SessionDep, project_id: str, name: str) -> list[str]
         if name in referenced_snippets(spec)
     ]
     for agent in await agent_repo.list_agents(session=session, project_id=project_id):
-        if name in agent_snippets(AgentSpec.model_validate(agent.spec)):
+        if name in AgentSpec.model_validate(agent.spec).snippet_names():
             readers.append(f"agent {agent.name!r}")
     return readers
-
-
-def agent_snippets(spec: AgentSpec) -> set[str]:
-    """The snippets an agent's own texts read (its tools' are found through the tools)."""
-    names: set[str] = set()
-    for text in (spec.system_prompt, spec.welcome_message):
-        try:
-            names |= templating.references(text).of("snippets")
-        except templating.TemplateError:
-            continue
-    return names

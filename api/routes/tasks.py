@@ -22,6 +22,7 @@ from api.deps import (
 from api.limits import MAX_DB_INTEGER
 from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
 from baton.domain.accounts import Principal, Role
@@ -181,8 +182,11 @@ async def _welcome_message(session: AsyncSession, task: Task) -> str:
     )
     if spec is None:
         return ""
+    snippets = await snippet_repo.snippet_values(
+        session=session, project_id=task.project_id, names=spec.snippet_names()
+    )
     try:
-        return render_with_params(spec.welcome_message, task.params or {})
+        return render_with_params(spec.welcome_message, task.params or {}, snippets)
     except TemplateError:
         return spec.welcome_message
 

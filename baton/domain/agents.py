@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton import templating
+from baton.domain.knowledge import AgentKnowledge
 from baton.domain.models import ModelRef
 from baton.domain.tools import IDENTIFIER, ToolParam
 from baton.errors import InvalidInput
@@ -67,18 +68,39 @@ class AgentSpec(BaseModel):
         description="Typed params a task starts with, read as {{ params.<name> }} by the "
         "system prompt and the welcome message",
     )
+    knowledge: list[AgentKnowledge] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Knowledge sets the agent searches (a search tool) or reads (rows placed "
+        "in its prompt up to a token budget)",
+    )
+
+    def snippet_names(self) -> set[str]:
+        """The snippets its own texts read (its tools' are found through the tools)."""
+        names: set[str] = set()
+        for field in PARAM_TEXTS:
+            try:
+                names |= templating.references(getattr(self, field)).of("snippets")
+            except templating.TemplateError:
+                continue
+        return names
 
 
 PARAM_TEXTS = ("system_prompt", "welcome_message")
 """The agent's texts that may read its task params."""
 
 
-def render_with_params(text: str, params: dict[str, Any]) -> str:
-    """A system prompt or welcome message with its `{{ params.<name> }}` filled in. A text
-    that reads no params is left as written. Pure, so a workflow may call it."""
-    if "params" not in text or "params" not in templating.references(text).roots():
+def render_with_params(
+    text: str, params: dict[str, Any], snippets: dict[str, str] | None = None
+) -> str:
+    """A system prompt or welcome message with its `{{ params.<name> }}` and
+    `{{ snippets.<name> }}` filled in. A text that reads neither is left as written. Pure, so
+    a workflow may call it."""
+    if "params" not in text and "snippets" not in text:
         return text
-    return templating.render_text(text, {"params": params})
+    if not templating.references(text).roots() & {"params", "snippets"}:
+        return text
+    return templating.render_text(text, {"params": params, "snippets": snippets or {}})
 
 
 def check_param_references(spec: AgentSpec) -> None:

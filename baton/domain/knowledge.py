@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from baton.domain.tools import IDENTIFIER
+from baton.domain.tools import IDENTIFIER, ToolSpec
 
 # Imports are refused beyond these, with a clear error, before more is read.
 MAX_IMPORT_BYTES = 100 * 1024 * 1024
@@ -169,3 +169,60 @@ def row_content(columns: list[KnowledgeColumn], data: dict[str, Any]) -> str:
         if c.type is ColumnType.text and c.searchable and data.get(c.name) not in (None, "")
     ]
     return "\n".join(parts)
+
+
+KNOWLEDGE_TOOL_PREFIX = "knowledge:"
+# A prompt-mode set's rows, in characters per token of budget (a rough, provider-free count).
+CHARS_PER_TOKEN = 4
+
+
+def knowledge_tool_id(set_id: str) -> str:
+    return KNOWLEDGE_TOOL_PREFIX + set_id
+
+
+def knowledge_search_tool(
+    *, set_id: str, name: str, description: str, vector: bool, top_k: int = 5
+) -> ToolSpec:
+    """The tool an agent searches an attached set with: a one-step tool, so a search runs,
+    streams and shows in the Temporal UI like any other tool call."""
+    about = description or f"rows of the knowledge set {name!r}"
+    return ToolSpec.model_validate(
+        {
+            "name": f"search {name}",
+            "description": (
+                f"Search {about}. Returns the best matching rows, each with its row_id: "
+                "cite the row_id of what you use."
+            ),
+            "params": [{"name": "query", "description": "What to look for"}],
+            "steps": [
+                {
+                    "name": "search",
+                    "type": "knowledge_search",
+                    "knowledge_set": set_id,
+                    "query": "{{ params.query }}",
+                    "mode": "hybrid" if vector else "lexical",
+                    "top_k": top_k,
+                }
+            ],
+        }
+    )
+
+
+def knowledge_prompt(
+    name: str, rows: list[tuple[int, str]], token_budget: int, *, total: int
+) -> str:
+    """A prompt-mode set's rows (the first of `total`) for the system prompt, cut at the
+    budget."""
+    budget = token_budget * CHARS_PER_TOKEN
+    lines: list[str] = []
+    used = 0
+    for row_id, content in rows:
+        line = f"[row {row_id}] " + " ".join(content.split())
+        if used + len(line) > budget:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    left_out = max(total, len(rows)) - len(lines)
+    if left_out:
+        lines.append(f"({left_out} more rows left out: over the budget of {token_budget} tokens)")
+    return f"Knowledge set {name!r} (cite row ids):\n" + "\n".join(lines)

@@ -65,6 +65,9 @@ class AgentTaskInput(BaseModel):
     auto_runs: dict[str, int] = Field(default_factory=dict)
     # The agent's typed params, validated and with defaults applied before the start.
     params: dict[str, Any] = Field(default_factory=dict)
+    # Carried over by continue-as-new, like `tools`.
+    snippets: dict[str, str] = Field(default_factory=dict)
+    knowledge_prompt: str = ""
 
 
 class AgentTaskResult(BaseModel):
@@ -88,6 +91,9 @@ class BegunTask(BaseModel):
     agent: AgentSpec | None = None
     # The agent's tools and every tool they call, pinned for the whole task.
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    # The snippets the agent and its tools read, and the rows of its prompt-mode knowledge.
+    snippets: dict[str, str] = Field(default_factory=dict)
+    knowledge_prompt: str = ""
 
 
 class TaskStatusUpdate(BaseModel):

@@ -55,7 +55,7 @@ async def snippet_values(
     query = select(Snippet.name, Snippet.text).where(
         Snippet.project_id == project_id, Snippet.name.in_(sorted(names))
     )
-    return {name: text for name, text in (await session.execute(query)).tuples()}
+    return {name: text for name, text in (await session.execute(query)).all()}
 
 
 async def _find(session: AsyncSession, project_id: str, name: str) -> Snippet | None:
