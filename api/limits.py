@@ -23,8 +23,8 @@ from baton.errors import InvalidInput
 # The largest integer a BIGINT column holds; a larger offset or seq fails inside the driver.
 MAX_DB_INTEGER = 2**63 - 1
 
-# `POST /api/v1/projects/{project_id}/knowledge/.../imports` carries a file upload.
-UPLOAD_PATH = re.compile(r"^/api/v1/projects/[^/]+/knowledge/.+/imports/?$")
+# Knowledge imports of a file (`.../imports`, multipart) or of raw text (`.../imports/text`).
+UPLOAD_PATH = re.compile(r"^/api/v1/projects/[^/]+/knowledge/.+/imports(/text)?/?$")
 # A multipart body wraps the file in boundaries and part headers; a file at the upload limit
 # must still fit.
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
