@@ -5,7 +5,6 @@ in a response, an event, or the history of a task or of its tool runs."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from baton.domain.tool_runs import tool_run_workflow_id
 from tests.conftest import Tenant
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
-from tests.helpers import assert_error
+from tests.helpers import assert_error, histories_of
 
 OPENAI_KEY = "sk-project-key-openai-1f2e3d"
 ANTHROPIC_KEY = "sk-ant-project-key-9a8b7c"
@@ -106,27 +105,6 @@ async def run_task(
             if task["status"] in FINAL:
                 return task
             await asyncio.sleep(0.1)
-
-
-async def histories_of(temporal_env: WorkflowEnvironment, workflow_ids: list[str]) -> str:
-    """The histories as JSON followed by every payload decoded: payloads are base64 in the
-    JSON, so a plain search of it would never find anything."""
-    client = temporal_env.client
-    texts = []
-    for workflow_id in workflow_ids:
-        history = (await client.get_workflow_handle(workflow_id).fetch_history()).to_json()
-        texts += [history, *_payloads(json.loads(history))]
-    return "\n".join(texts)
-
-
-def _payloads(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        if set(value) >= {"metadata", "data"} and isinstance(value["data"], str):
-            return [base64.b64decode(value["data"]).decode(errors="replace")]
-        return [text for item in value.values() for text in _payloads(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _payloads(item)]
-    return []
 
 
 async def events_of(
