@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.enrichment import EnrichmentActivities
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
 from activities.knowledge_steps import KnowledgeStepActivities
@@ -25,12 +26,13 @@ from baton.db.engine import create_engine, create_session_factory
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
+from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
 
 logger = logging.getLogger("baton.worker")
 
-WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow]
+WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow, EnrichmentWorkflow]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
 PURE_LIBRARIES = ("jinja2", "markupsafe", "jmespath", "jsonschema", "referencing", "rpds")
@@ -50,6 +52,7 @@ def create_worker(
     events = EventActivities(session_factory)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
+    enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
     embedding = EmbeddingActivities(session_factory, embedders)
@@ -76,6 +79,8 @@ def create_worker(
             knowledge_steps.update,
             knowledge_steps.delete,
             tool_runs.finish,
+            enrichment.batch,
+            enrichment.finish,
             embedding.embed_batch,
             embedding.finish,
         ],

@@ -15,6 +15,7 @@ from api.routes import (
     health,
     integrations,
     knowledge,
+    knowledge_enrichment,
     members,
     projects,
     secrets,
@@ -75,4 +76,5 @@ def create_app(
         app.include_router(module.router)
     app.include_router(integrations.router)
     app.include_router(knowledge.router)
+    app.include_router(knowledge_enrichment.router)
     return app
