@@ -7,7 +7,10 @@ exactly once (none lost, none duplicated); prints the trigger call's p50/p99 lat
 tasks/s from the first trigger to the last final state, and the worker's peak memory
 (VmHWM of the `baton worker` child of `baton up`). Exits 1 if a check fails.
 
-    python bench/load.py [--tasks 500] [--clients 50] [--timeout 900]
+The baseline is measured first, on the same stack: the idle worker's memory, then
+`--baseline-tasks` tasks triggered by one client alone, one after another.
+
+    python bench/load.py [--tasks 500] [--clients 50] [--baseline-tasks 20] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -120,9 +125,10 @@ async def create_agent(client: httpx.AsyncClient) -> str:
 
 
 async def trigger(
-    base: str, headers: dict[str, str], agent_id: str, tasks: int, clients: int
+    parent: httpx.AsyncClient, agent_id: str, tasks: int, clients: int
 ) -> tuple[list[str], list[float]]:
-    """`tasks` triggers shared among `clients` clients, each its own connection pool."""
+    """`tasks` triggers shared among `clients` clients like `parent`, each with its own
+    connections, as separate API users would be."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for number in range(tasks):
         queue.put_nowait(number)
@@ -130,7 +136,9 @@ async def trigger(
     latencies: list[float] = []
 
     async def client_loop() -> None:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=parent.base_url, headers=parent.headers, timeout=60
+        ) as client:
             while not queue.empty():
                 queue.get_nowait()
                 started = time.perf_counter()
@@ -161,39 +169,114 @@ async def wait_all_final(client: httpx.AsyncClient, expected: int) -> list[dict[
         await asyncio.sleep(1)
 
 
-async def run(stack: EmbeddedStack, tasks: int, clients: int, timeout: float) -> dict[str, float]:
-    project = stack.value("BATON_PROJECT_ID")
-    headers = {"Authorization": f"Token {stack.value('BATON_TOKEN')}"}
-    base = f"http://127.0.0.1:{stack.api_port}/api/v1/projects/{project}"
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
-        agent_id = await create_agent(client)
-        began = time.perf_counter()
-        async with asyncio.timeout(timeout):
-            ids, latencies = await trigger(base, headers, agent_id, tasks, clients)
-            listed = await wait_all_final(client, len(ids))
-        elapsed = time.perf_counter() - began
+@dataclass
+class Phase:
+    """Tasks triggered by some clients and waited for to the last final state."""
 
+    tasks: int
+    clients: int
+    ids: list[str]
+    latencies: list[float]
+    seconds: float
+
+    @property
+    def tasks_per_s(self) -> float:
+        return self.tasks / self.seconds
+
+    def latency_ms(self, q: float) -> float:
+        return percentile(self.latencies, q) * 1000
+
+
+async def phase(
+    client: httpx.AsyncClient, agent_id: str, tasks: int, clients: int, already: int
+) -> Phase:
+    began = time.perf_counter()
+    ids, latencies = await trigger(client, agent_id, tasks, clients)
+    await wait_all_final(client, already + len(ids))
+    return Phase(tasks, clients, ids, latencies, time.perf_counter() - began)
+
+
+def check(triggered: list[str], listed: list[dict[str, str]]) -> None:
+    """Each triggered task listed once and completed, and no task that was not triggered."""
     listed_ids = [t["id"] for t in listed]
-    statuses = [t["status"] for t in listed]
     problems = []
-    if len(ids) != tasks or len(set(ids)) != tasks:
-        problems.append(f"{len(set(ids))} distinct ids for {tasks} triggers")
-    if sorted(listed_ids) != sorted(ids):
-        lost, extra = set(ids) - set(listed_ids), len(listed_ids) - len(set(listed_ids))
-        problems.append(f"listing: {len(lost)} triggered tasks missing, {extra} duplicates")
-    failed = [s for s in statuses if s != "completed"]
+    if len(set(triggered)) != len(triggered):
+        problems.append(f"{len(set(triggered))} distinct ids for {len(triggered)} triggers")
+    if sorted(listed_ids) != sorted(triggered):
+        lost = set(triggered) - set(listed_ids)
+        extra = len(listed_ids) - len(set(listed_ids) & set(triggered))
+        problems.append(f"{len(lost)} triggered tasks missing, {extra} unknown or repeated listed")
+    failed = [t["status"] for t in listed if t["status"] != "completed"]
     if failed:
         problems.append(f"{len(failed)} tasks did not complete: {sorted(set(failed))}")
     if problems:
         raise SystemExit("load: " + "; ".join(problems))
+
+
+async def run(
+    stack: EmbeddedStack, *, tasks: int, clients: int, baseline_tasks: int
+) -> list[dict[str, Any]]:
+    """The baseline first, on the idle stack: the worker's resident memory before any task,
+    and `baseline_tasks` tasks triggered by one client, one after another."""
+    project = stack.value("BATON_PROJECT_ID")
+    headers = {"Authorization": f"Token {stack.value('BATON_TOKEN')}"}
+    base = f"http://127.0.0.1:{stack.api_port}/api/v1/projects/{project}"
+    worker = stack.worker_pid()
+    idle_mb = peak_memory_mb(worker)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        agent_id = await create_agent(client)
+        alone = await phase(client, agent_id, baseline_tasks, 1, already=0)
+        loaded = await phase(client, agent_id, tasks, clients, already=baseline_tasks)
+        check(alone.ids + loaded.ids, await list_all_tasks(client))
+    peak_mb = peak_memory_mb(worker)
+
+    print(f"load: {tasks} tasks (1 tool call each) from {clients} concurrent clients")
+    print(f"  every task of {baseline_tasks + tasks} completed; each listed once, none unknown")
+    print(
+        f"  tasks/s:                   {loaded.tasks_per_s:.1f}  ({loaded.seconds:.1f}s in all;"
+        f" one client alone: {alone.tasks_per_s:.1f})"
+    )
+    print(
+        f"  trigger latency p50 / p99: {loaded.latency_ms(0.5):.0f} ms / "
+        f"{loaded.latency_ms(0.99):.0f} ms  (one client alone: {alone.latency_ms(0.5):.0f} ms / "
+        f"{alone.latency_ms(0.99):.0f} ms)"
+    )
+    print(
+        f"  worker peak memory:        {peak_mb:.0f} MB VmHWM  "
+        f"(idle, before any task: {idle_mb:.0f} MB)"
+    )
+    alone_name = f"{baseline_tasks} tasks from 1 client"
+    return [
+        figure("tasks/s", loaded.tasks_per_s, "tasks/s", "higher", alone_name, alone.tasks_per_s),
+        figure(
+            "trigger latency p50",
+            loaded.latency_ms(0.5),
+            "ms",
+            "lower",
+            alone_name,
+            alone.latency_ms(0.5),
+        ),
+        figure(
+            "trigger latency p99",
+            loaded.latency_ms(0.99),
+            "ms",
+            "lower",
+            alone_name,
+            alone.latency_ms(0.99),
+        ),
+        figure("worker peak memory (VmHWM)", peak_mb, "MB", "lower", "idle worker", idle_mb),
+    ]
+
+
+def figure(
+    name: str, value: float, unit: str, better: str, baseline: str, baseline_value: float
+) -> dict[str, Any]:
     return {
-        "tasks": tasks,
-        "clients": clients,
-        "tasks_per_s": tasks / elapsed,
-        "elapsed_s": elapsed,
-        "trigger_p50_ms": percentile(latencies, 0.5) * 1000,
-        "trigger_p99_ms": percentile(latencies, 0.99) * 1000,
-        "worker_peak_mb": peak_memory_mb(stack.worker_pid()),
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "better": better,
+        "baseline": {"name": baseline, "value": baseline_value},
     }
 
 
@@ -201,6 +284,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--baseline-tasks", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900, help="Seconds for the whole run")
     args = parser.parse_args()
 
@@ -208,22 +292,21 @@ def main() -> None:
     stack = EmbeddedStack(data_dir)
     try:
         stack.wait_until_running()
-        figures = asyncio.run(run(stack, args.tasks, args.clients, args.timeout))
+        figures = asyncio.run(
+            asyncio.wait_for(
+                run(
+                    stack,
+                    tasks=args.tasks,
+                    clients=args.clients,
+                    baseline_tasks=args.baseline_tasks,
+                ),
+                args.timeout,
+            )
+        )
     finally:
         stack.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"load: {args.tasks} tasks (1 tool call each) from {args.clients} concurrent clients")
-    print("  every task completed; each listed once")
-    print(
-        f"  tasks/s:                   {figures['tasks_per_s']:.1f}  "
-        f"({figures['elapsed_s']:.1f}s in all)"
-    )
-    print(
-        f"  trigger latency p50 / p99: {figures['trigger_p50_ms']:.0f} ms / "
-        f"{figures['trigger_p99_ms']:.0f} ms"
-    )
-    print(f"  worker peak memory:        {figures['worker_peak_mb']:.0f} MB (VmHWM)")
-    print("RESULT " + json.dumps({"benchmark": "load", **figures}))
+    print("BENCH_RESULT " + json.dumps({"benchmark": "load", "figures": figures}))
 
 
 if __name__ == "__main__":
