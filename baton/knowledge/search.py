@@ -1,8 +1,8 @@
 """Searching a set: lexical, vector, or both fused by reciprocal rank.
 
-A set without an embedding provider refuses `vector` with a clear error, while `hybrid` (the
-default mode) is answered lexically there: a caller who did not choose a mode gets the best
-search the set has. Rows not embedded yet are found lexically only."""
+A set without an embedding provider refuses `vector` and `hybrid` with a clear error rather
+than quietly answering with words only: a caller who asked for meaning learns it cannot have
+it. Rows not embedded yet are found lexically only."""
 
 from __future__ import annotations
 
@@ -39,14 +39,13 @@ async def search(
     embedder_for: EmbedderFor,
 ) -> list[SearchHit]:
     provider = EmbeddingConfig.model_validate(knowledge_set.embedding or {}).provider
-    if request.mode is SearchMode.lexical or (
-        request.mode is SearchMode.hybrid and provider is EmbeddingProvider.none
-    ):
+    if request.mode is SearchMode.lexical:
         return await _lexical(session, knowledge_set, request, request.top_k)
     if provider is EmbeddingProvider.none:
         raise InvalidInput(
-            f"vector search needs an embedding provider on the set {knowledge_set.name!r}: "
-            "set its embedding to local or openai, or search in lexical mode",
+            f"{request.mode.value} search needs an embedding provider on the set "
+            f"{knowledge_set.name!r}: set its embedding to local or openai, or search in "
+            "lexical mode",
             details=[{"field": "mode", "message": "the set has no embedding provider"}],
         )
     if request.mode is SearchMode.vector:

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, LargeBinary, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.engine import SQLITE_LOADS_EXTENSIONS
-from baton.db.tables import KnowledgeJob, KnowledgeRow
+from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import JobKind
 from baton.knowledge.embeddings import Vectors, from_blob, normalized, to_blob
 
@@ -125,11 +125,9 @@ async def _matrix(session: AsyncSession, set_id: str, *, dimensions: int) -> _Ma
         )
     ).all()
     ids = numpy.fromiter((row_id for row_id, _ in rows), dtype=numpy.int64, count=len(rows))
-    vectors = (
-        normalized(numpy.stack([from_blob(blob or b"") for _, blob in rows]))
-        if rows
-        else numpy.zeros((0, dimensions), dtype=numpy.float32)
-    )
+    # One buffer for all rows: 100,000 small arrays would cost more than the scan itself.
+    packed = from_blob(b"".join(blob or b"" for _, blob in rows))
+    vectors = normalized(packed.reshape(len(rows), dimensions))
     matrix = _Matrix(version=version, ids=ids, vectors=vectors)
     _matrices[key] = matrix
     _matrices.move_to_end(key)
@@ -140,15 +138,13 @@ async def _matrix(session: AsyncSession, set_id: str, *, dimensions: int) -> _Ma
 
 async def _version(session: AsyncSession, set_id: str) -> tuple[Any, ...]:
     """What changes whenever the set's vectors may have: vectors are written only by embed
-    jobs (whose row moves with every batch), and a deleted row changes the row count. Both
-    are read from indexes, so the check stays cheap at 100,000 rows. A row whose text changed
-    keeps its old vector here until re-embedded; `search` drops such rows from the hits."""
-    rows = await session.execute(
-        select(func.count(), func.coalesce(func.max(KnowledgeRow.id), 0)).where(
-            KnowledgeRow.set_id == set_id
-        )
+    jobs (whose row moves with every batch), and a deleted row changes the set's row count.
+    None of it scans the rows, so the check stays cheap at 100,000 rows. A row whose text
+    changed keeps its old vector here until re-embedded; `search` drops it from the hits."""
+    count = await session.scalar(select(KnowledgeSet.row_count).where(KnowledgeSet.id == set_id))
+    last_id = await session.scalar(
+        select(func.max(KnowledgeRow.id)).where(KnowledgeRow.set_id == set_id)
     )
-    count, last_id = rows.one()
     jobs = await session.execute(
         select(func.max(KnowledgeJob.updated_at), func.sum(KnowledgeJob.done)).where(
             KnowledgeJob.set_id == set_id, KnowledgeJob.kind == JobKind.embed.value
