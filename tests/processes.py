@@ -51,10 +51,11 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
 
 
 def spawn(command: list[str], *, env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
-    output = log.open("ab") if log is not None else subprocess.DEVNULL
-    return subprocess.Popen(
-        command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    # Appended to, so a restarted process's output follows its predecessor's.
+    with open(log or os.devnull, "ab") as output:
+        return subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def kill(process: subprocess.Popen[bytes] | None) -> None:

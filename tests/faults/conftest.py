@@ -137,8 +137,8 @@ async def stack(
     )
     running = FaultStack(tmp_path, parts, temporal)
     try:
-        await temporal.start()
-        await running.api.start()
+        # The API's Temporal client is lazy: both parts can start at once.
+        await asyncio.gather(temporal.start(), running.api.start())
         async with httpx.AsyncClient(
             base_url=running.api.base, headers=tenant.headers, timeout=10
         ) as client:
