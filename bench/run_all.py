@@ -50,16 +50,18 @@ def discover() -> list[Path]:
     )
 
 
-def first_doc_line(script: Path) -> str:
-    text = script.read_text()
-    for quote in ('"""', "'''"):
-        if text.lstrip().startswith(quote):
-            return text.lstrip()[3:].splitlines()[0].strip()
-    return ""
+def first_paragraph(script: Path) -> str:
+    """The docstring's first paragraph: what the benchmark measures."""
+    text = script.read_text().lstrip()
+    quote = text[:3]
+    if quote not in ('"""', "'''"):
+        return ""
+    paragraph = text[3:].split(quote)[0].split("\n\n")[0]
+    return " ".join(paragraph.split())
 
 
 def run(script: Path, timeout: float) -> Outcome:
-    outcome = Outcome(name=script.stem, description=first_doc_line(script))
+    outcome = Outcome(name=script.stem, description=first_paragraph(script))
     print(f"== {script.name}", flush=True)
     started = time.monotonic()
     try:
@@ -96,9 +98,11 @@ def machine() -> str:
         for line in meminfo.read_text().splitlines():
             if line.startswith("MemTotal:"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB memory"
+    # Other work on the machine slows every figure; the load average says how busy it was.
+    load = os.getloadavg()[0]
     return (
         f"{os.cpu_count()} CPU cores, {memory}, {platform.system()} {platform.machine()}, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; load average {load:.1f} when the run began"
     )
 
 
