@@ -3,7 +3,7 @@ set's embed job. Rows and vectors stay in the database; only counts go through h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from sqlalchemy import CursorResult, func, select, update
@@ -105,7 +105,7 @@ async def _store_vectors(
 ) -> int:
     stored = 0
     for row_id, content, blob in vectors:
-        result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+        result = await session.execute(
             update(KnowledgeRow)
             .where(
                 KnowledgeRow.id == row_id,
@@ -115,7 +115,8 @@ async def _store_vectors(
             .values(embedding=blob)
             .execution_options(synchronize_session=False)
         )
-        stored += result.rowcount
+        # An UPDATE's result is a cursor result: it has a row count.
+        stored += cast(CursorResult[Any], result).rowcount
     return stored
 
 
