@@ -4,6 +4,7 @@ continue-as-new; errors recorded per row; mappings checked before anything runs.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from baton.db.tables import KnowledgeRow
 from baton.domain.enrichment import BATCHES_PER_RUN
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error
+from tests.helpers import assert_error, histories_of
 from tests.local_http import LocalHttp
 from tests.processes import Parts, kill, start_worker, wait_until
 from worker import create_worker
@@ -455,3 +456,59 @@ async def test_another_tenant_cannot_see_start_or_cancel_a_sets_enrichments(
     # And this tenant's own project path, with the other tenant's token.
     mine = enrichments_url(tenant, set_id, f"/{job['id']}")
     assert (await api.get(mine, headers=headers)).status_code in (403, 404)
+
+
+async def test_a_secret_reaches_the_server_but_never_a_row_or_the_history(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    enrich_worker: Worker,
+    local_http: LocalHttp,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    secret = "sk-live-enrich-0123456789"
+    put = await api.put(
+        tenant.url("/secrets/api_key"), json={"value": secret}, headers=tenant.headers
+    )
+    assert put.status_code == 200
+    local_http.reset()
+    tool_id = await new_tool(
+        api,
+        tenant,
+        {
+            "name": "authed",
+            "params": [{"name": "name"}],
+            "steps": [
+                {
+                    "name": "call",
+                    "type": "http",
+                    "method": "POST",
+                    "url": local_http.base + "/echo",
+                    "auth_secret": "api_key",
+                    "body": "{{ params.name }} {{ secrets.api_key }}",
+                }
+            ],
+        },
+    )
+    set_id, (row_id,) = await new_set(
+        api, tenant, text_columns("name", "seen", "sent", "seen_error"), [{"name": "Ada"}]
+    )
+    job = await start(
+        api,
+        tenant,
+        set_id,
+        tool_id=tool_id,
+        input_mapping={"name": {"column": "name"}},
+        output_mapping={"seen": "body.authorization", "sent": "body.body"},
+    )
+    finished = await wait_for_job(api, tenant, set_id, job["id"])
+
+    assert finished["status"] == "succeeded", finished["error"]
+    assert local_http.headers_seen[-1]["authorization"] == f"Bearer {secret}"
+    row = (await rows_of(session_factory, set_id))[row_id]
+    assert row["seen"] == "Bearer [secret:api_key]"
+    assert row["sent"] == "Ada [secret:api_key]"
+    history = await histories_of(temporal_env, [job["workflow_id"]])
+    # Payloads are decoded (the plan is there) and rows never cross into history.
+    assert "seen_error" in history and "Ada" not in history
+    assert secret not in history and secret not in json.dumps(finished)
