@@ -104,7 +104,7 @@ async def test_every_failure_says_success_0(api: httpx.AsyncClient, tenant: Tena
         content=b"{nope",
         headers={**tenant.headers, "Content-Type": "application/json"},
     )
-    assert assert_error(not_json, 422)["success"] == 0
+    assert assert_error(not_json, 400, "invalid_json")["success"] == 0
 
 
 async def test_a_project_token_or_a_viewer_cannot_manage_user_groups(
