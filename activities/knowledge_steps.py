@@ -139,11 +139,18 @@ async def _outcome(work: Any) -> StepOutcome:
         raise as_application_error(exc) from None
 
 
+# Row ids are the database's 32-bit integers.
+MAX_ROW_ID = 2**31 - 1
+
+
 def _row_id(text: str) -> int:
     try:
-        return int(text)
+        row_id = int(text)
     except ValueError:
         raise _invalid(f"row_id must be a row's number, got {text[:60]!r}") from None
+    if not 1 <= row_id <= MAX_ROW_ID:
+        raise _invalid(f"row_id {row_id} is out of range: no row has it")
+    return row_id
 
 
 def _invalid(message: str) -> ApplicationError:

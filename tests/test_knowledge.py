@@ -620,6 +620,13 @@ async def test_bad_input_is_a_4xx_naming_the_field(api: httpx.AsyncClient, tenan
     assert "top_k" in assert_error(huge_k, 422)["error"]["message"]
     bad_row_id = await api.get(set_url(tenant, products, "/rows/abc"), headers=tenant.headers)
     assert_error(bad_row_id, 422)
+    # Beyond what the id column holds: refused before the database sees it.
+    huge_row_id = await api.get(set_url(tenant, products, f"/rows/{2**40}"), headers=tenant.headers)
+    assert "row_id" in assert_error(huge_row_id, 422)["error"]["message"]
+    huge_cursor = await api.get(
+        set_url(tenant, products, "/rows"), params={"after_id": 2**40}, headers=tenant.headers
+    )
+    assert "after_id" in assert_error(huge_cursor, 422)["error"]["message"]
     unknown_set = await api.get(tenant.url("/knowledge/sets/nope"), headers=tenant.headers)
     assert_error(unknown_set, 404)
     no_token = await api.get(sets)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile, status
+from fastapi import APIRouter, Form, Path, Query, Request, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +38,10 @@ from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
+
+# Row ids are the database's 32-bit integers: a larger one can name no row.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/knowledge", tags=["knowledge"])
 
@@ -139,9 +143,10 @@ async def list_rows(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after_id: Annotated[int | None, Query(ge=0, description="The last id of the page before")] = (
-        None
-    ),
+    after_id: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_ROW_ID, description="The last id of the page before"),
+    ] = None,
     filters: Annotated[str | None, Query(description=FILTERS_DESCRIPTION)] = None,
 ) -> RowPage:
     require_role(principal, Role.viewer)
@@ -181,7 +186,7 @@ async def create_rows(
 
 @router.get("/sets/{set_id}/rows/{row_id}")
 async def get_row(
-    set_id: str, row_id: int, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    set_id: str, row_id: RowId, project: ProjectDep, session: SessionDep, principal: PrincipalDep
 ) -> RowPublic:
     require_role(principal, Role.viewer)
     knowledge_set = await _set(session, project.id, set_id)
@@ -193,7 +198,7 @@ async def get_row(
 @router.patch("/sets/{set_id}/rows/{row_id}")
 async def update_row(
     set_id: str,
-    row_id: int,
+    row_id: RowId,
     body: dict[str, Any],
     project: ProjectDep,
     session: SessionDep,
@@ -212,7 +217,7 @@ async def update_row(
 
 @router.delete("/sets/{set_id}/rows/{row_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_row(
-    set_id: str, row_id: int, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    set_id: str, row_id: RowId, project: ProjectDep, session: SessionDep, principal: PrincipalDep
 ) -> None:
     require_role(principal, Role.editor)
     knowledge_set = await _set(session, project.id, set_id)
