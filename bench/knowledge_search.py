@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import shutil
 import statistics
@@ -109,7 +110,9 @@ async def fill(
             await session.execute(insert(KnowledgeRow), values)
 
 
-async def timed(label: str, queries: list[str], run: Callable[[str], Awaitable[int]]) -> None:
+async def timed(
+    label: str, queries: list[str], run: Callable[[str], Awaitable[int]]
+) -> tuple[float, float]:
     latencies, hits = [], 0
     for query in queries:
         started = time.perf_counter()
@@ -122,6 +125,7 @@ async def timed(label: str, queries: list[str], run: Callable[[str], Awaitable[i
         f"  {label:<8} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
         f"({len(queries)} queries, {hits / len(queries):.1f} hits each)"
     )
+    return p50, p99
 
 
 async def main(rows: int, distinct: int, queries: int, database: str) -> None:
@@ -183,13 +187,24 @@ async def main(rows: int, distinct: int, queries: int, database: str) -> None:
     await run(SearchMode.vector)("first query")
     print(f"  first vector query (loads the set's vectors): {time.perf_counter() - started:.2f} s")
     print(f" top-{TOP_K} latency, end to end:")
+    figures = []
     for mode in (SearchMode.lexical, SearchMode.vector, SearchMode.hybrid):
-        await timed(mode.value, asked, run(mode))
+        p50, p99 = await timed(mode.value, asked, run(mode))
+        for name, value in (("p50", p50), ("p99", p99)):
+            figures.append(
+                {
+                    "name": f"{mode.value} top-{TOP_K} {name}, {rows} rows ({kind})",
+                    "value": value,
+                    "unit": "ms",
+                    "better": "lower",
+                }
+            )
 
     async with sessions.begin() as session:
         await session.execute(delete(KnowledgeSet).where(KnowledgeSet.id == knowledge_set.id))
     await engine.dispose()
     shutil.rmtree(data, ignore_errors=True)
+    print("BENCH_RESULT " + json.dumps({"benchmark": "knowledge_search", "figures": figures}))
 
 
 if __name__ == "__main__":
