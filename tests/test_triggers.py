@@ -424,3 +424,24 @@ async def test_temporal_unreachable_answers_503_and_changes_nothing(
         await schedule_handle(temporal_env.client, existing).describe()
     ).schedule.state.paused is False
     await api.delete(f"{base}/{existing['id']}", headers=tenant.headers)
+
+
+async def test_a_schedule_fires_by_itself_on_its_interval(
+    api: httpx.AsyncClient, tenant: Tenant, temporal_env: WorkflowEnvironment, worker: Worker
+):
+    """No trigger: the Temporal Schedule starts the run when its time comes. (The
+    time-skipping test server has no Schedules, so this runs on the dev server's clock.)"""
+    agent = await create_agent(api, tenant)
+    created = await create_schedule(api, tenant, agent["id"], cron="@every 2s")
+    try:
+        async with asyncio.timeout(30):
+            while not (tasks := await agent_tasks(api, tenant, agent["id"])):
+                await asyncio.sleep(0.2)
+        assert tasks[0]["workflow_id"].startswith(f"task-schedule-{created['id']}")
+        done = await wait_for_task(api, tenant, tasks[0]["id"])
+        assert done["status"] == "completed", done
+        assert done["messages"][0] == {"role": "user", "content": "Daily report"}
+    finally:
+        await api.delete(
+            tenant.url(f"/agents/{agent['id']}/schedules/{created['id']}"), headers=tenant.headers
+        )
