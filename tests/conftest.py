@@ -108,19 +108,26 @@ def settings(
     )
 
 
+def worker_on(
+    client: Client, settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> Worker:
+    """A real worker on the settings' task queue (enter it with `async with`), for tests
+    whose settings or client differ from the `worker` fixture's."""
+    return create_worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=session_factory,
+        settings=settings,
+    )
+
+
 @pytest.fixture
 async def worker(
     temporal_env: WorkflowEnvironment,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Worker]:
-    running = create_worker(
-        temporal_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=settings,
-    )
-    async with running:
+    async with worker_on(temporal_env.client, settings, session_factory) as running:
         yield running
 
 

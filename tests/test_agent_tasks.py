@@ -17,11 +17,10 @@ from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth
+from tests.conftest import Tenant, _api_client, auth, worker_on
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 from tests.helpers import assert_error, histories_of
-from worker import create_worker
 
 FINAL = {"completed", "failed", "cancelled", "timed-out"}
 
@@ -319,12 +318,7 @@ async def openai_api(
             "openai_base_url": openai_server.base_url,
         }
     )
-    async with create_worker(
-        temporal_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=configured,
-    ):
+    async with worker_on(temporal_env.client, configured, session_factory):
         async for client in _api_client(configured, temporal_env.client):
             yield client
 
@@ -428,12 +422,7 @@ async def test_a_task_on_an_anthropic_model_runs_the_whole_loop(
             "anthropic_base_url": anthropic_server.base_url,
         }
     )
-    async with create_worker(
-        temporal_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=configured,
-    ):
+    async with worker_on(temporal_env.client, configured, session_factory):
         async for api in _api_client(configured, temporal_env.client):
             tool = await make_tool(api, tenant)
             agent = await make_agent(

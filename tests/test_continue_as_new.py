@@ -15,8 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton import temporal
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, venv_binary
-from worker import create_worker
+from tests.conftest import Tenant, _api_client, venv_binary, worker_on
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +39,7 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
     tenant: Tenant,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    async with create_worker(
-        eager_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=settings,
-    ):
+    async with worker_on(eager_env.client, settings, session_factory):
         async for api in _api_client(settings, eager_env.client):
             await converse(api, tenant, eager_env)
 

@@ -18,11 +18,10 @@ from temporalio.worker import Worker
 from baton.db.tables import KnowledgeRow
 from baton.domain.enrichment import BATCHES_PER_RUN
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
+from tests.conftest import Tenant, _api_client, worker_on
 from tests.helpers import assert_error, histories_of
 from tests.local_http import LocalHttp
 from tests.processes import Parts, kill, start_worker, wait_until
-from worker import create_worker
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -54,12 +53,7 @@ async def enrich_worker(
     enrich_settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Worker]:
-    running = create_worker(
-        temporal_env.client,
-        task_queue=enrich_settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=enrich_settings,
-    )
+    running = worker_on(temporal_env.client, enrich_settings, session_factory)
     async with running:
         yield running
 

@@ -13,8 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from baton import temporal
 from baton.db.tables import PayloadBlob
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
-from worker import create_worker
+from tests.conftest import Tenant, _api_client, worker_on
 
 BIG = 300_000
 
@@ -29,12 +28,7 @@ async def test_a_big_step_output_is_kept_out_of_history_and_still_flows_on(
         temporal_env.client.service_client.config.target_host,
         data_converter=temporal.data_converter(session_factory),
     )
-    async with create_worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=settings,
-    ):
+    async with worker_on(client, settings, session_factory):
         async for api in _api_client(settings, client):
             tool = await api.post(
                 tenant.url("/tools"),

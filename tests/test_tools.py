@@ -17,10 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
+from tests.conftest import Tenant, _api_client, worker_on
 from tests.helpers import assert_error, histories_of
 from tests.local_http import LocalHttp, hit_count
-from worker import create_worker
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +48,7 @@ async def tool_worker(
     tool_settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Worker]:
-    running = create_worker(
-        temporal_env.client,
-        task_queue=tool_settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=tool_settings,
-    )
+    running = worker_on(temporal_env.client, tool_settings, session_factory)
     async with running:
         yield running
 
@@ -469,12 +463,7 @@ async def test_http_steps_refuse_internal_addresses_by_default(
     tenant: Tenant,
     url: str,
 ):
-    async with create_worker(
-        temporal_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=settings,
-    ):
+    async with worker_on(temporal_env.client, settings, session_factory):
         async for client in _api_client(settings, temporal_env.client):
             tool = await save(
                 client,
@@ -496,12 +485,7 @@ async def test_a_redirect_to_loopback_is_refused(
     """Only `localhost` is allowed here; its redirect to 127.0.0.1 must not be followed."""
     only_localhost = settings.model_copy(update={"http_allow_hosts": ["localhost"]})
     local_http.reset()
-    async with create_worker(
-        temporal_env.client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=only_localhost,
-    ):
+    async with worker_on(temporal_env.client, only_localhost, session_factory):
         async for client in _api_client(only_localhost, temporal_env.client):
             url = f"http://localhost:{local_http.port}/redirect?to=http://127.0.0.1:{local_http.port}/json"
             tool = await save(
