@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
-from activities.steps import _render, _text, _with_heartbeats
+from activities.steps import render_string, render_value, with_heartbeats
 from api.knowledge_embedding import embed_pending
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import EmbeddingProvider, RowFilter, SearchRequest
@@ -44,10 +44,10 @@ class KnowledgeStepActivities:
         context = call.context
         try:
             request = SearchRequest(
-                query=_text(step.query, context),
+                query=render_string(step.query, context),
                 mode=step.mode,
                 top_k=step.top_k,
-                filters=[RowFilter.model_validate(f) for f in _render(step.filters, context)],
+                filters=[RowFilter.model_validate(f) for f in render_value(step.filters, context)],
             )
         except ValidationError as exc:
             raise _invalid(f"search: {_first_error(exc)}") from None
@@ -69,7 +69,7 @@ class KnowledgeStepActivities:
     async def insert(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, KnowledgeInsertStep)
-        rows = _render(step.rows, call.context)
+        rows = render_value(step.rows, call.context)
         rows = [rows] if isinstance(rows, dict) else rows
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise _invalid("rows must be a JSON object or a list of objects")
@@ -89,8 +89,8 @@ class KnowledgeStepActivities:
     async def update(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, KnowledgeUpdateStep)
-        row_id = _row_id(_text(step.row_id, call.context))
-        data = _render(step.data, call.context)
+        row_id = _row_id(render_string(step.row_id, call.context))
+        data = render_value(step.data, call.context)
 
         async def work() -> Any:
             async with self._sessions.begin() as session:
@@ -108,7 +108,7 @@ class KnowledgeStepActivities:
     async def delete(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, KnowledgeDeleteStep)
-        row_id = _row_id(_text(step.row_id, call.context))
+        row_id = _row_id(render_string(step.row_id, call.context))
 
         async def work() -> Any:
             async with self._sessions.begin() as session:
@@ -119,7 +119,7 @@ class KnowledgeStepActivities:
         return await _outcome(work())
 
     async def _set(self, session: AsyncSession, call: StepCall, template: str) -> KnowledgeSet:
-        set_id = _text(template, call.context)
+        set_id = render_string(template, call.context)
         return await store.get_set(session=session, project_id=call.project_id, set_id=set_id)
 
     async def _embed(self, knowledge_set: KnowledgeSet) -> None:
@@ -134,7 +134,7 @@ class KnowledgeStepActivities:
 
 async def _outcome(work: Any) -> StepOutcome:
     try:
-        return StepOutcome(output=await _with_heartbeats(work))
+        return StepOutcome(output=await with_heartbeats(work))
     except BatonError as exc:
         raise as_application_error(exc) from None
 

@@ -75,7 +75,7 @@ class StepActivities:
     ) -> StepOutcome:
         """Runs the step with heartbeats and scrubs secrets from its output and errors."""
         try:
-            output = await _with_heartbeats(work)
+            output = await with_heartbeats(work)
         except BatonError as exc:
             raise scrubbed_error(as_application_error(exc), secrets) from None
         except ApplicationError as exc:
@@ -110,10 +110,13 @@ class StepRunner:
     ) -> Any:
         """`project_id` finds the project's integration for the model; without it, the
         server's key."""
-        messages = [Message(role=MessageRole.user, content=_text(step.prompt, context))]
+        messages = [Message(role=MessageRole.user, content=render_string(step.prompt, context))]
         if step.system_prompt:
             messages.insert(
-                0, Message(role=MessageRole.system, content=_text(step.system_prompt, context))
+                0,
+                Message(
+                    role=MessageRole.system, content=render_string(step.system_prompt, context)
+                ),
             )
         try:
             response = await llm_provider.complete(
@@ -144,7 +147,7 @@ class StepRunner:
         client: httpx.AsyncClient | None = None,
     ) -> Any:
         """`idempotency_key` must be the same on every retry of the same request."""
-        headers = {k: _text(v, context) for k, v in step.headers.items()}
+        headers = {k: render_string(v, context) for k, v in step.headers.items()}
         headers.setdefault("Idempotency-Key", idempotency_key)
         if step.auth_secret is not None:
             secret = context["secrets"].get(step.auth_secret)
@@ -153,13 +156,13 @@ class StepRunner:
                     f"no project secret named {step.auth_secret!r}", non_retryable=True
                 )
             headers["Authorization"] = f"Bearer {secret}"
-        body = _render(step.body, context) if step.body is not None else None
+        body = render_value(step.body, context) if step.body is not None else None
         result = await http.fetch(
             step.method,
-            _text(step.url, context),
+            render_string(step.url, context),
             policy=self._egress,
             headers=headers,
-            params={k: _text(v, context) for k, v in step.query.items()},
+            params={k: render_string(v, context) for k, v in step.query.items()},
             json=body if not isinstance(body, str | bytes) and body is not None else None,
             content=body if isinstance(body, str) else None,
             timeout=step.timeout_seconds,
@@ -225,7 +228,7 @@ class ToolRunActivities:
             )
 
 
-async def _with_heartbeats(work: Awaitable[T]) -> T:
+async def with_heartbeats(work: Awaitable[T]) -> T:
     """Awaits `work`, heartbeating meanwhile, so a cancel reaches it within a heartbeat."""
     task = asyncio.ensure_future(work)
     try:
@@ -239,15 +242,15 @@ async def _with_heartbeats(work: Awaitable[T]) -> T:
             task.cancel()
 
 
-def _render(value: Any, context: dict[str, Any]) -> Any:
+def render_value(value: Any, context: dict[str, Any]) -> Any:
     try:
         return templating.render_tree(value, context)
     except templating.TemplateError as exc:
         raise ApplicationError(f"template: {exc}", type="template", non_retryable=True) from exc
 
 
-def _text(template: str, context: dict[str, Any]) -> str:
-    value = _render(template, context)
+def render_string(template: str, context: dict[str, Any]) -> str:
+    value = render_value(template, context)
     return value if isinstance(value, str) else json.dumps(value)
 
 
