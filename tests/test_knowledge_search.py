@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import numpy
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.domain.knowledge import JobStatus
+from baton.knowledge import vectors
+from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
 from tests.conftest import Tenant
 from tests.helpers import assert_error
@@ -184,3 +188,32 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]])
     assert [row_id for row_id, _ in fused] == [1, 3, 2]
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+async def test_sqlite_vec_and_the_exact_scan_agree(
+    worker: Worker,
+    api: httpx.AsyncClient,
+    temporal_env: WorkflowEnvironment,
+    tenant: Tenant,
+    session_factory: async_sessionmaker[AsyncSession],
+    database_url: str,
+) -> None:
+    """On SQLite, nearest neighbours come from sqlite-vec in SQL; the numpy scan (PostgreSQL's
+    path) must rank and score the same rows the same way."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("sqlite-vec is SQLite's path; PostgreSQL runs the exact scan itself")
+    knowledge_set, _ = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
+    query = numpy.asarray(
+        await LocalEmbedder().embed(["How do leaves make food out of light?"]), dtype=numpy.float32
+    )
+    async with session_factory() as session:
+        in_sql = await vectors.nearest(
+            session=session, set_id=knowledge_set["id"], query=query, top_k=3
+        )
+        scanned = await vectors._nearest_scan(
+            session, knowledge_set["id"], vectors.normalized(query)[0], 3, None
+        )
+    assert [row_id for row_id, _ in in_sql] == [row_id for row_id, _ in scanned]
+    for (_, a), (_, b) in zip(in_sql, scanned, strict=True):
+        assert abs(a - b) < 1e-5

@@ -23,7 +23,7 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 # Some Python builds (pyenv's default among them) leave SQLite's extension loading out; vector
-# search then scans vectors with numpy instead of sqlite-vec (baton.knowledge.vectors).
+# search then runs sqlite-vec on a side connection of its own (baton.knowledge.vectors).
 SQLITE_LOADS_EXTENSIONS = hasattr(sqlite3.Connection, "enable_load_extension")
 
 

@@ -1,21 +1,35 @@
 """Nearest neighbours of a query vector among a set's rows, scored by cosine similarity
 (higher is closer).
 
-SQLite with sqlite-vec loaded: `vec_distance_cosine` in SQL. Elsewhere (PostgreSQL without
-pgvector, or a Python whose SQLite cannot load extensions): an exact scan with numpy over the
-set's vectors, kept in memory per process and reloaded only when the set's vectors changed,
-so a query over 100,000 rows is one matrix product."""
+SQLite: sqlite-vec's `vec_distance_cosine` in SQL, on the session's own connection when this
+Python's SQLite loads extensions, else on a read-only side connection through `sqlean` (an
+SQLite build that does; pyenv's default Python does not). PostgreSQL without pgvector: an
+exact scan with numpy over the set's vectors, kept in memory per process and reloaded only when
+the set's vectors changed, so a query over 100,000 rows is one matrix product."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy
+import sqlite_vec  # type: ignore[import-untyped]
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, LargeBinary, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    LargeBinary,
+    Select,
+    bindparam,
+    create_engine,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.pool import QueuePool
 
 from baton.db.engine import SQLITE_LOADS_EXTENSIONS
 from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet
@@ -39,18 +53,21 @@ async def nearest(
     """The `top_k` closest rows as (row id, cosine similarity), best first. Rows without a
     vector, or with one of another length (embedded by another model), are not candidates."""
     vector = normalized(query)[0]
-    if session.get_bind().dialect.name == "sqlite" and SQLITE_LOADS_EXTENSIONS:
-        return await _nearest_sqlite_vec(session, set_id, vector, top_k, where)
-    return await _nearest_scan(session, set_id, vector, top_k, where)
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return await _nearest_scan(session, set_id, vector, top_k, where)
+    statement = _sqlite_vec_statement(set_id, vector, top_k, where)
+    if SQLITE_LOADS_EXTENSIONS:
+        distances = [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+    else:
+        side = _side_engine(bind.engine.url.database or "")
+        distances = await asyncio.to_thread(_read, side, statement)
+    return [(row_id, 1.0 - float(distance)) for row_id, distance in distances]
 
 
-async def _nearest_sqlite_vec(
-    session: AsyncSession,
-    set_id: str,
-    vector: Vectors,
-    top_k: int,
-    where: ColumnElement[bool] | None,
-) -> list[Neighbour]:
+def _sqlite_vec_statement(
+    set_id: str, vector: Vectors, top_k: int, where: ColumnElement[bool] | None
+) -> Select[int, float]:
     blob = to_blob(vector)
     distance = func.vec_distance_cosine(
         KnowledgeRow.embedding, bindparam("query_vector", blob, type_=LargeBinary)
@@ -67,8 +84,33 @@ async def _nearest_sqlite_vec(
     )
     if where is not None:
         statement = statement.where(where)
-    rows = (await session.execute(statement)).all()
-    return [(row_id, 1.0 - float(d)) for row_id, d in rows]
+    return statement
+
+
+@functools.cache
+def _side_engine(path: str) -> Engine:
+    """A small pool of read-only connections to the SQLite file, with sqlite-vec loaded."""
+
+    def connect() -> Any:
+        import sqlean  # type: ignore[import-untyped]
+
+        connection = sqlean.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=15000")
+        connection.enable_load_extension(True)
+        try:
+            sqlite_vec.load(connection)
+        finally:
+            connection.enable_load_extension(False)
+        return connection
+
+    return create_engine(
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=2, max_overflow=2
+    )
+
+
+def _read(engine: Engine, statement: Select[int, float]) -> list[tuple[int, float]]:
+    with engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(statement).all()]
 
 
 @dataclass(frozen=True)
