@@ -12,9 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx2
 import numpy
-import openai
 from numpy.typing import NDArray
 
 from baton.db.tables import KnowledgeSet
@@ -27,17 +25,15 @@ from baton.domain.knowledge import (
 from baton.domain.llm import ProviderConfig
 from baton.domain.models import OPENAI_PROVIDER
 from baton.errors import InvalidInput
-from baton.integrations.llm import errors
+from baton.integrations.llm import errors, openai_compat
 
 Vectors = NDArray[numpy.float32]
 
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
-OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # One request or one encode call at most this many texts: OpenAI takes up to 2,048 inputs,
 # and the local model's throughput on a CPU stops growing well before.
 LOCAL_BATCH_SIZE = 64
 OPENAI_BATCH_SIZE = 512
-_PLACEHOLDER_KEY = "no-key"
 _OPENAI = "openai embeddings"
 
 
@@ -143,15 +139,10 @@ class OpenAIEmbedder:
     async def embed(self, texts: list[str]) -> Vectors:
         if not texts:
             return numpy.zeros((0, self._dimensions or 0), dtype=numpy.float32)
-        api_key = self._config.api_key.get_secret_value() if self._config.api_key else None
-        if not api_key and self._config.base_url is None:
-            raise errors.ProviderNotConfigured("openai")
-        base_url = self._config.base_url or OPENAI_DEFAULT_BASE_URL
-        client = openai.AsyncOpenAI(
-            api_key=api_key or _PLACEHOLDER_KEY, base_url=base_url, max_retries=0
-        )
+        connection = openai_compat.connect(self._config)
+        client = connection.client
         rows: list[list[float]] = []
-        try:
+        with openai_compat.failures(connection, _OPENAI):
             async with client:
                 for start in range(0, len(texts), OPENAI_BATCH_SIZE):
                     # The API refuses an empty string; a blank row still gets a vector.
@@ -161,19 +152,6 @@ class OpenAIEmbedder:
                     )
                     ordered = sorted(answer.data, key=lambda item: item.index)
                     rows.extend(item.embedding for item in ordered)
-        except openai.APIStatusError as exc:
-            raise errors.http_error(
-                _OPENAI,
-                status=exc.status_code,
-                headers=exc.response.headers,
-                body=exc.body,
-                fallback=exc.message,
-                secret=api_key,
-            ) from exc
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:
-            raise errors.connection_failed(
-                _OPENAI, base_url=base_url, cause=exc, secret=api_key
-            ) from exc
         if len(rows) != len(texts):
             raise errors.ProviderError(
                 f"{_OPENAI}: asked for {len(texts)} vectors, got {len(rows)}",

@@ -8,6 +8,8 @@ one delta, several calls at once, usage in a last chunk without choices."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +44,17 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PLACEHOLDER_KEY = "no-key"
 
 
-async def complete(
-    name: str, request: LlmRequest, *, config: ProviderConfig, on_delta: DeltaSink | None = None
-) -> LlmResponse:
+@dataclass(frozen=True)
+class Connection:
+    """A client for one call, with its own retries off (Temporal's are the ones), and what a
+    failure names: the base URL, and the key to redact."""
+
+    client: openai.AsyncOpenAI
+    base_url: str
+    api_key: str | None
+
+
+def connect(config: ProviderConfig) -> Connection:
     api_key = config.api_key.get_secret_value() if config.api_key else None
     if not api_key and config.base_url is None:
         raise errors.ProviderNotConfigured(OPENAI_PROVIDER)
@@ -52,7 +62,38 @@ async def complete(
     client = openai.AsyncOpenAI(
         api_key=api_key or _PLACEHOLDER_KEY, base_url=base_url, max_retries=0
     )
+    return Connection(client=client, base_url=base_url, api_key=api_key)
+
+
+@contextmanager
+def failures(connection: Connection, provider: str = OPENAI_PROVIDER) -> Iterator[None]:
+    """The client's failures as ProviderErrors: retryable or not, the key redacted."""
+    api_key = connection.api_key
     try:
+        yield
+    except openai.APIStatusError as exc:
+        raise errors.http_error(
+            provider,
+            status=exc.status_code,
+            headers=exc.response.headers,
+            body=exc.body,
+            fallback=exc.message,
+            secret=api_key,
+        ) from exc
+    except (openai.APIConnectionError, httpx2.TransportError) as exc:
+        raise errors.connection_failed(
+            provider, base_url=connection.base_url, cause=exc, secret=api_key
+        ) from exc
+    except openai.APIError as exc:
+        raise errors.stream_failed(provider, detail=exc.message, secret=api_key) from exc
+
+
+async def complete(
+    name: str, request: LlmRequest, *, config: ProviderConfig, on_delta: DeltaSink | None = None
+) -> LlmResponse:
+    connection = connect(config)
+    client = connection.client
+    with failures(connection):
         async with client:
             stream = await client.chat.completions.create(
                 model=name,
@@ -67,21 +108,6 @@ async def complete(
                 stream_options={"include_usage": True},
             )
             return await _read(stream, model=request.model, on_delta=on_delta)
-    except openai.APIStatusError as exc:
-        raise errors.http_error(
-            OPENAI_PROVIDER,
-            status=exc.status_code,
-            headers=exc.response.headers,
-            body=exc.body,
-            fallback=exc.message,
-            secret=api_key,
-        ) from exc
-    except (openai.APIConnectionError, httpx2.TransportError) as exc:
-        raise errors.connection_failed(
-            OPENAI_PROVIDER, base_url=base_url, cause=exc, secret=api_key
-        ) from exc
-    except openai.APIError as exc:
-        raise errors.stream_failed(OPENAI_PROVIDER, detail=exc.message, secret=api_key) from exc
 
 
 async def _read(
