@@ -17,7 +17,7 @@ from activities.events import EventWriter
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.events import EventType
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
-from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
+from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER, SCRIPTED_PROVIDER
 from baton.domain.tasks import LlmCall
 from baton.errors import BatonError
 from baton.integrations import llm
@@ -65,6 +65,8 @@ def project_provider_configs(
     async def resolve(
         provider: str, *, project_id: str | None = None, integration: str | None = None
     ) -> ProviderConfig | None:
+        if provider == SCRIPTED_PROVIDER:
+            return None  # offline: no key, no endpoint, no database read
         if project_id is not None:
             async with session_factory() as session:
                 config = await integration_repo.resolve_provider_config(
