@@ -13,7 +13,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
-from activities.steps import render_string, render_value, with_heartbeats
+from activities.heartbeats import with_heartbeats
+from activities.steps import render_string, render_value
 from api.knowledge_embedding import embed_pending
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import EmbeddingProvider, RowFilter, SearchRequest

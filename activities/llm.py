@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.events import EventWriter
+from activities.heartbeats import with_heartbeats
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.events import EventType
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
@@ -135,7 +136,9 @@ class LlmActivities:
                 project_id=call.project_id if call else None,
                 integration=call.integration if call else None,
             )
-            return await llm.complete(request, config=config, on_delta=on_delta)
+            # Heartbeats go on while the model thinks: a dead worker's call is retried
+            # within the heartbeat timeout, not after the whole call timeout.
+            return await with_heartbeats(llm.complete(request, config=config, on_delta=on_delta))
         except ProviderError as exc:
             # `from None`: the client library's own exception is not redacted, and a failure's
             # causes are recorded in history.

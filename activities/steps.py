@@ -3,10 +3,9 @@ write. Secrets are resolved here, rendered into the step, and scrubbed from what
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
@@ -15,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
+from activities.heartbeats import with_heartbeats
 from activities.llm import ProviderConfigResolver, provider_failure
 from baton import templating
 from baton.db.repositories import secrets as secret_repo
@@ -27,9 +27,6 @@ from baton.integrations import code_runner, http
 from baton.integrations import llm as llm_provider
 from baton.security import SecretBox
 from baton.settings import Settings
-
-T = TypeVar("T")
-HEARTBEAT_EVERY_S = 2.0
 
 
 class StepActivities:
@@ -226,20 +223,6 @@ class ToolRunActivities:
                 output=finish.output,
                 error=finish.error,
             )
-
-
-async def with_heartbeats(work: Awaitable[T]) -> T:
-    """Awaits `work`, heartbeating meanwhile, so a cancel reaches it within a heartbeat."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
-            if done:
-                return task.result()
-            activity.heartbeat()
-    finally:
-        if not task.done():
-            task.cancel()
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

@@ -22,5 +22,6 @@ LLM_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=8,
 )
-# Streaming answers heartbeat with every piece; a model may think a while before the first.
-LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=120)
+# An LLM call heartbeats every few seconds however long the model thinks, so a call lost
+# with its worker is retried after this long, not after LLM_CALL_TIMEOUT.
+LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=20)

@@ -4,6 +4,7 @@ request it receives."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -26,13 +27,15 @@ providers quote a wrong key back."""
 @dataclass
 class Reply:
     """An SSE stream of `events` (each `(event name or None, data)`), or an error. `cut`
-    drops the connection after the events, as a crashed server or a proxy would."""
+    drops the connection after the events, as a crashed server or a proxy would; `delay`
+    is how long the model thinks before it answers at all (seconds)."""
 
     events: list[tuple[str | None, str]] = field(default_factory=list)
     cut: bool = False
     status: int = 200
     error_body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
 
 @dataclass
@@ -101,6 +104,12 @@ class FakeProvider:
             Reply(status=status, error_body=self.error_body(status, message), headers=headers or {})
         )
 
+    async def _think(self, seconds: float) -> None:
+        """Waits `seconds`, or until the server stops, so a long think never holds up `stop`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._server.should_exit:
+            await asyncio.sleep(min(0.1, deadline - time.monotonic()))
+
     async def _handle(self, request: Request) -> Response:
         received = ReceivedRequest(
             headers={k.lower(): v for k, v in request.headers.items()}, body=await request.json()
@@ -109,6 +118,7 @@ class FakeProvider:
         if not self.replies:
             return JSONResponse(self.error_body(500, "the fake has no reply queued"), 500)
         reply = self.replies.popleft()
+        await self._think(reply.delay)
         if reply.status != 200:
             body = json.loads(
                 json.dumps(reply.error_body).replace(KEY_PLACEHOLDER, received.credential)

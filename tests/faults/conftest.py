@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
+from baton.db.repositories.tasks import workflow_id_for
 from baton.domain.tasks import TaskStatus
 from tests.conftest import Tenant
 from tests.local_http import LocalHttp
@@ -98,6 +100,29 @@ class FaultStack:
         task_id: str = started.json()["id"]
         return task_id
 
+    async def describe(self, task_id: str) -> str:
+        """What Temporal says a task's workflow (and the children it waits on) is waiting for:
+        a stuck task's failure message says where it stuck."""
+        try:
+            client = await Client.connect(self.temporal.address)
+            lines = [f"--- workflow of task {task_id}"]
+            ids = [workflow_id_for(task_id)]
+            while ids:
+                described = await client.get_workflow_handle(ids.pop()).describe()
+                raw = described.raw_description
+                lines.append(f"{described.id}: {described.status}")
+                for pending in raw.pending_activities:
+                    lines.append(
+                        f"  activity {pending.activity_type.name} state={pending.state}"
+                        f" attempt={pending.attempt} failure={pending.last_failure.message!r}"
+                    )
+                for child in raw.pending_children:
+                    lines.append(f"  child {child.workflow_id} ({child.workflow_type_name})")
+                    ids.append(child.workflow_id)
+            return "\n".join(lines)
+        except Exception as exc:  # a diagnostic: never hide the failure it explains
+            return f"--- workflow of task {task_id}: not described ({exc!r})"
+
     async def wait_final(
         self, tenant: Tenant, task_ids: list[str], timeout: float
     ) -> list[dict[str, Any]]:
@@ -119,7 +144,8 @@ class FaultStack:
                     await asyncio.sleep(0.2)
         except TimeoutError:
             pending = [t for t in task_ids if t not in final]
-            raise AssertionError(f"tasks not final: {pending}\n{self.logs()}") from None
+            stuck = "\n".join([await self.describe(t) for t in pending])
+            raise AssertionError(f"tasks not final: {pending}\n{stuck}\n{self.logs()}") from None
         return [final[task_id] for task_id in task_ids]
 
 

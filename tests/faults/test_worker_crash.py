@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import Tenant
+from tests.fakes import Reply
+from tests.fakes.openai_server import FakeOpenAI
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import kill, wait_until
@@ -75,3 +77,38 @@ async def test_with_two_workers_the_survivor_takes_over_the_work_of_the_one_kill
     # The doomed worker's call was sent again by the survivor, under the same key.
     assert sum(local_http.effects.values()) > len(local_http.effects)
     done_once(local_http, calls=1 + 4 * 2)
+
+
+async def test_a_worker_killed_while_the_model_thinks_is_replaced_long_before_the_call_timeout(
+    stack: FaultStack, tenant: Tenant
+):
+    """The LLM call heartbeats while it waits for the model's first word, so the call lost
+    with its worker is retried after the heartbeat timeout (20 s), not the call's own (5 min)."""
+    model = FakeOpenAI()
+    model.start()
+    try:
+        model.queue(Reply(delay=3600))  # the dead worker's call: no answer for an hour
+        model.reply_text("Recovered", " after the crash.")
+        integration = await stack.client.post(
+            tenant.url("/integrations"),
+            json={"name": "main", "kind": "openai", "base_url": model.base_url, "api_key": "sk-x"},
+        )
+        assert integration.status_code == 201, integration.text
+        agent = await stack.client.post(
+            tenant.url("/agents"),
+            json={"name": "Thinker", "model": "openai:gpt-test", "integration": "main"},
+        )
+        assert agent.status_code == 201, agent.text
+        first = stack.start_worker()
+        task = await stack.start_task(tenant, agent.json()["id"], "Take your time.")
+        await wait_until(lambda: len(model.requests) >= 1, 60, "the model call")
+
+        kill(first)
+        stack.start_worker()
+        [finished] = await stack.wait_final(tenant, [task], timeout=90)
+
+        assert finished["status"] == "completed", finished["error"]
+        assert finished["messages"][-1]["content"] == "Recovered after the crash."
+        assert len(model.requests) == 2
+    finally:
+        model.stop()

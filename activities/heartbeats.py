@@ -1,0 +1,28 @@
+"""Heartbeats while an activity awaits slow work. A worker that dies stops heartbeating, so
+Temporal retries its activity elsewhere within the heartbeat timeout; a cancelled activity
+learns of it at its next heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio import activity
+
+T = TypeVar("T")
+HEARTBEAT_EVERY_S = 2.0
+
+
+async def with_heartbeats(work: Awaitable[T]) -> T:
+    """Awaits `work`, heartbeating every `HEARTBEAT_EVERY_S` meanwhile."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        if not task.done():
+            task.cancel()
