@@ -11,7 +11,7 @@ import signal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.enrichment import EnrichmentActivities
@@ -57,12 +57,17 @@ def create_worker(
     embedders = EmbedderFactory(provider_configs)
     embedding = EmbeddingActivities(session_factory, embedders)
     knowledge_steps = KnowledgeStepActivities(session_factory, embedders)
+    sandbox = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
+    )
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
+        workflow_runner=sandbox,
+        # ToolRunWorkflow opts out of the sandbox (see its module); the setting puts it back.
+        unsandboxed_workflow_runner=(
+            sandbox if settings.sandbox_all_workflows else UnsandboxedWorkflowRunner()
         ),
         activities=[
             task_activities.begin,

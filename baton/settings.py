@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     code_memory_mb: int = Field(default=256, gt=0)
     code_wall_seconds: float = Field(default=30.0, gt=0)
 
+    # Tool runs (every tool call) skip the workflow sandbox for speed; their code is pure. True
+    # runs them in the sandbox too, which catches a non-deterministic call: the tests do.
+    sandbox_all_workflows: bool = False
+
     # HTTP steps refuse private, loopback and link-local addresses unless allowed here.
     # JSON lists in the environment: BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
     http_allow_hosts: list[str] = []

@@ -142,6 +142,8 @@ async def main(rows: int, concurrency: int, batch_size: int, database: str) -> N
         or str(Path(sys.executable).parent / "temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
+        # A SQLite file with the WAL pragmas, as `baton up` runs the dev server.
+        dev_server_database_filename=str(data / "temporal.db"),
         dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     port = free_port()

@@ -86,6 +86,8 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         or str(Path(sys.executable).parent / "temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
+        # A SQLite file with the WAL pragmas, as `baton up` runs the dev server.
+        dev_server_database_filename=str(data / "temporal.db"),
         dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     settings = Settings(data_dir=data, database_url=database_url, temporal_task_queue="bench-baton")

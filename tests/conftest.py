@@ -105,6 +105,9 @@ def settings(
         database_url=migrated_database,
         temporal_task_queue=task_queue,
         temporal_ui_url="http://localhost:8233",
+        # Tool runs, which production runs outside the sandbox, run in it here: a call that
+        # is not deterministic fails the suite.
+        sandbox_all_workflows=True,
     )
 
 

@@ -14,7 +14,8 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, worker_on
@@ -805,3 +806,22 @@ async def test_tools_of_another_tenant_are_not_found(
             json={} if method == "POST" else None,
         )
         assert_error(response, 404)
+
+
+async def test_tool_runs_skip_the_sandbox_unless_the_setting_puts_them_in_it(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    task_queue: str,
+):
+    """Production workers run ToolRunWorkflow (which opts out) without the sandbox; the test
+    suite's workers, like any with `sandbox_all_workflows`, run it in the sandbox."""
+    assert settings.sandbox_all_workflows
+    suite = worker_on(temporal_env.client, settings, session_factory).config()
+    assert isinstance(suite["unsandboxed_workflow_runner"], SandboxedWorkflowRunner)
+    production = settings.model_copy(
+        update={"sandbox_all_workflows": False, "temporal_task_queue": f"{task_queue}-production"}
+    )
+    plain = worker_on(temporal_env.client, production, session_factory).config()
+    assert isinstance(plain["unsandboxed_workflow_runner"], UnsandboxedWorkflowRunner)
+    assert isinstance(plain["workflow_runner"], SandboxedWorkflowRunner)

@@ -62,7 +62,11 @@ class StepFailed(Exception):
         self.message = message
 
 
-@workflow.defn(name="ToolRunWorkflow")
+# Outside the sandbox: every tool call is a run, and the sandbox would re-import this module
+# for each (compiling it again where bytecode is not cached, as in many containers) and
+# route each payload through it. The code here is pure (templates, JMESPath, no clock, no
+# I/O); `Settings.sandbox_all_workflows` runs it sandboxed, as the test suite does.
+@workflow.defn(name="ToolRunWorkflow", sandboxed=False)
 class ToolRunWorkflow:
     def __init__(self) -> None:
         self._records: list[StepRecord] = []

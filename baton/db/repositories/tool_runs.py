@@ -112,13 +112,13 @@ async def finish_run(
     output: Any,
     error: str | None,
 ) -> None:
-    run = await session.get(ToolRun, run_id)
-    if run is None:
+    result = await session.execute(
+        update(ToolRun)
+        .where(ToolRun.id == run_id)
+        .values(status=status.value, output=capped(output), error=error, updated_at=utcnow())
+    )
+    if not getattr(result, "rowcount", 0):
         raise NotFound(f"tool run {run_id} not found")
-    run.status = status.value
-    run.output = capped(output)
-    run.error = error
-    run.updated_at = utcnow()
 
 
 def capped(value: Any) -> Any:

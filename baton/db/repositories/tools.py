@@ -68,18 +68,21 @@ async def delete_tool(*, session: AsyncSession, project_id: str, tool_id: str) -
 async def get_spec(
     *, session: AsyncSession, tool_id: str, version: int | None = None
 ) -> tuple[int, ToolSpec]:
-    tool = await session.get(Tool, tool_id)
-    if tool is None:
-        raise NotFound(f"tool {tool_id} not found")
-    wanted = version if version is not None else tool.version
+    # One query: the tool's current version (or the one asked for) and its spec.
+    wanted = ToolVersion.version == (version if version is not None else Tool.version)
     row = (
-        await session.scalars(
-            select(ToolVersion).where(ToolVersion.tool_id == tool_id, ToolVersion.version == wanted)
+        await session.execute(
+            select(Tool.version, ToolVersion.version, ToolVersion.spec)
+            .outerjoin(ToolVersion, (ToolVersion.tool_id == Tool.id) & wanted)
+            .where(Tool.id == tool_id)
         )
     ).one_or_none()
     if row is None:
-        raise NotFound(f"tool {tool_id} has no version {wanted}")
-    return wanted, ToolSpec.model_validate(row.spec)
+        raise NotFound(f"tool {tool_id} not found")
+    current, found, spec = row
+    if found is None:
+        raise NotFound(f"tool {tool_id} has no version {current if version is None else version}")
+    return found, ToolSpec.model_validate(spec)
 
 
 async def list_versions(*, session: AsyncSession, tool_id: str) -> list[ToolVersion]:
