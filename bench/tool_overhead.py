@@ -1,9 +1,13 @@
 """Throughput of a 5-step Baton tool against a plain Temporal chain of 5 no-op activities.
 
-One embedded dev server (WAL pragmas, as `baton up` runs it), one in-process worker per
-side, the same number of runs and the same concurrency. Baton's tool has 3 I/O steps (LLM
-steps on the offline scripted model: an activity each, which also records the step) and 2
-pure steps (template, transform: computed in the workflow). Prints runs/s of both and their
+One embedded dev server (a SQLite file with WAL pragmas, as `baton up` runs it), one
+in-process worker per side, the same number of runs and the same concurrency. Baton's runs
+start through the API's code (a database row, then the workflow) and end with the run's
+record written; its tool has 3 I/O steps (LLM steps on the offline scripted model: an
+activity each) and 2 pure steps (template, transform: computed in the workflow). Each side
+runs as it would in production: Baton's worker as `baton worker` builds it (tool runs
+outside the workflow sandbox), the plain chain with the SDK's defaults (in the sandbox).
+Prints runs/s of both and their
 ratio (Baton / plain; above 1.0 means Baton is faster), then a `BENCH_RESULT {json}` line for
 bench/run_all.py.
 
