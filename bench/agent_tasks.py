@@ -26,13 +26,12 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dev_server import start_dev_server
+
 from api.app import create_app
-from baton import temporal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
@@ -70,15 +69,7 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=shutil.which("temporal")
-        or str(Path(sys.executable).parent / "temporal"),
-        search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        # A SQLite file with the WAL pragmas, as `baton up` runs the dev server.
-        dev_server_database_filename=str(data / "temporal.db"),
-        dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
-    )
+    env = await start_dev_server(data)
     port = free_port()
     settings = Settings(
         data_dir=data, database_url=database_url, temporal_task_queue="bench", api_port=port

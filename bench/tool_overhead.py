@@ -26,16 +26,14 @@ import time
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from dev_server import start_dev_server  # noqa: E402
 from plain_chain import PlainChain, noop  # noqa: E402
 
 from api.tool_runs_start import start_tool_run  # noqa: E402
-from baton import temporal  # noqa: E402
 from baton.db import migrate  # noqa: E402
 from baton.db.engine import create_engine, create_session_factory  # noqa: E402
 from baton.db.repositories import accounts  # noqa: E402
@@ -85,15 +83,7 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=shutil.which("temporal")
-        or str(Path(sys.executable).parent / "temporal"),
-        search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        # A SQLite file with the WAL pragmas, as `baton up` runs the dev server.
-        dev_server_database_filename=str(data / "temporal.db"),
-        dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
-    )
+    env = await start_dev_server(data)
     settings = Settings(data_dir=data, database_url=database_url, temporal_task_queue="bench-baton")
     async with sessions.begin() as session:
         created = await accounts.bootstrap_organization(
