@@ -175,7 +175,7 @@ class EnrichmentActivities:
     ) -> None:
         self._sessions = session_factory
         self._runner = StepRunner(settings, provider_configs)
-        self._box = SecretBox(settings.secret_key.get_secret_value())
+        self._box = SecretBox.from_settings(settings)
 
     @activity.defn(name="baton.enrichment.batch")
     async def batch(self, batch: EnrichmentBatch) -> BatchOutcome:

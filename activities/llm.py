@@ -60,7 +60,7 @@ def project_provider_configs(
 ) -> ProviderConfigResolver:
     """A project's integrations first, then the server's keys. The key is decrypted here,
     at call time, from a reference (project, integration name) that is all history holds."""
-    box = SecretBox(settings.secret_key.get_secret_value())
+    box = SecretBox.from_settings(settings)
     fallback = settings_provider_configs(settings)
 
     async def resolve(

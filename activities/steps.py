@@ -37,7 +37,7 @@ class StepActivities:
         provider_configs: ProviderConfigResolver,
     ) -> None:
         self._sessions = session_factory
-        self._box = SecretBox(settings.secret_key.get_secret_value())
+        self._box = SecretBox.from_settings(settings)
         self._runner = StepRunner(settings, provider_configs)
 
     @activity.defn(name="baton.step.llm")
