@@ -382,11 +382,10 @@ async def _checked_addresses(host: str, port: int, policy: EgressPolicy) -> list
         reason = _why_not_public(address)
         if reason is None or policy.allows_address(address):
             continue
-        found = (
-            f"{host} is {reason}"
-            if _is_ip_literal(host)
-            else (f"{host} resolves to {address}, {reason}")
-        )
+        if _is_ip_literal(host):
+            found = f"{host} is {reason}"
+        else:
+            found = f"{host} resolves to {address}, {reason}"
         raise BlockedDestination(
             f"{found}; add {_allow_entry(host, port)} to BATON_HTTP_ALLOW_HOSTS or the network "
             "to BATON_HTTP_ALLOW_NETWORKS to allow it"
