@@ -25,6 +25,7 @@ from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.logs import configure_logging
 from baton.services import closed_runs
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
@@ -150,5 +151,5 @@ async def _settle_closed_runs(
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     asyncio.run(run(Settings()))

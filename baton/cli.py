@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
 from baton.examples import create_example_agent
+from baton.logs import configure_logging
 from baton.secret_key import ensure_key_file, key_file, new_key, read_keys, write_keys
 from baton.security import SecretBox
 from baton.settings import Settings
@@ -44,13 +44,6 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # httpx logs every request's full URL (query strings may carry keys) at INFO.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def _bootstrap(
@@ -81,7 +74,7 @@ def up(
     """Run the whole platform on this machine: Temporal dev server, worker and API."""
     from baton.stack import Stack, StackError
 
-    _configure_logging()
+    configure_logging()
     overrides: dict[str, Any] = {
         "api_port": api_port,
         "temporal_address": f"127.0.0.1:{temporal_port}",
@@ -136,7 +129,7 @@ def worker(data_dir: DataDirOption = None) -> None:
     """Run one worker process against the configured Temporal and database."""
     import worker as worker_process
 
-    _configure_logging()
+    configure_logging()
     asyncio.run(worker_process.run(_settings(data_dir)))
 
 
@@ -151,7 +144,7 @@ def api(
 
     from api.app import create_app
 
-    _configure_logging()
+    configure_logging()
     overrides: dict[str, Any] = {}
     if host is not None:
         overrides["api_host"] = host

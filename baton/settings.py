@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton.domain.egress import parse_host_entry
 from baton.secret_key import key_file, read_keys
 
 # The key earlier versions shipped in .env.example: public, so refused wherever it turns up.
@@ -75,10 +76,22 @@ class Settings(BaseSettings):
     # runs them in the sandbox too, which catches a non-deterministic call: the tests do.
     sandbox_all_workflows: bool = False
 
-    # HTTP steps refuse private, loopback and link-local addresses unless allowed here.
-    # JSON lists in the environment: BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
+    # HTTP steps, URL imports and project integrations' base URLs refuse private, loopback
+    # and link-local addresses unless allowed here. A host entry is `host` (ports 80 and 443
+    # only) or `host:port`; a network allows all its ports. JSON lists in the environment:
+    # BATON_HTTP_ALLOW_HOSTS='["llm.internal:8080"]', BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
     http_allow_hosts: list[str] = []
     http_allow_networks: list[str] = []
+
+    @field_validator("http_allow_hosts")
+    @classmethod
+    def _hosts_are_host_or_host_port(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            try:
+                parse_host_entry(host)
+            except ValueError as exc:
+                raise ValueError(f"BATON_HTTP_ALLOW_HOSTS: {exc}") from None
+        return [host.strip() for host in hosts]
 
     @field_validator("http_allow_networks")
     @classmethod
