@@ -36,7 +36,9 @@ def secret_forms(value: str) -> set[str]:
     forms = {value, value.lower(), repr(value)[1:-1], repr(value.encode())[2:-1]}
     for ensure_ascii in (True, False):
         escaped = json.dumps(value, ensure_ascii=ensure_ascii)[1:-1]
-        forms |= {escaped, escaped.replace("/", "\\/")}
+        # Twice: a JSON body echoed inside a JSON answer, read as text.
+        twice = json.dumps(escaped, ensure_ascii=ensure_ascii)[1:-1]
+        forms |= {escaped, escaped.replace("/", "\\/"), twice}
     encoded = {
         quote(value),
         quote(value, safe=""),
