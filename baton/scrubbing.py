@@ -83,9 +83,6 @@ class SecretScrubber:
         self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
         self._shortest = len(forms[-1]) if forms else 0
 
-    def __bool__(self) -> bool:
-        return self._pattern is not None
-
     def text(self, text: str) -> str:
         if self._pattern is None or len(text) < self._shortest:
             return text
