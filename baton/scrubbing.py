@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -77,11 +77,9 @@ class SecretScrubber:
             if len(value) >= MIN_SECRET_LENGTH:
                 for form in secret_forms(value):
                     self._marker_of.setdefault(form, f"[secret:{name}]")
-        # One pass over each text for all forms; at one place the longest form wins, so a
-        # form that holds a shorter one is replaced whole.
-        forms = sorted(self._marker_of, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
-        self._shortest = len(forms[-1]) if forms else 0
+        forms = self._marker_of.keys()
+        self._pattern = re.compile(_any_of(forms)) if forms else None
+        self._shortest = min(map(len, forms), default=0)
 
     def text(self, text: str) -> str:
         if self._pattern is None or len(text) < self._shortest:
@@ -114,3 +112,33 @@ class SecretScrubber:
             non_retryable=error.non_retryable,
             next_retry_delay=error.next_retry_delay,
         )
+
+
+def _any_of(words: Iterable[str]) -> str:
+    """A regular expression matching any of `words`, the longest where several start at the
+    same place (so a form that holds a shorter one is replaced whole). Written as a trie:
+    words that share a start are tried together, so a project with many secrets costs far
+    less than one comparison per form at each place in a text."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[_END] = {}
+    return _trie_pattern(trie)
+
+
+_END = ""
+
+
+def _trie_pattern(node: dict[str, Any]) -> str:
+    pattern = ""
+    while len(node) == 1 and _END not in node:  # a run of single characters
+        char, node = next(iter(node.items()))
+        pattern += re.escape(char)
+    branches = [re.escape(char) + _trie_pattern(child) for char, child in node.items() if char]
+    if not branches:
+        return pattern
+    group = "(?:" + "|".join(branches) + ")"
+    # Where a word may also end here, trying the longer ones first is what `?` does.
+    return pattern + group + ("?" if _END in node else "")
