@@ -1,0 +1,240 @@
+"""The bubblewrap sandbox code steps run in: `bwrap` (the Debian/Ubuntu package `bubblewrap`,
+the sandbox Flatpak uses) starts the child in namespaces of its own, where it sees the Python
+runtime read-only, a private writable directory and nothing else of the machine.
+
+Inside, the code has:
+- its own network namespace with only a loopback interface: no connection to anything outside
+  it (the API, Temporal, the database server, the cloud metadata address, the internet);
+- its own PID namespace and a fresh /proc of it: it sees only its own processes, and when the
+  namespace's first process ends, the kernel kills every other one in it (no `setsid()`
+  survivor), which happens when the code returns and when the worker kills the sandbox;
+- its own mount namespace: a read-only view of the worker's Python runtime (the standard
+  library; site-packages covered by empty directories) and of the system libraries it loads,
+  a minimal /dev, a private /tmp (a tmpfs), and its work directory; no /etc, no home, no
+  Baton code, settings, data directory or database;
+- its own IPC and UTS namespaces, uid and gid 65534 ("nobody"), no capabilities, no new
+  privileges, and no further user namespaces;
+- a host uid of 65534 too when the worker runs as root and every path it mounts is readable
+  by others (for example Python under /usr or /usr/local); a runtime under /root (pyenv, uv)
+  is not, so there the sandboxed process keeps the worker's host uid, in a user namespace of
+  its own without capabilities, and the kernel does not apply RLIMIT_NPROC to it.
+
+Whether bubblewrap works here is checked once per executable (a trivial Python run in the
+sandbox, about 50 ms) and remembered for the life of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import site
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.errors import ServiceUnavailable
+
+SANDBOX_UID = 65534  # "nobody": the code's uid and gid inside the sandbox
+_SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64")
+_PROBE_SECONDS = 10.0
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    """bubblewrap is missing or cannot create its namespaces: code steps are refused."""
+
+    code = "code_sandbox_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"code steps run in a bubblewrap sandbox, which cannot start on this worker: "
+            f"{reason}. Install the Debian/Ubuntu package `bubblewrap` and allow unprivileged "
+            "user namespaces (sysctl user.max_user_namespaces > 0), or set "
+            "BATON_CODE_SANDBOX=none to run code steps without a sandbox (development only)"
+        )
+
+
+@dataclass(frozen=True)
+class Bubblewrap:
+    """A checked way to run this worker's Python inside bubblewrap."""
+
+    executable: str  # the resolved bwrap binary
+    python: str  # the runtime's own interpreter (never a virtualenv's)
+    runtime: tuple[str, ...]  # host paths mounted read-only at the same place
+    links: tuple[tuple[str, str], ...]  # (path, target): /lib -> usr/lib on merged-usr systems
+    hidden: tuple[str, ...]  # site-packages inside the runtime, covered by empty directories
+    host_uid: int | None  # the uid bwrap is started as, when the worker is root and may drop
+
+    def command(self, argv: Sequence[str], *, work: Path, tmp_bytes: int) -> list[str]:
+        """The bwrap command line that runs `argv` in the sandbox with `work` (a host
+        directory, mounted at the same path) as its writable working directory."""
+        sandbox_id = str(SANDBOX_UID)
+        command = [
+            self.executable,
+            "--unshare-all",  # PID, network (loopback only), IPC, UTS, cgroup
+            "--unshare-user",  # which --unshare-all only tries, and skips for root
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            sandbox_id,
+            "--gid",
+            sandbox_id,
+            "--hostname",
+            "sandbox",
+        ]
+        for path in self.runtime:
+            command += ["--ro-bind", path, path]
+        for path, target in self.links:
+            command += ["--symlink", target, path]
+        for path in self.hidden:
+            command += ["--tmpfs", path, "--remount-ro", path]
+        command += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            str(tmp_bytes),
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            str(work),
+            str(work),
+            "--chdir",
+            str(work),
+            "--",
+            *argv,
+        ]
+        return command
+
+    def process_options(self) -> dict[str, Any]:
+        """Keyword arguments for starting bwrap: as `host_uid`, when there is one."""
+        if self.host_uid is None:
+            return {}
+        return {"user": self.host_uid, "group": self.host_uid, "extra_groups": []}
+
+    def work_dir(self) -> Path:
+        """A fresh directory the sandboxed code may write to; the caller deletes it."""
+        work = Path(tempfile.mkdtemp(prefix="baton-code-"))
+        if self.host_uid is not None:
+            os.chown(work, self.host_uid, self.host_uid)
+        return work
+
+
+def interpreter() -> str:
+    """The Python runtime's own interpreter: a virtualenv's is only a link into it."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+_checked: dict[str, Bubblewrap | str] = {}
+
+
+async def find_bubblewrap(executable: str = "bwrap") -> Bubblewrap:
+    """The sandbox for `executable` (a name on PATH or a path), checked on first use and
+    remembered; raises SandboxUnavailable, also on every later call, when it cannot run."""
+    found = _checked.get(executable)
+    if found is None:
+        found = await asyncio.to_thread(_check, executable)
+        _checked[executable] = found
+    if isinstance(found, str):
+        raise SandboxUnavailable(found)
+    return found
+
+
+def _check(executable: str) -> Bubblewrap | str:
+    """A working sandbox, or why there is none."""
+    resolved = shutil.which(executable)
+    if resolved is None:
+        return f"{executable!r} was not found (BATON_CODE_BWRAP_PATH)"
+    sandbox = _describe(resolved)
+    work = sandbox.work_dir()
+    try:
+        completed = subprocess.run(
+            sandbox.command(
+                [sandbox.python, "-I", "-S", "-c", "import json, resource"],
+                work=work,
+                tmp_bytes=1024 * 1024,
+            ),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env={},
+            timeout=_PROBE_SECONDS,
+            check=False,
+            **sandbox.process_options(),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{resolved} could not be run ({exc})"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if completed.returncode != 0:
+        said = completed.stderr.decode("utf-8", errors="replace").strip()[-500:]
+        return f"{resolved} failed with status {completed.returncode}: {said or 'no message'}"
+    return sandbox
+
+
+def _describe(executable: str) -> Bubblewrap:
+    python = interpreter()
+    prefix = os.path.realpath(sys.base_prefix)
+    runtime = [prefix]
+    if not _inside(python, runtime):
+        runtime.append(python)
+    links: list[tuple[str, str]] = []
+    for path in _SYSTEM_LIBRARIES:
+        if os.path.islink(path):
+            links.append((path, os.readlink(path)))
+        elif os.path.isdir(path) and not _inside(path, runtime):
+            runtime.append(path)
+    # ld.so finds the libraries without its cache on Debian, not on every distribution.
+    if os.path.isfile("/etc/ld.so.cache"):
+        runtime.append("/etc/ld.so.cache")
+    may_drop = os.geteuid() == 0 and all(
+        _open_to_others(path) for path in [*runtime, tempfile.gettempdir()]
+    )
+    return Bubblewrap(
+        executable=executable,
+        python=python,
+        runtime=tuple(runtime),
+        links=tuple(links),
+        hidden=tuple(_site_packages(prefix, runtime)),
+        host_uid=SANDBOX_UID if may_drop else None,
+    )
+
+
+def _site_packages(prefix: str, runtime: list[str]) -> list[str]:
+    """The runtime's installed packages (Baton's own among them when it is installed there):
+    code steps get the standard library only, the same on every worker."""
+    found = set(site.getsitepackages([prefix]))
+    for scheme in {sysconfig.get_default_scheme(), "posix_prefix"}:
+        for key in ("purelib", "platlib"):
+            found.add(sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix}))
+    real = {os.path.realpath(path) for path in found}
+    return sorted(path for path in real if os.path.isdir(path) and _inside(path, runtime))
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _open_to_others(path: str) -> bool:
+    """Whether a user who owns nothing may reach `path` and read it."""
+    current = Path(path)
+    try:
+        if not os.stat(current).st_mode & stat.S_IROTH:
+            return False
+        for directory in current.parents:
+            if not os.stat(directory).st_mode & stat.S_IXOTH:
+                return False
+    except OSError:
+        return False
+    return True
