@@ -104,7 +104,7 @@ async def run(settings: Settings) -> None:
         session_factory=session_factory,
         settings=settings,
     )
-    await _check_code_sandbox(settings)
+    await report_code_sandbox(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,7 +122,7 @@ async def run(settings: Settings) -> None:
     logger.info("worker stopped")
 
 
-async def _check_code_sandbox(settings: Settings) -> None:
+async def report_code_sandbox(settings: Settings) -> None:
     """Says at start whether code steps will run (the check is remembered for every step)."""
     if not settings.code_steps_enabled:
         return

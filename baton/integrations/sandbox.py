@@ -113,6 +113,10 @@ class Bubblewrap:
             str(work),
             "--chdir",
             str(work),
+            # The root is a tmpfs bwrap made, which the code would own; read-only, it cannot
+            # fill memory through it. (Not recursive: /tmp and the work directory stay writable.)
+            "--remount-ro",
+            "/",
             "--",
             *argv,
         ]
