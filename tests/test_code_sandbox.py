@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -23,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import settings_provider_configs
 from activities.steps import StepRunner
 from baton.domain.tools import CodeStep
+from baton.integrations.sandbox import Bubblewrap, check, describe
 from baton.settings import Settings
 from tests.processes import free_port, processes_named, unique_process_name
 
@@ -244,3 +246,49 @@ def test_production_refuses_unsandboxed_code_steps():
         code_sandbox="none",
         code_steps_enabled=False,
     )
+
+
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SYSTEM_PYTHON is None,
+    reason="needs a root worker and a Python under /usr, which others may read",
+)
+async def test_a_root_workers_sandbox_is_nobody_on_the_host_where_others_may_read_python():
+    assert SYSTEM_PYTHON is not None
+    python = os.path.realpath(SYSTEM_PYTHON)
+    sandbox = check(describe("bwrap", python=python, prefix="/usr"))
+    assert isinstance(sandbox, Bubblewrap), sandbox
+    assert sandbox.host_uid == 65534
+    name = unique_process_name()
+    script = (
+        "import os, resource, time\n"
+        f"open('/proc/self/comm', 'w').write({name!r})\n"
+        "resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))\n"  # as the code runner sets it
+        "try:\n"
+        "    os.fork() or os._exit(0)\n"
+        "    print('forked')\n"
+        "except OSError:\n"
+        "    print('fork refused')\n"
+        "time.sleep(1)\n"
+    )
+    work = sandbox.work_dir()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *sandbox.command([python, "-I", "-S", "-c", script], work=work, tmp_bytes=1 << 20),
+            stdout=asyncio.subprocess.PIPE,
+            env={},
+            **sandbox.process_options(),
+        )
+        deadline = time.monotonic() + 5
+        while not (found := processes_named(name)):
+            assert time.monotonic() < deadline, "the sandboxed process never showed up"
+            await asyncio.sleep(0.02)
+        status = Path(f"/proc/{found[0]}/status").read_text()
+        stdout, _ = await process.communicate()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    assert uids == ["65534"] * 4  # seen from the host
+    assert stdout.decode().strip() == "fork refused"  # RLIMIT_NPROC holds for nobody

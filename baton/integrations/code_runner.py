@@ -219,7 +219,7 @@ async def _spawn(
 ) -> asyncio.subprocess.Process:
     loop = asyncio.get_running_loop()
     argv = [
-        interpreter(),
+        child.sandbox.python if child.sandbox else interpreter(),
         "-I",  # no PYTHON* variables, no user site-packages, no cwd on sys.path
         "-S",  # no site-packages at all: the standard library, the same on every worker
         "-u",  # unbuffered, so prints made before a kill are not lost

@@ -11,7 +11,7 @@ Inside, the code has:
 - its own mount namespace: a read-only view of the worker's Python runtime (the standard
   library; site-packages covered by empty directories) and of the system libraries it loads,
   a minimal /dev, a private /tmp (a tmpfs), and its work directory; no /etc, no home, no
-  Baton code, settings, data directory or database;
+  Baton code, settings, data directory or database (of /etc, only the loader's cache);
 - its own IPC and UTS namespaces, uid and gid 65534 ("nobody"), no capabilities, no new
   privileges, and no further user namespaces;
 - a host uid of 65534 too when the worker runs as root and every path it mounts is readable
@@ -149,19 +149,24 @@ async def find_bubblewrap(executable: str = "bwrap") -> Bubblewrap:
     remembered; raises SandboxUnavailable, also on every later call, when it cannot run."""
     found = _checked.get(executable)
     if found is None:
-        found = await asyncio.to_thread(_check, executable)
+        try:
+            found = await asyncio.to_thread(check, describe(executable))
+        except _Transient as exc:
+            raise SandboxUnavailable(str(exc)) from None  # not remembered: the next call retries
         _checked[executable] = found
     if isinstance(found, str):
         raise SandboxUnavailable(found)
     return found
 
 
-def _check(executable: str) -> Bubblewrap | str:
-    """A working sandbox, or why there is none."""
-    resolved = shutil.which(executable)
-    if resolved is None:
-        return f"{executable!r} was not found (BATON_CODE_BWRAP_PATH)"
-    sandbox = _describe(resolved)
+class _Transient(Exception):
+    """The check could not tell: a slow machine, not a missing sandbox."""
+
+
+def check(sandbox: Bubblewrap | str) -> Bubblewrap | str:
+    """`sandbox` if a trivial Python runs in it, else why not."""
+    if isinstance(sandbox, str):
+        return sandbox
     work = sandbox.work_dir()
     try:
         completed = subprocess.run(
@@ -177,19 +182,33 @@ def _check(executable: str) -> Bubblewrap | str:
             check=False,
             **sandbox.process_options(),
         )
+    except subprocess.TimeoutExpired:
+        raise _Transient(
+            f"{sandbox.executable} did not run Python within {_PROBE_SECONDS:g} s"
+        ) from None
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"{resolved} could not be run ({exc})"
+        return f"{sandbox.executable} could not be run ({exc})"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if completed.returncode != 0:
         said = completed.stderr.decode("utf-8", errors="replace").strip()[-500:]
-        return f"{resolved} failed with status {completed.returncode}: {said or 'no message'}"
+        return (
+            f"{sandbox.executable} failed with status {completed.returncode}: "
+            f"{said or 'no message'}"
+        )
     return sandbox
 
 
-def _describe(executable: str) -> Bubblewrap:
-    python = interpreter()
-    prefix = os.path.realpath(sys.base_prefix)
+def describe(
+    executable: str, *, python: str | None = None, prefix: str | None = None
+) -> Bubblewrap | str:
+    """The sandbox `executable` would make for the Python runtime at `prefix` (this worker's
+    by default), not yet checked; or why there is none."""
+    resolved = shutil.which(executable)
+    if resolved is None:
+        return f"{executable!r} was not found (BATON_CODE_BWRAP_PATH)"
+    python = python or interpreter()
+    prefix = os.path.realpath(prefix or sys.base_prefix)
     runtime = [prefix]
     if not _inside(python, runtime):
         runtime.append(python)
@@ -206,7 +225,7 @@ def _describe(executable: str) -> Bubblewrap:
         _open_to_others(path) for path in [*runtime, tempfile.gettempdir()]
     )
     return Bubblewrap(
-        executable=executable,
+        executable=resolved,
         python=python,
         runtime=tuple(runtime),
         links=tuple(links),
