@@ -136,7 +136,12 @@ async def test_a_code_step_cannot_write_outside_its_directory(tmp_path: Path):
     outside.mkdir()
     outside.chmod(0o777)  # writable by anyone: only the sandbox can keep the code out
     planted = unique_process_name()
-    targets = [outside / planted, Path("/") / planted, Path(sys.base_prefix) / planted]
+    targets = [
+        outside / planted,
+        Path("/") / planted,
+        Path(sys.base_prefix) / planted,
+        Path("/dev/shm") / planted,  # memory, with no bound of its own
+    ]
     code = TRY + (
         "def plant(path):\n"
         "    with open(path, 'w') as f:\n"
@@ -154,6 +159,29 @@ async def test_a_code_step_cannot_write_outside_its_directory(tmp_path: Path):
     finally:
         for path in targets:  # what an unsandboxed run planted
             path.unlink(missing_ok=True)
+
+
+async def test_a_code_step_cannot_change_the_kernels_settings():
+    # Writing a setting's own value back changes nothing, even where the write goes through.
+    code = TRY + (
+        "import os\n"
+        "path = '/proc/sys/kernel/printk_ratelimit'\n"
+        "value = open(path).read()\n"
+        "def write_back():\n"
+        "    with open(path, 'w') as f:\n"
+        "        f.write(value)\n"
+        "    return 'written'\n"
+        "result = {'write': attempt(write_back),\n"
+        "          'writable': [p for p in ('/proc/sys/kernel/core_pattern',\n"
+        "                                   '/proc/sys/kernel/modprobe',\n"
+        "                                   '/proc/sys/vm/drop_caches', '/proc/sysrq-trigger')\n"
+        "                       if os.access(p, os.W_OK)],\n"
+        "          'devnull': attempt(lambda: open('/dev/null', 'w').write('still fine'))}\n"
+    )
+    seen = await run_step(code, {})
+    assert seen["write"].startswith("refused")
+    assert seen["writable"] == []
+    assert seen["devnull"] == len("still fine")
 
 
 async def test_a_code_step_cannot_connect_to_a_port_listening_on_the_workers_loopback():

@@ -10,8 +10,9 @@ Inside, the code has:
   survivor), which happens when the code returns and when the worker kills the sandbox;
 - its own mount namespace: a read-only view of the worker's Python runtime (the standard
   library; site-packages covered by empty directories) and of the system libraries it loads,
-  a minimal /dev, a private /tmp (a tmpfs), and its work directory; no /etc, no home, no
-  Baton code, settings, data directory or database (of /etc, only the loader's cache);
+  a minimal read-only /dev, /proc with /proc/sys read-only, a private /tmp (a tmpfs of the
+  memory budget), and its work directory; everything else read-only or absent: no home, no
+  Baton code, settings, data directory or database, and of /etc only the loader's cache;
 - its own IPC and UTS namespaces, uid and gid 65534 ("nobody"), no capabilities, no new
   privileges, and no further user namespaces;
 - a host uid of 65534 too when the worker runs as root and every path it mounts is readable
@@ -100,8 +101,15 @@ class Bubblewrap:
         command += [
             "--proc",
             "/proc",
+            # bwrap covers /proc/sys only when its own uid could write there; a worker's root
+            # uid, kept on the host, could set kernel.core_pattern or kernel.modprobe.
+            "--ro-bind",
+            "/proc/sys",
+            "/proc/sys",
             "--dev",
             "/dev",
+            "--remount-ro",
+            "/dev",  # its tmpfs holds /dev/shm, memory without a bound
             "--perms",
             "1777",
             "--size",
