@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import settings_provider_configs
 from activities.steps import StepRunner
 from baton.domain.tools import CodeStep
-from baton.integrations.sandbox import Bubblewrap, check, describe
+from baton.integrations.sandbox import Bubblewrap, check, describe, find_bubblewrap
 from baton.settings import Settings
 from tests.processes import free_port, processes_named, unique_process_name
 
@@ -304,7 +304,9 @@ async def test_a_root_workers_sandbox_is_nobody_on_the_host_where_others_may_rea
     work = sandbox.work_dir()
     try:
         process = await asyncio.create_subprocess_exec(
-            *sandbox.command([python, "-I", "-S", "-c", script], work=work, tmp_bytes=1 << 20),
+            *sandbox.command(
+                [python, "-I", "-S", "-c", script], work=work, tmp_bytes=1 << 20, seccomp_fd=None
+            ),
             stdout=asyncio.subprocess.PIPE,
             env={},
             **sandbox.process_options(),
@@ -320,3 +322,44 @@ async def test_a_root_workers_sandbox_is_nobody_on_the_host_where_others_may_rea
     uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
     assert uids == ["65534"] * 4  # seen from the host
     assert stdout.decode().strip() == "fork refused"  # RLIMIT_NPROC holds for nobody
+
+
+async def test_a_session_leader_the_code_could_start_would_still_die_with_the_sandbox():
+    # Defence in depth, below the filter that refuses new processes: with the filter off,
+    # the PID namespace still ends whatever the code started once its first process ends.
+    sandbox = await find_bubblewrap()
+    name = unique_process_name()
+    script = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        f"    open('/proc/self/comm', 'w').write({name!r})\n"
+        "    time.sleep(60)\n"
+        "time.sleep(0.5)\n"
+    )
+    work = sandbox.work_dir()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *sandbox.command(
+                [sandbox.python, "-I", "-S", "-c", script],
+                work=work,
+                tmp_bytes=1 << 20,
+                seccomp_fd=None,
+            ),
+            env={},
+            **sandbox.process_options(),
+        )
+        deadline = time.monotonic() + 5
+        while not processes_named(name):
+            assert time.monotonic() < deadline, "the session leader never showed up"
+            await asyncio.sleep(0.02)
+        await process.wait()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    deadline = time.monotonic() + 2
+    while survivors := processes_named(name):
+        if time.monotonic() > deadline:
+            for pid in survivors:
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"a session leader outlived its sandbox: {survivors}")
+        await asyncio.sleep(0.05)

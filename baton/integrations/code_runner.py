@@ -19,17 +19,21 @@ What the sandbox protects against: the code starts with an empty environment, ru
 directory, a private /tmp and its own processes. So it cannot read the worker's environment
 (/proc/<worker pid>/environ), settings, `.env` files, data directory or SQLite database, nor
 /etc; cannot write outside its directory; cannot connect to the API, Temporal, the database
-server or any other address (its network namespace has only loopback); and nothing it starts
-outlives the run, `setsid()` or not: its PID namespace dies with it. It receives the job on
+server or any other address (its network namespace has only loopback); cannot start a
+process (a seccomp filter); and nothing in the sandbox outlives the run, `setsid()` or not:
+its PID namespace dies with it. It receives the job on
 stdin and writes its report to an inherited descriptor, so no path of Baton's is mounted.
 
-What remains: the kernel is shared, so a kernel exploit escapes any namespace (no seccomp
-filter narrows the system calls yet); CPU, memory and file limits are per process, and where
-the sandbox keeps the worker's root uid on the host (a Python runtime that others cannot read,
-such as one under /root) RLIMIT_NPROC does not hold, so the code can start processes, each
-with its own budget, until the wall-clock limit kills them all; and it can read the system
-libraries and the runtime's files. BATON_CODE_SANDBOX=none (development only) runs the same
-child without the sandbox, with the worker's own access to files and the network.
+What remains: the kernel is shared, so a kernel exploit escapes any namespace (the seccomp
+filter refuses new processes, not the rest of the kernel's system calls); CPU, memory and
+file limits are per process, and a file count is not limited beyond the disk; where the
+sandbox keeps the worker's root uid on the host (a Python runtime that others cannot read,
+such as one under /root), the code may start threads and is root for permission checks on
+what it can see, all of it read-only but its own directories; on an architecture other than
+x86_64 and aarch64 there is no filter, and RLIMIT_NPROC alone refuses processes (not for
+root). It can read the system libraries and the runtime's files. BATON_CODE_SANDBOX=none
+(development only) runs the same child without the sandbox, with the worker's own access to
+files and the network.
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from baton.errors import BatonError, InvalidInput
-from baton.integrations.sandbox import Bubblewrap, find_bubblewrap, interpreter
+from baton.integrations.sandbox import (
+    Bubblewrap,
+    find_bubblewrap,
+    interpreter,
+    no_processes_filter,
+)
 
 CodeFailure = Literal[
     "timeout",
@@ -231,28 +240,35 @@ async def _spawn(
         str(child.report_fd),
     ]
     options: dict[str, Any] = {}
-    if child.sandbox is not None:
-        # /tmp is memory (a tmpfs), so it gets the memory budget.
-        argv = child.sandbox.command(argv, work=child.work, tmp_bytes=limits.memory_mb * _MB)
-        options = child.sandbox.process_options()
-    write_ends: list[int] = []
+    # The child holds its own copies of these; ours would keep the pipes from ever closing.
+    ours: list[int] = []
+    pass_fds = [child.report_fd]
     try:
+        if child.sandbox is not None:
+            seccomp_fd = no_processes_filter()
+            if seccomp_fd is not None:
+                ours.append(seccomp_fd)
+                pass_fds.append(seccomp_fd)
+            # /tmp is memory (a tmpfs), so it gets the memory budget.
+            argv = child.sandbox.command(
+                argv, work=child.work, tmp_bytes=limits.memory_mb * _MB, seccomp_fd=seccomp_fd
+            )
+            options = child.sandbox.process_options()
         for pipe in (stdout, stderr):
-            write_ends.append(await pipe.open(loop))
+            ours.append(await pipe.open(loop))
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=child.job_fd,
-            stdout=write_ends[0],
-            stderr=write_ends[1],
-            pass_fds=(child.report_fd,),
+            stdout=ours[-2],
+            stderr=ours[-1],
+            pass_fds=pass_fds,
             cwd=child.work,
             env={},
             start_new_session=True,  # its own process group, killed as a whole
             **options,
         )
     finally:
-        # The child holds its own copies; ours would keep the pipes from ever closing.
-        for fd in write_ends:
+        for fd in ours:
             os.close(fd)
 
 

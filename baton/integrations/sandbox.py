@@ -15,10 +15,13 @@ Inside, the code has:
   Baton code, settings, data directory or database, and of /etc only the loader's cache;
 - its own IPC and UTS namespaces, uid and gid 65534 ("nobody"), no capabilities, no new
   privileges, and no further user namespaces;
+- a seccomp filter (x86_64 and aarch64) that refuses new processes (fork, vfork, clone
+  without CLONE_THREAD) and any foreign system-call ABI; threads are let through;
 - a host uid of 65534 too when the worker runs as root and every path it mounts is readable
   by others (for example Python under /usr or /usr/local); a runtime under /root (pyenv, uv)
   is not, so there the sandboxed process keeps the worker's host uid, in a user namespace of
-  its own without capabilities, and the kernel does not apply RLIMIT_NPROC to it.
+  its own without capabilities (the kernel then ignores RLIMIT_NPROC for it, which is why the
+  filter refuses processes, and why /proc/sys and /dev are mounted read-only).
 
 Whether bubblewrap works here is checked once per executable (a trivial Python run in the
 sandbox, about 50 ms) and remembered for the life of the process.
@@ -27,10 +30,13 @@ sandbox, about 50 ms) and remembered for the life of the process.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import platform
 import shutil
 import site
 import stat
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -72,9 +78,12 @@ class Bubblewrap:
     hidden: tuple[str, ...]  # site-packages inside the runtime, covered by empty directories
     host_uid: int | None  # the uid bwrap is started as, when the worker is root and may drop
 
-    def command(self, argv: Sequence[str], *, work: Path, tmp_bytes: int) -> list[str]:
+    def command(
+        self, argv: Sequence[str], *, work: Path, tmp_bytes: int, seccomp_fd: int | None
+    ) -> list[str]:
         """The bwrap command line that runs `argv` in the sandbox with `work` (a host
-        directory, mounted at the same path) as its writable working directory."""
+        directory, mounted at the same path) as its writable working directory, and the
+        filter read from `seccomp_fd` (see `no_processes_filter`) when there is one."""
         sandbox_id = str(SANDBOX_UID)
         command = [
             self.executable,
@@ -125,10 +134,10 @@ class Bubblewrap:
             # fill memory through it. (Not recursive: /tmp and the work directory stay writable.)
             "--remount-ro",
             "/",
-            "--",
-            *argv,
         ]
-        return command
+        if seccomp_fd is not None:
+            command += ["--seccomp", str(seccomp_fd)]
+        return [*command, "--", *argv]
 
     def process_options(self) -> dict[str, Any]:
         """Keyword arguments for starting bwrap: as `host_uid`, when there is one."""
@@ -176,18 +185,21 @@ def check(sandbox: Bubblewrap | str) -> Bubblewrap | str:
     if isinstance(sandbox, str):
         return sandbox
     work = sandbox.work_dir()
+    seccomp_fd = no_processes_filter()
     try:
         completed = subprocess.run(
             sandbox.command(
                 [sandbox.python, "-I", "-S", "-c", "import json, resource"],
                 work=work,
                 tmp_bytes=1024 * 1024,
+                seccomp_fd=seccomp_fd,
             ),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             env={},
             timeout=_PROBE_SECONDS,
             check=False,
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
             **sandbox.process_options(),
         )
     except subprocess.TimeoutExpired:
@@ -197,6 +209,8 @@ def check(sandbox: Bubblewrap | str) -> Bubblewrap | str:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{sandbox.executable} could not be run ({exc})"
     finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
         shutil.rmtree(work, ignore_errors=True)
     if completed.returncode != 0:
         said = completed.stderr.decode("utf-8", errors="replace").strip()[-500:]
@@ -240,6 +254,54 @@ def describe(
         hidden=tuple(_site_packages(prefix, runtime)),
         host_uid=SANDBOX_UID if may_drop else None,
     )
+
+
+# Classic BPF for seccomp: the system calls that make a process, refused (threads are let
+# through; RLIMIT_NPROC refuses them too where the code is nobody on the host).
+_ARCHITECTURES = {
+    # machine: (AUDIT_ARCH_*, clone, clone3, fork-like calls without flags, x32 ABI bit)
+    "x86_64": (0xC000003E, 56, 435, (57, 58), 0x40000000),
+    "aarch64": (0xC00000B7, 220, 435, (), None),
+}
+_LOAD, _JEQ, _JGE, _JSET, _RETURN = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _ERRNO = 0x7FFF0000, 0x00050000
+_CLONE_THREAD = 0x00010000
+_NR, _ARCH, _FIRST_ARGUMENT = 0, 4, 16  # offsets in struct seccomp_data
+
+
+def no_processes_filter() -> int | None:
+    """The read end of a pipe holding a seccomp program that refuses new processes (EAGAIN,
+    as RLIMIT_NPROC would) and any foreign system-call ABI, for `--seccomp`; the caller
+    closes it once bwrap has started. None on an architecture this does not know."""
+    known = _ARCHITECTURES.get(platform.machine())
+    if known is None:
+        return None
+    arch, clone, clone3, forks, x32 = known
+
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    program = [op(_LOAD, _ARCH), op(_JEQ, arch, jt=1), op(_RETURN, _ERRNO | errno.ENOSYS)]
+    program.append(op(_LOAD, _NR))
+    if x32 is not None:
+        program += [op(_JGE, x32, jf=1), op(_RETURN, _ERRNO | errno.ENOSYS)]
+    for call in forks:
+        program += [op(_JEQ, call, jf=1), op(_RETURN, _ERRNO | errno.EAGAIN)]
+    # glibc falls back from clone3, whose flags a filter cannot read, to clone.
+    program += [op(_JEQ, clone3, jf=1), op(_RETURN, _ERRNO | errno.ENOSYS)]
+    program += [
+        op(_JEQ, clone, jf=3),
+        op(_LOAD, _FIRST_ARGUMENT),  # clone's flags (their low 32 bits)
+        op(_JSET, _CLONE_THREAD, jt=1),
+        op(_RETURN, _ERRNO | errno.EAGAIN),
+        op(_RETURN, _ALLOW),
+    ]
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"".join(program))  # a few hundred bytes: the pipe holds them
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 def _site_packages(prefix: str, runtime: list[str]) -> list[str]:
