@@ -286,7 +286,9 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin")
 async def test_a_root_workers_sandbox_is_nobody_on_the_host_where_others_may_read_python():
     assert SYSTEM_PYTHON is not None
     python = os.path.realpath(SYSTEM_PYTHON)
-    sandbox = check(describe("bwrap", python=python, prefix="/usr"))
+    described = describe("bwrap", python=python, prefix="/usr")
+    assert isinstance(described, Bubblewrap), described
+    sandbox = check(described)
     assert isinstance(sandbox, Bubblewrap), sandbox
     assert sandbox.host_uid == 65534
     name = unique_process_name()

@@ -21,8 +21,8 @@ directory, a private /tmp and its own processes. So it cannot read the worker's 
 /etc; cannot write outside its directory; cannot connect to the API, Temporal, the database
 server or any other address (its network namespace has only loopback); cannot start a
 process (a seccomp filter); and nothing in the sandbox outlives the run, `setsid()` or not:
-its PID namespace dies with it. It receives the job on
-stdin and writes its report to an inherited descriptor, so no path of Baton's is mounted.
+its PID namespace dies with it. It receives the job on stdin and writes its report to an
+inherited descriptor, so no path of Baton's is mounted.
 
 What remains: the kernel is shared, so a kernel exploit escapes any namespace (the seccomp
 filter refuses new processes, not the rest of the kernel's system calls); CPU, memory and

@@ -62,14 +62,16 @@ class SandboxUnavailable(ServiceUnavailable):
         super().__init__(
             f"code steps run in a bubblewrap sandbox, which cannot start on this worker: "
             f"{reason}. Install the Debian/Ubuntu package `bubblewrap` and allow unprivileged "
-            "user namespaces (sysctl user.max_user_namespaces > 0), or set "
-            "BATON_CODE_SANDBOX=none to run code steps without a sandbox (development only)"
+            "user namespaces (sysctl user.max_user_namespaces > 0; on Ubuntu 24.04 and later "
+            "also kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for "
+            "bwrap), or set BATON_CODE_SANDBOX=none to run code steps without a sandbox "
+            "(development only)"
         )
 
 
 @dataclass(frozen=True)
 class Bubblewrap:
-    """A checked way to run this worker's Python inside bubblewrap."""
+    """How to run a Python runtime inside bubblewrap; find_bubblewrap gives one it checked."""
 
     executable: str  # the resolved bwrap binary
     python: str  # the runtime's own interpreter (never a virtualenv's)
@@ -166,8 +168,10 @@ async def find_bubblewrap(executable: str = "bwrap") -> Bubblewrap:
     remembered; raises SandboxUnavailable, also on every later call, when it cannot run."""
     found = _checked.get(executable)
     if found is None:
+        found = describe(executable)
         try:
-            found = await asyncio.to_thread(check, describe(executable))
+            if isinstance(found, Bubblewrap):
+                found = await asyncio.to_thread(check, found)
         except _Transient as exc:
             raise SandboxUnavailable(str(exc)) from None  # not remembered: the next call retries
         _checked[executable] = found
@@ -180,10 +184,8 @@ class _Transient(Exception):
     """The check could not tell: a slow machine, not a missing sandbox."""
 
 
-def check(sandbox: Bubblewrap | str) -> Bubblewrap | str:
+def check(sandbox: Bubblewrap) -> Bubblewrap | str:
     """`sandbox` if a trivial Python runs in it, else why not."""
-    if isinstance(sandbox, str):
-        return sandbox
     work = sandbox.work_dir()
     seccomp_fd = no_processes_filter()
     try:
