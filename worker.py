@@ -24,10 +24,11 @@ from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
+from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
 from baton.services import closed_runs
-from baton.settings import Settings
+from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
@@ -109,6 +110,7 @@ async def run(settings: Settings) -> None:
         session_factory=session_factory,
         settings=settings,
     )
+    await report_code_sandbox(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -148,6 +150,24 @@ async def _settle_closed_runs(
         except Exception:  # Temporal or the database away: the next sweep covers this one's
             logger.warning("could not settle closed runs", exc_info=True)
         await asyncio.sleep(interval)
+
+
+async def report_code_sandbox(settings: Settings) -> None:
+    """Says at start whether code steps will run (the check is remembered for every step)."""
+    if not settings.code_steps_enabled:
+        return
+    if settings.code_sandbox is CodeSandbox.none:
+        logger.warning(
+            "BATON_CODE_SANDBOX=none: code steps run WITHOUT a sandbox, with this worker's "
+            "access to its files, environment and network; for development only"
+        )
+        return
+    try:
+        sandbox = await find_bubblewrap(settings.code_bwrap_path)
+    except SandboxUnavailable as exc:
+        logger.error("code steps will be refused: %s", exc.message)
+    else:
+        logger.info("code steps run in bubblewrap (%s)", sandbox.executable)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ from baton.domain.tools import CodeStep, HttpStep, LlmStep
 from baton.errors import BatonError
 from baton.integrations import code_runner, http
 from baton.integrations import llm as llm_provider
+from baton.integrations.sandbox import SandboxUnavailable
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
-from baton.settings import Settings
+from baton.settings import CodeSandbox, Settings
 
 NO_SECRETS = SecretScrubber({})
 
@@ -201,10 +202,19 @@ class StepRunner:
             memory_mb=settings.code_memory_mb,
             wall_seconds=min(settings.code_wall_seconds, step.timeout_seconds),
         )
+        unsandboxed = settings.code_sandbox is CodeSandbox.none
         try:
             # The code sees params, steps and foreach; never secrets.
             inputs = {k: v for k, v in context.items() if k != "secrets"}
-            result = await code_runner.run_python(step.code, inputs, limits=limits)
+            result = await code_runner.run_python(
+                step.code,
+                inputs,
+                limits=limits,
+                bwrap=None if unsandboxed else settings.code_bwrap_path,
+            )
+        except SandboxUnavailable as exc:
+            # A worker without a sandbox refuses every code step until its operator acts.
+            raise ApplicationError(exc.message, type=exc.code, non_retryable=True) from exc
         except code_runner.CodeStepError as exc:
             # The same code with the same inputs fails the same way: no retry.
             raise ApplicationError(

@@ -27,6 +27,11 @@ class Environment(StrEnum):
     production = "production"
 
 
+class CodeSandbox(StrEnum):
+    bwrap = "bwrap"  # bubblewrap: see baton/integrations/sandbox.py
+    none = "none"  # a bare child process with limits: development only
+
+
 class Settings(BaseSettings):
     # Empty variables count as unset, so a copied .env.example changes nothing.
     model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore", env_ignore_empty=True)
@@ -65,9 +70,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
 
-    # Code steps run user Python in a child process with these limits (not a security
-    # sandbox: see baton/integrations/code_runner.py); false turns code steps off.
+    # Code steps run user Python in a bubblewrap sandbox with these limits (see
+    # baton/integrations/sandbox.py); `none` runs it unsandboxed, which production refuses.
+    # false turns code steps off.
     code_steps_enabled: bool = True
+    code_sandbox: CodeSandbox = CodeSandbox.bwrap
+    code_bwrap_path: str = "bwrap"  # a name looked up on PATH, or a path
     code_cpu_seconds: float = Field(default=5.0, gt=0)
     code_memory_mb: int = Field(default=256, gt=0)
     code_wall_seconds: float = Field(default=30.0, gt=0)
@@ -136,6 +144,21 @@ class Settings(BaseSettings):
 
     def previous_secret_key_values(self) -> list[str]:
         return [key.get_secret_value() for key in self.previous_secret_keys]
+
+    @model_validator(mode="after")
+    def _refuse_unsandboxed_code_in_production(self) -> Self:
+        if (
+            self.environment is Environment.production
+            and self.code_steps_enabled
+            and self.code_sandbox is CodeSandbox.none
+        ):
+            raise ValueError(
+                "BATON_CODE_SANDBOX=none runs code steps with the worker's own access to files "
+                "and the network, which production refuses; install the Debian/Ubuntu package "
+                "`bubblewrap` and set BATON_CODE_SANDBOX=bwrap, or turn code steps off with "
+                "BATON_CODE_STEPS_ENABLED=false"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,6 +49,28 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+def unique_process_name() -> str:
+    return f"baton-{secrets.token_hex(4)}"  # within the 15 characters a process name keeps
+
+
+def processes_named(name: str) -> list[int]:
+    """The host pids of live processes named `name` (/proc/<pid>/comm): how a test finds, from
+    outside, a process that sandboxed code renamed (the pids it sees are its namespace's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != name:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # ended meanwhile
+        if state != "Z":  # a zombie has finished running; only its exit status is left
+            found.append(int(entry.name))
+    return found
 
 
 def spawn(command: list[str], *, env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:

@@ -1,28 +1,39 @@
-"""Runs a code step's Python in a child process with limits, so a runaway step cannot take
-the worker down with it.
+"""Runs a code step's Python in a child process with limits, inside the bubblewrap sandbox
+(baton/integrations/sandbox.py), so a runaway step cannot take the worker down with it and a
+hostile one cannot reach anything of Baton's.
 
-What this isolation protects against:
+What the limits protect against:
 - runaway CPU: RLIMIT_CPU stops the child after its CPU-time budget;
 - runaway memory: RLIMIT_AS caps its address space, so a memory bomb gets a MemoryError (or
   dies) instead of pushing the worker's machine into swap or the OOM killer;
-- runaway wall time (sleeps, blocking I/O): the worker kills the child's process group;
-- secrets in `os.environ`: the child starts with an empty environment and inherits no file
-  descriptors but stdin (/dev/null), stdout and stderr, so no database or Temporal socket;
+- runaway wall time (sleeps, blocking I/O): the worker kills the sandbox, and with it every
+  process in it;
 - output flooding: stdout, stderr and the result are each capped at `output_bytes`, and any
-  file it writes is capped in size (RLIMIT_FSIZE; not in number);
+  file it writes is capped in size (RLIMIT_FSIZE; not in number); its /tmp is a tmpfs of the
+  memory budget;
 - crashes of any kind (`os._exit`, `sys.exit`, segfaults, fork attempts): they end the child,
   never the worker. Its working directory is a fresh temporary one, deleted afterwards.
 
-What it does NOT protect against: this is not a security sandbox. The code runs as the
-worker's OS user, so it can read and write every file that user can (configuration, `.env`
-files, the SQLite database), read the worker's own start-up environment through
-/proc/<worker pid>/environ, open network connections to anything the worker can reach (the
-HTTP step's egress policy does not apply), and import any package installed beside Baton.
-RLIMIT_NPROC forbids new processes and threads, but the kernel ignores it for root: code run
-by a root worker can start processes, which are killed with the process group when the run
-ends unless they leave it with `setsid()`. For untrusted or multi-tenant code run workers as
-an unprivileged user in a container or VM with no credentials and restricted egress, or turn
-code steps off with BATON_CODE_STEPS_ENABLED=false.
+What the sandbox protects against: the code starts with an empty environment, runs as uid
+65534 without capabilities, and sees only the Python standard library (read-only), its own
+directory, a private /tmp and its own processes. So it cannot read the worker's environment
+(/proc/<worker pid>/environ), settings, `.env` files, data directory or SQLite database, nor
+/etc; cannot write outside its directory; cannot connect to the API, Temporal, the database
+server or any other address (its network namespace has only loopback); cannot start a
+process (a seccomp filter); and nothing in the sandbox outlives the run, `setsid()` or not:
+its PID namespace dies with it. It receives the job on stdin and writes its report to an
+inherited descriptor, so no path of Baton's is mounted.
+
+What remains: the kernel is shared, so a kernel exploit escapes any namespace (the seccomp
+filter refuses new processes, not the rest of the kernel's system calls); CPU, memory and
+file limits are per process, and a file count is not limited beyond the disk; where the
+sandbox keeps the worker's root uid on the host (a Python runtime that others cannot read,
+such as one under /root), the code may start threads and is root for permission checks on
+what it can see, all of it read-only but its own directories; on an architecture other than
+x86_64 and aarch64 there is no filter, and RLIMIT_NPROC alone refuses processes (not for
+root). It can read the system libraries and the runtime's files. BATON_CODE_SANDBOX=none
+(development only) runs the same child without the sandbox, with the worker's own access to
+files and the network.
 """
 
 from __future__ import annotations
@@ -34,7 +45,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +53,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from baton.errors import BatonError, InvalidInput
+from baton.integrations.sandbox import (
+    Bubblewrap,
+    find_bubblewrap,
+    interpreter,
+    no_processes_filter,
+)
 
 CodeFailure = Literal[
     "timeout",
@@ -108,28 +124,49 @@ async def run_python(
     inputs: dict[str, Any],
     *,
     limits: CodeLimits = CodeLimits(),
+    bwrap: str | None = "bwrap",
     on_tick: Callable[[], None] | None = None,
     tick_interval: float = 1.0,
 ) -> CodeResult:
     """Runs `code` as a module with a global `inputs`; its output is `main(inputs)` if it
-    defines `main`, else its global `result` (None if neither). Raises CodeStepError."""
+    defines `main`, else its global `result` (None if neither). Raises CodeStepError.
+
+    `bwrap` is the bubblewrap executable the code runs in (a name on PATH or a path); when it
+    cannot run, SandboxUnavailable. None runs the code without a sandbox (development only)."""
     try:
         job = json.dumps({"code": code, "inputs": inputs, "output_bytes": limits.output_bytes})
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the inputs of a code step must be JSON: {exc}") from exc
-    root = Path(tempfile.mkdtemp(prefix="baton-code-"))
+    sandbox = None if bwrap is None else await find_bubblewrap(bwrap)
+    work = sandbox.work_dir() if sandbox else Path(tempfile.mkdtemp(prefix="baton-code-"))
     try:
-        (root / "job.json").write_text(job, encoding="utf-8")
-        (root / "work").mkdir()
-        run = await _run_child(root, limits, on_tick, tick_interval)
+        # Unnamed files, handed to the child open: nothing of Baton's is a path it must reach.
+        with tempfile.TemporaryFile() as job_file, tempfile.TemporaryFile() as report_file:
+            job_file.write(job.encode("utf-8"))
+            job_file.seek(0)
+            run = await _run_child(
+                _Child(sandbox, work, job_file.fileno(), report_file.fileno()),
+                limits,
+                on_tick,
+                tick_interval,
+            )
+            report_file.seek(0)
+            report = _parse_report(report_file.read())
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return _outcome(run, limits)
+        shutil.rmtree(work, ignore_errors=True)
+    return _outcome(run, report, limits)
+
+
+@dataclass(frozen=True)
+class _Child:
+    sandbox: Bubblewrap | None
+    work: Path  # its working directory
+    job_fd: int  # its stdin: the job as JSON
+    report_fd: int  # where it writes its report
 
 
 @dataclass(frozen=True)
 class _ChildRun:
-    report: dict[str, Any] | None
     returncode: int
     timed_out: bool
     stdout: str
@@ -138,13 +175,13 @@ class _ChildRun:
 
 
 async def _run_child(
-    root: Path, limits: CodeLimits, on_tick: Callable[[], None] | None, tick_interval: float
+    child: _Child, limits: CodeLimits, on_tick: Callable[[], None] | None, tick_interval: float
 ) -> _ChildRun:
     loop = asyncio.get_running_loop()
     stdout = _CappedPipe(limits.output_bytes, loop)
     stderr = _CappedPipe(limits.output_bytes, loop)
     try:
-        process = await _spawn(root, limits, stdout, stderr)
+        process = await _spawn(child, limits, stdout, stderr)
     except BaseException:
         stdout.close()
         stderr.close()
@@ -163,7 +200,8 @@ async def _run_child(
             if on_tick is not None and not exited.done():
                 on_tick()
     finally:
-        # Always, also on success: whatever the code forked must not outlive the run.
+        # Always, also on success: whatever the code forked must not outlive the run. In the
+        # sandbox this kills bwrap, whose death kills its PID namespace (--die-with-parent).
         _kill_group(process.pid)
         await asyncio.wait({exited}, timeout=5)
         if not exited.done():
@@ -173,9 +211,11 @@ async def _run_child(
         stdout.close()
         stderr.close()
 
+    returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
+    if child.sandbox is not None and returncode - 128 in signal.valid_signals():
+        returncode = 128 - returncode  # bwrap exits 128 + N when the code dies of signal N
     return _ChildRun(
-        report=_read_report(root / "result.json"),
-        returncode=process.returncode if process.returncode is not None else -signal.SIGKILL,
+        returncode=returncode,
         timed_out=timed_out,
         stdout=stdout.text(),
         stderr=stderr.text(),
@@ -184,33 +224,51 @@ async def _run_child(
 
 
 async def _spawn(
-    root: Path, limits: CodeLimits, stdout: _CappedPipe, stderr: _CappedPipe
+    child: _Child, limits: CodeLimits, stdout: _CappedPipe, stderr: _CappedPipe
 ) -> asyncio.subprocess.Process:
     loop = asyncio.get_running_loop()
-    write_ends: list[int] = []
+    argv = [
+        child.sandbox.python if child.sandbox else interpreter(),
+        "-I",  # no PYTHON* variables, no user site-packages, no cwd on sys.path
+        "-S",  # no site-packages at all: the standard library, the same on every worker
+        "-u",  # unbuffered, so prints made before a kill are not lost
+        "-X",
+        "utf8",
+        "-c",
+        _BOOTSTRAP,
+        json.dumps(_rlimits(limits)),
+        str(child.report_fd),
+    ]
+    options: dict[str, Any] = {}
+    # The child holds its own copies of these; ours would keep the pipes from ever closing.
+    ours: list[int] = []
+    pass_fds = [child.report_fd]
     try:
+        if child.sandbox is not None:
+            seccomp_fd = no_processes_filter()
+            if seccomp_fd is not None:
+                ours.append(seccomp_fd)
+                pass_fds.append(seccomp_fd)
+            # /tmp is memory (a tmpfs), so it gets the memory budget.
+            argv = child.sandbox.command(
+                argv, work=child.work, tmp_bytes=limits.memory_mb * _MB, seccomp_fd=seccomp_fd
+            )
+            options = child.sandbox.process_options()
         for pipe in (stdout, stderr):
-            write_ends.append(await pipe.open(loop))
+            ours.append(await pipe.open(loop))
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # no PYTHON* variables, no user site-packages, no cwd on sys.path
-            "-u",  # unbuffered, so prints made before a kill are not lost
-            "-X",
-            "utf8",
-            "-c",
-            _BOOTSTRAP,
-            str(root),
-            json.dumps(_rlimits(limits)),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_ends[0],
-            stderr=write_ends[1],
-            cwd=root / "work",
+            *argv,
+            stdin=child.job_fd,
+            stdout=ours[-2],
+            stderr=ours[-1],
+            pass_fds=pass_fds,
+            cwd=child.work,
             env={},
             start_new_session=True,  # its own process group, killed as a whole
+            **options,
         )
     finally:
-        # The child holds its own copies; ours would keep the pipes from ever closing.
-        for fd in write_ends:
+        for fd in ours:
             os.close(fd)
 
 
@@ -229,19 +287,18 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _read_report(path: Path) -> dict[str, Any] | None:
+def _parse_report(data: bytes) -> dict[str, Any] | None:
     try:
-        report = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        report = json.loads(data)
+    except ValueError:
         return None  # no report, or one cut short by a kill
     return report if isinstance(report, dict) else None
 
 
-def _outcome(run: _ChildRun, limits: CodeLimits) -> CodeResult:
+def _outcome(run: _ChildRun, report: dict[str, Any] | None, limits: CodeLimits) -> CodeResult:
     def fail(kind: CodeFailure, message: str, line: int | None = None) -> CodeStepError:
         return CodeStepError(message, kind=kind, stdout=run.stdout, stderr=run.stderr, line=line)
 
-    report = run.report
     if report is not None:
         if report.get("ok"):
             return CodeResult(
@@ -367,8 +424,9 @@ class _CappedPipe(asyncio.Protocol):
         return text
 
 
-# Runs in the child before the user's code: applies the limits, runs the code as a module,
-# and writes a JSON report to a file the parent reads after the child has exited.
+# Runs in the child before the user's code: applies the limits, reads the job from stdin, runs
+# the code as a module, and writes a JSON report to a file descriptor the parent reads after
+# the child has exited.
 _BOOTSTRAP = r"""
 import json, linecache, os, resource, sys, traceback, types
 
@@ -414,17 +472,16 @@ def describe(exc):
 
 
 def main():
-    root, limits = sys.argv[1], json.loads(sys.argv[2])
+    limits, report_fd = json.loads(sys.argv[1]), int(sys.argv[2])
     set_limits(limits)
     try:
         os.nice(5)  # the worker's own event loop goes first
     except OSError:
         pass
     os.environ.clear()
-    with open(os.path.join(root, "job.json"), encoding="utf-8") as f:
-        job = json.load(f)
-    # Opened before the user's code runs, so a chdir or a full descriptor table cannot stop it.
-    report_file = open(os.path.join(root, "result.json"), "w", encoding="utf-8")
+    job = json.load(sys.stdin)
+    # Open before the user's code runs, so a chdir or a full descriptor table cannot stop it.
+    report_file = open(report_fd, "w", encoding="utf-8")
     source, inputs, max_bytes = job["code"], job["inputs"], job["output_bytes"]
     del job
     linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
