@@ -86,7 +86,9 @@ class TemplateLimitError(TemplateError):
 
 
 class Budget:
-    """The work a render, or a series of renders (a tool run), may still do."""
+    """The work a render, or a series of renders (a tool run), may still do. A budget with a
+    deadline is one of the API's render threads (workflows never have one): it also pauses
+    now and then to let the event loop run."""
 
     def __init__(
         self,
@@ -416,9 +418,6 @@ _PRECHECKS: dict[str, Callable[[_Render, Mapping[str, Any]], None]] = {
     "slice": _pre_slice,
     "sum": _pre_sum,
 }
-# Filters that read all of a lazy input at once: it is read through the work count first, so
-# a separator or a multiplication is checked against what is really there.
-_MATERIALIZE = frozenset({"join"})
 
 
 def _bind(func: Callable[..., Any], passed: bool, value: Any, args: Any, kwargs: Any) -> Any:
@@ -447,7 +446,9 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     @pass_context
     def guarded(context: Context, value: Any, *args: Any, **kwargs: Any) -> Any:
         state = _state()
-        if name in _MATERIALIZE and isinstance(value, Iterator):
+        if name == "join" and isinstance(value, Iterator):
+            # Read through the work count first, so that the separator is checked against
+            # the items really there.
             value = list(state.counted(value))
         if name in _CONSTANT_FILTERS:
             state.charge(_FILTER_COST)

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from baton import templating
 from baton.templating import Budget, TemplateError, TemplateLimitError, render
@@ -23,6 +24,7 @@ from tests.helpers import assert_error
 from tests.test_first_task import create_agent
 from tests.test_tools import run, save
 from tests.test_triggers import call_hook, create_webhook
+from workflows.tool_run import ToolRunWorkflow
 
 NESTED_LOOPS = (
     "{% for a in range(10000) %}{% for b in range(10000) %}{{ payload.t }}{% endfor %}{% endfor %}"
@@ -216,6 +218,30 @@ async def test_a_webhook_that_multiplies_the_payload_is_refused_without_taking_m
     assert "the result of *" in body["error"]["message"]
 
 
+async def test_a_runaway_welcome_message_does_not_slow_reading_its_tasks(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    welcome = "{% for a in params.rows %}{% for b in params.rows %}{{ a }}{% endfor %}{% endfor %}"
+    agent = await create_agent(
+        api,
+        tenant,
+        welcome_message=welcome,
+        params=[{"name": "rows", "type": "list_of_text"}],
+    )
+    started = await api.post(
+        tenant.url(f"/agents/{agent['id']}/tasks"),
+        json={"message": "hi", "params": {"rows": ["x"] * 3000}},
+        headers=tenant.headers,
+    )
+    assert started.status_code == 201, started.text
+    for _ in range(3):
+        began = time.perf_counter()
+        task = await api.get(tenant.url(f"/tasks/{started.json()['id']}"), headers=tenant.headers)
+        assert task.status_code == 200
+        assert time.perf_counter() - began < 1
+    assert task.json()["welcome_message"] == welcome  # as written, since it cannot render
+
+
 async def test_a_yaml_alias_bomb_is_refused_at_once(api: httpx.AsyncClient, tenant: Tenant):
     assert len(ALIAS_BOMB) < 450
     started = time.perf_counter()
@@ -299,6 +325,14 @@ async def test_a_runaway_template_step_fails_its_run_instead_of_wedging_the_work
     kinds = {event.event_type for event in history.events}
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED in kinds
+    # The bound is a count: replaying the history fails the step at the same point again.
+    replayer = Replayer(
+        workflows=[ToolRunWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
 
 
 async def test_many_template_steps_share_one_budget_for_the_run(
