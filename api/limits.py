@@ -182,7 +182,8 @@ MAX_DEFINITION_TEMPLATES = 1_000
 MAX_DEFINITION_DEPTH = 32
 """Lists and objects inside each other."""
 MAX_TEMPLATE_CHARS = 100_000
-"""Characters in one string with template syntax."""
+"""Characters in all the strings with template syntax of one definition: each is parsed when
+the definition is saved, at a few hundred kilobytes a second."""
 
 
 class DefinitionTooLarge(BatonError):
@@ -193,7 +194,7 @@ class DefinitionTooLarge(BatonError):
 def check_definition(data: Any, *, what: str = "the definition") -> None:
     """Refuses a definition over one of the limits above, in time linear in what it reads:
     the walk stops at the first limit passed."""
-    values = templates = 0
+    values = templates = template_chars = 0
     pending: list[tuple[Any, int]] = [(data, 0)]
     while pending:
         node, depth = pending.pop()
@@ -216,10 +217,10 @@ def check_definition(data: Any, *, what: str = "the definition") -> None:
                     f"{what} has more than {MAX_DEFINITION_TEMPLATES} templates",
                     details={"limit": MAX_DEFINITION_TEMPLATES},
                 )
-            if len(node) > MAX_TEMPLATE_CHARS:
+            template_chars += len(node)
+            if template_chars > MAX_TEMPLATE_CHARS:
                 raise DefinitionTooLarge(
-                    f"{what} has a template of {len(node)} characters; the limit is "
-                    f"{MAX_TEMPLATE_CHARS}",
+                    f"{what} has more than {MAX_TEMPLATE_CHARS} characters of templates",
                     details={"limit": MAX_TEMPLATE_CHARS},
                 )
         elif isinstance(node, dict):

@@ -596,10 +596,12 @@ class _Environment(ImmutableSandboxedEnvironment):
         super().__init__(undefined=StrictUndefined, autoescape=False)
         for name in ("lipsum", "cycler", "joiner"):
             del self.globals[name]
+        # `random` differs between runs; `pprint` indents nested values by their depth, so a
+        # deep payload of a megabyte pretty-prints to gigabytes (`tojson` is bounded instead).
         guarded = {
             name: _guard_filter(name, func)
             for name, func in self.filters.items()
-            if name != "random"
+            if name not in ("random", "pprint")
         }
         self.filters = {
             **guarded,
@@ -610,6 +612,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             _READ: _read_filter,
         }
         self.tests = {name: _guard_test(test) for name, test in self.tests.items()}
+        self.policies["json.dumps_function"] = _bounded_dumps
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -690,6 +693,22 @@ class _Environment(ImmutableSandboxedEnvironment):
         elif operator == "%" and isinstance(left, str):
             _check_percent(state, left, right)
         return state.checked(super().call_binop(context, operator, left, right))
+
+
+def _bounded_dumps(value: Any, **kwargs: Any) -> str:
+    """`tojson`: with an indent, each line is indented by its depth, so the text is built
+    piece by piece and stopped at the size limit."""
+    if kwargs.get("indent") is None:
+        return json.dumps(value, **kwargs)
+    state = _state()
+    parts: list[str] = []
+    size = 0
+    for part in json.JSONEncoder(**kwargs).iterencode(value):
+        state.charge(1)
+        size += len(part)
+        state.fits(size, "the result of tojson")
+        parts.append(part)
+    return "".join(parts)
 
 
 def _checked_str_call(

@@ -156,6 +156,18 @@ def test_methods_that_multiply_sizes_are_not_reachable():
         render("{{ (1).to_bytes(100000000, 'big') }}", {})
     with pytest.raises(TemplateError, match="not available"):
         render("{% include 'x' %}", {})
+    with pytest.raises(TemplateError, match="pprint"):
+        render("{{ payload|pprint }}", {"payload": {}})
+
+
+def test_pretty_json_of_a_deep_payload_stops_at_the_size_limit():
+    deep: Any = ["x" * 100] * 2000
+    for _ in range(500):
+        deep = [deep]
+    assert "tojson" in limit_error("{{ payload|tojson(indent=8) }}", {"payload": deep})
+    assert render("{{ payload|tojson(indent=2) }}", {"payload": {"a": [1]}}) == (
+        '{\n  "a": [\n    1\n  ]\n}'
+    )
 
 
 def test_plain_text_is_never_parsed(monkeypatch: pytest.MonkeyPatch):
@@ -282,6 +294,12 @@ async def test_a_tool_of_400000_strings_is_refused_in_well_under_a_second(
     }
     response = await api.post(tenant.url("/tools"), json=many_templates, headers=tenant.headers)
     assert "1000 templates" in assert_error(response, 413)["error"]["message"]
+    long_template = {
+        "name": "long",
+        "steps": [{"name": "s", "type": "template", "template": "{{ params }}" * 10_000}],
+    }
+    response = await api.post(tenant.url("/tools"), json=long_template, headers=tenant.headers)
+    assert "characters of templates" in assert_error(response, 413)["error"]["message"]
     deep: Any = "x"
     for _ in range(100):
         deep = [deep]
