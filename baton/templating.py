@@ -222,10 +222,12 @@ _CALL_COST = 10
 _MACRO_COST = 60
 _FILTER_COST = 2
 _OPERATOR_COST = 2
-# Filters that take the same time whatever the size of their input, and filters that call
-# back into the template for each item (an attribute, a key) or sort.
+# Filters that take the same time whatever the size of their input, and the extra units per
+# item of filters that sort or call back into the template for each item (groupby also
+# builds a tuple and a list per group).
 _CONSTANT_FILTERS = frozenset({"length", "count", "first", "last", "default", "d", "attr"})
-_PER_ITEM_FILTERS = frozenset({"sort", "dictsort", "groupby", "unique", "min", "max", "sum"})
+_PER_ITEM_FILTERS = {"sort": 4, "dictsort": 4, "unique": 4, "min": 2, "max": 2, "sum": 2}
+_PER_ITEM_FILTERS |= {"groupby": 10}
 
 _active: ContextVar[_Render | None] = ContextVar("baton_template_render", default=None)
 
@@ -455,7 +457,7 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         else:
             state.read(value, _FILTER_COST)
             if name in _PER_ITEM_FILTERS:
-                state.charge(2 * _shallow_cost(value))
+                state.charge(_PER_ITEM_FILTERS[name] * _shallow_cost(value))
         if name == "join":
             _check_join(state, args[0] if args else kwargs.get("d", ""), list(value))
         if precheck is not None:
@@ -497,7 +499,7 @@ _LOOP = "_baton_loop"  # the iterable of a for loop, counted item by item
 _OUT = "_baton_out"  # a piece of output
 _VALUE = "_baton_value"  # a literal list, tuple or dict
 _CONCAT = "_baton_concat"  # `a ~ b`
-_READ = "_baton_read"  # an operand of a comparison (`x in big`, `a == b`)
+_READ = "_baton_read"  # a comparison's operand (`x in big`, `a == b`), a slice (`big[1:]`)
 
 
 @pass_context
@@ -576,6 +578,11 @@ class _Bound(NodeTransformer):
         self.generic_visit(node)
         return node if node.ctx != "load" else _wrap(node, _VALUE)
 
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        self.generic_visit(node)
+        # A slice is compiled to plain Python, not to the sandbox's getitem: it copies.
+        return _wrap(node, _READ) if isinstance(node.arg, nodes.Slice) else node
+
     def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
         self.generic_visit(node)
         node.expr = _wrap(node.expr, _READ)
@@ -632,12 +639,6 @@ class _Environment(ImmutableSandboxedEnvironment):
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        value = super().getitem(obj, argument)
-        if isinstance(argument, slice):
-            _state().read(value)
-        return value
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, _PLAIN_TYPES) and callable(value):

@@ -143,12 +143,14 @@ def test_nested_loops_stop_at_the_work_limit_the_same_way_every_time():
             "{% for i in range(10000) %}{% if payload.big|upper|length %}{% endif %}{% endfor %}",
             "too much work",
         ),
+        ("{% for i in range(10000) %}{{ payload.rows[1:]|length }}{% endfor %}", "too much work"),
     ],
 )
 def test_every_way_to_grow_a_value_or_the_work_fails_fast_naming_its_bound(
     template: str, bound: str
 ):
-    assert bound in limit_error(template, {"payload": {"t": "abc", "big": "y" * 1000}})
+    payload = {"t": "abc", "big": "y" * 1000, "rows": list(range(50_000))}
+    assert bound in limit_error(template, {"payload": payload})
 
 
 def test_methods_that_multiply_sizes_are_not_reachable():
