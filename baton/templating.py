@@ -168,13 +168,20 @@ class _Render:
     def checked(self, value: Any) -> Any:
         """A value a template created: measured, and iterators counted as they are read."""
         if hasattr(type(value), "__next__"):
-            return self.counted(value)
+            return self._counted_checked(value)
         self.fits(self.size(value))
         return value
 
     def counted(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for item in iterable:
             self.budget.spend(1)
+            yield item
+
+    def _counted_checked(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        """What a filter yields is new too (`batch(10000, big)` yields lists of `big`)."""
+        for item in iterator:
+            self.budget.spend(1)
+            self.fits(self.size(item))
             yield item
 
     def size(self, value: Any) -> int:

@@ -144,6 +144,10 @@ def test_nested_loops_stop_at_the_work_limit_the_same_way_every_time():
             "too much work",
         ),
         ("{% for i in range(10000) %}{{ payload.rows[1:]|length }}{% endfor %}", "too much work"),
+        (
+            "{% for b in [1]|batch(10000, payload.big * 1000) %}{{ b|length }}{% endfor %}",
+            "larger than the limit",
+        ),
     ],
 )
 def test_every_way_to_grow_a_value_or_the_work_fails_fast_naming_its_bound(
