@@ -5,6 +5,8 @@ renders at once wait for each other instead of starving the requests that render
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -16,7 +18,10 @@ from baton import templating
 T = TypeVar("T")
 
 RENDER_THREADS = 4
-_limiter: anyio.CapacityLimiter | None = None
+# One limiter per event loop: its waiters are bound to the loop they wait on.
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def api_budget(scope: str = "the template") -> templating.Budget:
@@ -25,7 +30,8 @@ def api_budget(scope: str = "the template") -> templating.Budget:
 
 async def off_loop(render: Callable[[], T]) -> T:
     """Runs `render` (which renders on an `api_budget()`) in one of the render threads."""
-    global _limiter
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(RENDER_THREADS)
-    return await anyio.to_thread.run_sync(render, limiter=_limiter)
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(RENDER_THREADS)
+    return await anyio.to_thread.run_sync(render, limiter=limiter)

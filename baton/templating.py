@@ -10,12 +10,14 @@ environment is sandboxed (Jinja's immutable sandbox), deterministic (no `random`
 `cycler` or `joiner`) and bounded. The bounds are counts, not time, because workflows render
 pure steps themselves: a replay must reach the same outcome, and a render must end long before
 Temporal's deadlock detector (2 s) fires. Every loop iteration, call, filter, test and operator
-costs one unit of work, and a filter or method also pays for the size of what it reads; the
-work of one render (or of all the renders of a `Budget`, such as a whole tool run) is capped.
+costs units of work in proportion to its CPU time, and a filter or method also pays for the size
+of what it reads; the work of one render (or of all the renders of a `Budget`, such as a whole
+tool run) is capped.
 Output is counted as it is produced, also inside `{% set %}` blocks and macros, and every value
 a template creates is measured (its size as text, nested values included) before it can grow
 past a limit: `*` on strings and lists, `+`, `~`, widths (`center`, `ljust`, `indent`,
-`format`), `join` separators, `replace`, big integers. A render over a bound raises
+`format`), `join` separators, `replace`, `tojson`'s indent, big integers (`pprint` is gone:
+it indents by depth). Methods of plain values are an allow-list. A render over a bound raises
 `TemplateLimitError` saying which bound and what to change. Outside workflows a `Budget` may
 also carry a wall-clock deadline, as a backstop only."""
 
@@ -46,8 +48,9 @@ from jinja2.visitor import NodeTransformer
 
 @dataclass(frozen=True)
 class Limits:
-    """What one render may do. The work unit is about a microsecond of CPU here, so a render
-    that spends its whole budget ends within a fraction of a second."""
+    """What one render may do. A unit of work is about a microsecond of CPU on a quiet machine
+    (a few on a loaded one), so a render that spends its whole budget ends within a fraction of
+    a second."""
 
     work: int = 100_000
     """Loop iterations, calls, filters, tests and operators, plus the size of what filters and
