@@ -306,6 +306,16 @@ async def test_a_tool_of_400000_strings_is_refused_in_well_under_a_second(
     }
     response = await api.post(tenant.url("/tools"), json=long_template, headers=tenant.headers)
     assert "characters of templates" in assert_error(response, 413)["error"]["message"]
+    agent = await create_agent(api, tenant)
+    response = await api.post(
+        tenant.url(f"/agents/{agent['id']}/webhooks"),
+        json={
+            "message_template": "{{ payload }}",
+            "params_template": {f"p{i}": "{{ payload }}" for i in range(30_000)},
+        },
+        headers=tenant.headers,
+    )
+    assert "1000 templates" in assert_error(response, 413)["error"]["message"]
     deep: Any = "x"
     for _ in range(100):
         deep = [deep]

@@ -37,6 +37,7 @@ from api.deps import (
     TemporalDep,
     require_role,
 )
+from api.limits import bounded_definition
 from api.schemas.triggers import (
     MAX_MESSAGE_LENGTH,
     PAYLOAD,
@@ -103,7 +104,7 @@ schedules = APIRouter(
 # Webhooks
 
 
-@webhooks.post("", status_code=status.HTTP_201_CREATED)
+@webhooks.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_webhook(
     body: WebhookCreate,
     agent: AgentDep,
