@@ -25,8 +25,9 @@ $(LOCAL_STAMP): $(STAMP)
 
 install-local-embeddings: $(LOCAL_STAMP)
 
+# `make run ARGS="--api-port 18000 --temporal-port 17233 --ui-port 18233"`: baton up's flags.
 run: $(STAMP)
-	$(BIN)/baton up
+	$(BIN)/baton up $(ARGS)
 
 test: $(LOCAL_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

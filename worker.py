@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -24,6 +25,8 @@ from activities.tasks import TaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.logs import configure_logging
+from baton.services import closed_runs
 from baton.settings import Settings
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
@@ -31,6 +34,9 @@ from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
 
 logger = logging.getLogger("baton.worker")
+
+SETTLE_INTERVAL_S = 30.0
+SETTLE_LOOKBACK = timedelta(days=1)
 
 WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow, EnrichmentWorkflow]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
@@ -112,14 +118,38 @@ async def run(settings: Settings) -> None:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
+    sweeper = asyncio.create_task(_settle_closed_runs(client, session_factory))
     try:
         async with worker:
             await stop.wait()
     finally:
+        sweeper.cancel()
         await engine.dispose()
     logger.info("worker stopped")
 
 
+async def _settle_closed_runs(
+    client: Client,
+    session_factory: async_sessionmaker[AsyncSession],
+    interval: float = SETTLE_INTERVAL_S,
+) -> None:
+    """Gives runs terminated in Temporal their final status in the database (see
+    baton/services/closed_runs.py). The first sweep looks back a day, so runs closed while no
+    worker ran are settled too; later ones look back to the sweep before, with a margin for
+    Temporal's visibility to catch up."""
+    since = datetime.now(UTC) - SETTLE_LOOKBACK
+    while True:
+        started = datetime.now(UTC)
+        try:
+            await closed_runs.settle_closed_since(
+                client=client, session_factory=session_factory, since=since
+            )
+            since = started - timedelta(seconds=2 * interval)
+        except Exception:  # Temporal or the database away: the next sweep covers this one's
+            logger.warning("could not settle closed runs", exc_info=True)
+        await asyncio.sleep(interval)
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     asyncio.run(run(Settings()))

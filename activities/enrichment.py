@@ -4,7 +4,8 @@ concurrently, and writes each row's result as soon as it is in (a few rows per t
 Idempotent under retries: a row already enriched is skipped, so an attempt after a crash
 redoes only the rows the crash lost; their http steps send the same Idempotency-Key
 (`enrich:<job>:<row>:<step>`) as before, so a receiver that honours it acts once per row.
-Secrets are revealed here, once per batch, and scrubbed from what is written."""
+Secrets are revealed here, once per batch, for http steps only, and scrubbed from what is
+written."""
 
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.llm import ProviderConfigResolver
-from activities.steps import StepRunner, scrub_secrets
+from activities.steps import StepRunner
 from baton import templating
 from baton.db.repositories import enrichments as repo
 from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories.enrichments import RowResult
 from baton.domain.enrichment import BatchOutcome, EnrichmentBatch, EnrichmentFinish, EnrichmentPlan
 from baton.domain.knowledge import ColumnType, JobStatus, KnowledgeColumn
-from baton.domain.tool_checks import template_fields, validate_params
+from baton.domain.tool_checks import needs_secrets, validate_params
 from baton.domain.tools import (
     CodeStep,
     HttpStep,
@@ -38,6 +39,7 @@ from baton.domain.tools import (
     TransformStep,
 )
 from baton.errors import BatonError
+from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
 from baton.settings import Settings
 
@@ -69,6 +71,7 @@ class RowTool:
         self._runner = runner
         self._client = client
         self._secrets = secrets
+        self._scrubber = SecretScrubber(secrets)
 
     async def run(self, row_id: int, row: dict[str, Any]) -> Any:
         plan = self._plan
@@ -159,16 +162,20 @@ class RowTool:
         for attempt in range(step.retries + 1):
             try:
                 async with asyncio.timeout(step.timeout_seconds):
-                    output = await self._io(step, {**context, "secrets": self._secrets}, key)
-                return scrub_secrets(output, self._secrets)
+                    output = await self._io(step, context, key)
+                return self._scrubber.value(output)
             except TimeoutError:
                 error = ApplicationError(f"no result within {step.timeout_seconds:g}s")
             except BatonError as exc:
                 error = as_application_error(exc)
             except ApplicationError as exc:
                 error = exc
+            except RowFailed:
+                raise
+            except Exception as exc:  # its message may quote what was sent: scrubbed below
+                error = ApplicationError(str(exc), type=type(exc).__name__)
             if error.non_retryable or attempt == step.retries:
-                message = scrub_secrets(error.message, self._secrets)
+                message = self._scrubber.text(error.message)
                 raise RowFailed(f"step {step.name}: {message}")
             await asyncio.sleep(_retry_delay(error, delay))
             delay = min(delay * 2, 30.0)
@@ -176,7 +183,13 @@ class RowTool:
 
     async def _io(self, step: Step, context: dict[str, Any], key: str) -> Any:
         if isinstance(step, HttpStep):
-            return await self._runner.http(step, context, idempotency_key=key, client=self._client)
+            return await self._runner.http(
+                step,
+                {**context, "secrets": self._secrets},
+                idempotency_key=key,
+                scrubber=self._scrubber,
+                client=self._client,
+            )
         if isinstance(step, LlmStep):
             return await self._runner.llm(step, context)
         if isinstance(step, CodeStep):
@@ -193,7 +206,7 @@ class EnrichmentActivities:
     ) -> None:
         self._sessions = session_factory
         self._runner = StepRunner(settings, provider_configs)
-        self._box = SecretBox(settings.secret_key.get_secret_value())
+        self._box = SecretBox.from_settings(settings)
 
     @activity.defn(name="baton.enrichment.batch")
     async def batch(self, batch: EnrichmentBatch) -> BatchOutcome:
@@ -293,7 +306,7 @@ class EnrichmentActivities:
                 raise
 
     async def _secrets(self, plan: EnrichmentPlan) -> dict[str, str]:
-        if not _needs_secrets(plan):
+        if not any(needs_secrets(step) for step in plan.tool.steps):
             return {}
         async with self._sessions() as session:
             return await secret_repo.reveal_secrets(
@@ -360,14 +373,6 @@ def _row_error(plan: EnrichmentPlan, row_id: int, message: str) -> RowResult:
 
 def _failed(plan: EnrichmentPlan, data: dict[str, Any]) -> bool:
     return data.get(plan.error_column) not in (None, "")
-
-
-def _needs_secrets(plan: EnrichmentPlan) -> bool:
-    return any(
-        (isinstance(step, HttpStep) and step.auth_secret is not None)
-        or any("secrets" in templating.references(t).roots() for _, t in template_fields(step))
-        for step in plan.tool.steps
-    )
 
 
 def _pure(where: str, template: str, context: dict[str, Any], budget: templating.Budget) -> Any:

@@ -16,6 +16,7 @@ from activities.errors import as_application_error
 from activities.events import EventWriter
 from activities.heartbeats import with_heartbeats
 from baton.db.repositories import integrations as integration_repo
+from baton.domain.egress import EgressPolicy
 from baton.domain.events import EventType
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER, SCRIPTED_PROVIDER
@@ -37,13 +38,15 @@ class ProviderConfigResolver(Protocol):
 
 
 def settings_provider_configs(settings: Settings) -> ProviderConfigResolver:
-    """The server's own keys, the same for every project."""
+    """The server's own keys, the same for every project. Their base URLs are the operator's
+    own, set where the database URL is, so they are trusted (not passed through the egress
+    guard): a local model server on 127.0.0.1:11434 stays closed to tenants' http steps."""
     configs = {
         OPENAI_PROVIDER: ProviderConfig(
-            api_key=settings.openai_api_key, base_url=settings.openai_base_url
+            api_key=settings.openai_api_key, base_url=settings.openai_base_url, trusted=True
         ),
         ANTHROPIC_PROVIDER: ProviderConfig(
-            api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url
+            api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url, trusted=True
         ),
     }
 
@@ -59,8 +62,11 @@ def project_provider_configs(
     session_factory: async_sessionmaker[AsyncSession], settings: Settings
 ) -> ProviderConfigResolver:
     """A project's integrations first, then the server's keys. The key is decrypted here,
-    at call time, from a reference (project, integration name) that is all history holds."""
-    box = SecretBox(settings.secret_key.get_secret_value())
+    at call time, from a reference (project, integration name) that is all history holds.
+    A project's base URL is a tenant's choice: its every connection passes the egress guard
+    that http steps pass, whatever was stored before that rule."""
+    box = SecretBox.from_settings(settings)
+    egress = EgressPolicy.from_settings(settings)
     fallback = settings_provider_configs(settings)
 
     async def resolve(
@@ -78,7 +84,7 @@ def project_provider_configs(
                     integration=integration,
                 )
             if config is not None:
-                return config
+                return config.model_copy(update={"egress": egress})
         return await fallback(provider)
 
     return resolve

@@ -1,5 +1,6 @@
 """The I/O steps of a tool run (llm, http, code, knowledge search) and the run's final
-write. Secrets are resolved here, rendered into the step, and scrubbed from what goes back."""
+write. An http step's secrets are resolved here, rendered into its request, and scrubbed from
+what comes back; no other step is given any."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ from baton.domain.tools import CodeStep, HttpStep, LlmStep
 from baton.errors import BatonError
 from baton.integrations import code_runner, http
 from baton.integrations import llm as llm_provider
+from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
 from baton.settings import Settings
+
+NO_SECRETS = SecretScrubber({})
 
 
 class StepActivities:
@@ -37,61 +41,61 @@ class StepActivities:
         provider_configs: ProviderConfigResolver,
     ) -> None:
         self._sessions = session_factory
-        self._box = SecretBox(settings.secret_key.get_secret_value())
+        self._box = SecretBox.from_settings(settings)
         self._runner = StepRunner(settings, provider_configs)
 
     @activity.defn(name="baton.step.llm")
     async def llm(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, LlmStep)
-        context = await self._context(call)
-        work = self._runner.llm(step, context, project_id=call.project_id)
-        return await self._run(call, context["secrets"], work)
+        work = self._runner.llm(step, call.context, project_id=call.project_id)
+        return await self._run(work, NO_SECRETS)
 
     @activity.defn(name="baton.step.http")
     async def http(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, HttpStep)
-        context = await self._context(call)
+        secrets = await self._secrets(call) if call.needs_secrets else {}
+        scrubber = SecretScrubber(secrets)
         # The same on every retry of this step: a receiver that honours it (as payment and
         # messaging APIs do) acts once even when a crash makes us send the request again.
         info = activity.info()
         key = f"{info.workflow_id}:{info.activity_id}"
-        work = self._runner.http(step, context, idempotency_key=key)
-        return await self._run(call, context["secrets"], work)
+        context = {**call.context, "secrets": secrets}
+        work = self._runner.http(step, context, idempotency_key=key, scrubber=scrubber)
+        return await self._run(work, scrubber)
 
     @activity.defn(name="baton.step.code")
     async def code(self, call: StepCall) -> StepOutcome:
         step = call.step
         assert isinstance(step, CodeStep)
-        context = await self._context(call)
-        return await self._run(call, context["secrets"], self._runner.code(step, context))
+        return await self._run(self._runner.code(step, call.context), NO_SECRETS)
 
-    async def _run(
-        self, call: StepCall, secrets: dict[str, str], work: Awaitable[Any]
-    ) -> StepOutcome:
-        """Runs the step with heartbeats and scrubs secrets from its output and errors."""
+    async def _run(self, work: Awaitable[Any], scrubber: SecretScrubber) -> StepOutcome:
+        """Runs the step with heartbeats; what it gives back, output or error, is scrubbed."""
         try:
             output = await with_heartbeats(work)
         except BatonError as exc:
-            raise scrubbed_error(as_application_error(exc), secrets) from None
+            raise scrubber.error(as_application_error(exc)) from None
         except ApplicationError as exc:
-            raise scrubbed_error(exc, secrets) from None
-        return StepOutcome(output=scrub_secrets(output, secrets))
+            raise scrubber.error(exc) from None
+        except Exception as exc:
+            # Failed as Temporal would fail it (retryable, typed by its class), but its
+            # message may quote what was sent.
+            raise scrubber.error(ApplicationError(str(exc), type=type(exc).__name__)) from None
+        return StepOutcome(output=scrubber.value(output))
 
-    async def _context(self, call: StepCall) -> dict[str, Any]:
-        if not call.needs_secrets:
-            return {**call.context, "secrets": {}}
+    async def _secrets(self, call: StepCall) -> dict[str, str]:
         async with self._sessions() as session:
-            revealed = await secret_repo.reveal_secrets(
+            return await secret_repo.reveal_secrets(
                 session=session, box=self._box, project_id=call.project_id
             )
-        return {**call.context, "secrets": revealed}
 
 
 class StepRunner:
-    """Runs one llm, http or code step in this process, its secrets already in `context`: a
-    step activity runs one, an enrichment batch runs the steps of many rows."""
+    """Runs one llm, http or code step in this process: a step activity runs one, an
+    enrichment batch runs the steps of many rows. Only an http step reads secrets, from
+    `context["secrets"]`; the others are never given any."""
 
     def __init__(self, settings: Settings, provider_configs: ProviderConfigResolver) -> None:
         self._settings = settings
@@ -141,9 +145,12 @@ class StepRunner:
         context: dict[str, Any],
         *,
         idempotency_key: str,
+        scrubber: SecretScrubber,
         client: httpx.AsyncClient | None = None,
     ) -> Any:
-        """`idempotency_key` must be the same on every retry of the same request."""
+        """`idempotency_key` must be the same on every retry of the same request;
+        `scrubber` scrubs the excerpt of an error response before it is cut short (a cut
+        secret would not be recognised afterwards)."""
         headers = {k: render_string(v, context) for k, v in step.headers.items()}
         headers.setdefault("Idempotency-Key", idempotency_key)
         if step.auth_secret is not None:
@@ -168,8 +175,9 @@ class StepRunner:
         )
         if step.fail_on_error_status and result.status >= 400:
             retryable = result.status in (408, 409, 429) or result.status >= 500
+            excerpt = scrubber.text(result.text())[:300]
             raise ApplicationError(
-                f"HTTP {result.status} from {result.url}: {result.text()[:300]}",
+                f"HTTP {result.status} from {result.url}: {excerpt}",
                 type="http_status",
                 non_retryable=not retryable,
             )
@@ -271,28 +279,3 @@ def _validated_json(content: str, schema: dict[str, Any]) -> Any:
             f"the model's JSON does not match the schema: {errors[0].message}", type="llm_json"
         )
     return value
-
-
-def scrub_secrets(value: Any, secrets: dict[str, str]) -> Any:
-    """Replaces any secret value that made its way into a step's output."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for name, secret in secrets.items():
-            if len(secret) >= 4:
-                value = value.replace(secret, f"[secret:{name}]")
-        return value
-    if isinstance(value, dict):
-        return {key: scrub_secrets(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub_secrets(item, secrets) for item in value]
-    return value
-
-
-def scrubbed_error(error: ApplicationError, secrets: dict[str, str]) -> ApplicationError:
-    return ApplicationError(
-        scrub_secrets(error.message, secrets),
-        type=error.type,
-        non_retryable=error.non_retryable,
-        next_retry_delay=error.next_retry_delay,
-    )

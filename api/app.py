@@ -47,7 +47,7 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
         app.state.settings = settings
         app.state.session_factory = create_session_factory(engine)
-        app.state.secret_box = SecretBox(settings.secret_key.get_secret_value())
+        app.state.secret_box = SecretBox.from_settings(settings)
         app.state.temporal = temporal_client or await temporal.connect(
             settings, lazy=True, session_factory=app.state.session_factory
         )

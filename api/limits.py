@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response, field_path, is_json
 from baton import templating
+from baton.domain.storable import UNSTORABLE_TEXT, first_unstorable, storable
 from baton.errors import BatonError, InvalidInput
 
 # The largest integer a BIGINT column holds; a larger offset or seq fails inside the driver.
@@ -112,7 +113,6 @@ def _declared_length(scope: Scope) -> int | None:
 
 # How a NUL or a surrogate looks inside JSON text; bodies without one skip the full check.
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-UNSTORABLE_TEXT = "text may not contain NUL characters or unpaired surrogates"
 
 
 async def refuse_unstorable_text(request: Request) -> None:
@@ -121,7 +121,7 @@ async def refuse_unstorable_text(request: Request) -> None:
     surrogates). An app-wide dependency refuses it with the field named, rather than letting it
     fail deep inside a database driver."""
     for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
-        if not _storable(value):
+        if not storable(value):
             raise _unstorable([name], name)
     if not is_json(request.headers.get("content-type", "application/json")):
         return
@@ -132,37 +132,9 @@ async def refuse_unstorable_text(request: Request) -> None:
         body = json.loads(raw)
     except ValueError:
         return  # not JSON after all: the route's own parsing answers for it
-    path = _first_unstorable(body)
+    path = first_unstorable(body)
     if path is not None:
         raise _unstorable(["body", *path], field_path(path, body) or "body")
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _first_unstorable(value: Any) -> list[str | int] | None:
-    """The location of the first string (or key) that cannot be stored, walked without
-    recursion so a deeply nested body cannot exhaust the stack."""
-    pending: list[tuple[Any, list[str | int]]] = [(value, [])]
-    while pending:
-        node, path = pending.pop()
-        if isinstance(node, str) and not _storable(node):
-            return path
-        if isinstance(node, dict):
-            for key, item in reversed(node.items()):
-                if not _storable(key):
-                    return [*path, key]
-                pending.append((item, [*path, key]))
-        elif isinstance(node, list):
-            pending.extend((item, [*path, i]) for i, item in reversed(list(enumerate(node))))
-    return None
 
 
 def _unstorable(loc: list[Any], field: str) -> InvalidInput:

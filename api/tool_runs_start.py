@@ -21,6 +21,7 @@ from baton.domain.tool_checks import check_tool, referenced_snippets, validate_p
 from baton.domain.tool_runs import ToolRunInput
 from baton.domain.tools import LlmStep, ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
+from baton.services import closed_runs
 from baton.settings import Settings
 from workflows.tool_run import ToolRunWorkflow
 
@@ -121,6 +122,12 @@ async def run_view(
     """The run's status and step results: from the database once it ended, else asked of
     the running workflow (its steps are written to the database only at the end)."""
     status = ToolRunStatus(run.status)
+    if not status.is_final and await closed_runs.settle_if_closed(
+        client=temporal_client, session=session, workflow_id=run.workflow_id
+    ):
+        await session.commit()
+        await session.refresh(run)
+        status = ToolRunStatus(run.status)
     if status.is_final:
         return status, await run_repo.list_steps(session=session, run_id=run.id)
     handle = temporal_client.get_workflow_handle(run.workflow_id)

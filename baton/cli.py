@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,9 @@ from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
 from baton.examples import create_example_agent
+from baton.logs import configure_logging
+from baton.secret_key import ensure_key_file, key_file, new_key, read_keys, write_keys
+from baton.security import SecretBox
 from baton.settings import Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -42,13 +44,6 @@ def _settings(data_dir: Path | None, **overrides: Any) -> Settings:
     settings = Settings(**overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # httpx logs every request's full URL (query strings may carry keys) at INFO.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def _bootstrap(
@@ -79,13 +74,20 @@ def up(
     """Run the whole platform on this machine: Temporal dev server, worker and API."""
     from baton.stack import Stack, StackError
 
-    _configure_logging()
-    settings = _settings(
-        data_dir,
-        api_port=api_port,
-        temporal_address=f"127.0.0.1:{temporal_port}",
-        temporal_ui_url=f"http://localhost:{ui_port}",
-    )
+    configure_logging()
+    overrides: dict[str, Any] = {
+        "api_port": api_port,
+        "temporal_address": f"127.0.0.1:{temporal_port}",
+        "temporal_ui_url": f"http://localhost:{ui_port}",
+    }
+    settings = _settings(data_dir, **overrides)
+    if settings.secret_key is None:
+        ensure_key_file(settings.data_dir)
+        typer.echo(
+            f"Created a random secret key in {key_file(settings.data_dir)} (mode 0600). It "
+            "encrypts stored secrets: back it up with the data dir."
+        )
+        settings = _settings(data_dir, **overrides)
     migrate.upgrade(settings.resolved_database_url)
     first_start = asyncio.run(_bootstrap(settings, only_if_empty=True, with_example=True))
 
@@ -127,7 +129,7 @@ def worker(data_dir: DataDirOption = None) -> None:
     """Run one worker process against the configured Temporal and database."""
     import worker as worker_process
 
-    _configure_logging()
+    configure_logging()
     asyncio.run(worker_process.run(_settings(data_dir)))
 
 
@@ -142,7 +144,7 @@ def api(
 
     from api.app import create_app
 
-    _configure_logging()
+    configure_logging()
     overrides: dict[str, Any] = {}
     if host is not None:
         overrides["api_host"] = host
@@ -217,3 +219,42 @@ def admin_bootstrap(
         typer.echo(
             f"organisation {created.org.id}\nproject {created.project.id}\ntoken {created.token}"
         )
+
+
+@admin_app.command("rotate-key")
+def admin_rotate_key(data_dir: DataDirOption = None) -> None:
+    """Re-encrypt every stored secret and integration key under a new secret key.
+
+    With the data dir's key file (as `baton up` makes it), a new random key becomes current
+    and the old one stays in the file to decrypt older Temporal payloads. With
+    BATON_SECRET_KEY set, move its old value to BATON_PREVIOUS_SECRET_KEYS and set a new one
+    first: this then re-encrypts everything under it. Stop the API and workers before, and
+    start them after, so none of them holds the old key alone."""
+    settings = _settings(data_dir)
+    path = key_file(settings.data_dir)
+    keys = read_keys(path)
+    from_file = bool(keys) and keys[0] == settings.require_secret_key()
+    if from_file:
+        write_keys(path, [new_key(), *keys])
+        settings = _settings(data_dir)
+    counts = asyncio.run(_reencrypt(settings))
+    typer.echo(
+        f"Re-encrypted {counts[0]} project secrets and {counts[1]} integration keys under "
+        + (f"a new key in {path}" if from_file else "BATON_SECRET_KEY")
+        + ". Start the API and workers again so they use it."
+    )
+
+
+async def _reencrypt(settings: Settings) -> tuple[int, int]:
+    from baton.db.repositories import integrations, secrets
+
+    box = SecretBox.from_settings(settings)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_session_factory(engine).begin() as session:
+            return (
+                await secrets.reencrypt_secrets(session=session, box=box),
+                await integrations.reencrypt_keys(session=session, box=box),
+            )
+    finally:
+        await engine.dispose()

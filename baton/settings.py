@@ -11,7 +11,15 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton.domain.egress import parse_host_entry
+from baton.secret_key import key_file, read_keys
+
+# The key earlier versions shipped in .env.example: public, so refused wherever it turns up.
 DEVELOPMENT_SECRET_KEY = "baton-development-secret-key-do-not-use-in-production"
+
+
+class MissingSecretKey(RuntimeError):
+    """No key to encrypt secrets with: neither BATON_SECRET_KEY nor a key file."""
 
 
 class Environment(StrEnum):
@@ -37,7 +45,10 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     temporal_ui_url: str = "http://localhost:8233"
 
-    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+    # Encrypts stored secrets and Temporal payloads. Unset: the data dir's key file, which
+    # `baton up` creates on first start. Previous keys still decrypt what they encrypted.
+    secret_key: SecretStr | None = None
+    previous_secret_keys: list[SecretStr] = []
 
     # LLM providers for the whole installation. A base URL points the `openai` provider at any
     # OpenAI-compatible server (vLLM, Ollama, llama.cpp, LiteLLM), which may need no key.
@@ -65,10 +76,22 @@ class Settings(BaseSettings):
     # runs them in the sandbox too, which catches a non-deterministic call: the tests do.
     sandbox_all_workflows: bool = False
 
-    # HTTP steps refuse private, loopback and link-local addresses unless allowed here.
-    # JSON lists in the environment: BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
+    # HTTP steps, URL imports and project integrations' base URLs refuse private, loopback
+    # and link-local addresses unless allowed here. A host entry is `host` (ports 80 and 443
+    # only) or `host:port`; a network allows all its ports. JSON lists in the environment:
+    # BATON_HTTP_ALLOW_HOSTS='["llm.internal:8080"]', BATON_HTTP_ALLOW_NETWORKS='["10.1.0.0/16"]'.
     http_allow_hosts: list[str] = []
     http_allow_networks: list[str] = []
+
+    @field_validator("http_allow_hosts")
+    @classmethod
+    def _hosts_are_host_or_host_port(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            try:
+                parse_host_entry(host)
+            except ValueError as exc:
+                raise ValueError(f"BATON_HTTP_ALLOW_HOSTS: {exc}") from None
+        return [host.strip() for host in hosts]
 
     @field_validator("http_allow_networks")
     @classmethod
@@ -85,19 +108,34 @@ class Settings(BaseSettings):
         return parsed
 
     @model_validator(mode="after")
-    def _refuse_development_secret_outside_development(self) -> Self:
-        if (
-            self.environment is not Environment.development
-            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
-        ):
-            raise ValueError(
-                "BATON_SECRET_KEY still has the development default; set a long random value "
-                "(for example `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
-                "or run with BATON_ENVIRONMENT=development"
-            )
-        if len(self.secret_key.get_secret_value()) < 16:
-            raise ValueError("BATON_SECRET_KEY must be at least 16 characters long")
+    def _secret_key_from_file_and_safe(self) -> Self:
+        if self.secret_key is None:
+            keys = read_keys(key_file(self.data_dir))
+            if keys:
+                self.secret_key = SecretStr(keys[0])
+                self.previous_secret_keys = [*self.previous_secret_keys, *map(SecretStr, keys[1:])]
+        for key in filter(None, [self.secret_key, *self.previous_secret_keys]):
+            if key.get_secret_value() == DEVELOPMENT_SECRET_KEY:
+                raise ValueError(
+                    "BATON_SECRET_KEY is the public development key that older versions put in "
+                    ".env.example; remove it (`baton up` then creates a random key in the data "
+                    "dir) or set a long random value, for example "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+            if len(key.get_secret_value()) < 16:
+                raise ValueError("BATON_SECRET_KEY must be at least 16 characters long")
         return self
+
+    def require_secret_key(self) -> str:
+        if self.secret_key is None:
+            raise MissingSecretKey(
+                "no secret key: set BATON_SECRET_KEY, or start once with `baton up`, which "
+                f"creates {key_file(self.data_dir)}"
+            )
+        return self.secret_key.get_secret_value()
+
+    def previous_secret_key_values(self) -> list[str]:
+        return [key.get_secret_value() for key in self.previous_secret_keys]
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -33,6 +34,10 @@ from baton.db.engine import create_engine, create_session_factory, is_sqlite
 from baton.db.repositories import accounts
 from baton.settings import Settings
 from worker import create_worker
+
+# The suite's own random key; Baton ships none (`baton up` makes one per data dir).
+TEST_SECRET_KEY = "test-" + secrets.token_urlsafe(24)
+os.environ.setdefault("BATON_SECRET_KEY", TEST_SECRET_KEY)
 
 
 def venv_binary(name: str) -> str:

@@ -1,14 +1,18 @@
 """A real HTTP server on 127.0.0.1 for tool steps to call: it counts hits, tracks how many
-requests are in flight at once, and can fail, hang, redirect or echo on demand."""
+requests are in flight at once, and can fail, hang, redirect or echo on demand (`/mirror`
+sends back the query, headers and body it got, and each query value in common encodings)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 import threading
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import uvicorn
 from starlette.applications import Starlette
@@ -23,6 +27,7 @@ class LocalHttp:
         self.in_flight = 0
         self.max_in_flight = 0
         self.headers_seen: list[dict[str, str]] = []
+        self.queries_seen: list[dict[str, str]] = []
         # Side effects by idempotency key, as a receiver that honours the key would count them.
         self.effects: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -31,6 +36,8 @@ class LocalHttp:
             routes=[
                 Route("/json", self._json),
                 Route("/echo", self._echo, methods=["GET", "POST"]),
+                Route("/mirror", self._mirror, methods=["GET", "POST"]),
+                Route("/reflect", self._reflect, methods=["POST"]),
                 Route("/slow", self._slow),
                 Route("/status/{code:int}", self._status),
                 Route("/redirect", self._redirect),
@@ -65,6 +72,7 @@ class LocalHttp:
             self.hits.clear()
             self.max_in_flight = 0
             self.headers_seen.clear()
+            self.queries_seen.clear()
 
     def _enter(self, request: Request) -> None:
         with self._lock:
@@ -72,6 +80,7 @@ class LocalHttp:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.headers_seen.append(dict(request.headers))
+            self.queries_seen.append(dict(request.query_params))
 
     def _leave(self) -> None:
         with self._lock:
@@ -94,6 +103,31 @@ class LocalHttp:
             return JSONResponse(
                 {"authorization": request.headers.get("authorization"), "body": body}
             )
+        finally:
+            self._leave()
+
+    async def _mirror(self, request: Request) -> Response:
+        self._enter(request)
+        try:
+            return JSONResponse(
+                {
+                    "query": request.url.query,
+                    "headers": dict(request.headers),
+                    "body": (await request.body()).decode(),
+                    "encoded": {
+                        name: _encodings(value) for name, value in request.query_params.items()
+                    },
+                }
+            )
+        finally:
+            self._leave()
+
+    async def _reflect(self, request: Request) -> Response:
+        """The request's body as the answer, with the status asked for."""
+        self._enter(request)
+        try:
+            status = int(request.query_params.get("status", "200"))
+            return PlainTextResponse((await request.body()).decode(), status_code=status)
         finally:
             self._leave()
 
@@ -131,6 +165,22 @@ class LocalHttp:
         self._leave()
         html = "<html><script>var x=1;</script><body><h1>Hello</h1><p>World</p></body></html>"
         return Response(html, media_type="text/html")
+
+
+def _encodings(value: str) -> dict[str, str]:
+    raw = value.encode()
+    return {
+        "quote": quote(value),
+        "quote_all": quote(value, safe=""),
+        "quote_plus": quote_plus(value),
+        "base64": base64.b64encode(raw).decode(),
+        "base64_unpadded": base64.b64encode(raw).decode().rstrip("="),
+        "base64_url": base64.urlsafe_b64encode(raw).decode(),
+        "base64_url_unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "basic": "Basic " + base64.b64encode(b"user:" + raw).decode(),
+        "json": json.dumps(value, ensure_ascii=False),
+        "json_ascii": json.dumps(value, ensure_ascii=True),
+    }
 
 
 def _free_port() -> int:

@@ -80,6 +80,7 @@ class Parts:
             BATON_TEMPORAL_ADDRESS=self.temporal_address,
             BATON_TEMPORAL_TASK_QUEUE=self.task_queue,
             BATON_DATA_DIR=str(self.data_dir),
+            BATON_SECRET_KEY=os.environ["BATON_SECRET_KEY"],
             # Tool steps in these tests call a server on this machine.
             BATON_HTTP_ALLOW_NETWORKS=json.dumps(["127.0.0.0/8"]),
         )

@@ -218,3 +218,61 @@ async def test_a_bad_member_email_is_a_clear_422(api: httpx.AsyncClient, tenant:
     )
     body = assert_error(response, 422, "invalid_input")
     assert body["error"]["details"][0]["loc"] == ["body", "email"]
+
+
+async def test_an_admin_cannot_revoke_an_owners_token(api: httpx.AsyncClient, tenant: Tenant):
+    owner = await create_token(api, tenant.headers, role="owner")
+    admin = await create_token(api, tenant.headers, role="admin")
+
+    refused = await api.delete(f"/api/v1/tokens/{owner['id']}", headers=auth(admin["token"]))
+    assert_error(refused, 403, "permission_denied")
+    assert (await api.get("/api/v1/projects", headers=auth(owner["token"]))).status_code == 200
+
+    # An owner may: the bootstrap token revokes the second owner token.
+    revoked = await api.delete(f"/api/v1/tokens/{owner['id']}", headers=tenant.headers)
+    assert revoked.status_code == 200
+    assert_error(await api.get("/api/v1/projects", headers=auth(owner["token"])), 401)
+
+
+async def test_the_last_owner_token_cannot_be_revoked(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: async_sessionmaker[AsyncSession]
+):
+    async with session_factory() as session:
+        bootstrap = (
+            await session.scalars(
+                select(ApiToken).where(ApiToken.token_hash == hash_token(tenant.token))
+            )
+        ).one()
+    refused = await api.delete(f"/api/v1/tokens/{bootstrap.id}", headers=tenant.headers)
+    assert_error(refused, 409, "conflict")
+    assert (await api.get("/api/v1/projects", headers=tenant.headers)).status_code == 200
+
+    successor = await create_token(api, tenant.headers, role="owner")
+    revoked = await api.delete(f"/api/v1/tokens/{bootstrap.id}", headers=auth(successor["token"]))
+    assert revoked.status_code == 200
+
+
+async def test_an_admin_cannot_remove_an_owner_and_nobody_removes_the_last(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    admin = auth((await create_token(api, tenant.headers, role="admin"))["token"])
+    first = await api.post(
+        "/api/v1/members",
+        json={"email": "ada@example.com", "role": "owner"},
+        headers=tenant.headers,
+    )
+    assert first.status_code == 201
+    refused = await api.delete(f"/api/v1/members/{first.json()['id']}", headers=admin)
+    assert_error(refused, 403, "permission_denied")
+
+    last = await api.delete(f"/api/v1/members/{first.json()['id']}", headers=tenant.headers)
+    assert_error(last, 409, "conflict")
+    assert "last owner" in last.json()["error"]["message"]
+
+    second = await api.post(
+        "/api/v1/members", json={"email": "bo@example.com", "role": "owner"}, headers=tenant.headers
+    )
+    removed = await api.delete(f"/api/v1/members/{first.json()['id']}", headers=tenant.headers)
+    assert removed.status_code == 204
+    members = (await api.get("/api/v1/members", headers=tenant.headers)).json()
+    assert [m["id"] for m in members] == [second.json()["id"]]

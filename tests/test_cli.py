@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
+from baton.db.repositories import integrations as integration_repo
+from baton.db.repositories import secrets as secret_repo
 from baton.domain.accounts import Role
+from baton.domain.integrations import IntegrationKind, IntegrationSpec
+from baton.secret_key import ensure_key_file, key_file, read_keys
+from baton.security import SecretBox
+from baton.settings import Settings
 from tests.conftest import venv_binary
 from tests.processes import clean_env, free_port, port_open
 
@@ -119,6 +128,10 @@ async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tm
     try:
         stack.wait_until_running()
         assert "First start" in stack.output
+        # No key was configured: a random one was made for this data dir, readable by us only.
+        assert "Created a random secret key" in stack.output
+        assert stat.S_IMODE(key_file(data_dir).stat().st_mode) == 0o600
+        first_key = read_keys(key_file(data_dir))
         token, project_id = stack.value("BATON_TOKEN"), stack.value("BATON_PROJECT_ID")
         base = f"http://127.0.0.1:{stack.api_port}"
         headers = {"Authorization": f"Token {token}"}
@@ -168,6 +181,8 @@ async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tm
     try:
         again.wait_until_running()
         assert "First start" not in again.output
+        assert "Created a random secret key" not in again.output
+        assert read_keys(key_file(data_dir)) == first_key
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{again.api_port}", headers=headers, timeout=10
         ) as client:
@@ -178,3 +193,57 @@ async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tm
     finally:
         if again.process.poll() is None:
             again.process.kill()
+
+
+async def test_rotate_key_re_encrypts_every_stored_secret_under_a_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("BATON_SECRET_KEY")
+    data_dir = tmp_path / "data"
+    env = clean_env(BATON_DATA_DIR=str(data_dir))
+    created = json.loads(baton("admin", "bootstrap", "--json", env=env).stdout)
+    ensure_key_file(data_dir)
+    old_key = read_keys(key_file(data_dir))[0]
+    settings = Settings(data_dir=data_dir)
+    engine = create_engine(settings.resolved_database_url)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions.begin() as session:
+            box = SecretBox.from_settings(settings)
+            await secret_repo.put_secret(
+                session=session, box=box, project_id=created["project_id"], name="api", value="s1"
+            )
+            await integration_repo.create_integration(
+                session=session,
+                box=box,
+                project_id=created["project_id"],
+                spec=IntegrationSpec(name="openai", kind=IntegrationKind.openai),
+                key="sk-live-1",
+            )
+
+        result = baton("admin", "rotate-key", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Re-encrypted 1 project secrets and 1 integration keys" in result.stdout
+
+        keys = read_keys(key_file(data_dir))
+        assert len(keys) == 2 and keys[1] == old_key and keys[0] != old_key
+        assert stat.S_IMODE(key_file(data_dir).stat().st_mode) == 0o600
+        new_only, old_only = SecretBox(keys[0]), SecretBox(old_key)
+        async with sessions() as session:
+            revealed = await secret_repo.reveal_secrets(
+                session=session, box=new_only, project_id=created["project_id"]
+            )
+            row = await integration_repo.get_integration(
+                session=session, project_id=created["project_id"], ref="openai"
+            )
+            stored = (
+                await secret_repo.list_secrets(session=session, project_id=created["project_id"])
+            )[0].ciphertext
+        assert revealed == {"api": "s1"}
+        assert (
+            integration_repo.reveal(box=new_only, row=row).api_key.get_secret_value() == "sk-live-1"
+        )
+        with pytest.raises(ValueError, match="cannot be decrypted"):
+            old_only.decrypt(stored)
+    finally:
+        await engine.dispose()

@@ -188,7 +188,8 @@ async def refusal(
 async def test_a_server_on_loopback_is_refused_by_default(local: LocalServer):
     blocked = await refusal(lambda: fetch("GET", f"{local.base()}/hello", policy=EgressPolicy()))
     assert blocked.message == (
-        "127.0.0.1 is a loopback address; add it to BATON_HTTP_ALLOW_NETWORKS to allow it"
+        f"127.0.0.1 is a loopback address; add 127.0.0.1:{local.port} to BATON_HTTP_ALLOW_HOSTS "
+        "or the network to BATON_HTTP_ALLOW_NETWORKS to allow it"
     )
     assert blocked.code == "blocked_destination" and blocked.status_code == 422
     assert local.connections == 0
@@ -203,13 +204,40 @@ async def test_loopback_is_reachable_once_its_network_is_allowed(local: LocalSer
     assert result.elapsed_ms >= 0
 
 
-async def test_a_host_named_in_allow_hosts_is_reachable_whatever_it_resolves_to(
+async def test_a_host_and_port_named_in_allow_hosts_is_reachable_whatever_it_resolves_to(
     local: LocalServer,
 ):
-    policy = EgressPolicy(allow_hosts=frozenset({"localhost"}))
+    policy = EgressPolicy(allow_hosts=frozenset({f"localhost:{local.port}"}))
     result = await fetch("GET", f"{local.base('localhost')}/hello", policy=policy)
     assert result.status == 200
     assert local.requests[0].headers["host"] == f"localhost:{local.port}"
+
+
+async def test_a_bare_host_in_allow_hosts_opens_ports_80_and_443_only(
+    local: LocalServer, fake_dns: dict[str, list[str]], connect_attempts: list[str]
+):
+    # Allowing `localhost` for one internal web API must not open the Temporal UI's HTTP API
+    # (or anything else listening on it) to every tenant's http steps.
+    policy = EgressPolicy(allow_hosts=frozenset({"localhost"}))
+    blocked = await refusal(lambda: fetch("GET", f"{local.base('localhost')}/", policy=policy))
+    assert blocked.message.startswith("localhost resolves to ")
+    assert f"add localhost:{local.port} to BATON_HTTP_ALLOW_HOSTS" in blocked.message
+    temporal_ui = await refusal(lambda: fetch("GET", "http://localhost:8233/", policy=policy))
+    assert "add localhost:8233 to BATON_HTTP_ALLOW_HOSTS" in temporal_ui.message
+    other_port = EgressPolicy(allow_hosts=frozenset({"localhost:8080"}))
+    await refusal(lambda: fetch("GET", f"{local.base('localhost')}/", policy=other_port))
+    assert connect_attempts == []
+    # Ports 80 and 443 of the bare host are allowed, whatever it resolves to.
+    fake_dns["api.internal.test"] = ["10.1.2.3"]
+    bare = EgressPolicy(allow_hosts=frozenset({"api.internal.test"}))
+    for url in (
+        "http://api.internal.test/",
+        "https://api.internal.test/",
+        "http://api.internal.test:443/",
+    ):
+        with pytest.raises(HttpStepError):
+            await fetch("GET", url, policy=bare)
+    assert connect_attempts == ["10.1.2.3:80", "10.1.2.3:443", "10.1.2.3:443"]
 
 
 @pytest.mark.parametrize(
@@ -311,7 +339,7 @@ async def test_a_redirect_from_an_allowed_host_to_loopback_is_refused(
     local: LocalServer, fake_dns: dict[str, list[str]]
 ):
     fake_dns["allowed.test"] = ["127.0.0.1"]
-    policy = EgressPolicy(allow_hosts=frozenset({"allowed.test"}))
+    policy = EgressPolicy(allow_hosts=frozenset({f"allowed.test:{local.port}"}))
     target = f"{local.base()}/echo"
     blocked = await refusal(
         lambda: fetch("GET", f"{local.base('allowed.test')}/redirect?to={target}", policy=policy)
@@ -528,10 +556,16 @@ async def test_a_client_not_made_for_the_policy_is_refused():
 
 def test_the_policy_comes_from_settings():
     settings = Settings(
-        http_allow_hosts=["API.Internal.Example."], http_allow_networks=["10.1.0.0/16", "fd00::/8"]
+        http_allow_hosts=["API.Internal.Example.", "llm.internal:8080", "[FD00::5]:8000"],
+        http_allow_networks=["10.1.0.0/16", "fd00::/8"],
     )
     policy = EgressPolicy.from_settings(settings)
-    assert policy.allows_host("api.internal.example")
+    assert policy.allows_host("api.internal.example", 443)
+    assert policy.allows_host("api.internal.example", 80)
+    assert not policy.allows_host("api.internal.example", 8233)
+    assert policy.allows_host("LLM.internal", 8080)
+    assert not policy.allows_host("llm.internal", 443)
+    assert policy.allows_host("fd00::5", 8000)
     assert policy.allows_address(ip_address("10.1.2.3"))
     assert policy.allows_address(ip_address("::ffff:10.1.2.3"))
     assert not policy.allows_address(ip_address("10.2.0.1"))
@@ -543,6 +577,24 @@ def test_allow_lists_come_from_json_environment_variables(monkeypatch: pytest.Mo
     settings = Settings()
     assert settings.http_allow_hosts == ["api.internal.example"]
     assert settings.http_allow_networks == ["10.1.0.0/16"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("http://llm.internal", "is not a host or host:port"),
+        ("llm.internal/v1", "is not a host or host:port"),
+        ("llm.internal:", "is not a host or host:port"),
+        ("", "is not a host or host:port"),
+        ("user@llm.internal", "is not a host or host:port"),
+        ("[fd00::5", "is not a host or host:port"),
+        ("llm.internal:http", "has no port between 1 and 65535"),
+        ("llm.internal:70000", "has no port between 1 and 65535"),
+    ],
+)
+def test_a_bad_allow_hosts_entry_in_the_settings_is_a_clear_error(entry: str, problem: str):
+    with pytest.raises(ValidationError, match=f"BATON_HTTP_ALLOW_HOSTS: .*{problem}"):
+        Settings(http_allow_hosts=[entry])
 
 
 def test_a_bad_cidr_in_the_settings_is_a_clear_error():

@@ -1,6 +1,10 @@
 """Project-level LLM integrations: a project reaches OpenAI-compatible and Anthropic endpoints
 with its own key, which is stored encrypted and never leaves the activity that uses it: not
-in a response, an event, or the history of a task or of its tool runs."""
+in a response, an event, or the history of a task or of its tool runs. A base URL reaches
+only what an http step may (the egress guard, when saved and at every call), and the key is
+never sent to an address it was not entered for.
+
+The fake providers listen on 127.0.0.1: the operator here allows each by its host and port."""
 
 from __future__ import annotations
 
@@ -16,9 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.db.repositories import integrations as integration_repo
 from baton.db.tables import Integration, TaskEvent
+from baton.domain.integrations import IntegrationSpec
 from baton.domain.tool_runs import tool_run_workflow_id
-from tests.conftest import Tenant
+from baton.security import SecretBox
+from baton.settings import Settings
+from tests.conftest import Tenant, _api_client, worker_on
+from tests.fakes import unused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 from tests.helpers import assert_error, histories_of
@@ -42,6 +51,28 @@ def anthropic_server() -> Iterator[FakeAnthropic]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def attacker_server() -> Iterator[FakeOpenAI]:
+    """A server of a project admin's own, which the operator happens to allow too."""
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(
+    settings: Settings,
+    openai_server: FakeOpenAI,
+    anthropic_server: FakeAnthropic,
+    attacker_server: FakeOpenAI,
+) -> Settings:
+    servers = (openai_server, anthropic_server, attacker_server)
+    return settings.model_copy(
+        update={"http_allow_hosts": [f"127.0.0.1:{server.port}" for server in servers]}
+    )
 
 
 @pytest.fixture
@@ -262,6 +293,171 @@ async def test_only_a_viewer_reads_and_only_an_admin_writes(api: httpx.AsyncClie
         tenant.url("/integrations"), json={"name": "x", "kind": "openai"}, headers=viewer
     )
     assert_error(denied, 403)
+
+
+# Base URLs and the egress guard
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason", "entry"),
+    [
+        ("http://127.0.0.1:{port}/v1", "127.0.0.1 is a loopback address", "127.0.0.1:{port}"),
+        ("http://localhost:{port}/v1", "a loopback address", "localhost:{port}"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254 is the cloud metadata service's address",
+            "169.254.169.254",
+        ),
+        ("http://10.0.0.5:8000/v1", "10.0.0.5 is a private address", "10.0.0.5:8000"),
+        ("https://192.168.1.20/v1", "192.168.1.20 is a private address", "192.168.1.20"),
+        ("http://[::1]:11434/v1", "::1 is a loopback address", "[::1]:11434"),
+        # A numeric spelling of 127.0.0.1 (the URL is normalised to it when parsed).
+        ("http://2130706433:{port}/", "127.0.0.1 is a loopback address", "127.0.0.1:{port}"),
+    ],
+)
+async def test_a_base_url_on_an_internal_address_is_refused_when_saved(
+    api: httpx.AsyncClient, tenant: Tenant, base_url: str, reason: str, entry: str
+):
+    port = unused_port()  # nothing listens, and nothing allows it
+    base_url, entry = base_url.format(port=port), entry.format(port=port)
+    for kind in ("openai", "anthropic"):
+        body = {"name": f"inside_{kind}", "kind": kind, "base_url": base_url, "api_key": "k"}
+        response = await api.post(tenant.url("/integrations"), json=body, headers=tenant.headers)
+        error = assert_error(response, 422, "blocked_destination")["error"]
+        assert error["message"].startswith("base_url: ") and reason in error["message"]
+        assert f"add {entry}" in error["message"]
+        assert "BATON_HTTP_ALLOW_HOSTS" in error["message"]
+        assert error["details"][0]["field"] == "base_url"
+    listed = await api.get(tenant.url("/integrations"), headers=tenant.headers)
+    assert listed.json() == []
+
+
+async def test_a_base_url_cannot_be_moved_to_an_internal_address_either(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    await create_integration(api, tenant, name="main", kind="openai", api_key=OPENAI_KEY)
+    moved = await api.patch(
+        tenant.url("/integrations/main"),
+        json={"base_url": "http://169.254.169.254/v1", "api_key": OPENAI_KEY},
+        headers=tenant.headers,
+    )
+    assert_error(moved, 422, "blocked_destination")
+    current = await api.get(tenant.url("/integrations/main"), headers=tenant.headers)
+    assert current.json()["base_url"] is None
+
+
+async def test_a_bare_host_allow_entry_does_not_open_the_providers_port(
+    settings: Settings, temporal_env: WorkflowEnvironment, tenant: Tenant, openai_server: FakeOpenAI
+):
+    # `127.0.0.1` allows its ports 80 and 443 only, not the port the provider listens on.
+    bare = settings.model_copy(update={"http_allow_hosts": ["127.0.0.1"]})
+    async for client in _api_client(bare, temporal_env.client):
+        response = await client.post(
+            tenant.url("/integrations"),
+            json={"name": "local", "kind": "openai", "base_url": openai_server.base_url},
+            headers=tenant.headers,
+        )
+    error = assert_error(response, 422, "blocked_destination")["error"]
+    assert f"add 127.0.0.1:{openai_server.port} to BATON_HTTP_ALLOW_HOSTS" in error["message"]
+
+
+async def test_changing_the_base_url_or_kind_needs_the_key_again(
+    api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI, attacker_server: FakeOpenAI
+):
+    await create_integration(
+        api, tenant, name="gpt", kind="openai", base_url=openai_server.base_url, api_key=OPENAI_KEY
+    )
+    url = tenant.url("/integrations/gpt")
+    for change in ({"base_url": attacker_server.base_url}, {"kind": "anthropic"}):
+        refused = await api.patch(url, json=change, headers=tenant.headers)
+        error = assert_error(refused, 422, "invalid_input")["error"]
+        assert "re-enter the key" in error["message"]
+        assert error["details"][0]["field"] == "api_key"
+    # The same base URL again, or a change that moves nothing, needs no key.
+    for unchanged in ({"base_url": openai_server.base_url}, {"default": True}):
+        assert (await api.patch(url, json=unchanged, headers=tenant.headers)).status_code == 200
+    current = (await api.get(url, headers=tenant.headers)).json()
+    assert (current["kind"], current["base_url"]) == ("openai", openai_server.base_url)
+
+    moved = await api.patch(
+        url,
+        json={"base_url": attacker_server.base_url, "api_key": "sk-for-the-new-server"},
+        headers=tenant.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["base_url"] == attacker_server.base_url
+    # Without a stored key there is nothing to re-enter.
+    await create_integration(api, tenant, name="keyless", kind="openai")
+    keyless = await api.patch(
+        tenant.url("/integrations/keyless"),
+        json={"base_url": openai_server.base_url},
+        headers=tenant.headers,
+    )
+    assert keyless.status_code == 200, keyless.text
+
+
+async def test_an_admin_cannot_redirect_the_stored_key_to_a_server_of_their_own(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    openai_server: FakeOpenAI,
+    attacker_server: FakeOpenAI,
+):
+    openai_server.reset()
+    attacker_server.reset()
+    openai_server.reply_text("From the real provider.")
+    attacker_server.reply_text("Thanks for the key.")
+    await create_integration(
+        api, tenant, name="gpt", kind="openai", base_url=openai_server.base_url, api_key=OPENAI_KEY
+    )
+    refused = await api.patch(
+        tenant.url("/integrations/gpt"),
+        json={"base_url": attacker_server.base_url},
+        headers=tenant.headers,
+    )
+    assert_error(refused, 422, "invalid_input")
+    agent = await make_agent(api, tenant, model="openai:gpt-test", integration="gpt")
+
+    task = await run_task(api, tenant, agent, "hello")
+
+    assert task["status"] == "completed", task["error"]
+    assert task["messages"][-1]["content"] == "From the real provider."
+    assert [r.credential for r in openai_server.requests] == [OPENAI_KEY]
+    assert attacker_server.requests == []
+
+
+async def test_a_base_url_stored_before_the_guard_is_refused_when_called(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+    openai_server: FakeOpenAI,
+):
+    openai_server.reset()
+    openai_server.reply_error(500, "internal: here is what an internal server answers")
+    # An old row, written before base URLs were checked when saved: straight to the table.
+    async with session_factory.begin() as session:
+        await integration_repo.create_integration(
+            session=session,
+            box=SecretBox.from_settings(settings),
+            project_id=tenant.project_id,
+            spec=IntegrationSpec(name="old", kind="openai", base_url=openai_server.base_url),
+            key=OPENAI_KEY,
+        )
+    agent = await make_agent(api, tenant, model="openai:gpt-test", integration="old")
+    # This operator allows nothing local.
+    strict = settings.model_copy(update={"http_allow_hosts": []})
+
+    async with worker_on(temporal_env.client, strict, session_factory):
+        task = await run_task(api, tenant, agent, "hello")
+
+    assert task["status"] == "failed"
+    assert f"openai at {openai_server.base_url} was not called" in task["error"]
+    assert "127.0.0.1 is a loopback address" in task["error"]
+    assert "internal server answers" not in json.dumps(task)
+    assert OPENAI_KEY not in json.dumps(task)
+    assert openai_server.requests == []
 
 
 # Tasks that use an integration

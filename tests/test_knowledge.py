@@ -439,6 +439,31 @@ async def test_export_csv_round_trips_through_an_import(api: httpx.AsyncClient, 
     assert text == 'a,b\n1,\n2,"{""x"": [1, 2]}"\n'
 
 
+async def test_export_csv_writes_formula_like_text_as_plain_text(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    notes = await new_set(api, tenant, name="notes", columns=[])
+    attacks = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]
+    await add_rows(api, tenant, notes, [{"text": attack} for attack in attacks] + [{"n": -5}])
+    exported = await api.get(set_url(tenant, notes, "/export.csv"), headers=tenant.headers)
+    records = list(csv.reader(io.StringIO(exported.text)))
+    cells = [record[0] for record in records[1:5]]
+    assert cells == ["'" + attack for attack in attacks]
+    assert records[5] == ["", "-5"]  # a number stays a number
+
+
+async def test_a_csv_import_with_a_nul_character_is_refused_and_stores_nothing(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    products = await new_set(api, tenant)
+    refused = await upload(
+        api, tenant, products, "nul.csv", b"name,notes\nlamp,bright\ndesk,a\x00b\n"
+    )
+    body = assert_error(refused, 422, "invalid_input")
+    assert "NUL" in body["error"]["message"] and "notes" in body["error"]["message"]
+    assert await all_rows(api, tenant, products) == []
+
+
 async def test_lexical_search_puts_the_row_that_answers_first(
     api: httpx.AsyncClient, tenant: Tenant
 ):

@@ -4,6 +4,7 @@ OpenAI's and Anthropic's streaming wire protocols, quirks of real servers includ
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpcore2
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowFailureError
@@ -21,6 +23,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.llm import LlmActivities, settings_provider_configs
 from baton.domain.agents import AgentSpec
+from baton.domain.egress import EgressPolicy
 from baton.domain.llm import (
     LlmRequest,
     LlmResponse,
@@ -33,8 +36,9 @@ from baton.domain.llm import (
 from baton.domain.models import SCRIPTED_LABEL
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError, ProviderNotConfigured
+from baton.logs import QUIET_LOGGERS, quiet_http_clients
 from baton.settings import Settings
-from tests.fakes import KEY_PLACEHOLDER, Reply, unused_port
+from tests.fakes import KEY_PLACEHOLDER, FakeProvider, Reply, unused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse, message_start, stream_error
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 
@@ -85,14 +89,24 @@ class Deltas(list[str]):
         self.append(delta)
 
 
+def allowing(*origins: str) -> EgressPolicy:
+    """The egress policy of an operator who allowed exactly these `host:port`s."""
+    return EgressPolicy(allow_hosts=frozenset(origins))
+
+
+def fake_config(server: FakeProvider) -> ProviderConfig:
+    """A project's base URL pointing at the fake, allowed by its host and port only."""
+    return ProviderConfig(
+        api_key=KEY, base_url=server.base_url, egress=allowing(f"127.0.0.1:{server.port}")
+    )
+
+
 async def call_openai(server: FakeOpenAI, request: LlmRequest, **kwargs: Any) -> LlmResponse:
-    config = ProviderConfig(api_key=KEY, base_url=server.base_url)
-    return await llm.complete(request, config=config, **kwargs)
+    return await llm.complete(request, config=fake_config(server), **kwargs)
 
 
 async def call_anthropic(server: FakeAnthropic, request: LlmRequest, **kwargs: Any) -> LlmResponse:
-    config = ProviderConfig(api_key=KEY, base_url=server.base_url)
-    return await llm.complete(request, config=config, **kwargs)
+    return await llm.complete(request, config=fake_config(server), **kwargs)
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------------
@@ -401,7 +415,10 @@ async def test_a_500_then_success_succeeds_on_the_next_call(openai: FakeOpenAI):
 
 
 async def test_a_refused_connection_is_retryable():
-    config = ProviderConfig(api_key=KEY, base_url=f"http://127.0.0.1:{unused_port()}/v1")
+    port = unused_port()
+    config = ProviderConfig(
+        api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", egress=allowing(f"127.0.0.1:{port}")
+    )
 
     with pytest.raises(ProviderError) as raised:
         await llm.complete(ask("openai:gpt-test"), config=config)
@@ -442,6 +459,127 @@ async def test_the_api_key_never_appears_in_an_error_even_when_the_provider_quot
         assert KEY not in str(error) and KEY not in repr(error.details)
         assert "[redacted]" in error.message
         assert "check the API key" in error.message
+
+
+# --- Guarded base URLs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_base_url_on_loopback_is_refused_before_the_key_is_sent(
+    provider: str, openai: FakeOpenAI, anthropic: FakeAnthropic
+):
+    server: FakeProvider = openai if provider == "openai" else anthropic
+    # Whatever the internal server would have answered, it is never asked.
+    server.reply_error(500, "internal: db password is hunter2")
+    config = ProviderConfig(api_key=KEY, base_url=server.base_url)
+
+    with pytest.raises(ProviderError) as raised:
+        await llm.complete(ask(f"{provider}:test"), config=config)
+
+    error = raised.value
+    assert server.requests == []
+    assert (error.status, error.retryable) == (None, False)
+    assert error.message == (
+        f"{provider} at {server.base_url} was not called: 127.0.0.1 is a loopback address; "
+        f"add 127.0.0.1:{server.port} to BATON_HTTP_ALLOW_HOSTS or the network to "
+        "BATON_HTTP_ALLOW_NETWORKS to allow it"
+    )
+    assert "hunter2" not in error.message and KEY not in error.message
+
+
+@pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "the cloud metadata service's address"),
+        ("http://10.0.0.7:8000/v1", "10.0.0.7 is a private address"),
+        ("http://[::1]:11434/v1", "::1 is a loopback address"),
+        ("http://2130706433/v1", "resolves to 127.0.0.1, a loopback address"),
+    ],
+)
+async def test_a_base_url_on_an_internal_address_is_never_dialled(
+    base_url: str, reason: str, monkeypatch: pytest.MonkeyPatch
+):
+    dialled: list[str] = []
+
+    async def connect_tcp(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        dialled.append(f"{host}:{port}")
+        raise httpcore2.ConnectError("no connection may be made in this test")
+
+    monkeypatch.setattr(httpcore2.AnyIOBackend, "connect_tcp", connect_tcp)
+    for model in ("openai:test", "anthropic:test"):
+        with pytest.raises(ProviderError) as raised:
+            await llm.complete(ask(model), config=ProviderConfig(api_key=KEY, base_url=base_url))
+        assert reason in raised.value.message and not raised.value.retryable
+    assert dialled == []
+
+
+async def test_a_bare_host_allow_entry_does_not_open_the_providers_port(openai: FakeOpenAI):
+    openai.reply_text("Should not be seen.")
+    for policy in (allowing("127.0.0.1"), allowing("127.0.0.1:1")):
+        config = ProviderConfig(api_key=KEY, base_url=openai.base_url, egress=policy)
+        with pytest.raises(ProviderError, match=f"add 127.0.0.1:{openai.port} to BATON_HTTP"):
+            await llm.complete(ask("openai:gpt-test"), config=config)
+    assert openai.requests == []
+
+
+async def test_a_provider_that_redirects_does_not_carry_the_key_elsewhere(
+    openai: FakeOpenAI, anthropic: FakeAnthropic
+):
+    # Both fakes are allowed; the first answers with a redirect to the second.
+    elsewhere = f"{anthropic.base_url}/v1/messages"
+    openai.queue(Reply(status=307, error_body={}, headers={"location": elsewhere}))
+    config = ProviderConfig(
+        api_key=KEY,
+        base_url=openai.base_url,
+        egress=allowing(f"127.0.0.1:{openai.port}", f"127.0.0.1:{anthropic.port}"),
+    )
+
+    with pytest.raises(ProviderError) as raised:
+        await llm.complete(ask("openai:gpt-test"), config=config)
+
+    assert raised.value.status == 307
+    assert len(openai.requests) == 1 and anthropic.requests == []
+
+
+async def test_the_operators_own_base_url_from_settings_is_trusted(openai: FakeOpenAI):
+    openai.reply_text("From the operator's server.")
+    settings = Settings(openai_api_key=KEY, openai_base_url=openai.base_url)
+    config = await settings_provider_configs(settings)("openai")
+    assert config is not None and config.trusted
+
+    response = await llm.complete(ask("openai:gpt-test"), config=config)
+
+    assert response.content == "From the operator's server."
+
+
+async def test_a_provider_call_logs_no_url_at_info(
+    openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+):
+    def urls_logged() -> list[str]:
+        return [
+            f"{r.name} {r.levelname}: {r.getMessage()}"
+            for r in caplog.records
+            if str(openai.port) in r.getMessage()
+        ]
+
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    try:
+        with caplog.at_level(logging.INFO):
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.NOTSET)
+            openai.reply_text("Loud.")
+            await call_openai(openai, ask("openai:gpt-test"))
+            # Left alone, the SDKs' transport writes the provider's URL at INFO.
+            assert any(line.startswith("httpx2 INFO") for line in urls_logged())
+            caplog.clear()
+
+            quiet_http_clients()  # what configure_logging() does in every Baton process
+            openai.reply_text("Quiet.")
+            await call_openai(openai, ask("openai:gpt-test"))
+            assert urls_logged() == []
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 # --- Anthropic ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The `openai` embedding provider: vectors from an OpenAI-compatible `/v1/embeddings`
 endpoint (a local server speaking the wire protocol), reached with a project integration's
-key, which stays out of Temporal's history."""
+key, which stays out of Temporal's history, and only at an address the egress guard allows
+(the operator here allows the local server by its host and port)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.domain.llm import ProviderConfig
+from baton.integrations.llm import ProviderError
+from baton.knowledge.embeddings import OpenAIEmbedder
+from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
 from tests.helpers import histories_of
@@ -32,6 +37,11 @@ def embeddings_server() -> Iterator[FakeOpenAIEmbeddings]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, embeddings_server: FakeOpenAIEmbeddings) -> Settings:
+    return settings.model_copy(update={"http_allow_hosts": [f"127.0.0.1:{embeddings_server.port}"]})
 
 
 async def openai_set(
@@ -111,3 +121,19 @@ async def test_a_refusing_endpoint_fails_the_embedding_job_with_its_reason(
     assert "HTTP 401" in embed["error"] and "check the API key" in embed["error"]
     # The provider quoted the key back; Baton does not repeat it.
     assert KEY not in embed["error"]
+
+
+async def test_an_embedding_endpoint_the_guard_refuses_is_never_sent_the_key(
+    embeddings_server: FakeOpenAIEmbeddings,
+):
+    embeddings_server.reset()
+    # A project's base URL (not the operator's own), with nothing allowed: as an integration
+    # stored before base URLs were checked would be.
+    embedder = OpenAIEmbedder(ProviderConfig(api_key=KEY, base_url=embeddings_server.base_url))
+
+    with pytest.raises(ProviderError) as raised:
+        await embedder.embed(["a row"])
+
+    assert "was not called: 127.0.0.1 is a loopback address" in raised.value.message
+    assert not raised.value.retryable and KEY not in raised.value.message
+    assert embeddings_server.requests == []

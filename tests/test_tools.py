@@ -484,8 +484,10 @@ async def test_a_redirect_to_loopback_is_refused(
     local_http: LocalHttp,
 ):
     """Only `localhost` is allowed here; its redirect to 127.0.0.1 must not be followed."""
-    only_localhost = settings.model_copy(update={"http_allow_hosts": ["localhost"]})
     local_http.reset()
+    only_localhost = settings.model_copy(
+        update={"http_allow_hosts": [f"localhost:{local_http.port}"]}
+    )
     async with worker_on(temporal_env.client, only_localhost, session_factory):
         async for client in _api_client(only_localhost, temporal_env.client):
             url = f"http://localhost:{local_http.port}/redirect?to=http://127.0.0.1:{local_http.port}/json"

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.knowledge_steps import KnowledgeStepActivities
     from activities.steps import StepActivities, ToolRunActivities
     from baton import templating
-    from baton.domain.tool_checks import template_fields, validate_params
+    from baton.domain.tool_checks import needs_secrets, validate_params
     from baton.domain.tool_runs import (
         StepCall,
         StepRecord,
@@ -281,7 +281,7 @@ class ToolRunWorkflow:
             step=step,
             context=context,
             persist=self._run.persist,
-            needs_secrets=_needs_secrets(step),
+            needs_secrets=needs_secrets(step),
         )
         method, heartbeat = _ACTIVITIES[step.type]
         try:
@@ -318,14 +318,6 @@ _ACTIVITIES: dict[str, tuple[Any, timedelta | None]] = {
     "knowledge_update": (KnowledgeStepActivities.update, None),
     "knowledge_delete": (KnowledgeStepActivities.delete, None),
 }
-
-
-def _needs_secrets(step: Step) -> bool:
-    if isinstance(step, HttpStep) and step.auth_secret is not None:
-        return True
-    return any(
-        "secrets" in templating.references(text).roots() for _, text in template_fields(step)
-    )
 
 
 def _summary(step: Step, item: int) -> str:

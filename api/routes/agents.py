@@ -19,7 +19,12 @@ from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.domain.accounts import Role
-from baton.domain.agents import PARAM_TEXTS, AgentSpec, check_param_references
+from baton.domain.agents import (
+    PARAM_TEXTS,
+    AgentSpec,
+    check_param_references,
+    check_secret_references,
+)
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput, NotFound
 from baton.knowledge import store as knowledge_store
@@ -147,6 +152,7 @@ async def start_task(
 
 async def _check_references(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
     check_param_references(spec)
+    check_secret_references(spec)
     await _check_tools(session, project_id, spec)
     await _check_knowledge(session, project_id, spec)
     await _check_snippets(session, project_id, spec)

@@ -1,17 +1,21 @@
 """Project integrations: how a project's agents and llm steps reach a provider with the
-project's own key. The key is written, replaced and used, never read back."""
+project's own key. The key is written, replaced and used, never read back, and never sent to
+an address it was not entered for: a base URL passes the egress guard when it is saved (and
+again at every call), and a new base URL or kind needs the key again."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, require_role
 from api.schemas.integrations import IntegrationCreate, IntegrationPublic, IntegrationUpdate
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.accounts import Role
 from baton.domain.integrations import IntegrationSpec
-from baton.errors import Conflict
+from baton.errors import Conflict, InvalidInput
+from baton.integrations import http
 from baton.security import SecretBox
+from baton.settings import Settings
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
 
@@ -29,16 +33,21 @@ async def list_integrations(
 async def create_integration(
     body: IntegrationCreate,
     request: Request,
+    settings: SettingsDep,
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
 ) -> IntegrationPublic:
+    """A base URL that resolves to a loopback, private or link-local address is a 422 unless
+    the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
     require_role(principal, Role.admin)
+    spec = IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"}))
+    await _check_base_url(spec, settings)
     row = await integration_repo.create_integration(
         session=session,
         box=_box(request),
         project_id=project.id,
-        spec=IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"})),
+        spec=spec,
         key=body.api_key.get_secret_value() if body.api_key else None,
     )
     return IntegrationPublic.of(row)
@@ -59,16 +68,27 @@ async def update_integration(
     ref: str,
     body: IntegrationUpdate,
     request: Request,
+    settings: SettingsDep,
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
 ) -> IntegrationPublic:
-    """A new name is refused while agents or tools use the old one."""
+    """A new name is refused while agents or tools use the old one. A new base URL or kind
+    with a stored key needs that key in the same request: whoever may edit an integration
+    must not be able to point it at a server of their own and receive the key."""
     require_role(principal, Role.admin)
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     current = integration_repo.spec_of(row)
     changes = body.model_dump(exclude_unset=True, exclude={"api_key"})
     spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
+    moved = [name for name in ("base_url", "kind") if getattr(spec, name) != getattr(current, name)]
+    if moved and row.key_ciphertext is not None and body.api_key is None:
+        raise InvalidInput(
+            f"changing an integration's {' and '.join(moved)} needs its key: re-enter the key "
+            "(api_key) in the same request, so the stored one is never sent to a new address",
+            details=[{"field": "api_key", "message": "re-enter the key"}],
+        )
+    await _check_base_url(spec, settings)
     if spec.name != current.name or spec.kind != current.kind:
         await _refuse_if_used(session, project.id, current.name, "renamed or change its kind")
     row = await integration_repo.update_integration(
@@ -91,6 +111,19 @@ async def delete_integration(
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     await _refuse_if_used(session, project.id, row.name, "deleted")
     await integration_repo.delete_integration(session=session, row=row)
+
+
+async def _check_base_url(spec: IntegrationSpec, settings: Settings) -> None:
+    if spec.base_url is None:
+        return
+    try:
+        await http.check_destination(
+            str(spec.base_url), policy=http.EgressPolicy.from_settings(settings)
+        )
+    except http.BlockedDestination as exc:
+        raise http.BlockedDestination(
+            f"base_url: {exc.message}", details=[{"field": "base_url", "message": exc.message}]
+        ) from exc
 
 
 async def _refuse_if_used(session: SessionDep, project_id: str, name: str, action: str) -> None:

@@ -65,7 +65,11 @@ async def remove_org_member(
     require_role(principal, Role.admin)
     require_org_scope(principal)
     await accounts.remove_member(
-        session=session, org_id=principal.org_id, project_id=None, membership_id=membership_id
+        session=session,
+        org_id=principal.org_id,
+        project_id=None,
+        membership_id=membership_id,
+        by=principal,
     )
 
 
@@ -105,5 +109,9 @@ async def remove_project_member(
 ) -> None:
     require_role(principal, Role.admin)
     await accounts.remove_member(
-        session=session, org_id=project.org_id, project_id=project.id, membership_id=membership_id
+        session=session,
+        org_id=project.org_id,
+        project_id=project.id,
+        membership_id=membership_id,
+        by=principal,
     )

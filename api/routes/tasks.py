@@ -30,6 +30,7 @@ from baton.domain.accounts import Principal, Role
 from baton.domain.agents import render_with_params
 from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
 from baton.errors import Conflict, NotFound, ServiceUnavailable
+from baton.services import closed_runs
 from baton.templating import TemplateError, is_template
 from workflows.agent_task import AgentTaskWorkflow
 
@@ -83,6 +84,11 @@ async def get_task(
     task = await task_repo.get_task(
         session=session, principal=principal, project_id=project.id, task_id=task_id
     )
+    if not TaskStatus(task.status).is_final and await closed_runs.settle_if_closed(
+        client=temporal_client, session=session, workflow_id=task.workflow_id
+    ):
+        await session.commit()
+        await session.refresh(task)
     pending: list[PendingApproval] = []
     if task.status == TaskStatus.waiting_approval.value:
         pending = await _pending_approvals(temporal_client, task)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baton import templating
 from baton.domain.knowledge import AgentKnowledge
 from baton.domain.models import ModelRef
+from baton.domain.secret_references import NOT_HERE, SECRETS, reads_secrets
 from baton.domain.tools import IDENTIFIER, ToolParam
 from baton.errors import InvalidInput
 
@@ -127,6 +128,23 @@ def check_param_references(spec: AgentSpec) -> None:
                 details=[
                     {"field": field, "message": f"unknown param {name!r}"} for name in unknown
                 ],
+            )
+
+
+def check_secret_references(spec: AgentSpec) -> None:
+    """Refuses texts that read a project secret: they go to the model and to whoever reads
+    the agent's tasks."""
+    for field in PARAM_TEXTS:
+        text: str = getattr(spec, field)
+        if SECRETS not in text:
+            continue
+        try:
+            tree = templating.parse(text)
+        except templating.TemplateError:
+            continue  # not a template of ours: never rendered
+        if reads_secrets(tree):
+            raise InvalidInput(
+                f"{field}: {NOT_HERE}", details=[{"field": field, "message": NOT_HERE}]
             )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
+from baton.domain.egress import EgressPolicy
+
 
 def _is_empty(value: object) -> bool:
     return not value
@@ -84,3 +86,10 @@ class ProviderConfig(BaseModel):
 
     api_key: SecretStr | None = None
     base_url: str | None = None
+    egress: EgressPolicy = EgressPolicy()
+    """What the endpoint may resolve to: every connection to it passes this policy, the one
+    http steps pass. The default allows only public addresses."""
+    trusted: bool = False
+    """True only for the operator's own endpoints (BATON_OPENAI_BASE_URL and
+    BATON_ANTHROPIC_BASE_URL): reached without the guard, like the database or Temporal, so
+    an operator's local model server need not be opened to every tenant's http steps."""

@@ -14,6 +14,7 @@ from jsonschema.exceptions import SchemaError
 
 from baton import templating
 from baton.domain.agents import AgentSpec
+from baton.domain.secret_references import secret_problems
 from baton.domain.tools import (
     HttpStep,
     LlmStep,
@@ -27,7 +28,6 @@ from baton.errors import InvalidInput
 
 _ROOTS = frozenset({"params", "steps", "foreach", "secrets", "snippets"})
 _ROOT_NAMES = "params, steps, foreach, secrets or snippets"
-_SECRET_STEPS = (LlmStep, HttpStep)
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,10 @@ def _template_problems(
     name = step.name if step is not None else None
     try:
         refs = templating.references(template)
-        undeclared = meta.find_undeclared_variables(templating.parse(template))
+        tree = templating.parse(template)
     except templating.TemplateError as exc:
         return [Problem(name, field, f"template does not parse: {exc}")]
+    undeclared = meta.find_undeclared_variables(tree)
     problems = [
         Problem(name, field, f"unknown name {root!r}; use {_ROOT_NAMES}")
         for root in sorted(undeclared - _ROOTS)
@@ -163,9 +164,15 @@ def _template_problems(
     ]
     if "foreach" in undeclared and (step is None or step.foreach is None) and field != "foreach":
         problems.append(Problem(name, field, "foreach is only defined in a step with foreach"))
-    if "secrets" in undeclared and not isinstance(step, _SECRET_STEPS):
-        problems.append(Problem(name, field, "secrets can only be used in llm and http steps"))
+    may_send = isinstance(step, HttpStep) and _sends(field)
+    problems += [Problem(name, field, m) for m in secret_problems(tree, may_send=may_send)]
     return problems
+
+
+def _sends(field: str) -> bool:
+    """Whether this field of an http step sends its value out of Baton: only those may read
+    a secret."""
+    return field in ("url", "body") or field.startswith(("headers.", "query.", "body.", "body["))
 
 
 def _schema_problems(step: str | None, field: str, schema: dict[str, Any]) -> list[Problem]:
@@ -202,6 +209,16 @@ def validate_params(spec: ToolSpec | AgentSpec, given: dict[str, Any]) -> dict[s
         first = problems[0]
         raise InvalidInput(f"param {first['param']!r}: {first['message']}", details=problems)
     return values
+
+
+def needs_secrets(step: Step) -> bool:
+    """Whether a step is given the project's secrets when it runs. Only an http step ever
+    is: it sends them out, and nothing else may read them."""
+    if not isinstance(step, HttpStep):
+        return False
+    return step.auth_secret is not None or any(
+        "secrets" in templating.references(text).roots() for _, text in template_fields(step)
+    )
 
 
 def referenced_snippets(spec: ToolSpec) -> set[str]:

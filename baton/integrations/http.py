@@ -1,5 +1,7 @@
-"""Outbound HTTP for tool steps, safe against server-side request forgery (SSRF): a URL a
-user or a model wrote must not reach the worker's own network.
+"""Outbound HTTP, safe against server-side request forgery (SSRF): a URL a user, a model or a
+project admin wrote must not reach the worker's own network. One guard serves http steps,
+URL imports (`egress_client`, `fetch`) and LLM and embedding providers' base URLs
+(`provider_client` for the SDKs' httpx2, `check_destination` when a base URL is saved).
 
 Every connection, including every redirect hop, goes only to an address that passed the
 policy: the host is resolved once with the event loop's getaddrinfo, every address it
@@ -10,20 +12,23 @@ check runs inside the connection pool's network backend, at the moment of connec
 DNS rebinding between check and connect is not possible: there is no second lookup. TLS
 still uses the URL's host name for SNI and certificate verification. Numeric spellings
 such as http://2130706433/ resolve locally (no DNS query) and are checked like any name.
-`EgressPolicy` lets an operator allow named hosts (whatever they resolve to) and networks.
+`EgressPolicy` (baton/domain/egress.py) lets an operator allow `host` (ports 80 and 443),
+`host:port` and networks.
 
 What remains:
-- a host in `allow_hosts` is trusted whatever its DNS says, rebinding included;
+- a host:port in `allow_hosts` is trusted whatever its DNS says, rebinding included;
+- a network in `allow_networks` is allowed on every port;
 - a public server that proxies or redirects internally on its own side is out of reach of
   any client-side check;
 - proxies are never used (no HTTP(S)_PROXY from the environment), since a proxy would
   connect on our behalf to addresses we never saw.
 
 On a redirect to another origin (scheme, host or port) only harmless headers are kept, so
-credentials a step sends to one host never reach another. Cookies are never stored or sent.
-This module never logs header values or query strings: they may carry secrets. httpx itself
-logs every request's full URL at INFO and httpcore the response headers at DEBUG, so the
-process's logging setup should keep the "httpx" and "httpcore" loggers at WARNING.
+credentials a step sends to one host never reach another; provider clients follow no
+redirect at all. Cookies are never stored or sent. This module never logs header values or
+query strings: they may carry secrets. httpx and httpx2 log every request's full URL at
+INFO and httpcore the response headers at DEBUG, so the process's logging setup
+(baton/logs.py) keeps those loggers at WARNING.
 """
 
 from __future__ import annotations
@@ -34,29 +39,33 @@ import logging
 import socket
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from ipaddress import (
-    IPv4Address,
-    IPv4Network,
-    IPv6Address,
-    IPv6Network,
-    ip_address,
-    ip_network,
-)
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from typing import Any, TypeVar
 
 import httpcore
+import httpcore2
 import httpx
+import httpx2
 
+from baton.domain.egress import BARE_HOST_PORTS, EgressPolicy, IPAddress, embedded_ipv4
 from baton.errors import BatonError, InvalidInput
-from baton.settings import Settings
+
+__all__ = [
+    "BlockedDestination",
+    "EgressPolicy",
+    "HttpResult",
+    "HttpStepError",
+    "check_destination",
+    "egress_client",
+    "fetch",
+    "provider_client",
+]
 
 logger = logging.getLogger("baton.http")
-
-IPAddress = IPv4Address | IPv6Address
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Kept when a redirect leaves the origin; anything else may be a credential.
@@ -66,31 +75,7 @@ _HEADERS_KEPT_ACROSS_ORIGINS = frozenset(
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding")
 
 _CARRIER_GRADE_NAT = IPv4Network("100.64.0.0/10")
-_NAT64 = IPv6Network("64:ff9b::/96")
 _METADATA_ADDRESSES = frozenset({IPv4Address("169.254.169.254"), IPv6Address("fd00:ec2::254")})
-
-
-@dataclass(frozen=True)
-class EgressPolicy:
-    allow_hosts: frozenset[str] = frozenset()  # exact names allowed whatever they resolve to
-    allow_networks: tuple[IPv4Network | IPv6Network, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EgressPolicy:
-        return cls(
-            allow_hosts=frozenset(_normal_host(host) for host in settings.http_allow_hosts),
-            allow_networks=tuple(ip_network(n, strict=False) for n in settings.http_allow_networks),
-        )
-
-    def allows_host(self, host: str) -> bool:
-        return _normal_host(host) in {_normal_host(allowed) for allowed in self.allow_hosts}
-
-    def allows_address(self, address: IPAddress) -> bool:
-        candidates: list[IPAddress] = [address]
-        embedded = _embedded_ipv4(address)
-        if embedded is not None:
-            candidates.append(embedded)
-        return any(c in network for c in candidates for network in self.allow_networks)
 
 
 class BlockedDestination(InvalidInput):
@@ -341,11 +326,37 @@ def _host(url: str) -> str:
         return url
 
 
-def _normal_host(host: str) -> str:
-    return host.strip().lower().rstrip(".")
-
-
 # --- Checked connections -------------------------------------------------------------------
+
+
+def provider_client(policy: EgressPolicy) -> httpx2.AsyncClient:
+    """A client for the OpenAI and Anthropic SDKs (which speak httpx2) whose every connection
+    passes `policy` as it is opened, exactly like an http step's. Redirects are not followed:
+    a key sent to the address that was checked never travels on to another."""
+    return httpx2.AsyncClient(
+        transport=_GuardedProviderTransport(policy), trust_env=False, follow_redirects=False
+    )
+
+
+async def check_destination(url: str, *, policy: EgressPolicy, timeout: float = 5.0) -> None:
+    """Refuses (BlockedDestination) a URL whose host resolves, now, to an address `policy`
+    forbids, so a setting is refused when it is saved and not only when it is used. A name
+    that does not resolve (yet) passes: every connection is checked again as it is made."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"{url!r} is not a valid URL: {exc}") from exc
+    _require_http(parsed, what=repr(url))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(timeout):
+            await _checked_addresses(parsed.host, port, policy)
+    except (_Unresolvable, TimeoutError):
+        return
+
+
+class _Unresolvable(Exception):
+    pass
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
@@ -354,7 +365,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror}") from exc
+        raise _Unresolvable(f"cannot resolve {host}: {exc.strerror}") from exc
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _canonname, sockaddr in infos:
         address = ip_address(sockaddr[0])
@@ -365,25 +376,31 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 async def _checked_addresses(host: str, port: int, policy: EgressPolicy) -> list[IPAddress]:
     addresses = await _resolve(host, port)
-    if policy.allows_host(host):
+    if policy.allows_host(host, port):
         return addresses
     for address in addresses:
         reason = _why_not_public(address)
         if reason is None or policy.allows_address(address):
             continue
         if _is_ip_literal(host):
-            raise BlockedDestination(
-                f"{host} is {reason}; add it to BATON_HTTP_ALLOW_NETWORKS to allow it"
-            )
+            found = f"{host} is {reason}"
+        else:
+            found = f"{host} resolves to {address}, {reason}"
         raise BlockedDestination(
-            f"{host} resolves to {address}, {reason}; add {host} to BATON_HTTP_ALLOW_HOSTS "
-            "or the network to BATON_HTTP_ALLOW_NETWORKS to allow it"
+            f"{found}; add {_allow_entry(host, port)} to BATON_HTTP_ALLOW_HOSTS or the network "
+            "to BATON_HTTP_ALLOW_NETWORKS to allow it"
         )
     return addresses
 
 
+def _allow_entry(host: str, port: int) -> str:
+    """The narrowest BATON_HTTP_ALLOW_HOSTS entry that lets this connection through."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port in BARE_HOST_PORTS else f"{shown}:{port}"
+
+
 def _why_not_public(address: IPAddress) -> str | None:
-    embedded = _embedded_ipv4(address)
+    embedded = embedded_ipv4(address)
     if embedded is not None:
         reason = _why_not_public(embedded)
         return f"{reason} ({embedded}) inside an IPv6 address" if reason else None
@@ -402,18 +419,6 @@ def _why_not_public(address: IPAddress) -> str | None:
     return next((reason for failed, reason in checks if failed), None)
 
 
-def _embedded_ipv4(address: IPAddress) -> IPv4Address | None:
-    if not isinstance(address, IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
 def _is_ip_literal(host: str) -> bool:
     try:
         ip_address(host)
@@ -422,8 +427,30 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+_Stream = TypeVar("_Stream")
+
+
+async def _connect_checked(
+    host: str,
+    port: int,
+    policy: EgressPolicy,
+    connect: Callable[[str], Awaitable[_Stream]],
+    connect_errors: tuple[type[Exception], ...],
+) -> _Stream:
+    """Resolves, checks and connects in one step, to exactly the addresses it checked: the
+    first one that answers. Raises the last connect error when none does."""
+    addresses = await _checked_addresses(host, port, policy)
+    failure: Exception | None = None
+    for address in addresses:
+        try:
+            return await connect(str(address))
+        except connect_errors as exc:
+            failure = exc
+    raise failure or _Unresolvable(f"{host} resolves to no address")
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks and connects in one step, to exactly the addresses it checked."""
+    """httpcore's network backend (httpx, for http steps and URL imports), checked."""
 
     def __init__(self, policy: EgressPolicy) -> None:
         self._policy = policy
@@ -437,17 +464,17 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await _checked_addresses(host, port, self._policy)
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
-            try:
-                stream: httpcore.AsyncNetworkStream = await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-                return stream
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        raise failure or httpcore.ConnectError(f"{host} resolves to no address")
+        async def connect(address: str) -> httpcore.AsyncNetworkStream:
+            return await self._inner.connect_tcp(
+                address, port, timeout, local_address, socket_options
+            )
+
+        try:
+            return await _connect_checked(
+                host, port, self._policy, connect, (httpcore.ConnectError, httpcore.ConnectTimeout)
+            )
+        except _Unresolvable as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
 
     async def connect_unix_socket(
         self,
@@ -455,7 +482,52 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise BlockedDestination("unix sockets are not reachable from HTTP steps")
+        raise BlockedDestination("unix sockets are never reachable from outbound requests")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedProviderBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore2's network backend (httpx2, for the provider SDKs), checked the same way."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        async def connect(address: str) -> httpcore2.AsyncNetworkStream:
+            return await self._inner.connect_tcp(
+                address, port, timeout, local_address, socket_options
+            )
+
+        try:
+            return await _connect_checked(
+                host,
+                port,
+                self._policy,
+                connect,
+                (httpcore2.ConnectError, httpcore2.ConnectTimeout),
+            )
+        except (_Unresolvable, BlockedDestination) as exc:
+            # A connection error to the SDKs, which wrap only those; the refusal stays its
+            # cause, for the caller to tell "refused" from "unreachable".
+            raise httpcore2.ConnectError(str(exc)) from exc
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise BlockedDestination("unix sockets are never reachable from outbound requests")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -473,4 +545,18 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_GuardedBackend(policy),
+        )
+
+
+class _GuardedProviderTransport(httpx2.AsyncHTTPTransport):
+    def __init__(self, policy: EgressPolicy) -> None:
+        super().__init__(trust_env=False)
+        limits = httpx2.Limits()
+        # As above, for httpx2: its pool gets the checked backend.
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedProviderBackend(policy),
         )

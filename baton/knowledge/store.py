@@ -55,6 +55,7 @@ from baton.domain.knowledge import (
     SearchHit,
     row_content,
 )
+from baton.domain.storable import UNSTORABLE_TEXT, first_unstorable
 from baton.errors import Conflict, InvalidInput, NotFound
 
 # Rows are read and rewritten this many at a time (content recomputation, export).
@@ -346,6 +347,12 @@ def _check_row(spec: KnowledgeSetSpec, data: Any, *, where: str) -> None:
     its type (or null); a set without columns takes any JSON object."""
     if not isinstance(data, dict):
         raise InvalidInput(f"{where} is not a JSON object")
+    bad = first_unstorable(data)
+    if bad is not None:
+        field = ".".join(map(str, bad)) or "a key"
+        raise InvalidInput(
+            f"{where}, {field}: {UNSTORABLE_TEXT}", details=[{"field": field, "row": where}]
+        )
     if not spec.columns:
         return
     for name, value in data.items():
@@ -650,14 +657,21 @@ def _csv_line(cells: list[str]) -> str:
     return buffer.getvalue()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(...)`,
+# `@SUM(...)`, DDE through `+` or `-`): such text is written with a leading apostrophe, which
+# spreadsheets show as plain text. Numbers are written as they are: `-5` stays a number.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    if isinstance(value, int | float):
+        return str(value)
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 # ---------------------------------------------------------------------------------------------

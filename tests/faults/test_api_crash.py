@@ -50,8 +50,12 @@ async def test_a_stream_cut_by_an_api_crash_resumes_from_last_event_id_without_g
     url = tenant.url(f"/tasks/{task_id}/events")
     before: list[dict[str, str]] = []
     following = asyncio.create_task(follow_until_cut(stack.client, url, before))
-    await wait_until(lambda: local_http.in_flight >= 2, 60, "the task's tool calls in flight")
-    assert before, "no event arrived before the crash"
+    # On SQLite the stream polls: under load its first events may trail the tool calls.
+    await wait_until(
+        lambda: local_http.in_flight >= 2 and bool(before),
+        60,
+        "the task's tool calls in flight and its first events streamed",
+    )
 
     stack.api.kill()
     async with asyncio.timeout(10):

@@ -19,7 +19,7 @@ from baton.db.tables import (
     utcnow,
 )
 from baton.domain.accounts import Principal, PrincipalKind, Role, UserGroupEnvironment
-from baton.errors import Conflict, NotFound, Unauthenticated
+from baton.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from baton.security import (
     API_TOKEN_PREFIX,
     USER_GROUP_TOKEN_PREFIX,
@@ -138,12 +138,40 @@ async def list_members(
 
 
 async def remove_member(
-    *, session: AsyncSession, org_id: int, project_id: str | None, membership_id: str
+    *,
+    session: AsyncSession,
+    org_id: int,
+    project_id: str | None,
+    membership_id: str,
+    by: Principal,
 ) -> None:
     membership = await session.get(Membership, membership_id)
     if membership is None or membership.org_id != org_id or membership.project_id != project_id:
         raise NotFound(f"membership {membership_id} not found")
+    if membership.role == Role.owner.value:
+        _require_owner(by, "remove an owner's membership")
+        if project_id is None:
+            owners = await session.scalar(
+                select(func.count())
+                .select_from(Membership)
+                .where(
+                    Membership.org_id == org_id,
+                    Membership.project_id.is_(None),
+                    Membership.role == Role.owner.value,
+                )
+            )
+            if owners == 1:
+                raise Conflict(
+                    "the last owner of the organisation cannot be removed; make another member "
+                    "owner first"
+                )
     await session.delete(membership)
+
+
+def _require_owner(principal: Principal, what: str) -> None:
+    """Owners answer only to owners: an admin cannot lock them out."""
+    if principal.role is not Role.owner:
+        raise PermissionDenied(f"only an owner can {what}; this is a {principal.role.value} token")
 
 
 # API tokens
@@ -191,9 +219,33 @@ async def revoke_api_token(
         or (principal.project_id is not None and row.project_id != principal.project_id)
     ):
         raise NotFound(f"token {token_id} not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
+    if row.revoked_at is not None:
+        return row
+    if row.role == Role.owner.value:
+        _require_owner(principal, "revoke an owner's token")
+        if row.project_id is None and await _active_owner_tokens(session, row.org_id) == 1:
+            raise Conflict(
+                "this is the organisation's last owner token; create another owner token "
+                "before revoking it, or nobody could administer the organisation"
+            )
+    row.revoked_at = utcnow()
     return row
+
+
+async def _active_owner_tokens(session: AsyncSession, org_id: int) -> int:
+    now = utcnow()
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ApiToken)
+        .where(
+            ApiToken.org_id == org_id,
+            ApiToken.project_id.is_(None),
+            ApiToken.role == Role.owner.value,
+            ApiToken.revoked_at.is_(None),
+            (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
+        )
+    )
+    return count or 0
 
 
 async def authenticate(*, session: AsyncSession, token: str) -> Principal:

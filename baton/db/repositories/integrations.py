@@ -183,3 +183,14 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         if any(isinstance(s, LlmStep) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     return users
+
+
+async def reencrypt_keys(*, session: AsyncSession, box: SecretBox) -> int:
+    """Every integration's key re-encrypted under the box's current key (a key rotation)."""
+    rows = (
+        await session.scalars(select(Integration).where(Integration.key_ciphertext.is_not(None)))
+    ).all()
+    for row in rows:
+        assert row.key_ciphertext is not None
+        row.key_ciphertext = box.rotate(row.key_ciphertext)
+    return len(rows)

@@ -55,3 +55,11 @@ async def reveal_secrets(
         row.name: box.decrypt(row.ciphertext)
         for row in await list_secrets(session=session, project_id=project_id)
     }
+
+
+async def reencrypt_secrets(*, session: AsyncSession, box: SecretBox) -> int:
+    """Every project's secrets re-encrypted under the box's current key (a key rotation)."""
+    rows = (await session.scalars(select(ProjectSecret))).all()
+    for row in rows:
+        row.ciphertext = box.rotate(row.ciphertext)
+    return len(rows)

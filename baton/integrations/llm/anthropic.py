@@ -44,7 +44,7 @@ from baton.domain.llm import (
     ToolDefinition,
 )
 from baton.domain.models import ANTHROPIC_PROVIDER
-from baton.integrations.llm import errors
+from baton.integrations.llm import egress, errors
 from baton.integrations.llm.streaming import DeltaSink, TextCollector, tool_call
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -63,7 +63,10 @@ async def complete(
     base_url = config.base_url or DEFAULT_BASE_URL
     system, messages = _conversation(request.messages)
     client = anthropic.AsyncAnthropic(
-        api_key=api_key or _PLACEHOLDER_KEY, base_url=base_url, max_retries=0
+        api_key=api_key or _PLACEHOLDER_KEY,
+        base_url=base_url,
+        max_retries=0,
+        http_client=egress.http_client(config),
     )
     try:
         async with client:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from baton.errors import BatonError
+from baton.integrations.llm import egress
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _MAX_DETAIL = 500
@@ -80,6 +81,15 @@ def http_error(
 def connection_failed(
     provider: str, *, base_url: str, cause: BaseException, secret: str | None
 ) -> ProviderError:
+    refused = egress.refusal_in(cause)
+    if refused is not None:
+        # Refused before connecting: nothing was sent and no server answered. Trying again
+        # cannot help until the operator allows the address.
+        return ProviderError(
+            f"{provider} at {base_url} was not called: {refused.message}",
+            provider=provider,
+            retryable=False,
+        )
     # Client libraries say "Connection error."; the transport's own error says which.
     reason = str(cause)
     if cause.__cause__ is not None and str(cause.__cause__):

@@ -36,7 +36,7 @@ from baton.domain.llm import (
     ToolDefinition,
 )
 from baton.domain.models import OPENAI_PROVIDER
-from baton.integrations.llm import errors
+from baton.integrations.llm import egress, errors
 from baton.integrations.llm.streaming import DeltaSink, TextCollector, tool_call
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -60,7 +60,10 @@ def connect(config: ProviderConfig) -> Connection:
         raise errors.ProviderNotConfigured(OPENAI_PROVIDER)
     base_url = config.base_url or DEFAULT_BASE_URL
     client = openai.AsyncOpenAI(
-        api_key=api_key or _PLACEHOLDER_KEY, base_url=base_url, max_retries=0
+        api_key=api_key or _PLACEHOLDER_KEY,
+        base_url=base_url,
+        max_retries=0,
+        http_client=egress.http_client(config),
     )
     return Connection(client=client, base_url=base_url, api_key=api_key)
 

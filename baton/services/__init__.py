@@ -1,0 +1,1 @@
+"""Application logic that the API, the worker, triggers and benchmarks share."""
