@@ -75,31 +75,39 @@ class RowTool:
 
     async def run(self, row_id: int, row: dict[str, Any]) -> Any:
         plan = self._plan
+        # One budget for the row's templates, as a tool run has: they all render on the
+        # worker's event loop.
+        budget = templating.Budget(templating.TOOL_RUN_WORK, scope="this row's templates")
         try:
             params = validate_params(
                 plan.tool,
-                {name: source.value(row_id, row) for name, source in plan.input_mapping.items()},
+                {
+                    name: source.value(row_id, row, budget=budget)
+                    for name, source in plan.input_mapping.items()
+                },
             )
         except (templating.TemplateError, BatonError) as exc:
             raise RowFailed(f"input: {getattr(exc, 'message', exc)}") from exc
         context: dict[str, Any] = {"params": params, "steps": {}, "snippets": plan.snippets}
         output: Any = None
         for step in plan.tool.steps:
-            result = await self._step(row_id, step, context)
+            result = await self._step(row_id, step, context, budget)
             context["steps"][step.name] = result
             output = result["output"]
         if plan.tool.output is not None:
-            output = _pure("output", plan.tool.output, context)
+            output = _pure("output", plan.tool.output, context, budget)
         return output
 
-    async def _step(self, row_id: int, step: Step, context: dict[str, Any]) -> dict[str, Any]:
-        if step.if_ is not None and not _condition(step, context):
+    async def _step(
+        self, row_id: int, step: Step, context: dict[str, Any], budget: templating.Budget
+    ) -> dict[str, Any]:
+        if step.if_ is not None and not _condition(step, context, budget):
             return {"output": None, "status": "skipped", "error": None}
         if step.foreach is None:
-            output, error = await self._attempt(row_id, -1, step, context)
+            output, error = await self._attempt(row_id, -1, step, context, budget)
             return {"output": output, "status": "failed" if error else "succeeded", "error": error}
         foreach = step.foreach if "{{" in step.foreach else "{{ " + step.foreach + " }}"
-        items = _pure(f"step {step.name}", foreach, context)
+        items = _pure(f"step {step.name}", foreach, context, budget)
         if not isinstance(items, list):
             raise RowFailed(f"step {step.name}: foreach must give a list")
         gate = asyncio.Semaphore(step.concurrency)
@@ -107,7 +115,7 @@ class RowTool:
         async def one(index: int, item: Any) -> tuple[Any, str | None]:
             async with gate:
                 scoped = {**context, "foreach": {"item": item, "index": index}}
-                return await self._attempt(row_id, index, step, scoped)
+                return await self._attempt(row_id, index, step, scoped, budget)
 
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         errors = [error for _, error in results if error]
@@ -119,22 +127,32 @@ class RowTool:
         }
 
     async def _attempt(
-        self, row_id: int, item: int, step: Step, context: dict[str, Any]
+        self,
+        row_id: int,
+        item: int,
+        step: Step,
+        context: dict[str, Any],
+        budget: templating.Budget,
     ) -> tuple[Any, str | None]:
         try:
-            return await self._with_retries(row_id, item, step, context), None
+            return await self._with_retries(row_id, item, step, context, budget), None
         except RowFailed as exc:
             if step.continue_on_error:
                 return None, exc.message
             raise
 
     async def _with_retries(
-        self, row_id: int, item: int, step: Step, context: dict[str, Any]
+        self,
+        row_id: int,
+        item: int,
+        step: Step,
+        context: dict[str, Any],
+        budget: templating.Budget,
     ) -> Any:
         if isinstance(step, TemplateStep):
-            return _pure(f"step {step.name}", step.template, context)
+            return _pure(f"step {step.name}", step.template, context, budget)
         if isinstance(step, TransformStep):
-            value = _pure(f"step {step.name}", step.input, context)
+            value = _pure(f"step {step.name}", step.input, context, budget)
             try:
                 return jmespath.search(step.expression, value)
             except jmespath.exceptions.JMESPathError as exc:
@@ -357,16 +375,16 @@ def _failed(plan: EnrichmentPlan, data: dict[str, Any]) -> bool:
     return data.get(plan.error_column) not in (None, "")
 
 
-def _pure(where: str, template: str, context: dict[str, Any]) -> Any:
+def _pure(where: str, template: str, context: dict[str, Any], budget: templating.Budget) -> Any:
     try:
-        return templating.render(template, context)
+        return templating.render(template, context, budget=budget)
     except templating.TemplateError as exc:
         raise RowFailed(f"{where}: {exc}") from exc
 
 
-def _condition(step: Step, context: dict[str, Any]) -> bool:
+def _condition(step: Step, context: dict[str, Any], budget: templating.Budget) -> bool:
     try:
-        return templating.truthy(step.if_ or "", context)
+        return templating.truthy(step.if_ or "", context, budget=budget)
     except templating.TemplateError as exc:
         raise RowFailed(f"step {step.name}: if: {exc}") from exc
 

@@ -13,13 +13,15 @@ import json
 import re
 from typing import Any
 
+import yaml
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response, field_path, is_json
+from baton import templating
 from baton.domain.storable import UNSTORABLE_TEXT, first_unstorable, storable
-from baton.errors import InvalidInput
+from baton.errors import BatonError, InvalidInput
 
 # The largest integer a BIGINT column holds; a larger offset or seq fails inside the driver.
 MAX_DB_INTEGER = 2**63 - 1
@@ -140,3 +142,127 @@ def _unstorable(loc: list[Any], field: str) -> InvalidInput:
         f"invalid input: {field}: {UNSTORABLE_TEXT}",
         details=[{"loc": loc, "field": field, "msg": UNSTORABLE_TEXT, "type": "unstorable_text"}],
     )
+
+
+# Definitions (tools, agents, their imports): what one may hold. Their strings become
+# templates, checked at save and rendered at every run, so a definition much larger than any
+# real one is refused before it is parsed, validated or stored.
+MAX_DEFINITION_VALUES = 20_000
+"""Strings, numbers, lists and objects in one definition, at any depth."""
+MAX_DEFINITION_TEMPLATES = 1_000
+"""Strings with template syntax (`{{`, `{%`, `{#`) in one definition."""
+MAX_DEFINITION_DEPTH = 32
+"""Lists and objects inside each other."""
+MAX_TEMPLATE_CHARS = 100_000
+"""Characters in all the strings with template syntax of one definition: each is parsed when
+the definition is saved, at a few hundred kilobytes a second."""
+
+
+class DefinitionTooLarge(BatonError):
+    code = "definition_too_large"
+    status_code = 413
+
+
+def check_definition(data: Any, *, what: str = "the definition") -> None:
+    """Refuses a definition over one of the limits above, in time linear in what it reads:
+    the walk stops at the first limit passed."""
+    values = templates = template_chars = 0
+    pending: list[tuple[Any, int]] = [(data, 0)]
+    while pending:
+        node, depth = pending.pop()
+        values += 1
+        if values > MAX_DEFINITION_VALUES:
+            raise DefinitionTooLarge(
+                f"{what} holds more than {MAX_DEFINITION_VALUES} values (strings, numbers, "
+                "lists, objects); split it or move data into knowledge",
+                details={"limit": MAX_DEFINITION_VALUES},
+            )
+        if depth > MAX_DEFINITION_DEPTH:
+            raise DefinitionTooLarge(
+                f"{what} nests lists and objects more than {MAX_DEFINITION_DEPTH} deep",
+                details={"limit": MAX_DEFINITION_DEPTH},
+            )
+        if isinstance(node, str) and templating.is_template(node):
+            templates += 1
+            if templates > MAX_DEFINITION_TEMPLATES:
+                raise DefinitionTooLarge(
+                    f"{what} has more than {MAX_DEFINITION_TEMPLATES} templates",
+                    details={"limit": MAX_DEFINITION_TEMPLATES},
+                )
+            template_chars += len(node)
+            if template_chars > MAX_TEMPLATE_CHARS:
+                raise DefinitionTooLarge(
+                    f"{what} has more than {MAX_TEMPLATE_CHARS} characters of templates",
+                    details={"limit": MAX_TEMPLATE_CHARS},
+                )
+        elif isinstance(node, dict):
+            pending.extend((key, depth + 1) for key in node)
+            pending.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            pending.extend((item, depth + 1) for item in node)
+
+
+async def bounded_definition(request: Request) -> None:
+    """A route dependency: checks a JSON body against the definition limits before FastAPI
+    validates it into a model (which would build every one of its strings)."""
+    if not is_json(request.headers.get("content-type", "application/json")):
+        return
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return  # not JSON after all: the route's own parsing answers for it
+    check_definition(data)
+
+
+def load_definition(raw: bytes, content_type: str) -> Any:
+    """An imported definition: JSON when it says so, else YAML (of which JSON is a part),
+    without anchors or aliases (`&a`, `*a`): a few hundred bytes of them expand to millions of
+    values. YAML is read as events first (by libyaml when installed), so a document over the
+    limits is refused before anything is built from it."""
+    if is_json(content_type):
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    else:
+        data = _load_yaml(raw)
+    check_definition(data)
+    return data
+
+
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_VALUES = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_YAML_OPEN = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_YAML_CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _load_yaml(raw: bytes) -> Any:
+    values = depth = 0
+    try:
+        for event in yaml.parse(raw, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise InvalidInput(
+                    "YAML anchors and aliases (&name, *name) are not allowed in an import; "
+                    "write each value out",
+                    details=[{"loc": ["body"], "msg": "YAML alias", "type": "yaml_alias"}],
+                )
+            if isinstance(event, _YAML_VALUES):
+                values += 1
+                if values > MAX_DEFINITION_VALUES:
+                    raise DefinitionTooLarge(
+                        f"the definition holds more than {MAX_DEFINITION_VALUES} values",
+                        details={"limit": MAX_DEFINITION_VALUES},
+                    )
+            if isinstance(event, _YAML_OPEN):
+                depth += 1
+                if depth > MAX_DEFINITION_DEPTH:
+                    raise DefinitionTooLarge(
+                        f"the definition nests more than {MAX_DEFINITION_DEPTH} deep",
+                        details={"limit": MAX_DEFINITION_DEPTH},
+                    )
+            elif isinstance(event, _YAML_CLOSE):
+                depth -= 1
+        return yaml.load(raw, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"the body is neither JSON nor YAML: {exc}") from exc

@@ -76,6 +76,11 @@ class ToolRunWorkflow:
     @workflow.run
     async def run(self, run: ToolRunInput) -> ToolRunResult:
         self._run = run
+        # One budget for every template this run renders here: all of them may run in one
+        # workflow task, which must end well before the deadlock detector fires.
+        self._budget = templating.Budget(
+            templating.TOOL_RUN_WORK, scope="this tool run's templates"
+        )
         spec = run.specs[run.tool_id]
         context: dict[str, Any] = {"params": run.params, "steps": {}, "snippets": run.snippets}
         if run.persist:
@@ -219,13 +224,13 @@ class ToolRunWorkflow:
 
     def _pure(self, step: Step | None, template: str, context: dict[str, Any]) -> Any:
         try:
-            return templating.render(template, context)
+            return templating.render(template, context, budget=self._budget)
         except templating.TemplateError as exc:
             raise StepFailed(step.name if step else "output", str(exc)) from exc
 
     def _condition(self, step: Step, context: dict[str, Any]) -> bool:
         try:
-            return templating.truthy(step.if_ or "", context)
+            return templating.truthy(step.if_ or "", context, budget=self._budget)
         except templating.TemplateError as exc:
             raise StepFailed(step.name, f"if: {exc}") from exc
 
@@ -237,7 +242,8 @@ class ToolRunWorkflow:
         if spec is None:
             raise StepFailed(step.name, f"tool {step.tool_id} is not part of this run")
         try:
-            params = validate_params(spec, templating.render_tree(step.params, context))
+            rendered = templating.render_tree(step.params, context, budget=self._budget)
+            params = validate_params(spec, rendered)
         except templating.TemplateError as exc:
             raise StepFailed(step.name, str(exc)) from exc
         except BatonError as exc:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.limits import bounded_definition
 from api.routes.triggers import delete_in_temporal
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
 from api.schemas.tasks import TaskCreate, TaskCreated
@@ -40,7 +41,7 @@ async def list_agents(
     return [AgentPublic.of(a) for a in agents]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_agent(
     body: AgentCreate, project: ProjectDep, session: SessionDep, principal: PrincipalDep
 ) -> AgentPublic:
@@ -60,7 +61,7 @@ async def get_agent(
     return AgentPublic.of(agent)
 
 
-@router.patch("/{agent_id}")
+@router.patch("/{agent_id}", dependencies=[Depends(bounded_definition)])
 async def update_agent(
     agent_id: str,
     body: AgentUpdate,

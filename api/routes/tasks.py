@@ -21,6 +21,7 @@ from api.deps import (
 )
 from api.limits import MAX_DB_INTEGER
 from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
+from api.templates import api_budget, off_loop
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
@@ -30,7 +31,7 @@ from baton.domain.agents import render_with_params
 from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
 from baton.errors import Conflict, NotFound, ServiceUnavailable
 from baton.services import closed_runs
-from baton.templating import TemplateError
+from baton.templating import TemplateError, is_template
 from workflows.agent_task import AgentTaskWorkflow
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
@@ -191,10 +192,17 @@ async def _welcome_message(session: AsyncSession, task: Task) -> str:
     snippets = await snippet_repo.snippet_values(
         session=session, project_id=task.project_id, names=spec.snippet_names()
     )
-    try:
-        return render_with_params(spec.welcome_message, task.params or {}, snippets)
-    except TemplateError:
-        return spec.welcome_message
+    text, params = spec.welcome_message, task.params or {}
+    if not is_template(text):
+        return text
+
+    def render() -> str:
+        try:
+            return render_with_params(text, params, snippets, budget=api_budget())
+        except TemplateError:
+            return text
+
+    return await off_loop(render)
 
 
 async def _pending_approvals(temporal_client: Client, task: Task) -> list[PendingApproval]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -17,6 +17,7 @@ from api.deps import (
     TemporalDep,
     require_role,
 )
+from api.limits import bounded_definition, load_definition
 from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
 from api.tool_runs_start import check_before_save, run_view, start_tool_run, wait_for_run
 from baton.db.repositories import tools as tool_repo
@@ -38,7 +39,7 @@ async def list_tools(
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_tool(
     body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
 ) -> ToolPublic:
@@ -54,11 +55,7 @@ async def import_tool(
 ) -> ToolPublic:
     """A tool exported as JSON or YAML (`Content-Type: application/yaml`)."""
     require_role(principal, Role.editor)
-    raw = await request.body()
-    try:
-        data: Any = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"the body is neither JSON nor YAML: {exc}") from exc
+    data = load_definition(await request.body(), request.headers.get("content-type", ""))
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in _EXPORT_ONLY}
     try:
@@ -86,7 +83,7 @@ async def get_tool(
     return ToolPublic.of(tool, spec)
 
 
-@router.put("/{tool_id}")
+@router.put("/{tool_id}", dependencies=[Depends(bounded_definition)])
 async def update_tool(
     tool_id: str, body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
 ) -> ToolPublic:

@@ -12,9 +12,9 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request, status
 from temporalio.client import (
@@ -37,6 +37,7 @@ from api.deps import (
     TemporalDep,
     require_role,
 )
+from api.limits import bounded_definition
 from api.schemas.triggers import (
     MAX_MESSAGE_LENGTH,
     PAYLOAD,
@@ -48,6 +49,7 @@ from api.schemas.triggers import (
     WebhookPublic,
 )
 from api.task_start import start_agent_task, task_params
+from api.templates import api_budget, off_loop
 from baton import templating
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
@@ -61,7 +63,6 @@ from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT, run_search_at
 from workflows.agent_task import AgentTaskWorkflow
 
 logger = logging.getLogger("baton.api")
-T = TypeVar("T")
 
 WEBHOOK_TOKEN_PREFIX = "bthk_"
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -103,7 +104,7 @@ schedules = APIRouter(
 # Webhooks
 
 
-@webhooks.post("", status_code=status.HTTP_201_CREATED)
+@webhooks.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_webhook(
     body: WebhookCreate,
     agent: AgentDep,
@@ -168,19 +169,13 @@ async def receive_hook(
     key, the same key starts one task however often it arrives."""
     webhook = await trigger_repo.find_webhook(session=session, token=token)
     payload = await _read_json(request)
-    message = _render(webhook.message_template, payload, field="message_template")
-    if not message.strip():
-        raise InvalidInput("the message_template rendered an empty message for this payload")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise InvalidInput(f"the rendered message is longer than {MAX_MESSAGE_LENGTH} characters")
-    task_id = None
-    if webhook.dedupe_key_template:
-        key = _render(webhook.dedupe_key_template, payload, field="dedupe_key_template").strip()
-        task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
-    params = {
-        name: _render_value(template, payload, field=f"params_template.{name}")
-        for name, template in (webhook.params_template or {}).items()
-    }
+    templates = HookTemplates(
+        message=webhook.message_template,
+        dedupe_key=webhook.dedupe_key_template,
+        params=dict(webhook.params_template or {}),
+    )
+    message, key, params = await off_loop(lambda: _render_hook(templates, payload))
+    task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
     deduplicated = task_id is not None and await session.get(Task, task_id) is not None
     agent = await agent_repo.get_agent(
         session=session, project_id=webhook.project_id, agent_id=webhook.agent_id
@@ -225,24 +220,41 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _render(template: str, payload: Any, *, field: str) -> str:
-    return _render_with(templating.render_text, template, payload, field=field)
+@dataclass(frozen=True)
+class HookTemplates:
+    message: str
+    dedupe_key: str | None
+    params: dict[str, str]
 
 
-def _render_value(template: str, payload: Any, *, field: str) -> Any:
-    """A lone `{{ payload.x }}` keeps the value's JSON type, as a typed param needs."""
-    return _render_with(templating.render, template, payload, field=field)
+def _render_hook(templates: HookTemplates, payload: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """The task's message, dedupe key and params; in a render thread, all on one budget."""
+    budget = api_budget("the webhook's templates")
 
+    def render(template: str, field: str, *, text: bool = True) -> Any:
+        try:
+            if text:
+                return templating.render_text(template, {PAYLOAD: payload}, budget=budget)
+            # A lone `{{ payload.x }}` keeps the value's JSON type, as a typed param needs.
+            return templating.render(template, {PAYLOAD: payload}, budget=budget)
+        except templating.TemplateError as exc:
+            raise InvalidInput(
+                f"the webhook's {field} failed on this payload: {exc}", details={"field": field}
+            ) from exc
 
-def _render_with(
-    render: Callable[[str, dict[str, Any]], T], template: str, payload: Any, *, field: str
-) -> T:
-    try:
-        return render(template, {PAYLOAD: payload})
-    except templating.TemplateError as exc:
-        raise InvalidInput(
-            f"the webhook's {field} failed on this payload: {exc}", details={"field": field}
-        ) from exc
+    message = render(templates.message, "message_template")
+    if not message.strip():
+        raise InvalidInput("the message_template rendered an empty message for this payload")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise InvalidInput(f"the rendered message is longer than {MAX_MESSAGE_LENGTH} characters")
+    key = None
+    if templates.dedupe_key:
+        key = render(templates.dedupe_key, "dedupe_key_template").strip() or None
+    params = {
+        name: render(template, f"params_template.{name}", text=False)
+        for name, template in templates.params.items()
+    }
+    return message, key, params
 
 
 # Schedules

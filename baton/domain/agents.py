@@ -92,7 +92,11 @@ PARAM_TEXTS = ("system_prompt", "welcome_message")
 
 
 def render_with_params(
-    text: str, params: dict[str, Any], snippets: dict[str, str] | None = None
+    text: str,
+    params: dict[str, Any],
+    snippets: dict[str, str] | None = None,
+    *,
+    budget: templating.Budget | None = None,
 ) -> str:
     """A system prompt or welcome message with its `{{ params.<name> }}` and
     `{{ snippets.<name> }}` filled in. A text that reads neither is left as written. Pure, so
@@ -101,7 +105,8 @@ def render_with_params(
         return text
     if not templating.references(text).roots() & {"params", "snippets"}:
         return text
-    return templating.render_text(text, {"params": params, "snippets": snippets or {}})
+    context = {"params": params, "snippets": snippets or {}}
+    return templating.render_text(text, context, budget=budget)
 
 
 def check_param_references(spec: AgentSpec) -> None:

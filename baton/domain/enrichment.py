@@ -52,11 +52,13 @@ class InputSource(BaseModel):
             templating.parse(self.template)
         return self
 
-    def value(self, row_id: int, row: dict[str, Any]) -> Any:
+    def value(
+        self, row_id: int, row: dict[str, Any], *, budget: templating.Budget | None = None
+    ) -> Any:
         if self.column is not None:
             return row.get(self.column)
         assert self.template is not None
-        return templating.render(self.template, {"row": row, "row_id": row_id})
+        return templating.render(self.template, {"row": row, "row_id": row_id}, budget=budget)
 
 
 class EnrichmentCreate(BaseModel):
