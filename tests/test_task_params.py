@@ -14,6 +14,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import assert_error
@@ -32,6 +33,12 @@ def openai_server() -> Iterator[FakeOpenAI]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, openai_server: FakeOpenAI) -> Settings:
+    """The local OpenAI server allowed as a self-hosted provider, by its host and port."""
+    return settings.model_copy(update={"http_allow_hosts": [f"127.0.0.1:{openai_server.port}"]})
 
 
 async def make_agent(api: httpx.AsyncClient, tenant: Tenant, **spec: Any) -> httpx.Response:
