@@ -4,6 +4,7 @@ attributes that make every run findable in the Temporal UI."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
@@ -18,6 +19,9 @@ from temporalio.converter import DataConverter, ExternalStorage
 from temporalio.service import TLSConfig
 
 from baton.settings import Settings
+
+if TYPE_CHECKING:
+    from baton.payload_codec import PayloadKeys
 
 BATON_PROJECT = SearchAttributeKey.for_keyword("BatonProject")
 BATON_AGENT = SearchAttributeKey.for_keyword("BatonAgent")
@@ -69,19 +73,33 @@ def _tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
+def payload_keys(settings: Settings) -> PayloadKeys:
+    """The keys of Temporal payloads: sealed under the secret key, opened by it or a former one."""
+    # Imported here: workflow code imports this module for the search attribute keys, and
+    # workflows must not import the cipher or the database layer.
+    from baton.payload_codec import PayloadKeys
+
+    return PayloadKeys(settings.require_secret_key(), settings.previous_secret_key_values())
+
+
 def data_converter(
+    settings: Settings,
     session_factory: async_sessionmaker[AsyncSession] | None = None,
 ) -> DataConverter:
-    """Pydantic payloads; with a database, those over 64 KB are stored there and history
-    keeps a reference (a claim check), so long transcripts and big outputs stay small."""
+    """Pydantic payloads, encrypted (see baton/payload_codec.py); with a database, those over
+    64 KB are stored there and history keeps a reference (a claim check), so long transcripts
+    and big outputs stay small. The SDK encrypts before it stores, so the stored blobs are
+    ciphertext too."""
+    from baton.payload_codec import EncryptionCodec
+
+    codec = EncryptionCodec(payload_keys(settings))
+    converter = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
     if session_factory is None:
-        return pydantic_data_converter
-    # Imported here: workflow code imports this module for the search attribute keys, and
-    # workflows must not import the database layer.
+        return converter
     from baton.db.payload_store import PAYLOAD_SIZE_THRESHOLD, DatabasePayloadStore
 
     return dataclasses.replace(
-        pydantic_data_converter,
+        converter,
         external_storage=ExternalStorage(
             drivers=[DatabasePayloadStore(session_factory)],
             payload_size_threshold=PAYLOAD_SIZE_THRESHOLD,
@@ -102,7 +120,7 @@ async def connect(
         namespace=settings.temporal_namespace,
         api_key=api_key.get_secret_value() if api_key else None,
         tls=_tls_config(settings),
-        data_converter=data_converter(session_factory),
+        data_converter=data_converter(settings, session_factory),
         lazy=lazy,
     )
 

@@ -23,7 +23,6 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -89,7 +88,8 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        # Encrypted payloads, as every Baton client and worker has them.
+        data_converter=temporal.data_converter(Settings()),
         dev_server_extra_args=list(temporal.DEV_SERVER_SQLITE_ARGS),
     )
     yield env

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import httpx
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 
@@ -32,21 +34,31 @@ async def create_token(
 
 
 async def histories_of(temporal_env: WorkflowEnvironment, workflow_ids: list[str]) -> str:
-    """The histories as JSON followed by every payload decoded: payloads are base64 in the
-    JSON, so a plain search of it would never find anything."""
+    """The histories as JSON followed by every payload decoded: payloads are encrypted and
+    base64 in the JSON, so a plain search of it would never find anything."""
     client = temporal_env.client
     texts = []
     for workflow_id in workflow_ids:
         history = (await client.get_workflow_handle(workflow_id).fetch_history()).to_json()
-        texts += [history, *_payloads(json.loads(history))]
+        texts.append(history)
+        for payload in _payloads(json.loads(history)):
+            texts.append((await decoded(client, payload)).data.decode(errors="replace"))
     return "\n".join(texts)
 
 
-def _payloads(value: Any) -> list[str]:
+async def decoded(client: Client, payload: Payload) -> Payload:
+    """A payload as it was before the client's codec encrypted it."""
+    codec = client.data_converter.payload_codec
+    assert codec is not None, "Baton's clients encrypt their payloads"
+    [plain] = await codec.decode([payload])
+    return plain
+
+
+def _payloads(value: Any) -> list[Payload]:
     if isinstance(value, dict):
         if set(value) >= {"metadata", "data"} and isinstance(value["data"], str):
-            return [base64.b64decode(value["data"]).decode(errors="replace")]
-        return [text for item in value.values() for text in _payloads(item)]
+            return [json_format.ParseDict(value, Payload(), ignore_unknown_fields=True)]
+        return [payload for item in value.values() for payload in _payloads(item)]
     if isinstance(value, list):
-        return [text for item in value for text in _payloads(item)]
+        return [payload for item in value for payload in _payloads(item)]
     return []

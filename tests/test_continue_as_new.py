@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from baton import temporal
@@ -23,7 +22,7 @@ async def eager_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(Settings()),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "limit.historyCount.suggestContinueAsNew=100",

@@ -26,7 +26,7 @@ async def test_a_big_step_output_is_kept_out_of_history_and_still_flows_on(
 ):
     client = await Client.connect(
         temporal_env.client.service_client.config.target_host,
-        data_converter=temporal.data_converter(session_factory),
+        data_converter=temporal.data_converter(settings, session_factory),
     )
     async with worker_on(client, settings, session_factory):
         async for api in _api_client(settings, client):

@@ -19,7 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, worker_on
-from tests.helpers import assert_error, histories_of
+from tests.helpers import assert_error, decoded, histories_of
 from tests.local_http import LocalHttp, hit_count
 
 
@@ -658,7 +658,7 @@ async def test_an_llm_step_answers_with_the_scripted_model(
     assert body["output"].endswith("Q: why?")
     history = await temporal_env.client.get_workflow_handle(body["workflow_id"]).fetch_history()
     summaries = [
-        e.user_metadata.summary.data.decode()
+        (await decoded(temporal_env.client, e.user_metadata.summary)).data.decode()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]

@@ -313,7 +313,7 @@ async def test_a_schedule_is_a_temporal_schedule_that_pauses_resumes_and_goes(
     assert action.typed_search_attributes.get(BATON_PROJECT) == tenant.project_id
     assert action.typed_search_attributes.get(BATON_AGENT) == agent["id"]
     assert action.typed_search_attributes.get(BATON_KIND) == "agent-task"
-    [start] = await pydantic_data_converter.decode(list(action.args), [AgentTaskInput])
+    [start] = await temporal_env.client.data_converter.decode(list(action.args), [AgentTaskInput])
     assert start == AgentTaskInput(
         task_id="", project_id=tenant.project_id, agent_id=agent["id"], message="Daily report"
     )
