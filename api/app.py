@@ -22,6 +22,7 @@ from api.routes import (
     snippets,
     task_events,
     tasks,
+    temporal_codec,
     tokens,
     tool_runs,
     tool_templates,
@@ -29,10 +30,12 @@ from api.routes import (
     triggers,
     user_groups,
 )
+from api.temporal_codec import WorkflowProjects
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.security import SecretBox
 from baton.settings import Settings
+from baton.temporal import payload_keys
 
 
 def create_app(
@@ -51,6 +54,8 @@ def create_app(
         app.state.temporal = temporal_client or await temporal.connect(
             settings, lazy=True, session_factory=app.state.session_factory
         )
+        app.state.payload_keys = payload_keys(settings)
+        app.state.workflow_projects = WorkflowProjects(app.state.temporal)
         try:
             yield
         finally:
@@ -66,6 +71,7 @@ def create_app(
         dependencies=[Depends(refuse_unstorable_text)],
     )
     install_error_handlers(app)
+    app.add_middleware(temporal_codec.CodecCORS, ui_url=settings.temporal_ui_url)
     app.add_middleware(
         BodySizeLimit,
         max_body_bytes=settings.max_body_bytes,
@@ -77,4 +83,5 @@ def create_app(
     app.include_router(integrations.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
+    app.include_router(temporal_codec.router)
     return app

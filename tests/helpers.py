@@ -41,7 +41,7 @@ async def histories_of(temporal_env: WorkflowEnvironment, workflow_ids: list[str
     for workflow_id in workflow_ids:
         history = (await client.get_workflow_handle(workflow_id).fetch_history()).to_json()
         texts.append(history)
-        for payload in _payloads(json.loads(history)):
+        for payload in payloads_in(json.loads(history)):
             texts.append((await decoded(client, payload)).data.decode(errors="replace"))
     return "\n".join(texts)
 
@@ -54,11 +54,12 @@ async def decoded(client: Client, payload: Payload) -> Payload:
     return plain
 
 
-def _payloads(value: Any) -> list[Payload]:
+def payloads_in(value: Any) -> list[Payload]:
+    """Every payload in a history (or any protobuf JSON), as sent: encrypted."""
     if isinstance(value, dict):
         if set(value) >= {"metadata", "data"} and isinstance(value["data"], str):
             return [json_format.ParseDict(value, Payload(), ignore_unknown_fields=True)]
-        return [payload for item in value.values() for payload in _payloads(item)]
+        return [payload for item in value.values() for payload in payloads_in(item)]
     if isinstance(value, list):
-        return [payload for item in value for payload in _payloads(item)]
+        return [payload for item in value for payload in payloads_in(item)]
     return []

@@ -267,6 +267,16 @@ async def authenticate(*, session: AsyncSession, token: str) -> Principal:
     row = (
         await session.scalars(select(ApiToken).where(ApiToken.token_hash == digest))
     ).one_or_none()
+    return _api_token_principal(row)
+
+
+async def authenticate_token_id(*, session: AsyncSession, token_id: str) -> Principal:
+    """The principal of an API token named by its id, for a signed session that stands for
+    the token (the Temporal codec's sign-in): revoked or expired since, it is refused too."""
+    return _api_token_principal(await session.get(ApiToken, token_id))
+
+
+def _api_token_principal(row: ApiToken | None) -> Principal:
     now = utcnow()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("invalid or revoked token")
