@@ -103,7 +103,8 @@ def up(
         "",
         "Baton is running. Ctrl-C stops it.",
         f"  API          {settings.public_api_url}   (OpenAPI: {settings.public_api_url}/docs)",
-        f"  Temporal UI  {settings.temporal_ui_url}",
+        f"  Temporal UI  {settings.temporal_ui_url}   (to read payloads, sign in at "
+        f"{settings.temporal_codec_endpoint}/sign-in)",
         f"  Data         {settings.data_dir.resolve()}",
     ]
     if first_start is not None:

@@ -7,6 +7,7 @@ from enum import StrEnum
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,7 @@ from baton.secret_key import key_file, read_keys
 
 # The key earlier versions shipped in .env.example: public, so refused wherever it turns up.
 DEVELOPMENT_SECRET_KEY = "baton-development-secret-key-do-not-use-in-production"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 class MissingSecretKey(RuntimeError):
@@ -169,6 +171,19 @@ class Settings(BaseSettings):
     @property
     def public_api_url(self) -> str:
         return self.api_public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_codec_endpoint(self) -> str:
+        """Where the Temporal UI sends payloads to decode. With both on this machine, the API
+        is named by the UI's own host name, so the browser counts them as one site and sends
+        the codec's SameSite session cookie along."""
+        if self.api_public_url:
+            return f"{self.api_public_url.rstrip('/')}/api/temporal-codec"
+        host = self.api_host
+        ui_host = urlsplit(self.temporal_ui_url).hostname or ""
+        if host in LOOPBACK_HOSTS and ui_host in LOOPBACK_HOSTS:
+            host = ui_host
+        return f"http://{host}:{self.api_port}/api/temporal-codec"
 
     def temporal_ui_link(self, workflow_id: str) -> str:
         base = self.temporal_ui_url.rstrip("/")

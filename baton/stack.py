@@ -94,6 +94,9 @@ class Stack:
             "--log-level",
             "warn",
             "--ui-disable-news-fetch",
+            # The UI decodes Baton's encrypted payloads through the API (for whoever signed in).
+            "--ui-codec-endpoint",
+            self.settings.temporal_codec_endpoint,
             *temporal.dev_server_search_attribute_args(),
         ]
         self._spawn("temporal", command, stdout=log)

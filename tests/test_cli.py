@@ -169,6 +169,28 @@ async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tm
         assert task.json()["workflow_id"] in listed.stdout
         ui = httpx.get(f"http://127.0.0.1:{stack.ui_port}/", timeout=10)
         assert ui.status_code == 200
+        # The UI decodes payloads through the API's codec server, and so does the CLI.
+        ui_settings = httpx.get(f"http://127.0.0.1:{stack.ui_port}/api/v1/settings", timeout=10)
+        codec = f"http://localhost:{stack.api_port}/api/temporal-codec"
+        assert ui_settings.json()["Codec"]["Endpoint"] == codec
+        assert f"{codec}/sign-in" in stack.output
+        show = [
+            venv_binary("temporal"),
+            "workflow",
+            "show",
+            "--address",
+            f"127.0.0.1:{stack.temporal_port}",
+            "--workflow-id",
+            task.json()["workflow_id"],
+            "--detailed",
+        ]
+        codec_flags = ["--codec-endpoint", f"{base}/api/temporal-codec", "--codec-auth"]
+        shown = [
+            subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout
+            for command in (show, [*show, *codec_flags, f"Token {token}"])
+        ]
+        assert "You said: ping" not in shown[0] and "message: ping" not in shown[0]
+        assert "You said: ping" in shown[1] and "input[0].message: ping" in shown[1]
 
         assert stack.interrupt() == 0
         for port in (stack.api_port, stack.temporal_port, stack.ui_port):
