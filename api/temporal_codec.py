@@ -14,18 +14,21 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.common.v1 import Payload
+from temporalio.api.sdk.v1.external_storage_pb2 import ExternalStorageReference
 from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.converter import StorageDriverClaim, StorageDriverRetrieveContext
 from temporalio.service import RPCError, RPCStatusCode
 
+from baton.db.payload_store import DatabasePayloadStore
 from baton.db.tables import AgentSchedule, Project
 from baton.domain.accounts import Principal
-from baton.errors import BatonError, ServiceUnavailable
+from baton.errors import BatonError, InvalidInput, ServiceUnavailable
 from baton.payload_codec import (
     PayloadDecryptionError,
     PayloadKeys,
@@ -40,6 +43,9 @@ SCHEDULE_PREFIX = "task-schedule-"
 # Resolved workflows kept in memory: a workflow's project never changes.
 MAX_CACHED_WORKFLOWS = 10_000
 SESSION_SECONDS = 12 * 3600
+# Each distinct workflow may cost a look-up in Temporal; the UI sends one event's payloads.
+MAX_WORKFLOWS_PER_REQUEST = 100
+REFERENCE_TYPE = ExternalStorageReference.DESCRIPTOR.full_name.encode()
 
 
 class UndecodablePayload(BatonError):
@@ -108,6 +114,7 @@ async def decode_for(
     session: AsyncSession,
     workflows: WorkflowProjects,
     keys: PayloadKeys,
+    store: DatabasePayloadStore,
 ) -> list[Payload]:
     """Opens the payloads of the principal's own projects. Any other encrypted payload comes
     back as it was sent, and is never opened, so whether it is intact is not revealed either.
@@ -115,11 +122,17 @@ async def decode_for(
     readable: dict[str, bool] = {}
     decoded = []
     for index, payload in enumerate(payloads):
-        workflow_id = workflow_id_of(payload) if is_encrypted(payload) else None
+        # A large value is in history as a reference to its (encrypted) blob in our database.
+        sealed = await stored_payload(payload, store) or payload
+        workflow_id = workflow_id_of(sealed) if is_encrypted(sealed) else None
         if workflow_id is None:
             decoded.append(payload)
             continue
         if workflow_id not in readable:
+            if len(readable) >= MAX_WORKFLOWS_PER_REQUEST:
+                raise InvalidInput(
+                    f"send the payloads of at most {MAX_WORKFLOWS_PER_REQUEST} workflows at once"
+                )
             project_id = await workflows.project_of(session, workflow_id)
             readable[workflow_id] = project_id is not None and await may_read_project(
                 session, principal, project_id
@@ -128,10 +141,32 @@ async def decode_for(
             decoded.append(payload)
             continue
         try:
-            decoded.append(open_payload(payload, keys))
+            decoded.append(open_payload(sealed, keys))
         except PayloadDecryptionError as exc:
             raise UndecodablePayload(f"payloads[{index}]: {exc}") from None
     return decoded
+
+
+async def stored_payload(payload: Payload, store: DatabasePayloadStore) -> Payload | None:
+    """The payload an external-storage reference stands for, if it is one of ours and the blob
+    is there."""
+    if (
+        payload.metadata.get("encoding") != b"json/protobuf"
+        or payload.metadata.get("messageType") != REFERENCE_TYPE
+    ):
+        return None
+    try:
+        reference = json_format.Parse(payload.data, ExternalStorageReference())
+    except json_format.ParseError:
+        return None
+    if reference.driver_name != store.name():
+        return None
+    claim = StorageDriverClaim(claim_data=dict(reference.claim_data))
+    try:
+        [stored] = await store.retrieve(StorageDriverRetrieveContext(), [claim])
+    except (LookupError, ValueError):
+        return None
+    return stored
 
 
 def encode(payloads: Sequence[Payload], keys: PayloadKeys) -> list[Payload]:
@@ -140,18 +175,17 @@ def encode(payloads: Sequence[Payload], keys: PayloadKeys) -> list[Payload]:
     return [seal(payload, keys.current, workflow_id=None) for payload in payloads]
 
 
-@dataclass(frozen=True)
 class CodecSessions:
     """A signed, expiring cookie value that stands for one API token (by id, never the token
     itself): the token's revocation or expiry ends the session too."""
 
-    secret_key: str
+    def __init__(self, secret_key: str) -> None:
+        self._key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"baton temporal codec session"
+        ).derive(secret_key.encode())
 
     def _mac(self, message: str) -> str:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"baton temporal codec session"
-        ).derive(self.secret_key.encode())
-        digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+        digest = hmac.new(self._key, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def issue(self, token_id: str, *, now: float | None = None) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from google.protobuf import json_format
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
@@ -23,6 +24,7 @@ from temporalio.worker import Worker
 
 from api.routes.temporal_codec import SESSION_COOKIE
 from baton import temporal
+from baton.db.tables import PayloadBlob
 from baton.payload_codec import (
     ENCODING,
     KEY_ID,
@@ -237,6 +239,65 @@ async def test_a_child_tool_run_decodes_for_the_project_of_the_run_that_started_
     assert "inner-42" in texts(mine.json())
     theirs = await api.post(DECODE, json=child, headers=other_tenant.headers)
     assert theirs.json() == child
+
+
+async def test_a_large_value_is_stored_encrypted_and_the_codec_server_reads_it_back(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    """Over 64 KB a value goes to the database and history keeps a reference (a claim check):
+    the SDK encrypts before it stores, so the stored blob is ciphertext; the codec server
+    follows the reference for the run's own project."""
+    client = await Client.connect(
+        temporal_env.client.service_client.config.target_host,
+        data_converter=temporal.data_converter(settings, session_factory),
+    )
+    big = 200_000
+    async with worker_on(client, settings, session_factory):
+        async for api in _api_client(settings, client):
+            tool = await save(
+                api,
+                tenant,
+                {
+                    "name": "Big",
+                    "steps": [
+                        {"name": "make", "type": "code", "code": f"result = 'big!' * {big}"},
+                        {
+                            "name": "size",
+                            "type": "template",
+                            "template": "{{ steps.make.output | length }}",
+                        },
+                    ],
+                },
+            )
+            body = await run(api, tenant, tool["id"])
+            assert body["status"] == "succeeded", body["error"]
+            payloads = await history_payloads(client, body["workflow_id"])
+            references = [
+                p
+                for p in payloads
+                if p.metadata.get("messageType", b"").endswith(b"ExternalStorageReference")
+            ]
+            assert references, "the big output should have left history"
+            async with session_factory() as session:
+                claims = [json.loads(r.data)["claimData"]["key"] for r in references]
+                blobs = (
+                    await session.scalars(select(PayloadBlob).where(PayloadBlob.key.in_(claims)))
+                ).all()
+            assert blobs
+            for blob in blobs:
+                stored = Payload.FromString(blob.data)
+                assert stored.metadata["encoding"] == ENCODING
+                assert b"big!big!" not in blob.data
+
+            mine = await api.post(DECODE, json=wire(references), headers=tenant.headers)
+            assert mine.status_code == 200, mine.text
+            assert "big!" * 1000 in texts(mine.json())
+            theirs = await api.post(DECODE, json=wire(references), headers=other_tenant.headers)
+            assert theirs.json() == wire(references)
 
 
 async def test_a_payload_encrypted_under_a_former_secret_key_still_decodes(

@@ -10,15 +10,14 @@ the caller's own projects are decoded; CORS admits the Temporal UI's origin alon
 
 from __future__ import annotations
 
-import base64
-import binascii
 import html
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
@@ -27,10 +26,10 @@ from api.deps import SessionDep, SettingsDep, presented_token
 from api.temporal_codec import (
     SESSION_SECONDS,
     CodecSessions,
-    WorkflowProjects,
     decode_for,
     encode,
 )
+from baton.db.payload_store import DatabasePayloadStore
 from baton.db.repositories import accounts
 from baton.domain.accounts import Principal
 from baton.errors import InvalidInput, PermissionDenied, Unauthenticated
@@ -70,47 +69,36 @@ class CodecCORS:
             await self.app(scope, receive, send)
 
 
-class CodecPayload(BaseModel):
-    """A Temporal payload in protobuf JSON: metadata values and data are base64."""
+# Protobuf JSON's bytes: base64, standard or URL-safe alphabet, padding optional.
+Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/_-]*={0,2}$")]
 
-    metadata: dict[str, str] = {}
-    data: str = ""
+
+class CodecPayload(BaseModel):
+    """A Temporal payload in protobuf JSON: metadata values and data are base64 (any other
+    field of the message, such as `externalPayloads`, is kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Base64] = {}
+    data: Base64 = ""
 
 
 class CodecPayloads(BaseModel):
     payloads: list[CodecPayload] = []
 
 
-def _bytes(value: str, where: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{where} is not base64") from None
-
-
 def to_payloads(body: CodecPayloads) -> list[Payload]:
-    return [
-        Payload(
-            metadata={
-                name: _bytes(value, f"payloads[{i}].metadata.{name}")
-                for name, value in p.metadata.items()
-            },
-            data=_bytes(p.data, f"payloads[{i}].data"),
-        )
-        for i, p in enumerate(body.payloads)
-    ]
+    payloads = []
+    for index, payload in enumerate(body.payloads):
+        try:
+            payloads.append(json_format.ParseDict(payload.model_dump(), Payload()))
+        except json_format.ParseError as exc:
+            raise InvalidInput(f"payloads[{index}] is not a Temporal payload: {exc}") from None
+    return payloads
 
 
 def from_payloads(payloads: list[Payload]) -> CodecPayloads:
-    return CodecPayloads(
-        payloads=[
-            CodecPayload(
-                metadata={k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
-                data=base64.b64encode(p.data).decode(),
-            )
-            for p in payloads
-        ]
-    )
+    return CodecPayloads(payloads=[CodecPayload(**json_format.MessageToDict(p)) for p in payloads])
 
 
 def payload_keys(request: Request) -> PayloadKeys:
@@ -166,9 +154,13 @@ async def decode(
     keys: KeysDep,
 ) -> CodecPayloads:
     """Payloads of the caller's projects decoded; any other payload as it was sent."""
-    workflows: WorkflowProjects = request.app.state.workflow_projects
     decoded = await decode_for(
-        to_payloads(body), principal=principal, session=session, workflows=workflows, keys=keys
+        to_payloads(body),
+        principal=principal,
+        session=session,
+        workflows=request.app.state.workflow_projects,
+        keys=keys,
+        store=DatabasePayloadStore(request.app.state.session_factory),
     )
     return from_payloads(decoded)
 
