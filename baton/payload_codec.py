@@ -10,8 +10,10 @@ names the workflow it belongs to (`baton-workflow-id`, from the SDK's serializat
 both are bound into the authentication tag, so the codec server can decide who may read a
 payload from its metadata, and a payload whose metadata was changed fails to open.
 
-Search attributes, workflow ids, types and task queues are not payloads: Temporal keeps them
-in clear (Baton puts only ids and statuses there)."""
+Payloads are inputs, results, signals, updates, queries, heartbeats, summaries, and (with
+the failure converter baton/temporal.py sets) failure messages and stack traces. Search
+attributes, workflow ids, types, activity names and task queues are not: Temporal keeps them
+in clear, and Baton puts only ids, kinds and statuses there."""
 
 from __future__ import annotations
 

@@ -15,7 +15,11 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, ExternalStorage
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    ExternalStorage,
+)
 from temporalio.service import TLSConfig
 
 from baton.settings import Settings
@@ -86,14 +90,20 @@ def data_converter(
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession] | None = None,
 ) -> DataConverter:
-    """Pydantic payloads, encrypted (see baton/payload_codec.py); with a database, those over
-    64 KB are stored there and history keeps a reference (a claim check), so long transcripts
-    and big outputs stay small. The SDK encrypts before it stores, so the stored blobs are
-    ciphertext too."""
+    """Pydantic payloads and failures, encrypted (see baton/payload_codec.py); with a
+    database, payloads over 64 KB are stored there and history keeps a reference (a claim
+    check), so long transcripts and big outputs stay small. The SDK encrypts before it
+    stores, so the stored blobs are ciphertext too."""
     from baton.payload_codec import EncryptionCodec
 
     codec = EncryptionCodec(payload_keys(settings))
-    converter = dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    converter = dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        # A failure's message and stack trace (a step's error may quote what it read) go into
+        # an encoded payload as well, instead of staying in clear beside it.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
     if session_factory is None:
         return converter
     from baton.db.payload_store import PAYLOAD_SIZE_THRESHOLD, DatabasePayloadStore

@@ -35,7 +35,7 @@ from baton.payload_codec import (
 )
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, auth, venv_binary, worker_on
-from tests.helpers import assert_error, create_token, payloads_in
+from tests.helpers import assert_error, create_token, histories_of, payloads_in
 from tests.test_first_task import create_agent, wait_for_task
 from tests.test_tools import run, save
 
@@ -138,6 +138,27 @@ async def test_payloads_in_history_are_ciphertext_naming_their_key_and_workflow(
         [start]
     )
     assert message in plain.data.decode()
+
+
+async def test_a_failure_keeps_its_message_out_of_history_in_clear(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    canary = f"failure canary {uuid.uuid4()}"
+    tool = await save(
+        api,
+        tenant,
+        {
+            "name": "Fails",
+            "steps": [{"name": "boom", "type": "code", "code": f"raise ValueError({canary!r})"}],
+        },
+    )
+    body = await run(api, tenant, tool["id"])
+    assert body["status"] == "failed" and canary in body["error"], body
+    history = await temporal_env.client.get_workflow_handle(body["workflow_id"]).fetch_history()
+    raw = history.to_json()
+    assert canary not in raw
+    assert not any(form in raw for form in base64_forms(canary))
+    assert canary in await histories_of(temporal_env, [body["workflow_id"]])
 
 
 async def test_the_codec_server_decodes_a_run_for_its_own_organisation_only(

@@ -16,8 +16,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from baton import temporal
 from baton.db.repositories.tasks import workflow_id_for
 from baton.domain.tasks import TaskStatus
+from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.local_http import LocalHttp
 from tests.processes import ApiProcess, Parts, TemporalDevServer, kill, start_worker
@@ -104,7 +106,9 @@ class FaultStack:
         """What Temporal says a task's workflow (and the children it waits on) is waiting for:
         a stuck task's failure message says where it stuck."""
         try:
-            client = await Client.connect(self.temporal.address)
+            client = await Client.connect(
+                self.temporal.address, data_converter=temporal.data_converter(Settings())
+            )
             lines = [f"--- workflow of task {task_id}"]
             ids = [workflow_id_for(task_id)]
             while ids:
@@ -112,9 +116,14 @@ class FaultStack:
                 raw = described.raw_description
                 lines.append(f"{described.id}: {described.status}")
                 for pending in raw.pending_activities:
+                    # A failure's message is encrypted with the payloads.
+                    failure = ""
+                    if pending.HasField("last_failure"):
+                        decoded = await client.data_converter.decode_failure(pending.last_failure)
+                        failure = str(decoded)
                     lines.append(
                         f"  activity {pending.activity_type.name} state={pending.state}"
-                        f" attempt={pending.attempt} failure={pending.last_failure.message!r}"
+                        f" attempt={pending.attempt} failure={failure!r}"
                     )
                 for child in raw.pending_children:
                     lines.append(f"  child {child.workflow_id} ({child.workflow_type_name})")
