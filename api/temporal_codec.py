@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -40,6 +42,9 @@ from baton.payload_codec import (
 from baton.temporal import BATON_PROJECT
 
 SCHEDULE_PREFIX = "task-schedule-"
+# Baton's workflow ids: `task-<uuid>`, `tool-run-<uuid>`, `task-schedule-<uuid>-<time>`, ...
+WORKFLOW_ID_SHAPE = re.compile(r"[A-Za-z0-9._:+-]{1,200}")
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
 # Resolved workflows kept in memory: a workflow's project never changes.
 MAX_CACHED_WORKFLOWS = 10_000
 SESSION_SECONDS = 12 * 3600
@@ -73,6 +78,8 @@ class WorkflowProjects:
         return project_id
 
     async def _resolve(self, session: AsyncSession, workflow_id: str) -> str | None:
+        if not WORKFLOW_ID_SHAPE.fullmatch(workflow_id):
+            return None  # not an id Baton gives (and not one to send to Temporal)
         described = await self._describe(workflow_id)
         if described is None:
             if workflow_id.startswith(SCHEDULE_PREFIX):
@@ -88,10 +95,11 @@ class WorkflowProjects:
 
     async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription | None:
         try:
-            return await self._client.get_workflow_handle(workflow_id).describe()
+            handle = self._client.get_workflow_handle(workflow_id)
+            return await handle.describe(rpc_timeout=DESCRIBE_TIMEOUT)
         except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                return None
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                return None  # no such workflow (or no id Temporal would accept)
             raise ServiceUnavailable(
                 "Temporal did not answer, so no payload can be decoded now"
             ) from exc

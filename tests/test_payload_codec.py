@@ -221,6 +221,15 @@ async def test_a_payload_moved_to_another_workflow_or_altered_fails_authenticati
     truncated.data = b"short"
     assert_error(await api.post(DECODE, json=wire([truncated]), headers=tenant.headers), 400)
 
+    # A payload that names no workflow Temporal knows is nobody's: it comes back as sent.
+    for workflow_id in (b"task-no-such-run", b"\xff" * 2000):
+        stray = Payload()
+        stray.CopyFrom(payload)
+        stray.metadata[WORKFLOW_ID] = workflow_id
+        answered = await api.post(DECODE, json=wire([stray]), headers=tenant.headers)
+        assert answered.status_code == 200, answered.text
+        assert answered.json() == wire([stray])
+
     not_base64 = {"payloads": [{"metadata": {"encoding": "!!"}, "data": "%%%"}]}
     assert_error(await api.post(DECODE, json=not_base64, headers=tenant.headers), 422)
     assert_error(await api.post(DECODE, json={"payloads": "x"}, headers=tenant.headers), 422)
