@@ -85,7 +85,7 @@ def up(
         ensure_key_file(settings.data_dir)
         typer.echo(
             f"Created a random secret key in {key_file(settings.data_dir)} (mode 0600). It "
-            "encrypts stored secrets: back it up with the data dir."
+            "encrypts stored secrets and Temporal payloads: back it up with the data dir."
         )
         settings = _settings(data_dir, **overrides)
     migrate.upgrade(settings.resolved_database_url)

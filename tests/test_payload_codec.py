@@ -120,7 +120,7 @@ async def test_payloads_in_history_are_ciphertext_naming_their_key_and_workflow(
     assert {json.loads(a.data) for a in attributes} >= {tenant.project_id, "agent-task"}
     payloads = payloads_in(without_search_attributes(json.loads(raw)))
     assert len(payloads) >= 5
-    current = PayloadKeys(Settings().secret_key.get_secret_value()).current.key_id
+    current = PayloadKeys(Settings().require_secret_key()).current.key_id
     for payload in payloads:
         assert payload.metadata["encoding"] == ENCODING
         assert payload.metadata[KEY_ID].decode() == current
@@ -134,9 +134,7 @@ async def test_payloads_in_history_are_ciphertext_naming_their_key_and_workflow(
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
     ]
-    [plain] = await EncryptionCodec(PayloadKeys(Settings().secret_key.get_secret_value())).decode(
-        [start]
-    )
+    [plain] = await EncryptionCodec(PayloadKeys(Settings().require_secret_key())).decode([start])
     assert message in plain.data.decode()
 
 
@@ -354,13 +352,16 @@ async def test_a_payload_encrypted_under_a_former_secret_key_still_decodes(
     try:
         await EncryptionCodec(PayloadKeys(new_secret)).decode([sealed])
     except PayloadDecryptionError as exc:
-        assert "BATON_OLD_SECRET_KEYS" in str(exc)
+        assert "BATON_PREVIOUS_SECRET_KEYS" in str(exc)
     else:
         raise AssertionError("a payload under an unknown key opened")
 
     # The codec server of an installation whose secret key changed reads the old payload too.
     after = settings.model_copy(
-        update={"secret_key": SecretStr(new_secret), "old_secret_keys": [SecretStr(old_secret)]}
+        update={
+            "secret_key": SecretStr(new_secret),
+            "previous_secret_keys": [SecretStr(old_secret)],
+        }
     )
     async for rotated_api in _api_client(after, temporal_env.client):
         decoded = await rotated_api.post(DECODE, json=wire([sealed]), headers=tenant.headers)

@@ -107,7 +107,7 @@ def payload_keys(request: Request) -> PayloadKeys:
 
 
 def codec_sessions(settings: SettingsDep) -> CodecSessions:
-    return CodecSessions(settings.secret_key.get_secret_value())
+    return CodecSessions(settings.require_secret_key())
 
 
 async def codec_principal(
