@@ -402,6 +402,7 @@ async def test_a_browser_signs_in_once_and_its_session_cookie_decodes_until_the_
 ):
     form = await api.get("/api/temporal-codec/sign-in")
     assert form.status_code == 200 and 'name="token"' in form.text
+    assert form.headers["x-frame-options"] == "DENY"
     token = await create_token(api, tenant.headers, role="viewer")
     signed_in = await api.post("/api/temporal-codec/sign-in", data={"token": token["token"]})
     assert signed_in.status_code == 200, signed_in.text

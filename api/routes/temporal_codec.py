@@ -173,6 +173,9 @@ async def encode_payloads(
     return from_payloads(encode(to_payloads(body), keys))
 
 
+# The sign-in pages take a token: no other site may show them in a frame.
+NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
 SIGN_IN_FORM = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Baton: read runs in the Temporal UI</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
@@ -201,7 +204,7 @@ the UI then sends this session with its requests.</p>
 
 @router.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_form() -> HTMLResponse:
-    return HTMLResponse(SIGN_IN_FORM)
+    return HTMLResponse(SIGN_IN_FORM, headers=NOT_FRAMED)
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -233,7 +236,7 @@ async def sign_in(
         ui=html.escape(settings.temporal_ui_url),
         endpoint=html.escape(endpoint),
     )
-    response = HTMLResponse(page)
+    response = HTMLResponse(page, headers=NOT_FRAMED)
     response.set_cookie(
         SESSION_COOKIE,
         sessions.issue(principal.token_id),
