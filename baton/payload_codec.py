@@ -137,7 +137,9 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     def with_context(self, context: SerializationContext) -> Self:
         workflow_id = getattr(context, "workflow_id", None)
-        if not isinstance(workflow_id, str) or workflow_id == self._workflow_id:
+        if not isinstance(workflow_id, str):
+            workflow_id = None  # a context of no workflow (Nexus): the payload names none
+        if workflow_id == self._workflow_id:
             return self
         return type(self)(self._keys, workflow_id=workflow_id)
 
