@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
@@ -372,7 +371,7 @@ async def test_a_runaway_template_step_fails_its_run_instead_of_wedging_the_work
     # The bound is a count: replaying the history fails the step at the same point again.
     replayer = Replayer(
         workflows=[ToolRunWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=temporal_env.client.data_converter,
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
