@@ -25,9 +25,9 @@ def recorded() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
 
-def replayer() -> Replayer:
+def replayer(*, sandbox_all_workflows: bool = False) -> Replayer:
     """The worker's way of running workflows (worker.create_worker), and its converter."""
-    settings = replay_settings()
+    settings = replay_settings(sandbox_all_workflows=sandbox_all_workflows)
     sandbox, unsandboxed = workflow_runners(settings)
     return Replayer(
         workflows=WORKFLOWS,
@@ -62,6 +62,13 @@ def test_a_recorded_history_keeps_every_payload_in_history(history_file: Path):
 
 @pytest.mark.parametrize("history_file", recorded(), ids=lambda path: path.stem)
 async def test_a_recorded_history_replays_on_todays_workflow_code(history_file: Path):
-    # Raises on the first command that differs from the recorded one, and on a payload that
-    # no longer decodes into today's input and result types.
+    # Raises on the first command that differs from the recorded one, or on a workflow task
+    # that fails (a payload that no longer decodes, say).
     await replayer().replay_workflow(load(history_file))
+
+
+@pytest.mark.parametrize("history_file", recorded(), ids=lambda path: path.stem)
+async def test_a_recorded_history_replays_with_every_workflow_in_the_sandbox(history_file: Path):
+    """As the test suite runs tool runs (BATON_SANDBOX_ALL_WORKFLOWS), where a call that is not
+    deterministic fails."""
+    await replayer(sandbox_all_workflows=True).replay_workflow(load(history_file))
