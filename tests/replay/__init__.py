@@ -19,7 +19,7 @@ HISTORIES = Path(__file__).parent
 
 REPLAY_SECRET_KEY = "replay-histories-test-key-not-a-secret-do-not-deploy"
 
-# Every scenario recorded, in recording order; each is HISTORIES / f"{name}.json".
+# Every scenario recorded; each is HISTORIES / f"{name}.json".
 SCENARIOS = (
     "agent_task_approval_and_follow_up",
     "tool_run_foreach_if_template",

@@ -4,8 +4,9 @@
 A Temporal dev server of its own, a fresh SQLite database, a real worker (`create_worker`) and
 the real API in process drive each scenario on the offline scripted models, then each history
 is written to tests/replay/<scenario>.json, encrypted with the fixed test-only key of
-tests/replay/__init__.py. The dev server suggests continue-as-new after 100 history events, so
-a conversation of a few turns continues as new (as tests/test_continue_as_new.py does it)."""
+tests/replay/__init__.py. The continue-as-new scenario has a dev server of its own that
+suggests continue-as-new after 100 history events, so a conversation of a few turns continues
+as new (as tests/test_continue_as_new.py does it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowHandle
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -280,6 +283,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_from_schedule": agent_task_from_schedule,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
+CONTINUES_AS_NEW = {"agent_task_continued_as_new"}
 
 
 async def record(names: list[str], out: Path) -> None:
@@ -294,42 +298,55 @@ async def record(names: list[str], out: Path) -> None:
         )
         engine = create_engine(database_url)
         session_factory = create_session_factory(engine)
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=venv_binary("temporal"),
-            search_attributes=temporal.SEARCH_ATTRIBUTES,
-            data_converter=temporal.data_converter(settings, session_factory),
-            dev_server_extra_args=[
-                *temporal.DEV_SERVER_SQLITE_ARGS,
-                "--dynamic-config-value",
-                f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
-            ],
-        )
         try:
-            worker = create_worker(
-                env.client,
-                task_queue=TASK_QUEUE,
-                session_factory=session_factory,
-                settings=settings,
-            )
-            app = create_app(settings, temporal_client=env.client)
-            async with worker, app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(
-                    transport=transport, base_url="http://baton.test"
-                ) as api:
-                    for name in names:
-                        await record_one(name, api, env.client, settings, session_factory, out)
+            # Each scenario on a dev server as the suite runs it, but for the one that must
+            # continue as new: its server suggests it early.
+            for eager in (False, True):
+                group = [name for name in names if (name in CONTINUES_AS_NEW) == eager]
+                if group:
+                    await record_on_server(group, eager, settings, session_factory, out)
         finally:
-            await env.shutdown()
             await engine.dispose()
+
+
+async def record_on_server(
+    names: list[str],
+    eager: bool,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    out: Path,
+) -> None:
+    extra_args = list(temporal.DEV_SERVER_SQLITE_ARGS)
+    if eager:
+        extra_args += [
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
+        ]
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=temporal.data_converter(settings, session_factory),
+        dev_server_extra_args=extra_args,
+    )
+    try:
+        worker = create_worker(
+            env.client, task_queue=TASK_QUEUE, session_factory=session_factory, settings=settings
+        )
+        app = create_app(settings, temporal_client=env.client)
+        async with worker, app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://baton.test") as api:
+                for name in names:
+                    await record_one(name, api, env.client, session_factory, out)
+    finally:
+        await env.shutdown()
 
 
 async def record_one(
     name: str,
     api: httpx.AsyncClient,
     client: Client,
-    settings: Settings,
-    session_factory: Any,
+    session_factory: async_sessionmaker[AsyncSession],
     out: Path,
 ) -> None:
     async with session_factory.begin() as session:
@@ -339,10 +356,24 @@ async def record_one(
     tenant = Tenant(org_id=created.org.id, project_id=created.project.id, token=created.token)
     handle = await RECORDERS[name](Recording(api, tenant, client))
     history = await handle.fetch_history()
+    check_one_run(name, history)
     # Indented and key-sorted, so a re-recording diffs line by line.
     text = json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True) + "\n"
     (out / f"{name}.json").write_text(text)
     logger.info("recorded %s: %d events", name, len(history.events))
+
+
+def check_one_run(name: str, history: WorkflowHistory) -> None:
+    """The history is the whole scenario: its first run, which continued as new only where
+    that is the point (a handle without a run id would fetch the chain's last run)."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    if started.continued_execution_run_id:
+        raise RuntimeError(f"{name}: recorded a run that a continue-as-new started")
+    continued = (
+        history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    )
+    if continued != (name in CONTINUES_AS_NEW):
+        raise RuntimeError(f"{name}: {'un' if continued else ''}expectedly continued as new")
 
 
 def main() -> None:
