@@ -1,10 +1,11 @@
 """Records the histories tests/test_replay.py replays: `make record-histories`, or
 `python -m tests.replay.record [scenario ...]` (default: all of them).
 
-A Temporal dev server of its own, a fresh SQLite database, a real worker (`create_worker`) and
-the real API in process drive each scenario on the offline scripted models, then each history
-is written to tests/replay/<scenario>.json, encrypted with the fixed test-only key of
-tests/replay/__init__.py. The continue-as-new scenario has a dev server of its own that
+Temporal dev servers of its own (started as the test suite starts them), a fresh SQLite
+database, a real worker (`create_worker`) and the real API in process drive each scenario on
+the offline scripted models and the local embedding model; each history is then written to
+tests/replay/<scenario>.json, encrypted with the fixed test-only key of
+tests/replay/__init__.py. The continue-as-new scenario runs on a server of its own that
 suggests continue-as-new after 100 history events, so a conversation of a few turns continues
 as new (as tests/test_continue_as_new.py does it)."""
 
