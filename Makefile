@@ -7,7 +7,7 @@ LOCAL_STAMP := $(VENV)/.installed-local-embeddings
 # torch's CPU build; the local embedding model needs it (a plain `torch` would be CUDA, GBs).
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-local-embeddings run test lint clean
+.PHONY: install install-local-embeddings run test lint record-histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ run: $(STAMP)
 
 test: $(LOCAL_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-records the workflow histories tests/test_replay.py replays (tests/replay/, README).
+record-histories: $(LOCAL_STAMP)
+	$(BIN)/python -m tests.replay.record $(SCENARIOS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.enrichment import EnrichmentActivities
@@ -45,6 +45,17 @@ WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow, EnrichmentWor
 PURE_LIBRARIES = ("jinja2", "markupsafe", "jmespath", "jsonschema", "referencing", "rpds")
 
 
+def workflow_runners(settings: Settings) -> tuple[WorkflowRunner, WorkflowRunner]:
+    """The sandboxed runner, and the one for workflows that opt out of the sandbox: the worker
+    and the replay test (tests/test_replay.py) run workflows the same way."""
+    sandbox = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
+    )
+    # ToolRunWorkflow opts out of the sandbox (see its module); the setting puts it back.
+    unsandboxed = sandbox if settings.sandbox_all_workflows else UnsandboxedWorkflowRunner()
+    return sandbox, unsandboxed
+
+
 def create_worker(
     client: Client,
     *,
@@ -64,18 +75,13 @@ def create_worker(
     embedders = EmbedderFactory(provider_configs)
     embedding = EmbeddingActivities(session_factory, embedders)
     knowledge_steps = KnowledgeStepActivities(session_factory, embedders)
-    sandbox = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_LIBRARIES)
-    )
+    sandbox, unsandboxed = workflow_runners(settings)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=sandbox,
-        # ToolRunWorkflow opts out of the sandbox (see its module); the setting puts it back.
-        unsandboxed_workflow_runner=(
-            sandbox if settings.sandbox_all_workflows else UnsandboxedWorkflowRunner()
-        ),
+        unsandboxed_workflow_runner=unsandboxed,
         activities=[
             task_activities.begin,
             task_activities.set_status,

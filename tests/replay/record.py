@@ -1,0 +1,394 @@
+"""Records the histories tests/test_replay.py replays: `make record-histories`, or
+`python -m tests.replay.record [scenario ...]` (default: all of them).
+
+Temporal dev servers of its own (started as the test suite starts them), a fresh SQLite
+database, a real worker (`create_worker`) and the real API in process drive each scenario on
+the offline scripted models and the local embedding model; each history is then written to
+tests/replay/<scenario>.json, encrypted with the fixed test-only key of
+tests/replay/__init__.py. The continue-as-new scenario runs on a server of its own that
+suggests continue-as-new after 100 history events, so a conversation of a few turns continues
+as new (as tests/test_continue_as_new.py does it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from baton import temporal
+from baton.db import migrate
+from baton.db.engine import create_engine, create_session_factory
+from baton.db.repositories import accounts
+from baton.settings import Settings
+from tests.conftest import Tenant, venv_binary
+from tests.replay import HISTORIES, SCENARIOS, replay_settings
+from worker import create_worker
+from workflows.knowledge import embed_workflow_id
+
+logger = logging.getLogger("tests.replay.record")
+
+TASK_QUEUE = "replay-recording"
+FINAL_TASK = {"completed", "failed", "cancelled", "timed-out"}
+FINAL_RUN = {"succeeded", "failed", "cancelled"}
+# History events after which the dev server suggests continue-as-new.
+SUGGEST_CONTINUE_AS_NEW_AFTER = 100
+
+Scenario = Callable[["Recording"], Awaitable[WorkflowHandle[Any, Any]]]
+
+
+class Recording:
+    """One scenario's view: the API client, a tenant of its own and the Temporal client."""
+
+    def __init__(self, api: httpx.AsyncClient, tenant: Tenant, client: Client) -> None:
+        self.api = api
+        self.tenant = tenant
+        self.client = client
+
+    async def post(self, path: str, body: Any = None, status: int = 201) -> Any:
+        response = await self.api.post(
+            self.tenant.url(path), json=body, headers=self.tenant.headers
+        )
+        if response.status_code != status:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    async def get(self, path: str) -> Any:
+        response = await self.api.get(self.tenant.url(path), headers=self.tenant.headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    async def until(
+        self, path: str, done: Callable[[Any], bool], what: str, timeout: float = 60
+    ) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    body = await self.get(path)
+                    if done(body):
+                        return body
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise RuntimeError(f"{path}: never {what}") from None
+
+    async def echo_tool(self) -> str:
+        tool = await self.post(
+            "/tools",
+            {
+                "name": "Echo tool",
+                "description": "Repeats its text",
+                "params": [{"name": "text", "type": "text"}],
+                "steps": [
+                    {"name": "say", "type": "template", "template": "tool got {{ params.text }}"}
+                ],
+            },
+        )
+        tool_id: str = tool["id"]
+        return tool_id
+
+    async def agent(self, **spec: Any) -> str:
+        agent = await self.post("/agents", {"name": "Helper", **spec})
+        agent_id: str = agent["id"]
+        return agent_id
+
+
+async def agent_task_approval_and_follow_up(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A tool call that waits for an approval, is approved with edited arguments, then a
+    follow-up message, then the idle task completes."""
+    tool_id = await rec.echo_tool()
+    agent_id = await rec.agent(
+        model="scripted:tools",
+        tools=[{"tool_id": tool_id, "approval": "required"}],
+        idle_timeout_seconds=3,
+    )
+    task = await rec.post(f"/agents/{agent_id}/tasks", {"message": 'call echo_tool {"text": "a"}'})
+    path = f"/tasks/{task['id']}"
+    waiting = await rec.until(
+        path, lambda t: t["status"] in {"waiting-approval"} | FINAL_TASK, "waiting for approval"
+    )
+    if waiting["status"] != "waiting-approval":
+        raise RuntimeError(f"the task did not wait for an approval: {waiting}")
+    [pending] = waiting["pending_approvals"]
+    await rec.post(
+        f"{path}/approvals/{pending['call_id']}",
+        {"approve": True, "arguments": {"text": "edited"}},
+        status=200,
+    )
+    answered = await rec.until(path, lambda t: t["status"] in {"idle"} | FINAL_TASK, "idle")
+    count = len(answered["messages"])
+    await rec.post(f"{path}/messages", {"message": "thank you"}, status=202)
+    await rec.until(path, lambda t: len(t["messages"]) > count + 1, "answering the follow-up")
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the task did not complete: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
+async def tool_run_foreach_if_template(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """Template steps over a `foreach`, an LLM step (an activity) for each item, a step whose
+    `if` is false and one whose `if` is true."""
+    tool = await rec.post(
+        "/tools",
+        {
+            "name": "Fan out",
+            "params": [{"name": "items", "type": "list_of_text"}, {"name": "n", "type": "integer"}],
+            "steps": [
+                {
+                    "name": "each",
+                    "type": "template",
+                    "template": "<{{ foreach.item }}>",
+                    "foreach": "params.items",
+                },
+                {
+                    "name": "ask",
+                    "type": "llm",
+                    "prompt": "Q: {{ foreach.item }}",
+                    "foreach": "steps.each.output",
+                    "concurrency": 2,
+                },
+                {"name": "never", "type": "template", "if": "params.n > 100", "template": "x"},
+                {"name": "small", "type": "template", "if": "params.n < 100", "template": "small"},
+            ],
+            "output": "{{ {'each': steps.each.output, 'small': steps.small.output} }}",
+        },
+    )
+    run = await rec.post(f"/tools/{tool['id']}/runs", {"params": {"items": ["a", "b"], "n": 3}})
+    done = await rec.until(f"/tool-runs/{run['id']}", lambda r: r["status"] in FINAL_RUN, "ended")
+    if done["status"] != "succeeded":
+        raise RuntimeError(f"the tool run did not succeed: {done['error']}")
+    return rec.client.get_workflow_handle(done["workflow_id"])
+
+
+async def agent_task_continued_as_new(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A conversation that outgrows its history: the first run, which continued as new."""
+    agent_id = await rec.agent(model="scripted:echo", idle_timeout_seconds=60)
+    task = await rec.post(f"/agents/{agent_id}/tasks", {"message": "turn 0"})
+    path = f"/tasks/{task['id']}"
+    handle = rec.client.get_workflow_handle(task["workflow_id"])
+    first_run = (await handle.describe()).run_id
+
+    async def answered(turns: int) -> None:
+        await rec.until(
+            path,
+            lambda t: t["status"] == "idle" and len(t["messages"]) == 2 * turns,
+            f"answering turn {turns}",
+        )
+
+    await answered(1)
+    turns = 1
+    while (await handle.describe()).run_id == first_run:
+        if turns >= 15:
+            raise RuntimeError("no continue-as-new after 15 turns")
+        await rec.post(f"{path}/messages", {"message": f"turn {turns}"}, status=202)
+        turns += 1
+        await answered(turns)
+    await rec.post(f"{path}/cancel", status=202)
+    return rec.client.get_workflow_handle(task["workflow_id"], run_id=first_run)
+
+
+async def enrichment(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A knowledge set's rows enriched by a tool of template steps."""
+    tool = await rec.post(
+        "/tools",
+        {
+            "name": "Greet",
+            "params": [{"name": "name"}],
+            "steps": [{"name": "say", "type": "template", "template": "Hello {{ params.name }}"}],
+            "output": "{{ {'text': steps.say.output} }}",
+        },
+    )
+    created = await rec.post(
+        "/knowledge/sets",
+        {
+            "name": "people",
+            "columns": [{"name": n} for n in ("name", "greeting", "greeting_error")],
+        },
+    )
+    sets = f"/knowledge/sets/{created['id']}"
+    await rec.post(f"{sets}/rows", [{"name": "Ada"}, {"name": "Grace"}, {"name": "Alan"}])
+    job = await rec.post(
+        f"{sets}/enrichments",
+        {
+            "tool_id": tool["id"],
+            "input_mapping": {"name": {"column": "name"}},
+            "output_mapping": {"greeting": "text"},
+            "batch_size": 2,
+        },
+    )
+    done = await rec.until(
+        f"{sets}/enrichments/{job['id']}", lambda j: j["status"] in FINAL_RUN, "ended"
+    )
+    if done["status"] != "succeeded" or done["failed"]:
+        raise RuntimeError(f"the enrichment did not succeed: {done}")
+    return rec.client.get_workflow_handle(done["workflow_id"])
+
+
+async def knowledge_embedding(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A set on the offline `local` embedding model, its rows embedded as they are added."""
+    created = await rec.post(
+        "/knowledge/sets",
+        {"name": "facts", "columns": [{"name": "text"}], "embedding": {"provider": "local"}},
+    )
+    await rec.post(
+        f"/knowledge/sets/{created['id']}/rows",
+        [{"text": "The Eiffel Tower is in Paris."}, {"text": "Water boils at 100 degrees."}],
+    )
+    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(
+        embed_workflow_id(created["id"])
+    )
+    await handle.result()
+    return handle
+
+
+async def agent_task_from_schedule(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A schedule, triggered once, starts a task that answers and completes."""
+    agent_id = await rec.agent(model="scripted:echo")
+    schedule = await rec.post(
+        f"/agents/{agent_id}/schedules",
+        {"cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "message": "Daily report"},
+    )
+    await rec.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
+    query = f'WorkflowId STARTS_WITH "task-schedule-{schedule["id"]}"'
+    async with asyncio.timeout(30):
+        while not (found := [w.id async for w in rec.client.list_workflows(query)]):
+            await asyncio.sleep(0.2)
+    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(found[0])
+    await handle.result()
+    deleted = await rec.api.delete(
+        rec.tenant.url(f"/agents/{agent_id}/schedules/{schedule['id']}"),
+        headers=rec.tenant.headers,
+    )
+    if deleted.status_code >= 300:
+        raise RuntimeError(f"could not delete the schedule: {deleted.text}")
+    return handle
+
+
+RECORDERS: dict[str, Scenario] = {
+    "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
+    "tool_run_foreach_if_template": tool_run_foreach_if_template,
+    "agent_task_continued_as_new": agent_task_continued_as_new,
+    "enrichment": enrichment,
+    "knowledge_embedding": knowledge_embedding,
+    "agent_task_from_schedule": agent_task_from_schedule,
+}
+assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
+CONTINUES_AS_NEW = {"agent_task_continued_as_new"}
+
+
+async def record(names: list[str], out: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="baton-record-") as data_dir:
+        database_url = f"sqlite+aiosqlite:///{Path(data_dir) / 'baton.db'}"
+        await migrate.aupgrade(database_url)
+        settings = replay_settings(
+            data_dir=Path(data_dir),
+            database_url=database_url,
+            temporal_task_queue=TASK_QUEUE,
+            temporal_ui_url="http://localhost:8233",
+        )
+        engine = create_engine(database_url)
+        session_factory = create_session_factory(engine)
+        try:
+            # Each scenario on a dev server as the suite runs it, but for the one that must
+            # continue as new: its server suggests it early.
+            for eager in (False, True):
+                group = [name for name in names if (name in CONTINUES_AS_NEW) == eager]
+                if group:
+                    await record_on_server(group, eager, settings, session_factory, out)
+        finally:
+            await engine.dispose()
+
+
+async def record_on_server(
+    names: list[str],
+    eager: bool,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    out: Path,
+) -> None:
+    extra_args = list(temporal.DEV_SERVER_SQLITE_ARGS)
+    if eager:
+        extra_args += [
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
+        ]
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=temporal.data_converter(settings, session_factory),
+        dev_server_extra_args=extra_args,
+    )
+    try:
+        worker = create_worker(
+            env.client, task_queue=TASK_QUEUE, session_factory=session_factory, settings=settings
+        )
+        app = create_app(settings, temporal_client=env.client)
+        async with worker, app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://baton.test") as api:
+                for name in names:
+                    await record_one(name, api, env.client, session_factory, out)
+    finally:
+        await env.shutdown()
+
+
+async def record_one(
+    name: str,
+    api: httpx.AsyncClient,
+    client: Client,
+    session_factory: async_sessionmaker[AsyncSession],
+    out: Path,
+) -> None:
+    async with session_factory.begin() as session:
+        created = await accounts.bootstrap_organization(
+            session=session, org_name=f"Replay {name}", project_name=name
+        )
+    tenant = Tenant(org_id=created.org.id, project_id=created.project.id, token=created.token)
+    handle = await RECORDERS[name](Recording(api, tenant, client))
+    history = await handle.fetch_history()
+    check_one_run(name, history)
+    # Indented and key-sorted, so a re-recording diffs line by line.
+    text = json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True) + "\n"
+    (out / f"{name}.json").write_text(text)
+    logger.info("recorded %s: %d events", name, len(history.events))
+
+
+def check_one_run(name: str, history: WorkflowHistory) -> None:
+    """The history is the whole scenario: its first run, which continued as new only where
+    that is the point (a handle without a run id would fetch the chain's last run)."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    if started.continued_execution_run_id:
+        raise RuntimeError(f"{name}: recorded a run that a continue-as-new started")
+    continued = (
+        history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    )
+    if continued != (name in CONTINUES_AS_NEW):
+        raise RuntimeError(f"{name}: {'un' if continued else ''}expectedly continued as new")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="*", metavar="scenario", help=", ".join(SCENARIOS))
+    parser.add_argument("--out", type=Path, default=HISTORIES)
+    args = parser.parse_args()
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(record(args.scenarios or list(SCENARIOS), args.out))
+
+
+if __name__ == "__main__":
+    main()
