@@ -123,7 +123,10 @@ async def run_view(
     the running workflow (its steps are written to the database only at the end)."""
     status = ToolRunStatus(run.status)
     if not status.is_final and await closed_runs.settle_if_closed(
-        client=temporal_client, session=session, workflow_id=run.workflow_id
+        client=temporal_client,
+        session=session,
+        workflow_id=run.workflow_id,
+        updated_at=run.updated_at,
     ):
         await session.commit()
         await session.refresh(run)

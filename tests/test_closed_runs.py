@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.db.repositories import tool_runs as run_repo
+from baton.db.tables import Task, ToolRun
 from baton.services import closed_runs
 from tests.conftest import Tenant
 from tests.test_agent_tasks import make_agent, make_tool, start, wait_for
@@ -40,11 +42,31 @@ async def slow_run(api: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
     return run
 
 
+async def quiet_for_a_while(
+    session_factory: async_sessionmaker[AsyncSession], table: type[Task] | type[ToolRun], row_id: str
+) -> None:
+    """The row last changed a minute ago, as a run left alone does (a row written in the
+    last few seconds is its workflow's to settle, and reading it asks Temporal nothing)."""
+    async with session_factory.begin() as session:
+        await session.execute(
+            update(table)
+            .where(table.id == row_id)
+            .values(updated_at=datetime.now(UTC) - closed_runs.QUIET_FOR - timedelta(minutes=1))
+        )
+
+
 async def test_a_tool_run_terminated_in_temporal_reads_cancelled(
-    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
 ):
     run = await slow_run(api, tenant)
     await temporal_env.client.get_workflow_handle(run["workflow_id"]).terminate("stuck")
+    just_now = (await api.get(tenant.url(f"/tool-runs/{run['id']}"), headers=tenant.headers)).json()
+    assert just_now["status"] == "running"  # changed a moment ago: not asked of Temporal yet
+    await quiet_for_a_while(session_factory, ToolRun, run["id"])
 
     after = (await api.get(tenant.url(f"/tool-runs/{run['id']}"), headers=tenant.headers)).json()
     assert after["status"] == "cancelled"
@@ -54,13 +76,18 @@ async def test_a_tool_run_terminated_in_temporal_reads_cancelled(
 
 
 async def test_a_task_terminated_in_temporal_reads_cancelled_and_its_stream_ends(
-    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
     task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
     task = await wait_for(api, tenant, task_id, {"waiting-approval"})
     await temporal_env.client.get_workflow_handle(task["workflow_id"]).terminate("stuck")
+    await quiet_for_a_while(session_factory, Task, task_id)
 
     after = (await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)).json()
     assert (after["status"], after["error"]) == ("cancelled", "the run was terminated in Temporal")

@@ -85,7 +85,10 @@ async def get_task(
         session=session, principal=principal, project_id=project.id, task_id=task_id
     )
     if not TaskStatus(task.status).is_final and await closed_runs.settle_if_closed(
-        client=temporal_client, session=session, workflow_id=task.workflow_id
+        client=temporal_client,
+        session=session,
+        workflow_id=task.workflow_id,
+        updated_at=task.updated_at,
     ):
         await session.commit()
         await session.refresh(task)

@@ -10,7 +10,7 @@ recently closed runs, so lists and streams settle too."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +24,8 @@ from baton.domain.tasks import TaskStatus
 from baton.domain.tools import ToolRunStatus
 
 logger = logging.getLogger("baton.closed_runs")
+
+QUIET_FOR = timedelta(seconds=10)
 
 _HOW = {
     WorkflowExecutionStatus.TERMINATED: "the run was terminated in Temporal",
@@ -102,8 +104,15 @@ async def _settle_task(
     return True
 
 
-async def settle_if_closed(*, client: Client, session: AsyncSession, workflow_id: str) -> bool:
-    """Asks Temporal whether the run is closed and settles it if so; True if it wrote."""
+async def settle_if_closed(
+    *, client: Client, session: AsyncSession, workflow_id: str, updated_at: datetime
+) -> bool:
+    """Asks Temporal whether the run is closed and settles it if so; True if it wrote. A row
+    that changed in the last QUIET_FOR is being written by its workflow: a client polling it
+    costs no round trip to Temporal."""
+    stamp = updated_at if updated_at.tzinfo is not None else updated_at.replace(tzinfo=UTC)
+    if utcnow() - stamp < QUIET_FOR:
+        return False
     try:
         description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError:
