@@ -50,7 +50,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def main(runs: int) -> None:
     sandbox = await find_bubblewrap(Settings().code_bwrap_path)
-    host_uid = "the worker's" if sandbox.host_uid is None else str(sandbox.host_uid)
+    if sandbox.drop is not None:
+        host_uid = "65534 (setpriv, in the worker's user namespace)"
+    else:
+        host_uid = "the worker's" if sandbox.host_uid is None else str(sandbox.host_uid)
     print(f"bubblewrap: {sandbox.executable}, python {sandbox.python}, host uid {host_uid}")
     sandboxed, bare = runner(CodeSandbox.bwrap), runner(CodeSandbox.none)
     for warm_up in (sandboxed, bare):

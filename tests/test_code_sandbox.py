@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -123,12 +124,26 @@ async def test_a_code_step_is_not_root_and_has_no_capabilities():
     assert (inside["uid"], inside["euid"], inside["gid"]) == (65534, 65534, 65534)
     assert inside["caps"] == ["0000000000000000"] * 3
     assert inside["no_new_privs"] == "1"
-    # Seen from the host: no capability, and in a user namespace of its own; its host uid is
-    # the worker's unless the worker is root and the Python runtime is readable by others.
+    # Seen from the host: no capability, in a user namespace of its own, and never root: a
+    # root worker's code is nobody there too, wherever its Python runtime lives (on CI, pyenv
+    # under /root, which others cannot read); any other worker's keeps the worker's uid.
     assert outside["CapEff"].strip() == outside["CapPrm"].strip() == "0000000000000000"
+    assert outside["CapBnd"].strip() == "0000000000000000"
     assert own_user_namespace
-    host_uid = int(outside["Uid"].split()[0])
-    assert host_uid in (os.getuid(), 65534)
+    host_uids = outside["Uid"].split()  # real, effective, saved, filesystem
+    assert host_uids == [str(65534 if os.getuid() == 0 else os.getuid())] * 4
+    if os.getuid() == 0:
+        assert outside["Groups"].strip() == ""
+
+
+async def test_a_code_step_cannot_make_a_user_namespace_of_its_own():
+    # Inside one, it would be root again, with every capability over what it could mount.
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "result = {'status': libc.unshare(0x10000000), 'errno': ctypes.get_errno()}\n"
+    )
+    assert await run_step(code, {}) == {"status": -1, "errno": errno.ENOSPC}
 
 
 async def test_a_code_step_cannot_write_outside_its_directory(tmp_path: Path):
@@ -365,3 +380,19 @@ async def test_a_session_leader_the_code_could_start_would_still_die_with_the_sa
                 os.kill(pid, signal.SIGKILL)
             pytest.fail(f"a session leader outlived its sandbox: {survivors}")
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a root worker")
+def test_a_root_worker_without_setpriv_refuses_code_steps_rather_than_run_them_as_root(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    private = tmp_path / "runtime"
+    private.mkdir(mode=0o700)  # as pyenv under /root: only root may mount it
+    which = shutil.which
+    monkeypatch.setattr(
+        "baton.integrations.sandbox.shutil.which",
+        lambda name: None if name == "setpriv" else which(name),
+    )
+    described = describe("bwrap", prefix=str(private))
+    assert isinstance(described, str)
+    assert "setpriv" in described and "65534" in described

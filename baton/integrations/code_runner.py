@@ -26,12 +26,10 @@ inherited descriptor, so no path of Baton's is mounted.
 
 What remains: the kernel is shared, so a kernel exploit escapes any namespace (the seccomp
 filter refuses new processes, not the rest of the kernel's system calls); CPU, memory and
-file limits are per process, and a file count is not limited beyond the disk; where the
-sandbox keeps the worker's root uid on the host (a Python runtime that others cannot read,
-such as one under /root), the code may start threads and is root for permission checks on
-what it can see, all of it read-only but its own directories; on an architecture other than
-x86_64 and aarch64 there is no filter, and RLIMIT_NPROC alone refuses processes (not for
-root). It can read the system libraries and the runtime's files. BATON_CODE_SANDBOX=none
+file limits are per process, and a file count is not limited beyond the disk; the code has
+the worker's uid on the host when the worker is not root (65534 when it is); on an
+architecture other than x86_64 and aarch64 there is no filter, and RLIMIT_NPROC alone
+refuses processes. It can read the system libraries and the runtime's files. BATON_CODE_SANDBOX=none
 (development only) runs the same child without the sandbox, with the worker's own access to
 files and the network.
 """
@@ -239,10 +237,10 @@ async def _spawn(
         json.dumps(_rlimits(limits)),
         str(child.report_fd),
     ]
-    options: dict[str, Any] = {}
     # The child holds its own copies of these; ours would keep the pipes from ever closing.
     ours: list[int] = []
     pass_fds = [child.report_fd]
+    options: dict[str, Any] = {"pass_fds": pass_fds}
     try:
         if child.sandbox is not None:
             seccomp_fd = no_processes_filter()
@@ -253,7 +251,7 @@ async def _spawn(
             argv = child.sandbox.command(
                 argv, work=child.work, tmp_bytes=limits.memory_mb * _MB, seccomp_fd=seccomp_fd
             )
-            options = child.sandbox.process_options()
+            options = child.sandbox.process_options(pass_fds)
         for pipe in (stdout, stderr):
             ours.append(await pipe.open(loop))
         return await asyncio.create_subprocess_exec(
@@ -261,7 +259,6 @@ async def _spawn(
             stdin=child.job_fd,
             stdout=ours[-2],
             stderr=ours[-1],
-            pass_fds=pass_fds,
             cwd=child.work,
             env={},
             start_new_session=True,  # its own process group, killed as a whole

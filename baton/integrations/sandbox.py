@@ -17,11 +17,16 @@ Inside, the code has:
   privileges, and no further user namespaces;
 - a seccomp filter (x86_64 and aarch64) that refuses new processes (fork, vfork, clone
   without CLONE_THREAD) and any foreign system-call ABI; threads are let through;
-- a host uid of 65534 too when the worker runs as root and every path it mounts is readable
-  by others (for example Python under /usr or /usr/local); a runtime under /root (pyenv, uv)
-  is not, so there the sandboxed process keeps the worker's host uid, in a user namespace of
-  its own without capabilities (the kernel then ignores RLIMIT_NPROC for it, which is why the
-  filter refuses processes, and why /proc/sys and /dev are mounted read-only).
+- a host uid of 65534 too when the worker runs as root. Where every path it mounts is
+  readable by others (for example Python under /usr or /usr/local), bwrap itself is started
+  as 65534. A runtime under /root (pyenv, uv) is not, and only root may mount it; so the
+  worker makes, once, a user namespace that maps uid and gid 0 and 65534 to themselves and
+  allows no user namespace below it (user.max_user_namespaces 0 in it), bwrap sets the
+  sandbox up as that namespace's root, keeping only CAP_SETUID, CAP_SETGID, CAP_SETPCAP and
+  CAP_DAC_READ_SEARCH (in that namespace), and util-linux's `setpriv`, mounted read-only,
+  drops to 65534 (groups, gid, uid, an empty bounding set) before it starts Python. (bwrap's
+  own switch, `--userns` with `--uid`, changes the uid first and then can neither change the
+  gid nor mount anything.)
 
 Whether bubblewrap works here is checked once per executable (a trivial Python run in the
 sandbox, about 50 ms) and remembered for the life of the process.
@@ -30,6 +35,7 @@ sandbox, about 50 ms) and remembered for the life of the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import platform
@@ -79,6 +85,7 @@ class Bubblewrap:
     links: tuple[tuple[str, str], ...]  # (path, target): /lib -> usr/lib on merged-usr systems
     hidden: tuple[str, ...]  # site-packages inside the runtime, covered by empty directories
     host_uid: int | None  # the uid bwrap is started as, when the worker is root and may drop
+    drop: RootDrop | None = None  # when the worker is root and may not: how the code drops
 
     def command(
         self, argv: Sequence[str], *, work: Path, tmp_bytes: int, seccomp_fd: int | None
@@ -87,23 +94,32 @@ class Bubblewrap:
         directory, mounted at the same path) as its writable working directory, and the
         filter read from `seccomp_fd` (see `no_processes_filter`) when there is one."""
         sandbox_id = str(SANDBOX_UID)
-        command = [
-            self.executable,
-            "--unshare-all",  # PID, network (loopback only), IPC, UTS, cgroup
-            "--unshare-user",  # which --unshare-all only tries, and skips for root
-            "--disable-userns",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--uid",
-            sandbox_id,
-            "--gid",
-            sandbox_id,
-            "--hostname",
-            "sandbox",
-        ]
-        for path in self.runtime:
+        command = [self.executable]
+        if self.drop is None:
+            command += [
+                "--unshare-all",  # PID, network (loopback only), IPC, UTS, cgroup
+                "--unshare-user",  # which --unshare-all only tries, and skips for root
+                "--disable-userns",
+                "--cap-drop",
+                "ALL",
+                "--uid",
+                sandbox_id,
+                "--gid",
+                sandbox_id,
+            ]
+        else:
+            # bwrap refuses --unshare-all (it tries a user namespace) along with --userns.
+            command += ["--userns", str(self.drop.userns_fd)]
+            command += [f"--unshare-{kind}" for kind in ("pid", "net", "ipc", "uts", "cgroup-try")]
+            command += ["--cap-drop", "ALL"]
+            for capability in _DROP_CAPABILITIES:
+                command += ["--cap-add", capability]
+        command += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        # bwrap makes the directories above a mount point 0700, its own: as root of the
+        # namespace, they would be closed to the code.
+        for path in sorted(_ancestors([*self.mounted(), str(work)])):
+            command += ["--perms", "0755", "--dir", path]
+        for path in self.mounted():
             command += ["--ro-bind", path, path]
         for path, target in self.links:
             command += ["--symlink", target, path]
@@ -112,8 +128,8 @@ class Bubblewrap:
         command += [
             "--proc",
             "/proc",
-            # bwrap covers /proc/sys only when its own uid could write there; a worker's root
-            # uid, kept on the host, could set kernel.core_pattern or kernel.modprobe.
+            # bwrap covers /proc/sys only when its own uid could write there: kept read-only
+            # whatever the uid, should the code ever be root on the host (kernel.modprobe).
             "--ro-bind",
             "/proc/sys",
             "/proc/sys",
@@ -139,20 +155,61 @@ class Bubblewrap:
         ]
         if seccomp_fd is not None:
             command += ["--seccomp", str(seccomp_fd)]
+        if self.drop is not None:
+            argv = [*self.drop.argv(), *argv]
         return [*command, "--", *argv]
 
-    def process_options(self) -> dict[str, Any]:
-        """Keyword arguments for starting bwrap: as `host_uid`, when there is one."""
-        if self.host_uid is None:
-            return {}
-        return {"user": self.host_uid, "group": self.host_uid, "extra_groups": []}
+    def mounted(self) -> list[str]:
+        """The host paths bind-mounted read-only, at the same place."""
+        return [*self.runtime, *([self.drop.setpriv] if self.drop else [])]
+
+    def process_options(self, pass_fds: Sequence[int] = ()) -> dict[str, Any]:
+        """Keyword arguments for starting bwrap with the descriptors `pass_fds` passed on:
+        as `host_uid` when there is one, with the user namespace's when there is one."""
+        own = () if self.drop is None else (self.drop.userns_fd,)
+        options: dict[str, Any] = {"pass_fds": (*pass_fds, *own)}
+        if self.host_uid is not None:
+            options |= {"user": self.host_uid, "group": self.host_uid, "extra_groups": []}
+        return options
 
     def work_dir(self) -> Path:
         """A fresh directory the sandboxed code may write to; the caller deletes it."""
         work = Path(tempfile.mkdtemp(prefix="baton-code-"))
-        if self.host_uid is not None:
-            os.chown(work, self.host_uid, self.host_uid)
+        owner = SANDBOX_UID if self.drop is not None else self.host_uid
+        if owner is not None:
+            os.chown(work, owner, owner)
         return work
+
+
+# What setpriv needs, and bwrap to enter the code's directory (0700, the code's): held in
+# the sandbox's user namespace only, and gone before the code starts.
+_DROP_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
+
+
+@dataclass(frozen=True)
+class RootDrop:
+    """How a root worker's sandbox reaches host uid 65534 where bwrap must start as root."""
+
+    userns_fd: int  # the user namespace (see `nobody_namespace`), open for the process's life
+    setpriv: str  # util-linux's setpriv, resolved
+
+    def argv(self) -> list[str]:
+        """What runs first inside the sandbox: it drops to 65534 and execs the rest."""
+        nobody = str(SANDBOX_UID)
+        return [
+            self.setpriv,
+            "--reuid",
+            nobody,
+            "--regid",
+            nobody,
+            "--clear-groups",
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "--no-new-privs",
+            "--",
+        ]
 
 
 def interpreter() -> str:
@@ -201,8 +258,7 @@ def check(sandbox: Bubblewrap) -> Bubblewrap | str:
             env={},
             timeout=_PROBE_SECONDS,
             check=False,
-            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
-            **sandbox.process_options(),
+            **sandbox.process_options(() if seccomp_fd is None else (seccomp_fd,)),
         )
     except subprocess.TimeoutExpired:
         raise _Transient(
@@ -227,7 +283,8 @@ def describe(
     executable: str, *, python: str | None = None, prefix: str | None = None
 ) -> Bubblewrap | str:
     """The sandbox `executable` would make for the Python runtime at `prefix` (this worker's
-    by default), not yet checked; or why there is none."""
+    by default), not yet checked; or why there is none. For a root worker whose runtime
+    others cannot read, this makes the user namespace the sandbox drops to 65534 in."""
     resolved = shutil.which(executable)
     if resolved is None:
         return f"{executable!r} was not found (BATON_CODE_BWRAP_PATH)"
@@ -248,6 +305,18 @@ def describe(
     may_drop = os.geteuid() == 0 and all(
         _open_to_others(path) for path in [*runtime, tempfile.gettempdir()]
     )
+    drop = None
+    if os.geteuid() == 0 and not may_drop:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            return (
+                "the worker runs as root with a Python runtime others cannot read, and "
+                "`setpriv` (util-linux) was not found to drop the code to uid 65534"
+            )
+        made = nobody_namespace(python)
+        if isinstance(made, str):
+            return made
+        drop = RootDrop(userns_fd=made, setpriv=os.path.realpath(setpriv))
     return Bubblewrap(
         executable=resolved,
         python=python,
@@ -255,7 +324,61 @@ def describe(
         links=tuple(links),
         hidden=tuple(_site_packages(prefix, runtime)),
         host_uid=SANDBOX_UID if may_drop else None,
+        drop=drop,
     )
+
+
+# Runs as root in a child: enters a new user namespace, waits for the parent to map it, and
+# forbids user namespaces below it, as bwrap's --disable-userns does for its own.
+_NAMESPACE_HOLDER = r"""
+import ctypes, sys
+if ctypes.CDLL(None, use_errno=True).unshare(0x10000000):  # CLONE_NEWUSER
+    sys.exit("unshare(CLONE_NEWUSER) failed: errno %d" % ctypes.get_errno())
+print("unshared", flush=True)
+sys.stdin.readline()
+with open("/proc/sys/user/max_user_namespaces", "w") as limit:
+    limit.write("0")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def nobody_namespace(python: str) -> int | str:
+    """A descriptor (close-on-exec) of a new user namespace, owned by this root process, that
+    maps uid and gid 0 and 65534 to themselves and allows no user namespace below it; or why
+    it could not be made. The namespace lives as long as the descriptor."""
+    try:
+        holder = subprocess.Popen(
+            [python, "-I", "-S", "-c", _NAMESPACE_HOLDER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={},
+            text=True,
+        )
+    except OSError as exc:
+        return f"no user namespace for the sandbox could be made ({exc})"
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        if holder.stdout.readline() != "unshared\n":
+            raise OSError("the namespace's first process ended")
+        mapping = f"0 0 1\n{SANDBOX_UID} {SANDBOX_UID} 1\n"
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{holder.pid}/{name}", "w") as map_file:
+                map_file.write(mapping)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        if holder.stdout.readline() != "ready\n":
+            raise OSError("its user.max_user_namespaces could not be set to 0")
+        return os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        holder.kill()
+        said = (holder.stderr.read() if holder.stderr else "").strip()[-300:]
+        return f"no user namespace for the sandbox could be made ({exc}) {said}".strip()
+    finally:
+        with contextlib.suppress(OSError):  # a holder that died leaves a broken pipe
+            holder.stdin.close()
+        holder.wait()
 
 
 # Classic BPF for seccomp: the system calls that make a process, refused (threads are let
@@ -315,6 +438,11 @@ def _site_packages(prefix: str, runtime: list[str]) -> list[str]:
             found.add(sysconfig.get_path(key, scheme, vars={"base": prefix, "platbase": prefix}))
     real = {os.path.realpath(path) for path in found}
     return sorted(path for path in real if os.path.isdir(path) and _inside(path, runtime))
+
+
+def _ancestors(paths: list[str]) -> set[str]:
+    """The directories above `paths`, the root excluded."""
+    return {str(parent) for path in paths for parent in Path(path).parents if parent != Path("/")}
 
 
 def _inside(path: str, roots: list[str]) -> bool:
