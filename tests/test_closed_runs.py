@@ -43,7 +43,9 @@ async def slow_run(api: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
 
 
 async def quiet_for_a_while(
-    session_factory: async_sessionmaker[AsyncSession], table: type[Task] | type[ToolRun], row_id: str
+    session_factory: async_sessionmaker[AsyncSession],
+    table: type[Task] | type[ToolRun],
+    row_id: str,
 ) -> None:
     """The row last changed a minute ago, as a run left alone does (a row written in the
     last few seconds is its workflow's to settle, and reading it asks Temporal nothing)."""
