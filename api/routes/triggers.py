@@ -48,7 +48,6 @@ from api.schemas.triggers import (
     WebhookCreated,
     WebhookPublic,
 )
-from api.task_start import start_agent_task, task_params
 from api.templates import api_budget, off_loop
 from baton import templating
 from baton.db.repositories import agents as agent_repo
@@ -58,6 +57,7 @@ from baton.domain.accounts import Role
 from baton.domain.tasks import AgentTaskInput, TaskStatus
 from baton.errors import BatonError, Conflict, InvalidInput, ServiceUnavailable
 from baton.security import new_token
+from baton.services.tasks import start_agent_task, task_params
 from baton.settings import Settings
 from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT, run_search_attributes
 from workflows.agent_task import AgentTaskWorkflow
