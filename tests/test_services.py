@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from baton.services import embedding, tasks, tool_runs
+from baton.services import embedding, schedules, tasks, tool_runs
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
@@ -14,6 +14,7 @@ from workflows.tool_run import ToolRunWorkflow
 def test_the_agent_task_workflow_is_started_by_its_registered_name() -> None:
     definition = workflow._Definition.must_from_class(AgentTaskWorkflow)
     assert definition.name == tasks.AGENT_TASK_WORKFLOW
+    assert definition.name == schedules.AGENT_TASK_WORKFLOW
 
 
 def test_a_tool_run_is_started_and_queried_by_its_registered_names() -> None:
