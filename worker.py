@@ -19,7 +19,7 @@ from activities.enrichment import EnrichmentActivities
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
 from activities.knowledge_steps import KnowledgeStepActivities
-from activities.llm import LlmActivities, project_provider_configs
+from activities.llm import LlmActivities
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from baton import temporal
@@ -28,6 +28,7 @@ from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
 from baton.services import closed_runs
+from baton.services.provider_configs import project_provider_configs
 from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow

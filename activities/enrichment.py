@@ -21,7 +21,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
-from activities.llm import ProviderConfigResolver
 from activities.steps import StepRunner
 from baton import templating
 from baton.db.repositories import enrichments as repo
@@ -41,6 +40,7 @@ from baton.domain.tools import (
 from baton.errors import BatonError
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
+from baton.services.provider_configs import ProviderConfigResolver
 from baton.settings import Settings
 
 # Finished rows are written together at this pace: one transaction for many rows, and a

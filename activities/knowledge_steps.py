@@ -15,7 +15,6 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
 from activities.steps import render_string, render_value
-from api.knowledge_embedding import embed_pending
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import EmbeddingProvider, RowFilter, SearchRequest
 from baton.domain.tool_runs import StepCall, StepOutcome
@@ -29,6 +28,7 @@ from baton.errors import BatonError
 from baton.knowledge import search as knowledge_search
 from baton.knowledge import store
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.services.embedding import embed_pending
 
 
 class KnowledgeStepActivities:

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
-from activities.llm import ProviderConfigResolver, provider_failure
+from activities.llm import provider_failure
 from baton import templating
 from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories import tool_runs as run_repo
@@ -29,6 +29,7 @@ from baton.integrations import llm as llm_provider
 from baton.integrations.sandbox import SandboxUnavailable
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
+from baton.services.provider_configs import ProviderConfigResolver
 from baton.settings import CodeSandbox, Settings
 
 NO_SECRETS = SecretScrubber({})

@@ -1,4 +1,5 @@
-"""`Annotated` dependencies the routes ask for: a session, the caller, Temporal, settings."""
+"""`Annotated` dependencies the routes ask for: a session, the caller, Temporal, settings, and
+the knowledge routes' embedders and row changes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from baton.db.repositories import accounts
 from baton.db.tables import Project
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
+from baton.knowledge.embeddings import EmbedderFactory
+from baton.services.embedding import RowChanges
+from baton.services.provider_configs import project_provider_configs
 from baton.settings import Settings
 
 
@@ -84,3 +88,23 @@ async def get_project(project_id: str, session: SessionDep, principal: Principal
 
 
 ProjectDep = Annotated[Project, Depends(get_project)]
+
+
+def get_row_changes(request: Request) -> RowChanges:
+    state = request.app.state
+    return RowChanges(client=state.temporal, task_queue=state.settings.temporal_task_queue)
+
+
+def get_embedders(request: Request) -> EmbedderFactory:
+    """One factory per app, so the local model it holds loads once, on the first query."""
+    state = request.app.state
+    if getattr(state, "embedders", None) is None:
+        state.embedders = EmbedderFactory(
+            project_provider_configs(state.session_factory, state.settings)
+        )
+    embedders: EmbedderFactory = state.embedders
+    return embedders
+
+
+EmbeddersDep = Annotated[EmbedderFactory, Depends(get_embedders)]
+RowChangesDep = Annotated[RowChanges, Depends(get_row_changes)]

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
-from activities.llm import settings_provider_configs  # noqa: E402
 from activities.steps import StepRunner  # noqa: E402
 from baton.domain.tools import CodeStep  # noqa: E402
 from baton.integrations.sandbox import find_bubblewrap  # noqa: E402
+from baton.services.provider_configs import settings_provider_configs  # noqa: E402
 from baton.settings import CodeSandbox, Settings  # noqa: E402
 
 STEP = CodeStep(name="trivial", type="code", code="result = 1")

@@ -33,12 +33,12 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from dev_server import start_dev_server  # noqa: E402
 from plain_chain import PlainChain, noop  # noqa: E402
 
-from api.tool_runs_start import start_tool_run  # noqa: E402
 from baton.db import migrate  # noqa: E402
 from baton.db.engine import create_engine, create_session_factory  # noqa: E402
 from baton.db.repositories import accounts  # noqa: E402
 from baton.db.repositories import tools as tool_repo  # noqa: E402
 from baton.domain.tools import ToolSpec  # noqa: E402
+from baton.services.tool_runs import start_tool_run  # noqa: E402
 from baton.settings import Settings  # noqa: E402
 from worker import create_worker  # noqa: E402
 

@@ -22,10 +22,10 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.llm import settings_provider_configs
 from activities.steps import StepRunner
 from baton.domain.tools import CodeStep
 from baton.integrations.sandbox import Bubblewrap, check, describe, find_bubblewrap
+from baton.services.provider_configs import settings_provider_configs
 from baton.settings import Settings
 from tests.processes import free_port, processes_named, unique_process_name
 

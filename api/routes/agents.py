@@ -7,10 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
 from api.limits import bounded_definition
-from api.routes.triggers import delete_in_temporal
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
 from api.schemas.tasks import TaskCreate, TaskCreated
-from api.task_start import start_agent_task
 from baton import templating
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
@@ -28,6 +26,8 @@ from baton.domain.agents import (
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput, NotFound
 from baton.knowledge import store as knowledge_store
+from baton.services.schedules import delete_in_temporal
+from baton.services.tasks import start_agent_task
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/agents", tags=["agents"])
 

@@ -11,8 +11,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, require_role
-from api.knowledge_embedding import EmbeddersDep, RowChanges, RowChangesDep
+from api.deps import (
+    EmbeddersDep,
+    PrincipalDep,
+    ProjectDep,
+    RowChangesDep,
+    SessionDep,
+    SettingsDep,
+    require_role,
+)
 from api.schemas.knowledge import (
     JobPublic,
     KnowledgeSetPublic,
@@ -38,6 +45,7 @@ from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
+from baton.services.embedding import RowChanges
 
 # Row ids are the database's 32-bit integers: a larger one can name no row.
 MAX_ROW_ID = 2**31 - 1

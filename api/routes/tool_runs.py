@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
 from api.limits import MAX_DB_INTEGER
 from api.schemas.tools import ToolRunPublic
-from api.tool_runs_start import run_view
 from baton.db.repositories import tool_runs as run_repo
 from baton.domain.accounts import Role
 from baton.domain.tools import ToolRunStatus
 from baton.errors import Conflict
+from baton.services.tool_runs import run_view
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tool-runs", tags=["tool runs"])
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter, status
 
 from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
 from api.schemas.tools import ToolPublic, ToolTemplatePublic
-from api.tool_runs_start import check_before_save
 from baton.db.repositories import tools as tool_repo
 from baton.domain.accounts import Role
 from baton.errors import NotFound
+from baton.services.tool_runs import check_before_save
 from baton.tool_templates import TEMPLATES
 
 router = APIRouter(prefix="/api/v1", tags=["tool templates"])

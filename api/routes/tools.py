@@ -19,11 +19,11 @@ from api.deps import (
 )
 from api.limits import bounded_definition, load_definition
 from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
-from api.tool_runs_start import check_before_save, run_view, start_tool_run, wait_for_run
 from baton.db.repositories import tools as tool_repo
 from baton.domain.accounts import Role
 from baton.domain.tools import ToolSpec
 from baton.errors import InvalidInput
+from baton.services.tool_runs import check_before_save, run_view, start_tool_run, wait_for_run
 
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tools", tags=["tools"])
 

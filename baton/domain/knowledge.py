@@ -142,6 +142,25 @@ class JobStatus(StrEnum):
     cancelled = "cancelled"
 
 
+# Rows per embedding activity: a few seconds of the local model on a CPU.
+DEFAULT_EMBED_BATCH_SIZE = 256
+
+
+def embed_workflow_id(set_id: str) -> str:
+    """One embedding run per set at a time."""
+    return f"knowledge-embed-{set_id}"
+
+
+class EmbedSetInput(BaseModel):
+    """The input of a set's embedding run (`EmbedSetWorkflow`)."""
+
+    project_id: str
+    set_id: str
+    batch_size: int = DEFAULT_EMBED_BATCH_SIZE
+    # Carried over continue-as-new: one job records the whole run.
+    job_id: str | None = None
+
+
 class AttachMode(StrEnum):
     """How an agent uses an attached set: a search tool, or rows placed in its prompt."""
 

@@ -31,11 +31,11 @@ from baton import temporal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
+from baton.domain.knowledge import embed_workflow_id
 from baton.settings import Settings
 from tests.conftest import Tenant, venv_binary
 from tests.replay import HISTORIES, SCENARIOS, replay_settings
 from worker import create_worker
-from workflows.knowledge import embed_workflow_id
 
 logger = logging.getLogger("tests.replay.record")
 

@@ -1,25 +1,32 @@
-"""Starting (or nudging) a set's embedding after its rows changed, and the embedders the API
-uses for query vectors."""
+"""Starting (or nudging) a set's embedding after its rows changed.
+
+The API's row routes and the knowledge steps of a tool run both call this. The workflow is
+started and signalled by its registered names, so this library does not import the workflow
+layer (tests/test_services.py checks them against `EmbedSetWorkflow`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.llm import project_provider_configs
 from baton import temporal
 from baton.db.tables import KnowledgeSet
-from baton.domain.knowledge import EmbeddingConfig, EmbeddingProvider
-from baton.knowledge.embeddings import EmbedderFactory
-from workflows.knowledge import EmbedSetInput, EmbedSetWorkflow, embed_workflow_id
+from baton.domain.knowledge import (
+    EmbeddingConfig,
+    EmbeddingProvider,
+    EmbedSetInput,
+    embed_workflow_id,
+)
 
-logger = logging.getLogger("baton.api")
+logger = logging.getLogger("baton.embedding")
+
+# The names workflows.knowledge.EmbedSetWorkflow is registered and signalled by.
+EMBED_SET_WORKFLOW = "EmbedSetWorkflow"
+ROWS_CHANGED_SIGNAL = "rows_changed"
 
 
 async def embed_pending(client: Client, *, project_id: str, set_id: str, task_queue: str) -> None:
@@ -27,11 +34,11 @@ async def embed_pending(client: Client, *, project_id: str, set_id: str, task_qu
     tells the running one to look again. Signal-with-start does both in one call and cannot
     race with a run that is just finishing."""
     await client.start_workflow(
-        EmbedSetWorkflow.run,
+        EMBED_SET_WORKFLOW,
         EmbedSetInput(project_id=project_id, set_id=set_id),
         id=embed_workflow_id(set_id),
         task_queue=task_queue,
-        start_signal="rows_changed",
+        start_signal=ROWS_CHANGED_SIGNAL,
         search_attributes=temporal.run_search_attributes(
             project_id=project_id, kind="knowledge-embed", status="running"
         ),
@@ -63,23 +70,3 @@ class RowChanges:
             )
         except (RPCError, RuntimeError) as exc:
             logger.warning("could not start embedding set %s: %s", knowledge_set.id, exc)
-
-
-def get_row_changes(request: Request) -> RowChanges:
-    state = request.app.state
-    return RowChanges(client=state.temporal, task_queue=state.settings.temporal_task_queue)
-
-
-def get_embedders(request: Request) -> EmbedderFactory:
-    """One factory per app, so the local model it holds loads once, on the first query."""
-    state = request.app.state
-    if getattr(state, "embedders", None) is None:
-        state.embedders = EmbedderFactory(
-            project_provider_configs(state.session_factory, state.settings)
-        )
-    embedders: EmbedderFactory = state.embedders
-    return embedders
-
-
-EmbeddersDep = Annotated[EmbedderFactory, Depends(get_embedders)]
-RowChangesDep = Annotated[RowChanges, Depends(get_row_changes)]

@@ -1,4 +1,8 @@
-"""Starting a task: the row first (the workflow's activities write to it), then the workflow."""
+"""Starting a task: the row first (the workflow's activities write to it), then the workflow.
+
+The API's routes, webhooks and benchmarks start tasks here. The workflow is started by its
+registered name, so this library does not import the workflow layer (tests/test_services.py
+checks the name against `AgentTaskWorkflow`'s definition)."""
 
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from baton.domain.tasks import AgentTaskInput, TaskStatus
 from baton.domain.tool_checks import validate_params
 from baton.errors import Conflict, InvalidInput, ServiceUnavailable
 from baton.settings import Settings
-from workflows.agent_task import AgentTaskWorkflow
 
-logger = logging.getLogger("baton.api")
+logger = logging.getLogger("baton.tasks")
+
+# `@workflow.defn(name=...)` of workflows.agent_task.AgentTaskWorkflow.
+AGENT_TASK_WORKFLOW = "AgentTaskWorkflow"
 
 NOT_STARTED = "the task could not be started: Temporal is unavailable"
 
@@ -59,7 +65,7 @@ async def start_agent_task(
         return existing
     try:
         await temporal_client.start_workflow(
-            AgentTaskWorkflow.run,
+            AGENT_TASK_WORKFLOW,
             AgentTaskInput(
                 task_id=task_id,
                 project_id=agent.project_id,

@@ -1,4 +1,7 @@
-"""Saving a tool (validated as a whole) and starting a run of it."""
+"""Saving a tool (validated as a whole), starting a run of it, and reading a run's progress.
+
+The workflow is started and queried by its registered names, so this library does not import
+the workflow layer (tests/test_services.py checks them against `ToolRunWorkflow`)."""
 
 from __future__ import annotations
 
@@ -18,14 +21,17 @@ from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import ToolRun
 from baton.domain.tool_checks import check_tool, referenced_snippets, validate_params
-from baton.domain.tool_runs import ToolRunInput
+from baton.domain.tool_runs import ToolRunInput, ToolRunProgress
 from baton.domain.tools import LlmStep, ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
 from baton.services import closed_runs
 from baton.settings import Settings
-from workflows.tool_run import ToolRunWorkflow
 
-logger = logging.getLogger("baton.api")
+logger = logging.getLogger("baton.tool_runs")
+
+# The names workflows.tool_run.ToolRunWorkflow is registered and queried by.
+TOOL_RUN_WORKFLOW = "ToolRunWorkflow"
+PROGRESS_QUERY = "progress"
 
 QUERY_TIMEOUT_S = 1.0
 
@@ -83,7 +89,7 @@ async def start_tool_run(
     await session.commit()
     try:
         await temporal_client.start_workflow(
-            ToolRunWorkflow.run,
+            TOOL_RUN_WORKFLOW,
             ToolRunInput(
                 run_id=run_id,
                 project_id=project_id,
@@ -138,7 +144,7 @@ async def run_view(
         # Temporal holds a query until the run's first workflow task is done: a run no
         # worker has picked up yet would hang here, so answer from the database instead.
         async with asyncio.timeout(QUERY_TIMEOUT_S):
-            progress = await handle.query(ToolRunWorkflow.progress)
+            progress = await handle.query(PROGRESS_QUERY, result_type=ToolRunProgress)
     except (RPCError, WorkflowQueryFailedError, TimeoutError):
         return status, []
     # Final only once the database has the output; until then it is still finishing.
