@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pydantic import BaseModel
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -13,32 +12,10 @@ from temporalio import activity
 from activities.errors import as_application_error
 from activities.llm import provider_failure
 from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet, utcnow
-from baton.domain.knowledge import JobKind, JobStatus
+from baton.domain.knowledge import EmbedBatch, EmbedBatchResult, EmbedJobEnd, JobKind, JobStatus
 from baton.errors import BatonError, NotFound
 from baton.integrations.llm import ProviderError
 from baton.knowledge.embeddings import EmbedderFor, to_blob
-
-
-class EmbedBatch(BaseModel):
-    project_id: str
-    set_id: str
-    job_id: str
-    batch_size: int = 256
-
-
-class EmbedBatchResult(BaseModel):
-    embedded: int
-    remaining: int
-    done: int
-
-
-class EmbedJobEnd(BaseModel):
-    job_id: str
-    status: JobStatus
-    error: str | None = None
-    # To record a job that failed before its first batch wrote it.
-    project_id: str | None = None
-    set_id: str | None = None
 
 
 class EmbeddingActivities:

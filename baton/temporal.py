@@ -13,7 +13,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
@@ -22,24 +22,17 @@ from temporalio.converter import (
 )
 from temporalio.service import TLSConfig
 
+# Re-exported: the API and the triggers set these on the runs they start.
+from baton.search_attributes import BATON_AGENT as BATON_AGENT
+from baton.search_attributes import BATON_KIND as BATON_KIND
+from baton.search_attributes import BATON_PROJECT as BATON_PROJECT
+from baton.search_attributes import BATON_STATUS as BATON_STATUS
+from baton.search_attributes import BATON_USER_GROUP as BATON_USER_GROUP
+from baton.search_attributes import SEARCH_ATTRIBUTES
 from baton.settings import Settings
 
 if TYPE_CHECKING:
     from baton.payload_codec import PayloadKeys
-
-BATON_PROJECT = SearchAttributeKey.for_keyword("BatonProject")
-BATON_AGENT = SearchAttributeKey.for_keyword("BatonAgent")
-BATON_STATUS = SearchAttributeKey.for_keyword("BatonStatus")
-BATON_USER_GROUP = SearchAttributeKey.for_keyword("BatonUserGroup")
-BATON_KIND = SearchAttributeKey.for_keyword("BatonKind")
-
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
-    BATON_PROJECT,
-    BATON_AGENT,
-    BATON_STATUS,
-    BATON_USER_GROUP,
-    BATON_KIND,
-)
 
 
 # The dev server's SQLite with WAL runs about three times the activities per second of its

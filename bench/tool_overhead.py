@@ -5,11 +5,13 @@ in-process worker per side, the same number of runs and the same concurrency. Ba
 start through the API's code (a database row, then the workflow) and end with the run's
 record written; its tool has 3 I/O steps (LLM steps on the offline scripted model: an
 activity each) and 2 pure steps (template, transform: computed in the workflow). Each side
-runs as it would in production: Baton's worker as `baton worker` builds it (tool runs
-outside the workflow sandbox), the plain chain with the SDK's defaults (in the sandbox).
-Prints runs/s of both and their
-ratio (Baton / plain; above 1.0 means Baton is faster), then a `BENCH_RESULT {json}` line for
-bench/run_all.py.
+runs as it would in production: Baton's worker as `baton worker` builds it, the plain chain
+with the SDK's defaults (in the sandbox). Prints runs/s of both and their ratio (Baton /
+plain; above 1.0 means Baton is faster).
+
+The same run measures what the workflow sandbox costs a tool run: Baton's worker again, once
+with every workflow in the sandbox and once with none, each on its own task queue. Then a
+`BENCH_RESULT {json}` line for bench/run_all.py.
 
     python bench/tool_overhead.py [--runs 200] [--concurrency 20] [--rounds 2]
 """
@@ -26,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
@@ -94,17 +96,26 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         )
     project_id, tool_id = created.project.id, tool.id
 
-    async def baton_run(i: int) -> None:
-        async with sessions() as session:
-            run = await start_tool_run(
-                session=session,
-                temporal_client=env.client,
-                settings=settings,
-                project_id=project_id,
-                tool_id=tool_id,
-                params={"x": f"run {i}"},
-            )
-        await env.client.get_workflow_handle(run.workflow_id).result()
+    def baton_runs(task_queue: str):  # type: ignore[no-untyped-def]
+        queue_settings = settings.model_copy(update={"temporal_task_queue": task_queue})
+
+        async def baton_run(i: int) -> None:
+            async with sessions() as session:
+                run = await start_tool_run(
+                    session=session,
+                    temporal_client=env.client,
+                    settings=queue_settings,
+                    project_id=project_id,
+                    tool_id=tool_id,
+                    params={"x": f"run {i}"},
+                )
+            await env.client.get_workflow_handle(run.workflow_id).result()
+
+        return baton_run
+
+    baton_run = baton_runs("bench-baton")
+    sandboxed_run = baton_runs("bench-baton-sandboxed")
+    unsandboxed_run = baton_runs("bench-baton-unsandboxed")
 
     async def plain_run(i: int) -> None:
         await env.client.execute_workflow(
@@ -114,29 +125,62 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     baton_worker = create_worker(
         env.client, task_queue="bench-baton", session_factory=sessions, settings=settings
     )
+    # Production's worker with the runner of every workflow replaced: the sandbox's cost.
+    production = baton_worker.config()
+    sandbox = production["workflow_runner"]
+    sandboxed_worker = Worker(
+        **{
+            **production,
+            "task_queue": "bench-baton-sandboxed",
+            "unsandboxed_workflow_runner": sandbox,
+        }
+    )
+    outside = UnsandboxedWorkflowRunner()
+    unsandboxed_worker = Worker(
+        **{
+            **production,
+            "task_queue": "bench-baton-unsandboxed",
+            "workflow_runner": outside,
+            "unsandboxed_workflow_runner": outside,
+        }
+    )
     plain_worker = Worker(
         env.client, task_queue="bench-plain", workflows=[PlainChain], activities=[noop]
     )
     kind = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
     print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}, {kind}")
-    baton_rates, plain_rates = [], []
-    async with baton_worker, plain_worker:
+    baton_rates, plain_rates, sandboxed_rates, unsandboxed_rates = [], [], [], []
+    async with baton_worker, plain_worker, sandboxed_worker, unsandboxed_worker:
         await measure("warm-up (not counted)", 20, concurrency, plain_run)
         await measure("warm-up (not counted)", 20, concurrency, baton_run)
+        await measure("warm-up (not counted)", 20, concurrency, sandboxed_run)
+        await measure("warm-up (not counted)", 20, concurrency, unsandboxed_run)
         for round_no in range(1, rounds + 1):
             print(f" round {round_no}")
             plain_rates.append(
                 await measure("plain 5-activity chain", runs, concurrency, plain_run)
             )
             baton_rates.append(await measure("Baton 5-step tool", runs, concurrency, baton_run))
+            # Alternately first: a later measurement meets a larger database and history.
+            sides = [
+                ("Baton, all in the sandbox", sandboxed_run, sandboxed_rates),
+                ("Baton, none in the sandbox", unsandboxed_run, unsandboxed_rates),
+            ]
+            for label, start_one, rates in sides if round_no % 2 else sides[::-1]:
+                rates.append(await measure(label, runs, concurrency, start_one))
     await env.shutdown()
     await engine.dispose()
     shutil.rmtree(data, ignore_errors=True)
     baton_rate = sum(baton_rates) / len(baton_rates)
     plain_rate = sum(plain_rates) / len(plain_rates)
+    sandboxed_rate = sum(sandboxed_rates) / len(sandboxed_rates)
+    unsandboxed_rate = sum(unsandboxed_rates) / len(unsandboxed_rates)
     print(f"plain chain: {plain_rate:.1f} runs/s")
     print(f"Baton tool:  {baton_rate:.1f} runs/s")
     print(f"ratio (Baton / plain): {baton_rate / plain_rate:.2f}  (target >= 1.0)")
+    print(f"Baton tool in the sandbox:      {sandboxed_rate:.1f} runs/s")
+    print(f"Baton tool outside the sandbox: {unsandboxed_rate:.1f} runs/s")
+    print(f"sandbox cost: {1 - sandboxed_rate / unsandboxed_rate:.1%} of the runs/s")
     figure = {
         "name": f"Baton 5-step tool ({kind})",
         "value": baton_rate,
@@ -144,7 +188,17 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         "better": "higher",
         "baseline": {"name": "plain 5-activity Temporal chain", "value": plain_rate},
     }
-    print("BENCH_RESULT " + json.dumps({"benchmark": "tool_overhead", "figures": [figure]}))
+    sandbox_figure = {
+        "name": f"Baton 5-step tool in the workflow sandbox ({kind})",
+        "value": sandboxed_rate,
+        "unit": "runs/s",
+        "better": "higher",
+        "baseline": {"name": "the same outside the sandbox", "value": unsandboxed_rate},
+    }
+    print(
+        "BENCH_RESULT "
+        + json.dumps({"benchmark": "tool_overhead", "figures": [figure, sandbox_figure]})
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.events import EventActivities
-    from activities.llm import LlmActivities
-    from activities.tasks import TaskActivities
+    from baton import activity_names
     from baton.domain.agents import (
         AgentSpec,
         AgentTool,
@@ -48,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         AgentTaskInput,
         AgentTaskResult,
         BeginTask,
+        BegunTask,
         Decision,
         LlmCall,
         PendingApproval,
@@ -61,8 +60,8 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.tool_runs import ToolRunInput, tool_run_workflow_id
     from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
     from baton.errors import BatonError
+    from baton.search_attributes import BATON_STATUS
     from baton.templating import TemplateError
-    from baton.temporal import BATON_STATUS
     from workflows import policies
     from workflows.tool_run import ToolRunWorkflow
 
@@ -97,8 +96,8 @@ class AgentTaskWorkflow:
             self._transcript = list(task.transcript)
             self._started_at = task.started_at or workflow.now()
         else:
-            begun = await workflow.execute_activity_method(
-                TaskActivities.begin,
+            begun: BegunTask = await workflow.execute_activity(
+                activity_names.TASK_BEGIN,
                 BeginTask(
                     task_id=self._task_id,
                     workflow_id=workflow.info().workflow_id,
@@ -109,6 +108,7 @@ class AgentTaskWorkflow:
                     load_agent=task.agent is None,
                     params=task.params,
                 ),
+                result_type=BegunTask,
                 start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
                 retry_policy=policies.DB_WRITE_RETRY,
                 summary="begin task",
@@ -243,8 +243,8 @@ class AgentTaskWorkflow:
             max_tokens=self._agent.max_output_tokens,
         )
         try:
-            return await workflow.execute_activity_method(
-                LlmActivities.chat,
+            response: LlmResponse = await workflow.execute_activity(
+                activity_names.LLM_CHAT,
                 LlmCall(
                     task_id=self._task_id,
                     request=request,
@@ -252,6 +252,7 @@ class AgentTaskWorkflow:
                     project_id=self._input.project_id,
                     integration=self._agent.integration,
                 ),
+                result_type=LlmResponse,
                 start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
                 heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
                 retry_policy=policies.LLM_RETRY,
@@ -260,6 +261,7 @@ class AgentTaskWorkflow:
         except ActivityError as exc:
             _reraise_cancel(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
+        return response
 
     async def _run_call(self, call: ToolCall) -> tuple[str, EventDraft | None]:
         """Runs one tool call (after approval when needed): what the model is told, and the
@@ -424,8 +426,8 @@ class AgentTaskWorkflow:
     ) -> None:
         seq = len(self._transcript)
         self._transcript.append(message)
-        await workflow.execute_activity_method(
-            TaskActivities.put_message,
+        await workflow.execute_activity(
+            activity_names.TASK_PUT_MESSAGE,
             TaskMessageAppend(
                 task_id=self._task_id, seq=seq, message=message, usage=usage, events=events or []
             ),
@@ -435,8 +437,8 @@ class AgentTaskWorkflow:
         )
 
     async def _events(self, *events: EventDraft) -> None:
-        await workflow.execute_activity_method(
-            EventActivities.append,
+        await workflow.execute_activity(
+            activity_names.TASK_APPEND_EVENTS,
             AppendEvents(task_id=self._task_id, events=list(events)),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
@@ -451,8 +453,8 @@ class AgentTaskWorkflow:
         self._status = status
         workflow.upsert_search_attributes([BATON_STATUS.value_set(status.value)])
         workflow.set_current_details(details or status.value)
-        await workflow.execute_activity_method(
-            TaskActivities.set_status,
+        await workflow.execute_activity(
+            activity_names.TASK_SET_STATUS,
             TaskStatusUpdate(
                 task_id=self._task_id,
                 status=status,

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.enrichment import EnrichmentActivities
+    from baton import activity_names
     from baton.domain.enrichment import (
         BATCHES_PER_RUN,
         BatchOutcome,
@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         EnrichmentProgress,
     )
     from baton.domain.knowledge import JobStatus
-    from baton.temporal import BATON_STATUS
+    from baton.search_attributes import BATON_STATUS
     from workflows import policies
 
 # A batch heartbeats several times a second; a worker that died is noticed within this.
@@ -81,9 +81,10 @@ class EnrichmentWorkflow:
 
     async def _batch(self, plan: EnrichmentPlan) -> BatchOutcome:
         try:
-            return await workflow.execute_activity_method(
-                EnrichmentActivities.batch,
+            outcome: BatchOutcome = await workflow.execute_activity(
+                activity_names.ENRICHMENT_BATCH,
                 EnrichmentBatch(plan=plan, progress=self._progress),
+                result_type=BatchOutcome,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=BATCH_HEARTBEAT_TIMEOUT,
                 retry_policy=BATCH_RETRY,
@@ -95,6 +96,7 @@ class EnrichmentWorkflow:
             if isinstance(exc.cause, CancelledError):
                 raise asyncio.CancelledError() from exc
             raise
+        return outcome
 
     def _advance(self, outcome: BatchOutcome) -> None:
         progress = self._progress
@@ -121,8 +123,8 @@ class EnrichmentWorkflow:
     ) -> None:
         workflow.upsert_search_attributes([BATON_STATUS.value_set(status.value)])
         workflow.set_current_details(status.value)
-        await workflow.execute_local_activity_method(
-            EnrichmentActivities.finish,
+        await workflow.execute_local_activity(
+            activity_names.ENRICHMENT_FINISH,
             EnrichmentFinish(job_id=plan.job_id, status=status, progress=progress, error=error),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,

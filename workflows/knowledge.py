@@ -14,8 +14,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.knowledge import EmbedBatch, EmbeddingActivities, EmbedJobEnd
-    from baton.domain.knowledge import EmbedSetInput, JobStatus
+    from baton import activity_names
+    from baton.domain.knowledge import (
+        EmbedBatch,
+        EmbedBatchResult,
+        EmbedJobEnd,
+        EmbedSetInput,
+        JobStatus,
+    )
     from workflows import policies
 
 # A batch is a few seconds of the local model on a CPU; a remote provider may be slow or
@@ -57,9 +63,10 @@ class EmbedSetWorkflow:
         try:
             while True:
                 self._changed = False
-                result = await workflow.execute_activity_method(
-                    EmbeddingActivities.embed_batch,
+                result: EmbedBatchResult = await workflow.execute_activity(
+                    activity_names.EMBED_BATCH,
                     batch,
+                    result_type=EmbedBatchResult,
                     start_to_close_timeout=EMBED_BATCH_TIMEOUT,
                     retry_policy=EMBED_RETRY,
                     summary=f"embed up to {params.batch_size} rows",
@@ -95,8 +102,8 @@ class EmbedSetWorkflow:
             f"{status.value}: {self._progress.done} rows embedded"
             + (f" ({error})" if error else "")
         )
-        await workflow.execute_activity_method(
-            EmbeddingActivities.finish,
+        await workflow.execute_activity(
+            activity_names.EMBED_FINISH,
             EmbedJobEnd(
                 job_id=job_id,
                 status=status,

@@ -22,12 +22,11 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     import jmespath
 
-    from activities.knowledge_steps import KnowledgeStepActivities
-    from activities.steps import StepActivities, ToolRunActivities
-    from baton import templating
+    from baton import activity_names, templating
     from baton.domain.tool_checks import needs_secrets, validate_params
     from baton.domain.tool_runs import (
         StepCall,
+        StepOutcome,
         StepRecord,
         ToolRunFinish,
         ToolRunInput,
@@ -49,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TransformStep,
     )
     from baton.errors import BatonError
-    from baton.temporal import BATON_STATUS
+    from baton.search_attributes import BATON_STATUS
     from workflows import policies
 
 MAX_TOOL_DEPTH = 8
@@ -120,8 +119,8 @@ class ToolRunWorkflow:
         if not self._run.persist:
             return
         workflow.upsert_search_attributes([BATON_STATUS.value_set(result.status.value)])
-        await workflow.execute_local_activity_method(
-            ToolRunActivities.finish,
+        await workflow.execute_local_activity(
+            activity_names.TOOL_RUN_FINISH,
             ToolRunFinish(
                 run_id=self._run.run_id,
                 status=result.status,
@@ -283,11 +282,12 @@ class ToolRunWorkflow:
             persist=self._run.persist,
             needs_secrets=needs_secrets(step),
         )
-        method, heartbeat = _ACTIVITIES[step.type]
+        name, heartbeat = _ACTIVITIES[step.type]
         try:
-            outcome = await workflow.execute_activity_method(
-                method,
+            outcome: StepOutcome = await workflow.execute_activity(
+                name,
                 call,
+                result_type=StepOutcome,
                 start_to_close_timeout=timedelta(seconds=step.timeout_seconds),
                 heartbeat_timeout=heartbeat,
                 retry_policy=RetryPolicy(
@@ -309,14 +309,14 @@ class ToolRunWorkflow:
 
 
 _HEARTBEAT = timedelta(seconds=10)
-_ACTIVITIES: dict[str, tuple[Any, timedelta | None]] = {
-    "llm": (StepActivities.llm, _HEARTBEAT),
-    "http": (StepActivities.http, _HEARTBEAT),
-    "code": (StepActivities.code, _HEARTBEAT),
-    "knowledge_search": (KnowledgeStepActivities.search, None),
-    "knowledge_insert": (KnowledgeStepActivities.insert, None),
-    "knowledge_update": (KnowledgeStepActivities.update, None),
-    "knowledge_delete": (KnowledgeStepActivities.delete, None),
+_ACTIVITIES: dict[str, tuple[str, timedelta | None]] = {
+    "llm": (activity_names.STEP_LLM, _HEARTBEAT),
+    "http": (activity_names.STEP_HTTP, _HEARTBEAT),
+    "code": (activity_names.STEP_CODE, _HEARTBEAT),
+    "knowledge_search": (activity_names.STEP_KNOWLEDGE_SEARCH, None),
+    "knowledge_insert": (activity_names.STEP_KNOWLEDGE_INSERT, None),
+    "knowledge_update": (activity_names.STEP_KNOWLEDGE_UPDATE, None),
+    "knowledge_delete": (activity_names.STEP_KNOWLEDGE_DELETE, None),
 }
 
 

@@ -245,3 +245,26 @@ def knowledge_prompt(
     if left_out:
         lines.append(f"({left_out} more rows left out: over the budget of {token_budget} tokens)")
     return f"Knowledge set {name!r} (cite row ids):\n" + "\n".join(lines)
+
+
+# The embedding workflow's activity payloads.
+class EmbedBatch(BaseModel):
+    project_id: str
+    set_id: str
+    job_id: str
+    batch_size: int = 256
+
+
+class EmbedBatchResult(BaseModel):
+    embedded: int
+    remaining: int
+    done: int
+
+
+class EmbedJobEnd(BaseModel):
+    job_id: str
+    status: JobStatus
+    error: str | None = None
+    # To record a job that failed before its first batch wrote it.
+    project_id: str | None = None
+    set_id: str | None = None
