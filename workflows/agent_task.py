@@ -3,8 +3,12 @@
 A turn: call the model (its text streams into the task's events), run the tool calls it
 asks for (each a child `ToolRunWorkflow`, several at once, some waiting for a person's
 approval), give it the results, until it answers without calling a tool. Then the task is
-idle until a follow-up message arrives (signal `send_message`) or the idle timeout passes.
-Approvals arrive by the update `decide`; `state` is a query."""
+idle until a follow-up message arrives (the update `post_message`) or the idle timeout passes.
+Approvals arrive by the update `decide`; `state` is a query.
+
+A message the update accepts is always answered: once the task decides to end, the
+validator refuses further messages (the API answers 409), and messages still waiting when
+the run continues as new are carried into the next run."""
 
 from __future__ import annotations
 
@@ -66,6 +70,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tool_run import ToolRunWorkflow
 
 NEEDS_APPROVAL_ARG = "needs_approval"
+# `workflow.patched` ids: each marks a change to the commands a run issues.
+FAIL_STOPPED_TASKS = "fail-stopped-tasks"
+ANSWER_LATE_MESSAGES = "answer-late-messages"
 MAX_TOOL_RESULT_CHARS = 20_000
 
 
@@ -81,6 +88,9 @@ class AgentTaskWorkflow:
     def __init__(self) -> None:
         self._status = TaskStatus.queued
         self._inbox: list[str] = []
+        # Set, with no await in between, when the task decides to end: from then on
+        # `post_message` refuses messages, so none is accepted and left unanswered.
+        self._ending = False
         self._pending: dict[str, PendingApproval] = {}
         self._decisions: dict[str, Decision] = {}
         self._iterations = 0
@@ -90,6 +100,7 @@ class AgentTaskWorkflow:
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
         self._task_id = task.task_id or str(workflow.uuid4())
         self._input = task
+        self._inbox[:0] = task.inbox
         if task.transcript:  # continued as new: everything was loaded before
             agent, tools = task.agent, task.tools
             self._snippets, self._knowledge_prompt = task.snippets, task.knowledge_prompt
@@ -130,16 +141,34 @@ class AgentTaskWorkflow:
             )
             return await self._converse(resumed=bool(task.transcript))
         except TaskStopped as stop:
+            self._ending = True
             await self._set_status(stop.status, error=stop.error)
+            if workflow.patched(FAIL_STOPPED_TASKS):
+                # Failed in Temporal too, so its status filter and `ExecutionStatus="Failed"`
+                # find the task; the reason is the failure's message.
+                kind = "TaskTimedOut" if stop.status is TaskStatus.timed_out else "TaskFailed"
+                raise ApplicationError(stop.error, type=kind, non_retryable=True) from None
             return AgentTaskResult(status=stop.status, error=stop.error)
         except asyncio.CancelledError:
+            self._ending = True
             await self._set_status(TaskStatus.cancelled, error="cancelled")
             raise
 
     # Signals, updates and queries
 
+    @workflow.update
+    def post_message(self, message: UserMessage) -> str:
+        self._inbox.append(message.content)
+        return "queued"
+
+    @post_message.validator
+    def _still_listening(self, message: UserMessage) -> None:
+        if self._ending:
+            raise ApplicationError("the task is ending and takes no more messages", type="ending")
+
     @workflow.signal
     def send_message(self, message: UserMessage) -> None:
+        """How messages arrived before `post_message`; kept for runs that still use it."""
         self._inbox.append(message.content)
 
     @workflow.update
@@ -177,8 +206,7 @@ class AgentTaskWorkflow:
                 await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
                 continue
             if self._agent.idle_timeout_seconds <= 0:
-                await self._set_status(TaskStatus.completed)
-                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+                return await self._complete(answer)
             await self._set_status(TaskStatus.idle)
             if workflow.info().is_continue_as_new_suggested():
                 self._continue_as_new()
@@ -188,9 +216,15 @@ class AgentTaskWorkflow:
                     timeout=timedelta(seconds=self._agent.idle_timeout_seconds),
                 )
             except TimeoutError:
-                await self._set_status(TaskStatus.completed)
-                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+                # A message may have come in with the timer: answer it rather than end.
+                if not (self._inbox and workflow.patched(ANSWER_LATE_MESSAGES)):
+                    return await self._complete(answer)
             await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
+
+    async def _complete(self, answer: str) -> AgentTaskResult:
+        self._ending = True
+        await self._set_status(TaskStatus.completed)
+        return AgentTaskResult(status=TaskStatus.completed, answer=answer)
 
     async def _turn(self) -> str:
         """Model and tools until the model answers without calling a tool."""
@@ -415,6 +449,7 @@ class AgentTaskWorkflow:
                 params=self._input.params,
                 snippets=self._snippets,
                 knowledge_prompt=self._knowledge_prompt,
+                inbox=self._inbox,
             )
         )
 
