@@ -100,6 +100,29 @@ async def test_the_agent_calls_a_tool_and_answers_from_its_result(
     assert task["usage"]["input_tokens"] > 0 and task["usage"]["output_tokens"] > 0
 
 
+async def test_an_agents_tool_run_is_kept_like_any_run(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "kept"}')
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    # Found in Temporal by its project, like a run the API started...
+    query = f"BatonProject = '{tenant.project_id}' AND BatonKind = 'tool-run'"
+    found = [run.id async for run in temporal_env.client.list_workflows(query)]
+    assert len(found) == 1, found
+    # ... and readable through the API, with its output and steps.
+    run_id = found[0].removeprefix("tool-run-")
+    run = await api.get(tenant.url(f"/tool-runs/{run_id}"), headers=tenant.headers)
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert (body["status"], body["tool_id"], body["output"]) == ("succeeded", tool, "tool got kept")
+    assert body["params"] == {"text": "kept"}
+    assert [step["name"] for step in body["steps"]] == ["say"]
+
+
 async def test_several_calls_in_one_turn_all_run(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):

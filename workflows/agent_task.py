@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         tool_function_name,
     )
     from baton.domain.events import AppendEvents, EventDraft, EventType
-    from baton.domain.knowledge import AttachMode, knowledge_tool_id
+    from baton.domain.knowledge import KNOWLEDGE_TOOL_PREFIX, AttachMode, knowledge_tool_id
     from baton.domain.llm import (
         LlmRequest,
         LlmResponse,
@@ -61,10 +61,10 @@ with workflow.unsafe.imports_passed_through():
         UserMessage,
     )
     from baton.domain.tool_checks import validate_params
-    from baton.domain.tool_runs import ToolRunInput, tool_run_workflow_id
+    from baton.domain.tool_runs import NewToolRun, ToolRunInput, tool_run_workflow_id
     from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
     from baton.errors import BatonError
-    from baton.search_attributes import BATON_STATUS
+    from baton.search_attributes import BATON_STATUS, run_search_attributes
     from baton.templating import TemplateError
     from workflows import policies
     from workflows.tool_run import ToolRunWorkflow
@@ -73,6 +73,7 @@ NEEDS_APPROVAL_ARG = "needs_approval"
 # `workflow.patched` ids: each marks a change to the commands a run issues.
 FAIL_STOPPED_TASKS = "fail-stopped-tasks"
 ANSWER_LATE_MESSAGES = "answer-late-messages"
+KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
 MAX_TOOL_RESULT_CHARS = 20_000
 
 
@@ -390,6 +391,13 @@ class AgentTaskWorkflow:
                 await self._events(*leading)
             return f"Error: invalid arguments for {call.name}: {exc.message}", None
         run_id = str(workflow.uuid4())
+        # A project tool's run is kept like one the API started: readable at
+        # `.../tool-runs/{run_id}` and found in Temporal by its project. A knowledge search
+        # is not a project tool and stays in the task's events only.
+        persist = not tool_id.startswith(KNOWLEDGE_TOOL_PREFIX) and workflow.patched(
+            KEEP_AGENT_TOOL_RUNS
+        )
+        project_id = self._input.project_id
         await self._events(
             *leading,
             EventDraft(
@@ -397,22 +405,32 @@ class AgentTaskWorkflow:
                 data={"call_id": call.id, "tool": call.name, "run_id": run_id},
                 key=f"started:{call.id}",
             ),
+            tool_runs=[
+                NewToolRun(run_id=run_id, project_id=project_id, tool_id=tool_id, params=params)
+            ]
+            if persist
+            else [],
         )
         try:
             result = await workflow.execute_child_workflow(
                 ToolRunWorkflow.run,
                 ToolRunInput(
                     run_id=run_id,
-                    project_id=self._input.project_id,
+                    project_id=project_id,
                     tool_id=tool_id,
                     tool_version=0,
                     specs=self._tools,
                     params=params,
-                    persist=False,
+                    persist=persist,
                     snippets=self._snippets,
                 ),
                 id=tool_run_workflow_id(run_id),
                 static_summary=f"tool {spec.name} for {call.id}",
+                search_attributes=run_search_attributes(
+                    project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
+                )
+                if persist
+                else None,
             )
         except ChildWorkflowError as exc:
             _reraise_cancel(exc)
@@ -471,10 +489,10 @@ class AgentTaskWorkflow:
             summary=f"save {message.role.value} message",
         )
 
-    async def _events(self, *events: EventDraft) -> None:
+    async def _events(self, *events: EventDraft, tool_runs: list[NewToolRun] | None = None) -> None:
         await workflow.execute_activity(
             activity_names.TASK_APPEND_EVENTS,
-            AppendEvents(task_id=self._task_id, events=list(events)),
+            AppendEvents(task_id=self._task_id, events=list(events), tool_runs=tool_runs or []),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"event {events[0].type.value}",
