@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,7 +28,7 @@ from baton.db.engine import create_engine, create_session_factory
 from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
-from baton.services import closed_runs
+from baton.services import closed_runs, payload_retention
 from baton.services.provider_configs import project_provider_configs
 from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
@@ -37,7 +38,7 @@ from workflows.tool_run import ToolRunWorkflow
 
 logger = logging.getLogger("baton.worker")
 
-SETTLE_INTERVAL_S = 30.0
+SWEEP_INTERVAL_S = 30.0
 SETTLE_LOOKBACK = timedelta(days=1)
 
 WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow, EnrichmentWorkflow]
@@ -134,35 +135,58 @@ async def run(settings: Settings) -> None:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
-    sweeper = asyncio.create_task(_settle_closed_runs(client, session_factory))
+    sweepers = [
+        # Runs terminated in Temporal get their final status in the database too.
+        asyncio.create_task(
+            _sweep_closed_workflows(
+                "settle closed runs",
+                lambda since: closed_runs.settle_closed_since(
+                    client=client, session_factory=session_factory, since=since
+                ),
+                lookback=SETTLE_LOOKBACK,
+            )
+        ),
+        # Large payloads go once the history that refers to them has.
+        asyncio.create_task(
+            _sweep_closed_workflows(
+                "expire payload blobs",
+                lambda since: payload_retention.sweep(
+                    client=client, session_factory=session_factory, since=since
+                ),
+                # Temporal lists closed workflows for as long as it keeps their history.
+                lookback=await payload_retention.history_retention(client),
+            )
+        ),
+    ]
     try:
         async with worker:
             await stop.wait()
     finally:
-        sweeper.cancel()
+        for sweeper in sweepers:
+            sweeper.cancel()
         await engine.dispose()
     logger.info("worker stopped")
 
 
-async def _settle_closed_runs(
-    client: Client,
-    session_factory: async_sessionmaker[AsyncSession],
-    interval: float = SETTLE_INTERVAL_S,
+async def _sweep_closed_workflows(
+    what: str,
+    sweep: Callable[[datetime], Awaitable[object]],
+    *,
+    lookback: timedelta,
+    interval: float = SWEEP_INTERVAL_S,
 ) -> None:
-    """Gives runs terminated in Temporal their final status in the database (see
-    baton/services/closed_runs.py). The first sweep looks back a day, so runs closed while no
-    worker ran are settled too; later ones look back to the sweep before, with a margin for
-    Temporal's visibility to catch up."""
-    since = datetime.now(UTC) - SETTLE_LOOKBACK
+    """Runs `sweep` over the workflows Temporal closed since the pass before, every
+    `interval`. The first pass looks back `lookback`, so workflows closed while no worker ran
+    are covered too; later ones look back to the pass before, with a margin for Temporal's
+    visibility to catch up."""
+    since = datetime.now(UTC) - lookback
     while True:
         started = datetime.now(UTC)
         try:
-            await closed_runs.settle_closed_since(
-                client=client, session_factory=session_factory, since=since
-            )
+            await sweep(since)
             since = started - timedelta(seconds=2 * interval)
-        except Exception:  # Temporal or the database away: the next sweep covers this one's
-            logger.warning("could not settle closed runs", exc_info=True)
+        except Exception:  # Temporal or the database away: the next pass covers this one's
+            logger.warning("could not %s", what, exc_info=True)
         await asyncio.sleep(interval)
 
 

@@ -23,9 +23,11 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import as_application_error
 from activities.steps import StepRunner
 from baton import templating
-from baton.db.repositories import enrichments as repo
+from baton.db.repositories import knowledge_jobs as job_repo
+from baton.db.repositories import knowledge_rows as row_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import secrets as secret_repo
-from baton.db.repositories.enrichments import RowResult
+from baton.db.repositories.knowledge_rows import RowResult
 from baton.domain.enrichment import BatchOutcome, EnrichmentBatch, EnrichmentFinish, EnrichmentPlan
 from baton.domain.knowledge import ColumnType, JobStatus, KnowledgeColumn
 from baton.domain.tool_checks import needs_secrets, validate_params
@@ -213,8 +215,8 @@ class EnrichmentActivities:
         plan, progress = batch.plan, batch.progress
         try:
             async with self._sessions() as session:
-                columns = await repo.set_columns(session=session, set_id=plan.set_id)
-                rows = await repo.read_batch(
+                columns = await set_repo.set_columns(session=session, set_id=plan.set_id)
+                rows = await row_repo.read_batch(
                     session=session,
                     set_id=plan.set_id,
                     after_row_id=progress.after_row_id,
@@ -243,7 +245,7 @@ class EnrichmentActivities:
     async def finish(self, finish: EnrichmentFinish) -> None:
         progress = finish.progress
         async with self._sessions.begin() as session:
-            await repo.finish_job(
+            await job_repo.finish_enrichment_job(
                 session=session,
                 job_id=finish.job_id,
                 status=finish.status,
@@ -269,11 +271,11 @@ class EnrichmentActivities:
                 activity.heartbeat({"done": counts.done, "failed": counts.failed})
                 return
             async with self._sessions.begin() as session:
-                await repo.write_results(
+                await row_repo.write_results(
                     session=session, set_id=plan.set_id, columns=columns, results=taken
                 )
                 counts.add(taken)
-                await repo.set_progress(
+                await job_repo.set_enrichment_progress(
                     session=session,
                     job_id=plan.job_id,
                     done=done_before + counts.done,

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
 from activities.steps import render_string, render_value
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import EmbeddingProvider, RowFilter, SearchRequest
 from baton.domain.tool_runs import StepCall, StepOutcome
@@ -121,7 +122,7 @@ class KnowledgeStepActivities:
 
     async def _set(self, session: AsyncSession, call: StepCall, template: str) -> KnowledgeSet:
         set_id = render_string(template, call.context)
-        return await store.get_set(session=session, project_id=call.project_id, set_id=set_id)
+        return await set_repo.get_set(session=session, project_id=call.project_id, set_id=set_id)
 
     async def _embed(self, knowledge_set: KnowledgeSet) -> None:
         if knowledge_set.embedding.get("provider", "none") != EmbeddingProvider.none:

@@ -35,6 +35,7 @@ from api.app import create_app
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import tools as tool_repo
 from baton.domain.knowledge import KnowledgeSetSpec
 from baton.domain.tools import ToolSpec
@@ -155,7 +156,7 @@ async def main(rows: int, concurrency: int, batch_size: int, database: str) -> N
             tool = await tool_repo.create_tool(
                 session=session, project_id=project_id, spec=measure_tool(port)
             )
-            knowledge_set = await store.create_set(
+            knowledge_set = await set_repo.create_set(
                 session=session,
                 project_id=project_id,
                 spec=KnowledgeSetSpec.model_validate(

@@ -37,9 +37,9 @@ from baton.db.engine import (  # noqa: E402
     create_session_factory,
 )
 from baton.db.repositories import accounts  # noqa: E402
+from baton.db.repositories import knowledge_sets as set_repo  # noqa: E402
 from baton.db.tables import KnowledgeRow, KnowledgeSet  # noqa: E402
 from baton.domain.knowledge import KnowledgeSetSpec, SearchMode, SearchRequest  # noqa: E402
-from baton.knowledge import store  # noqa: E402
 from baton.knowledge.embeddings import EmbedderFactory, LocalEmbedder, to_blob  # noqa: E402
 from baton.knowledge.search import search  # noqa: E402
 
@@ -155,7 +155,7 @@ async def main(rows: int, distinct: int, queries: int, database: str) -> None:
         created = await accounts.bootstrap_organization(
             session=session, org_name="Bench", project_name="Bench"
         )
-        knowledge_set = await store.create_set(
+        knowledge_set = await set_repo.create_set(
             session=session,
             project_id=created.project.id,
             spec=KnowledgeSetSpec.model_validate(

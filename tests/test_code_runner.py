@@ -56,7 +56,15 @@ async def test_the_result_is_what_main_returns():
     code = "def main(inputs):\n    return {'doubled': inputs['n'] * 2, 'items': [1, None]}\n"
     result = await run_python(code, {"n": 21})
     assert result.result == {"doubled": 42, "items": [1, None]}
-    assert result.duration_ms >= 0
+
+
+async def test_duration_ms_covers_the_run_and_no_more_than_the_wait_for_it():
+    code = "import time\ndef main(inputs):\n    time.sleep(0.3)\n    return 'slept'\n"
+    started = time.monotonic()
+    result = await run_python(code, {})
+    waited_ms = (time.monotonic() - started) * 1000
+    assert result.result == "slept"
+    assert 300 <= result.duration_ms <= waited_ms
 
 
 async def test_without_main_the_result_is_the_global_named_result():

@@ -118,7 +118,7 @@ class LocalServer:
             await writer.drain()
             return False
         elif url.path == "/slow":
-            await asyncio.sleep(30)
+            await asyncio.sleep(float(query.get("seconds", "30")))
         else:
             status = 404
         head = [f"HTTP/1.1 {status} X", f"content-length: {len(payload)}"]
@@ -201,7 +201,14 @@ async def test_loopback_is_reachable_once_its_network_is_allowed(local: LocalSer
     assert result.text() == "héllo"
     assert result.headers["content-type"] == "text/plain; charset=utf-8"
     assert result.url == f"{local.base()}/hello"
-    assert result.elapsed_ms >= 0
+
+
+async def test_elapsed_ms_is_how_long_the_server_took_to_answer(local: LocalServer):
+    started = time.monotonic()
+    result = await fetch("GET", f"{local.base()}/slow?seconds=0.3", policy=LOOPBACK)
+    waited_ms = (time.monotonic() - started) * 1000
+    assert result.status == 200
+    assert 300 <= result.elapsed_ms <= waited_ms
 
 
 async def test_a_host_and_port_named_in_allow_hosts_is_reachable_whatever_it_resolves_to(

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.worker import Worker
 
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.knowledge import KnowledgeSetSpec
 from baton.knowledge import store
@@ -39,7 +40,7 @@ async def new_set(
         }
     )
     async with session_factory.begin() as session:
-        knowledge_set = await store.create_set(
+        knowledge_set = await set_repo.create_set(
             session=session, project_id=tenant.project_id, spec=spec
         )
         await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=rows or [])
@@ -140,7 +141,7 @@ async def test_insert_update_and_delete_steps_change_the_set(
                 select(KnowledgeRow.id, KnowledgeRow.content).where(KnowledgeRow.set_id == set_id)
             )
         ).all()
-        knowledge_set = await store.get_set(
+        knowledge_set = await set_repo.get_set(
             session=session, project_id=tenant.project_id, set_id=set_id
         )
     assert sorted(r.id for r in rows) == sorted([row_ids[0], row_ids[2]])

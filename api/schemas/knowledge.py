@@ -7,13 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import (
     EmbeddingConfig,
     KnowledgeColumn,
     KnowledgeSetSpec,
 )
-from baton.knowledge import store
 
 
 class KnowledgeSetUpdate(BaseModel):
@@ -41,7 +41,7 @@ class KnowledgeSetPublic(KnowledgeSetSpec):
     def of(cls, knowledge_set: KnowledgeSet) -> KnowledgeSetPublic:
         return cls.model_validate(
             {
-                **store.spec_of(knowledge_set).model_dump(),
+                **spec_of(knowledge_set).model_dump(),
                 "id": knowledge_set.id,
                 "project_id": knowledge_set.project_id,
                 "row_count": knowledge_set.row_count,

@@ -337,13 +337,17 @@ class ToolRunStep(Base):
 
 
 class PayloadBlob(Base):
-    """A Temporal payload too large for history (a claim check): keyed by its SHA-256, so
-    storing the same payload twice, as a retry does, writes one row."""
+    """A Temporal payload too large for history (a claim check): keyed by the SHA-256 of its
+    workflow's id and its bytes, so storing the same payload twice, as a retry does, writes
+    one row. `closed_at` is when that workflow closed; the blob goes once Temporal's history
+    retention has passed since. Blobs stored before 0008 have no workflow and stay."""
 
     __tablename__ = "payload_blobs"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    workflow_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

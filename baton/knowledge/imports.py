@@ -18,11 +18,13 @@ import ijson  # type: ignore[import-untyped]
 from bs4 import BeautifulSoup
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS, KnowledgeSetSpec
 from baton.errors import BatonError, InvalidInput
 from baton.integrations import http
 from baton.knowledge import store
+from baton.knowledge.filters import coerce
 
 READ_BYTES = 64 * 1024
 BATCH_ROWS = 1000
@@ -64,7 +66,7 @@ async def import_file(
 ) -> int:
     """Parses the file `read` returns chunk by chunk and inserts its rows; returns how many."""
     chunks = byte_chunks(read)
-    spec = store.spec_of(knowledge_set)
+    spec = spec_of(knowledge_set)
     parsers = {
         ImportFormat.csv: csv_rows,
         ImportFormat.jsonl: jsonl_rows,
@@ -206,7 +208,7 @@ def _typed_record(
         if not cell.strip():
             continue
         try:
-            row[name] = store.coerce(cell, column.type)
+            row[name] = coerce(cell, column.type)
         except ValueError as exc:
             raise InvalidInput(
                 f"CSV record {number}, column {name!r}: {exc}",

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import (
     EmbeddingConfig,
@@ -21,8 +22,9 @@ from baton.domain.knowledge import (
     SearchRequest,
 )
 from baton.errors import InvalidInput
-from baton.knowledge import store, vectors
+from baton.knowledge import lexical, vectors
 from baton.knowledge.embeddings import EmbedderFor
+from baton.knowledge.filters import filter_clause
 
 # Reciprocal rank fusion: a row's fused score is the sum of 1 / (RRF_K + rank) over the lists
 # it appears in; 60 is the constant of the original paper and of most search engines.
@@ -90,7 +92,7 @@ def reciprocal_rank_fusion(rankings: list[list[int]]) -> list[tuple[int, float]]
 async def _lexical(
     session: AsyncSession, knowledge_set: KnowledgeSet, request: SearchRequest, top_k: int
 ) -> list[SearchHit]:
-    return await store.lexical_search(
+    return await lexical.lexical_search(
         session=session,
         knowledge_set=knowledge_set,
         query=request.query,
@@ -108,11 +110,7 @@ async def _vector(
 ) -> list[vectors.Neighbour]:
     embedder = await embedder_for(knowledge_set)
     query = await embedder.embed([request.query])
-    where = (
-        store.filter_clause(store.spec_of(knowledge_set), request.filters)
-        if request.filters
-        else None
-    )
+    where = filter_clause(spec_of(knowledge_set), request.filters) if request.filters else None
     return await vectors.nearest(
         session=session, set_id=knowledge_set.id, query=query, top_k=top_k, where=where
     )

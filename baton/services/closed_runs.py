@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from baton.db.repositories import events as event_repo
-from baton.db.tables import Task, ToolRun, utcnow
+from baton.db.repositories import tasks as task_repo
+from baton.db.repositories import tool_runs as run_repo
+from baton.db.tables import utcnow
 from baton.domain.events import EventDraft, EventType
 from baton.domain.tasks import TaskStatus
 from baton.domain.tools import ToolRunStatus
@@ -68,25 +69,18 @@ async def settle(
     if workflow_id.startswith("task-"):
         return await _settle_task(session, workflow_id, _TASK_STATUS[closed], how)
     if workflow_id.startswith("tool-run-"):
-        result = await session.execute(
-            update(ToolRun)
-            .where(ToolRun.workflow_id == workflow_id, ToolRun.status.in_(_OPEN_TOOL_RUN))
-            .values(status=_TOOL_RUN_STATUS[closed].value, error=how, updated_at=utcnow())
+        return await run_repo.close_open_run(
+            session=session, workflow_id=workflow_id, status=_TOOL_RUN_STATUS[closed], error=how
         )
-        return bool(getattr(result, "rowcount", 0))
     return False
 
 
 async def _settle_task(
     session: AsyncSession, workflow_id: str, status: TaskStatus, how: str
 ) -> bool:
-    result = await session.execute(
-        update(Task)
-        .where(Task.workflow_id == workflow_id, Task.status.in_(_OPEN_TASK))
-        .values(status=status.value, error=how, updated_at=utcnow())
-        .returning(Task.id)
+    task_id = await task_repo.close_open_task(
+        session=session, workflow_id=workflow_id, status=status, error=how
     )
-    task_id = result.scalar_one_or_none()
     if task_id is None:
         return False
     # The stream ends as it would have had the workflow ended the task itself.

@@ -129,6 +129,21 @@ async def set_status(
     task.updated_at = utcnow()
 
 
+async def close_open_task(
+    *, session: AsyncSession, workflow_id: str, status: TaskStatus, error: str
+) -> str | None:
+    """Gives the task of `workflow_id` a final status unless it already has one; the task's
+    id if it wrote, None otherwise (its workflow ended it properly, or it is unknown)."""
+    open_statuses = [s.value for s in TaskStatus if not s.is_final]
+    result = await session.execute(
+        update(Task)
+        .where(Task.workflow_id == workflow_id, Task.status.in_(open_statuses))
+        .values(status=status.value, error=error, updated_at=utcnow())
+        .returning(Task.id)
+    )
+    return result.scalar_one_or_none()
+
+
 async def put_message(
     *,
     session: AsyncSession,

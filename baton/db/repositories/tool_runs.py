@@ -140,6 +140,20 @@ async def finish_run(
         raise NotFound(f"tool run {run_id} not found")
 
 
+async def close_open_run(
+    *, session: AsyncSession, workflow_id: str, status: ToolRunStatus, error: str
+) -> bool:
+    """Gives the run of `workflow_id` a final status unless it already has one; True if it
+    wrote."""
+    open_statuses = [s.value for s in ToolRunStatus if not s.is_final]
+    result = await session.execute(
+        update(ToolRun)
+        .where(ToolRun.workflow_id == workflow_id, ToolRun.status.in_(open_statuses))
+        .values(status=status.value, error=error, updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 def capped(value: Any) -> Any:
     """Large outputs are kept as a truncated preview so the database stays small."""
     encoded = json.dumps(value, default=str)
