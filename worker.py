@@ -58,6 +58,9 @@ def workflow_runners(settings: Settings) -> tuple[WorkflowRunner, WorkflowRunner
     return sandbox, unsandboxed
 
 
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+
 def create_worker(
     client: Client,
     *,
@@ -104,6 +107,10 @@ def create_worker(
             embedding.embed_batch,
             embedding.finish,
         ],
+        # A cancel reaches an activity only in the answer to a heartbeat, which the SDK
+        # otherwise sends at most every 0.8 x the heartbeat timeout (16 s for a model call):
+        # a cancelled task would keep the provider generating, and billing, that long.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

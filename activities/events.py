@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from baton.db.repositories import events as event_repo
+from baton.db.repositories import tool_runs as run_repo
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.errors import NotFound
 
@@ -27,6 +28,8 @@ class EventActivities:
         activity is retried."""
         try:
             async with self._sessions.begin() as session:
+                for new_run in batch.tool_runs:
+                    await run_repo.ensure_run(session=session, new_run=new_run)
                 await event_repo.append_events(
                     session=session, task_id=batch.task_id, events=batch.events
                 )

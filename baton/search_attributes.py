@@ -3,7 +3,7 @@ so workflows can set them without importing the client factory (`baton.temporal`
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 BATON_PROJECT = SearchAttributeKey.for_keyword("BatonProject")
 BATON_AGENT = SearchAttributeKey.for_keyword("BatonAgent")
@@ -18,3 +18,17 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     BATON_USER_GROUP,
     BATON_KIND,
 )
+
+
+def run_search_attributes(
+    *, project_id: str, kind: str, status: str, agent_id: str | None = None
+) -> TypedSearchAttributes:
+    """The search attributes a Baton run starts with (its status is upserted as it goes)."""
+    pairs = [
+        SearchAttributePair(BATON_PROJECT, project_id),
+        SearchAttributePair(BATON_KIND, kind),
+        SearchAttributePair(BATON_STATUS, status),
+    ]
+    if agent_id is not None:
+        pairs.append(SearchAttributePair(BATON_AGENT, agent_id))
+    return TypedSearchAttributes(pairs)

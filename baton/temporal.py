@@ -13,7 +13,6 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
@@ -29,6 +28,7 @@ from baton.search_attributes import BATON_PROJECT as BATON_PROJECT
 from baton.search_attributes import BATON_STATUS as BATON_STATUS
 from baton.search_attributes import BATON_USER_GROUP as BATON_USER_GROUP
 from baton.search_attributes import SEARCH_ATTRIBUTES
+from baton.search_attributes import run_search_attributes as run_search_attributes
 from baton.settings import Settings
 
 if TYPE_CHECKING:
@@ -144,17 +144,3 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
-
-
-def run_search_attributes(
-    *, project_id: str, kind: str, status: str, agent_id: str | None = None
-) -> TypedSearchAttributes:
-    """The search attributes a Baton run starts with (its status is upserted as it goes)."""
-    pairs = [
-        SearchAttributePair(BATON_PROJECT, project_id),
-        SearchAttributePair(BATON_KIND, kind),
-        SearchAttributePair(BATON_STATUS, status),
-    ]
-    if agent_id is not None:
-        pairs.append(SearchAttributePair(BATON_AGENT, agent_id))
-    return TypedSearchAttributes(pairs)

@@ -30,6 +30,8 @@ class LocalHttp:
         self.queries_seen: list[dict[str, str]] = []
         # Side effects by idempotency key, as a receiver that honours the key would count them.
         self.effects: Counter[str] = Counter()
+        # When (time.monotonic()) a client hung up on `/slow`.
+        self.hung_up_at: list[float] = []
         self._lock = threading.Lock()
         self.port = _free_port()
         app = Starlette(
@@ -132,9 +134,15 @@ class LocalHttp:
             self._leave()
 
     async def _slow(self, request: Request) -> Response:
+        """Answers after `seconds`, unless the client hangs up first (then `hung_up_at`)."""
         self._enter(request)
         try:
-            await asyncio.sleep(float(request.query_params.get("seconds", "30")))
+            deadline = time.monotonic() + float(request.query_params.get("seconds", "30"))
+            while time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    self.hung_up_at.append(time.monotonic())
+                    return PlainTextResponse("gone", status_code=499)
+                await asyncio.sleep(0.05)
             return PlainTextResponse("late")
         finally:
             self._leave()

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -96,6 +98,29 @@ async def test_the_agent_calls_a_tool_and_answers_from_its_result(
     assert task["messages"][3]["content"].startswith(SCRIPTED_LABEL)
     assert "echo_tool: tool got hi" in task["messages"][3]["content"]
     assert task["usage"]["input_tokens"] > 0 and task["usage"]["output_tokens"] > 0
+
+
+async def test_an_agents_tool_run_is_kept_like_any_run(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "kept"}')
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    # Found in Temporal by its project, like a run the API started...
+    query = f"BatonProject = '{tenant.project_id}' AND BatonKind = 'tool-run'"
+    found = [run.id async for run in temporal_env.client.list_workflows(query)]
+    assert len(found) == 1, found
+    # ... and readable through the API, with its output and steps.
+    run_id = found[0].removeprefix("tool-run-")
+    run = await api.get(tenant.url(f"/tool-runs/{run_id}"), headers=tenant.headers)
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert (body["status"], body["tool_id"], body["output"]) == ("succeeded", tool, "tool got kept")
+    assert body["params"] == {"text": "kept"}
+    assert [step["name"] for step in body["steps"]] == ["say"]
 
 
 async def test_several_calls_in_one_turn_all_run(
@@ -361,6 +386,35 @@ async def test_a_task_on_an_openai_compatible_model_runs_the_whole_loop(
     assert "sk-test-secret-key-123456" not in json.dumps(task)
 
 
+async def test_a_task_whose_model_call_failed_ends_failed_in_temporal_too(
+    openai_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    temporal_env: WorkflowEnvironment,
+):
+    openai_server.reply_error(400, "this model does not take that request")
+    agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
+    task_id = await start(openai_api, tenant, agent, "hello")
+
+    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    assert task["status"] == "failed"
+    assert "this model does not take that request" in task["error"]
+    handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
+    with pytest.raises(WorkflowFailureError) as raised:
+        await handle.result()
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
+    assert isinstance(raised.value.cause, ApplicationError)
+    assert raised.value.cause.message == task["error"]
+    # Temporal's status filter finds it.
+    failed = [
+        run.id
+        async for run in temporal_env.client.list_workflows(
+            f"WorkflowId = '{task['workflow_id']}' AND ExecutionStatus = 'Failed'"
+        )
+    ]
+    assert failed == [task["workflow_id"]]
+
+
 async def test_after_its_automatic_runs_a_tool_asks_for_approval(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):
@@ -375,7 +429,7 @@ async def test_after_its_automatic_runs_a_tool_asks_for_approval(
 
 
 async def test_a_task_past_its_time_budget_times_out(
-    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(
@@ -388,6 +442,8 @@ async def test_a_task_past_its_time_budget_times_out(
     task = await wait_for(api, tenant, task_id, FINAL, timeout=30)
     assert task["status"] == "timed-out"
     assert "time budget" in task["error"]
+    handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
 # Anthropic over its wire protocol

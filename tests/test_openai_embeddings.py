@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -112,9 +113,11 @@ async def test_a_refusing_endpoint_fails_the_embedding_job_with_its_reason(
     embeddings_server.reply_error(401, "invalid api key {key}")
     knowledge_set, _ = await openai_set(api, tenant, embeddings_server)
     handle = temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set["id"]))
-    # A 401 is not retried: the workflow records the failure and ends.
-    progress = await handle.result()
-    assert progress["status"] == "failed"
+    # A 401 is not retried: the workflow records the failure and ends Failed.
+    with pytest.raises(WorkflowFailureError) as raised:
+        await handle.result()
+    assert "HTTP 401" in str(raised.value.cause)
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
     jobs = (await api.get(set_url(tenant, knowledge_set, "/jobs"), headers=tenant.headers)).json()
     embed = next(job for job in jobs if job["kind"] == "embed")
     assert embed["status"] == "failed"

@@ -3,8 +3,12 @@
 A turn: call the model (its text streams into the task's events), run the tool calls it
 asks for (each a child `ToolRunWorkflow`, several at once, some waiting for a person's
 approval), give it the results, until it answers without calling a tool. Then the task is
-idle until a follow-up message arrives (signal `send_message`) or the idle timeout passes.
-Approvals arrive by the update `decide`; `state` is a query."""
+idle until a follow-up message arrives (the update `post_message`) or the idle timeout passes.
+Approvals arrive by the update `decide`; `state` is a query.
+
+A message the update accepts is always answered: once the task decides to end, the
+validator refuses further messages (the API answers 409), and messages still waiting when
+the run continues as new are carried into the next run."""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         tool_function_name,
     )
     from baton.domain.events import AppendEvents, EventDraft, EventType
-    from baton.domain.knowledge import AttachMode, knowledge_tool_id
+    from baton.domain.knowledge import KNOWLEDGE_TOOL_PREFIX, AttachMode, knowledge_tool_id
     from baton.domain.llm import (
         LlmRequest,
         LlmResponse,
@@ -57,15 +61,19 @@ with workflow.unsafe.imports_passed_through():
         UserMessage,
     )
     from baton.domain.tool_checks import validate_params
-    from baton.domain.tool_runs import ToolRunInput, tool_run_workflow_id
+    from baton.domain.tool_runs import NewToolRun, ToolRunInput, tool_run_workflow_id
     from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
     from baton.errors import BatonError
-    from baton.search_attributes import BATON_STATUS
+    from baton.search_attributes import BATON_STATUS, run_search_attributes
     from baton.templating import TemplateError
     from workflows import policies
     from workflows.tool_run import ToolRunWorkflow
 
 NEEDS_APPROVAL_ARG = "needs_approval"
+# `workflow.patched` ids: each marks a change to the commands a run issues.
+FAIL_STOPPED_TASKS = "fail-stopped-tasks"
+ANSWER_LATE_MESSAGES = "answer-late-messages"
+KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
 MAX_TOOL_RESULT_CHARS = 20_000
 
 
@@ -81,6 +89,9 @@ class AgentTaskWorkflow:
     def __init__(self) -> None:
         self._status = TaskStatus.queued
         self._inbox: list[str] = []
+        # Set, with no await in between, when the task decides to end: from then on
+        # `post_message` refuses messages, so none is accepted and left unanswered.
+        self._ending = False
         self._pending: dict[str, PendingApproval] = {}
         self._decisions: dict[str, Decision] = {}
         self._iterations = 0
@@ -90,6 +101,7 @@ class AgentTaskWorkflow:
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
         self._task_id = task.task_id or str(workflow.uuid4())
         self._input = task
+        self._inbox[:0] = task.inbox
         if task.transcript:  # continued as new: everything was loaded before
             agent, tools = task.agent, task.tools
             self._snippets, self._knowledge_prompt = task.snippets, task.knowledge_prompt
@@ -130,16 +142,34 @@ class AgentTaskWorkflow:
             )
             return await self._converse(resumed=bool(task.transcript))
         except TaskStopped as stop:
+            self._ending = True
             await self._set_status(stop.status, error=stop.error)
+            if workflow.patched(FAIL_STOPPED_TASKS):
+                # Failed in Temporal too, so its status filter and `ExecutionStatus="Failed"`
+                # find the task; the reason is the failure's message.
+                kind = "TaskTimedOut" if stop.status is TaskStatus.timed_out else "TaskFailed"
+                raise ApplicationError(stop.error, type=kind, non_retryable=True) from None
             return AgentTaskResult(status=stop.status, error=stop.error)
         except asyncio.CancelledError:
+            self._ending = True
             await self._set_status(TaskStatus.cancelled, error="cancelled")
             raise
 
     # Signals, updates and queries
 
+    @workflow.update
+    def post_message(self, message: UserMessage) -> str:
+        self._inbox.append(message.content)
+        return "queued"
+
+    @post_message.validator
+    def _still_listening(self, message: UserMessage) -> None:
+        if self._ending:
+            raise ApplicationError("the task is ending and takes no more messages", type="ending")
+
     @workflow.signal
     def send_message(self, message: UserMessage) -> None:
+        """How messages arrived before `post_message`; kept for runs that still use it."""
         self._inbox.append(message.content)
 
     @workflow.update
@@ -177,8 +207,7 @@ class AgentTaskWorkflow:
                 await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
                 continue
             if self._agent.idle_timeout_seconds <= 0:
-                await self._set_status(TaskStatus.completed)
-                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+                return await self._complete(answer)
             await self._set_status(TaskStatus.idle)
             if workflow.info().is_continue_as_new_suggested():
                 self._continue_as_new()
@@ -188,9 +217,15 @@ class AgentTaskWorkflow:
                     timeout=timedelta(seconds=self._agent.idle_timeout_seconds),
                 )
             except TimeoutError:
-                await self._set_status(TaskStatus.completed)
-                return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+                # A message may have come in with the timer: answer it rather than end.
+                if not (self._inbox and workflow.patched(ANSWER_LATE_MESSAGES)):
+                    return await self._complete(answer)
             await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
+
+    async def _complete(self, answer: str) -> AgentTaskResult:
+        self._ending = True
+        await self._set_status(TaskStatus.completed)
+        return AgentTaskResult(status=TaskStatus.completed, answer=answer)
 
     async def _turn(self) -> str:
         """Model and tools until the model answers without calling a tool."""
@@ -356,6 +391,13 @@ class AgentTaskWorkflow:
                 await self._events(*leading)
             return f"Error: invalid arguments for {call.name}: {exc.message}", None
         run_id = str(workflow.uuid4())
+        # A project tool's run is kept like one the API started: readable at
+        # `.../tool-runs/{run_id}` and found in Temporal by its project. A knowledge search
+        # is not a project tool and stays in the task's events only.
+        persist = not tool_id.startswith(KNOWLEDGE_TOOL_PREFIX) and workflow.patched(
+            KEEP_AGENT_TOOL_RUNS
+        )
+        project_id = self._input.project_id
         await self._events(
             *leading,
             EventDraft(
@@ -363,22 +405,32 @@ class AgentTaskWorkflow:
                 data={"call_id": call.id, "tool": call.name, "run_id": run_id},
                 key=f"started:{call.id}",
             ),
+            tool_runs=[
+                NewToolRun(run_id=run_id, project_id=project_id, tool_id=tool_id, params=params)
+            ]
+            if persist
+            else [],
         )
         try:
             result = await workflow.execute_child_workflow(
                 ToolRunWorkflow.run,
                 ToolRunInput(
                     run_id=run_id,
-                    project_id=self._input.project_id,
+                    project_id=project_id,
                     tool_id=tool_id,
                     tool_version=0,
                     specs=self._tools,
                     params=params,
-                    persist=False,
+                    persist=persist,
                     snippets=self._snippets,
                 ),
                 id=tool_run_workflow_id(run_id),
                 static_summary=f"tool {spec.name} for {call.id}",
+                search_attributes=run_search_attributes(
+                    project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
+                )
+                if persist
+                else None,
             )
         except ChildWorkflowError as exc:
             _reraise_cancel(exc)
@@ -415,6 +467,7 @@ class AgentTaskWorkflow:
                 params=self._input.params,
                 snippets=self._snippets,
                 knowledge_prompt=self._knowledge_prompt,
+                inbox=self._inbox,
             )
         )
 
@@ -436,10 +489,10 @@ class AgentTaskWorkflow:
             summary=f"save {message.role.value} message",
         )
 
-    async def _events(self, *events: EventDraft) -> None:
+    async def _events(self, *events: EventDraft, tool_runs: list[NewToolRun] | None = None) -> None:
         await workflow.execute_activity(
             activity_names.TASK_APPEND_EVENTS,
-            AppendEvents(task_id=self._task_id, events=list(events)),
+            AppendEvents(task_id=self._task_id, events=list(events), tool_runs=tool_runs or []),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"event {events[0].type.value}",

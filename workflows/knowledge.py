@@ -11,7 +11,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names
@@ -33,6 +33,8 @@ EMBED_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=10,
 )
+# A `workflow.patched` id: failed jobs end Failed (they used to complete).
+FAIL_FAILED_JOBS = "fail-failed-jobs"
 
 
 class EmbedProgress(BaseModel):
@@ -82,7 +84,11 @@ class EmbedSetWorkflow:
                     workflow.continue_as_new(params.model_copy(update={"job_id": job_id}))
         except ActivityError as exc:
             self._progress.status = JobStatus.failed
-            await self._finish(job_id, JobStatus.failed, error=str(exc.cause or exc))
+            error = str(exc.cause or exc)
+            await self._finish(job_id, JobStatus.failed, error=error)
+            if workflow.patched(FAIL_FAILED_JOBS):
+                # Failed in Temporal too, once the job's row says why.
+                raise ApplicationError(error, type="EmbeddingFailed", non_retryable=True) from None
             return self._progress
         self._progress.status = JobStatus.succeeded
         await self._finish(job_id, JobStatus.succeeded)

@@ -34,6 +34,9 @@ from baton.services import closed_runs
 from baton.templating import TemplateError, is_template
 from workflows.agent_task import AgentTaskWorkflow
 
+# How long a follow-up waits for the task's worker to accept it.
+MESSAGE_ACCEPT_TIMEOUT_S = 20
+
 router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
 
 
@@ -122,14 +125,27 @@ async def send_message(
     principal: PrincipalDep,
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
-    """A follow-up message: queued while the agent works, answered when it is free."""
+    """A follow-up message: queued while the agent works, answered when it is free. The
+    task's workflow accepts it (an update, not a signal), so a 202 means it will be answered;
+    a task that is ending refuses it with a 409."""
     if not principal.is_user_group:
         require_role(principal, Role.editor)
     task = await _open_task(session, principal, project.id, task_id)
     handle = temporal_client.get_workflow_handle(task.workflow_id)
-    await _temporal(
-        handle.signal(AgentTaskWorkflow.send_message, UserMessage(content=body.message))
-    )
+    try:
+        async with asyncio.timeout(MESSAGE_ACCEPT_TIMEOUT_S):
+            await _temporal(
+                handle.execute_update(
+                    AgentTaskWorkflow.post_message, UserMessage(content=body.message)
+                )
+            )
+    except WorkflowUpdateFailedError as exc:
+        raise Conflict("the task is ending and takes no more messages; start a new task") from exc
+    except TimeoutError as exc:
+        raise ServiceUnavailable(
+            "the task's worker did not take the message in time; it may still be delivered, "
+            "so read the task before sending it again"
+        ) from exc
     return {"status": "queued"}
 
 

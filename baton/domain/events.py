@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from baton.domain.tool_runs import NewToolRun
+
 
 class EventType(StrEnum):
     task_status = "task.status"
@@ -37,6 +39,8 @@ class EventDraft(BaseModel):
 class AppendEvents(BaseModel):
     task_id: str
     events: list[EventDraft]
+    # Rows of tool runs the task starts next, written with the events that announce them.
+    tool_runs: list[NewToolRun] = Field(default_factory=list)
 
 
 class TaskEventOut(BaseModel):

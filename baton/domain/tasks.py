@@ -68,6 +68,8 @@ class AgentTaskInput(BaseModel):
     # Carried over by continue-as-new, like `tools`.
     snippets: dict[str, str] = Field(default_factory=dict)
     knowledge_prompt: str = ""
+    # Follow-ups accepted and not yet answered when the run continued as new.
+    inbox: list[str] = Field(default_factory=list)
 
 
 class AgentTaskResult(BaseModel):

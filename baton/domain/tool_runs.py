@@ -43,6 +43,17 @@ class ToolRunInput(BaseModel):
     snippets: dict[str, str] = Field(default_factory=dict)
 
 
+class NewToolRun(BaseModel):
+    """The row of a run a workflow starts itself (an agent's tool call), written before the
+    run starts so the API can read it like any other."""
+
+    run_id: str
+    project_id: str
+    tool_id: str
+    tool_version: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolRunResult(BaseModel):
     status: ToolRunStatus
     output: Any = None

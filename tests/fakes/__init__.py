@@ -60,6 +60,8 @@ class FakeProvider:
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
         self.requests: list[ReceivedRequest] = []
+        # When (time.monotonic()) a client hung up on a reply it was waiting for.
+        self.hung_up_at: list[float] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -90,6 +92,7 @@ class FakeProvider:
     def reset(self) -> None:
         self.replies.clear()
         self.requests.clear()
+        self.hung_up_at.clear()
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -104,11 +107,17 @@ class FakeProvider:
             Reply(status=status, error_body=self.error_body(status, message), headers=headers or {})
         )
 
-    async def _think(self, seconds: float) -> None:
-        """Waits `seconds`, or until the server stops, so a long think never holds up `stop`."""
+    async def _think(self, request: Request, seconds: float) -> bool:
+        """Waits `seconds`, or until the server stops (so a long think never holds up `stop`)
+        or the client hangs up (recorded in `hung_up_at`, as a provider would stop billing):
+        False when the client is gone."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not self._server.should_exit:
-            await asyncio.sleep(min(0.1, deadline - time.monotonic()))
+            if await request.is_disconnected():
+                self.hung_up_at.append(time.monotonic())
+                return False
+            await asyncio.sleep(min(0.05, deadline - time.monotonic()))
+        return True
 
     async def _handle(self, request: Request) -> Response:
         received = ReceivedRequest(
@@ -118,7 +127,8 @@ class FakeProvider:
         if not self.replies:
             return JSONResponse(self.error_body(500, "the fake has no reply queued"), 500)
         reply = self.replies.popleft()
-        await self._think(reply.delay)
+        if not await self._think(request, reply.delay):
+            return Response(status_code=499)
         if reply.status != 200:
             body = json.loads(
                 json.dumps(reply.error_body).replace(KEY_PLACEHOLDER, received.credential)

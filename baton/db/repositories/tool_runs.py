@@ -10,7 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
 from baton.db.tables import ToolRun, ToolRunStep, utcnow
-from baton.domain.tool_runs import RECORDED_OUTPUT_LIMIT, StepRecord, tool_run_workflow_id
+from baton.domain.tool_runs import (
+    RECORDED_OUTPUT_LIMIT,
+    NewToolRun,
+    StepRecord,
+    tool_run_workflow_id,
+)
 from baton.domain.tools import ToolRunStatus
 from baton.errors import NotFound
 
@@ -36,6 +41,20 @@ async def create_run(
     session.add(run)
     await session.flush()
     return run
+
+
+async def ensure_run(*, session: AsyncSession, new_run: NewToolRun) -> None:
+    """The row of a run a workflow starts, once however often its activity is retried."""
+    if await session.get(ToolRun, new_run.run_id) is not None:
+        return
+    await create_run(
+        session=session,
+        run_id=new_run.run_id,
+        project_id=new_run.project_id,
+        tool_id=new_run.tool_id,
+        tool_version=new_run.tool_version,
+        params=new_run.params,
+    )
 
 
 async def get_run(*, session: AsyncSession, project_id: str, run_id: str) -> ToolRun:
