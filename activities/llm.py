@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -54,6 +54,22 @@ class LlmActivities:
 
         try:
             return await self._complete(call.request, on_delta, call)
+        except ApplicationError as failure:
+            retry_in = next_retry_in(failure)
+            if retry_in is not None:
+                # Said in the task's events, so a client does not watch a silent `running`.
+                await writer.emit(
+                    EventType.llm_retrying,
+                    {
+                        "attempt": activity.info().attempt,
+                        "error": failure.message,
+                        "retry_in_seconds": round(retry_in, 3),
+                        "next_attempt_at": (datetime.now(UTC) + timedelta(seconds=retry_in))
+                        .isoformat()
+                        .replace("+00:00", "Z"),
+                    },
+                )
+            raise
         finally:
             await writer.flush()
 
@@ -83,6 +99,28 @@ class LlmActivities:
 async def _heartbeat(delta: str) -> None:
     # Each piece of a streamed answer is a sign of life, so a cancelled task stops its stream.
     activity.heartbeat()
+
+
+def next_retry_in(failure: ApplicationError) -> float | None:
+    """Seconds until Temporal tries this activity again after `failure`, or None when it
+    will not (a failure that is not retried, or the last attempt): the activity's retry
+    policy, or the delay the provider asked for."""
+    info = activity.info()
+    policy = info.retry_policy
+    if failure.non_retryable or policy is None:
+        return None
+    if policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
+        return None
+    if failure.type in (policy.non_retryable_error_types or ()):
+        return None
+    if failure.next_retry_delay is not None:
+        return failure.next_retry_delay.total_seconds()
+    delay = policy.initial_interval.total_seconds() * policy.backoff_coefficient ** (
+        info.attempt - 1
+    )
+    if policy.maximum_interval is not None:
+        delay = min(delay, policy.maximum_interval.total_seconds())
+    return delay
 
 
 def provider_failure(exc: ProviderError) -> ApplicationError:

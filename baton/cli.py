@@ -4,10 +4,11 @@ run one part each, as at scale; `admin bootstrap` creates an organisation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -20,6 +21,9 @@ from baton.logs import configure_logging
 from baton.secret_key import ensure_key_file, key_file, new_key, read_keys, write_keys
 from baton.security import SecretBox
 from baton.settings import Settings
+
+if TYPE_CHECKING:
+    from baton.stack import Stack
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -72,9 +76,23 @@ def up(
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal Web UI")] = 8233,
 ) -> None:
     """Run the whole platform on this machine: Temporal dev server, worker and API."""
-    from baton.stack import Stack, StackError
+    from baton.stack import Stack, ports_in_use
 
     configure_logging()
+    taken = ports_in_use(
+        [
+            ("the API", "--api-port", api_port),
+            ("Temporal's gRPC frontend", "--temporal-port", temporal_port),
+            ("the Temporal UI", "--ui-port", ui_port),
+        ]
+    )
+    if taken:
+        typer.echo(
+            "baton up: " + "; ".join(taken) + ". Stop what holds it (another `baton up`?) "
+            "or choose other ports.",
+            err=True,
+        )
+        raise typer.Exit(1)
     overrides: dict[str, Any] = {
         "api_port": api_port,
         "temporal_address": f"127.0.0.1:{temporal_port}",
@@ -92,12 +110,25 @@ def up(
     first_start = asyncio.run(_bootstrap(settings, only_if_empty=True, with_example=True))
 
     stack = Stack(settings, temporal_port=temporal_port, ui_port=ui_port)
+    # Whatever ends this (Ctrl-C while starting, a child's death, the pipe to `tee` closing
+    # under a print), the children are stopped.
+    try:
+        code = _run_stack(stack, settings, first_start)
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        stack.stop()
+    raise typer.Exit(code)
+
+
+def _run_stack(stack: Stack, settings: Settings, first_start: accounts.Bootstrap | None) -> int:
+    from baton.stack import StackError
+
     try:
         stack.start()
     except StackError as exc:
-        stack.stop()
-        typer.echo(f"baton up failed: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        _say(f"baton up failed: {exc}", err=True)
+        return 1
 
     lines = [
         "",
@@ -118,11 +149,17 @@ def up(
             "An example agent, 'Support demo' (offline scripted model), is in the project:",
             f"  GET {settings.public_api_url}/api/v1/projects/{first_start.project.id}/agents",
         ]
-    typer.echo("\n".join(lines) + "\n")
+    _say("\n".join(lines) + "\n")
     code = stack.wait()
-    typer.echo("Stopping Baton...")
-    stack.stop()
-    raise typer.Exit(code)
+    _say("Stopping Baton...")
+    return code
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Prints, unless whoever read our output (`| tee`) is gone: that must not stop the
+    shutdown."""
+    with contextlib.suppress(BrokenPipeError, OSError):
+        typer.echo(text, err=err)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,19 @@ STOP_TIMEOUT_S = 15.0
 
 class StackError(RuntimeError):
     pass
+
+
+def ports_in_use(ports: list[tuple[str, str, int]]) -> list[str]:
+    """For each `(what, flag, port)` already taken on this machine, a sentence saying so."""
+    taken = []
+    for what, flag, port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(f"port {port} ({what}, {flag}) is already in use")
+    return taken
 
 
 def temporal_binary() -> str:
@@ -66,6 +80,17 @@ class Stack:
         self.ui_port = ui_port
         self._children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._stopping = False
+        self._waiting = False
+        # From now on Ctrl-C, SIGTERM or a closed terminal stops the children, whether the
+        # stack is still starting (KeyboardInterrupt unwinds to the caller's `stop()`) or
+        # running. The children have sessions of their own, so only we hear the signal.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+        if not self._waiting:
+            raise KeyboardInterrupt
 
     def start(self) -> None:
         self._start_temporal()
@@ -156,13 +181,8 @@ class Stack:
                 raise StackError(f"{name} exited with code {code}")
 
     def wait(self) -> int:
-        """Blocks until Ctrl-C / SIGTERM (returns 0) or a child's death (returns 1)."""
-
-        def _stop(_signum: int, _frame: FrameType | None) -> None:
-            self._stopping = True
-
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        """Blocks until Ctrl-C / SIGTERM / SIGHUP (returns 0) or a child's death (returns 1)."""
+        self._waiting = True
         while not self._stopping:
             try:
                 self._check_children()
@@ -173,6 +193,9 @@ class Stack:
         return 0
 
     def stop(self) -> None:
+        """Stops the children, the last started first. Signals that arrive meanwhile (a
+        second Ctrl-C) do not interrupt it."""
+        self._waiting = True
         for name, process in reversed(self._children):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.db.repositories import events as event_repo
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, auth, worker_on
@@ -413,6 +414,30 @@ async def test_a_task_whose_model_call_failed_ends_failed_in_temporal_too(
         )
     ]
     assert failed == [task["workflow_id"]]
+
+
+async def test_a_retried_model_call_says_so_in_the_tasks_events(
+    openai_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    for _ in range(2):
+        openai_server.reply_error(503, "overloaded", headers={"retry-after": "0.2"})
+    openai_server.reply_text("Back.")
+    agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
+    task_id = await start(openai_api, tenant, agent, "hello")
+
+    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    assert task["messages"][-1]["content"] == "Back."
+    async with session_factory() as session:
+        events = await event_repo.list_events(session=session, task_id=task_id)
+    retrying = [e.data for e in events if e.type == "llm.retrying"]
+    assert [r["attempt"] for r in retrying] == [1, 2]
+    assert all(r["retry_in_seconds"] == 0.2 for r in retrying)
+    assert all("503" in r["error"] and "overloaded" in r["error"] for r in retrying)
+    assert all(r["next_attempt_at"].endswith("Z") for r in retrying)
 
 
 async def test_after_its_automatic_runs_a_tool_asks_for_approval(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -269,3 +272,68 @@ async def test_rotate_key_re_encrypts_every_stored_secret_under_a_new_key(
             old_only.decrypt(stored)
     finally:
         await engine.dispose()
+
+
+def stack_processes(data_dir: Path) -> list[int]:
+    """Live processes of a stack on `data_dir`: its temporal server names the data dir in
+    its arguments, the worker and API in their environment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if str(data_dir) in (entry / "cmdline").read_text() or (
+                f"BATON_DATA_DIR={data_dir}".encode() in (entry / "environ").read_bytes()
+            ):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_on_baton_up_piped_to_tee_stops_all_three_processes(tmp_path: Path):
+    """A terminal's Ctrl-C signals the whole foreground group: `tee` dies with `baton up`, so
+    the goodbye it prints goes to a closed pipe; the stack must still stop."""
+    data_dir = tmp_path / "data"
+    ports = [free_port(), free_port(), free_port()]
+    command = (
+        f"{sys.executable} -m baton up --data-dir {data_dir} --api-port {ports[0]} "
+        f"--temporal-port {ports[1]} --ui-port {ports[2]} 2>&1 | tee {tmp_path / 'log'}"
+    )
+    # A session of its own, as a terminal's job is a process group of its own.
+    shell = subprocess.Popen(["bash", "-c", command], env=clean_env(), start_new_session=True)
+    log = tmp_path / "log"
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.exists() and "Baton is running" in log.read_text()):
+            assert shell.poll() is None, log.read_text() if log.exists() else "no output"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert len(stack_processes(data_dir)) >= 3
+
+        os.killpg(shell.pid, signal.SIGINT)
+        shell.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while left := stack_processes(data_dir):
+            assert time.monotonic() < deadline, f"still running after Ctrl-C: {left}"
+            time.sleep(0.2)
+        for port in ports:
+            assert not port_open(port), f"port {port} still open after Ctrl-C"
+    finally:
+        for pid in stack_processes(data_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_baton_up_names_a_port_in_use_before_starting_anything(tmp_path: Path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = baton("up", "--data-dir", str(tmp_path), "--ui-port", str(taken), env=clean_env())
+    assert result.returncode == 1
+    assert f"port {taken} (the Temporal UI, --ui-port) is already in use" in result.stderr
+    # Nothing was started or created.
+    assert not (tmp_path / "baton.db").exists()

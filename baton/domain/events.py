@@ -24,6 +24,7 @@ class EventType(StrEnum):
     tool_run_completed = "tool.run.completed"
     tool_run_failed = "tool.run.failed"
     task_error = "task.error"
+    llm_retrying = "llm.retrying"
     usage = "usage"
 
 
