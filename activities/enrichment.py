@@ -18,10 +18,9 @@ import jmespath
 import jmespath.exceptions
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
-from activities.steps import StepRunner
+from activities.steps import InProcessExecutor, StepRunner
 from baton import templating
 from baton.db.repositories import knowledge_jobs as job_repo
 from baton.db.repositories import knowledge_rows as row_repo
@@ -31,19 +30,12 @@ from baton.db.repositories.knowledge_rows import RowResult
 from baton.domain.enrichment import BatchOutcome, EnrichmentBatch, EnrichmentFinish, EnrichmentPlan
 from baton.domain.knowledge import ColumnType, JobStatus, KnowledgeColumn
 from baton.domain.tool_checks import needs_secrets, validate_params
-from baton.domain.tools import (
-    CodeStep,
-    HttpStep,
-    LlmStep,
-    Step,
-    TemplateStep,
-    TransformStep,
-)
 from baton.errors import BatonError
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
 from baton.services.provider_configs import ProviderConfigResolver
 from baton.settings import Settings
+from baton.steps.engine import StepEngine, StepError
 
 # Finished rows are written together at this pace: one transaction for many rows, and a
 # crash loses at most this much work.
@@ -58,9 +50,10 @@ class RowFailed(Exception):
 
 
 class RowTool:
-    """A tool's steps for one row, in this process: what ToolRunWorkflow does in a workflow,
-    for the step types a row tool may have (template, transform, http, llm, code), with each
-    step's `if`, `foreach`, `continue_on_error`, `retries` and `timeout_seconds`."""
+    """A tool's steps for one row, in this process: the step interpreter that runs a tool run
+    (baton/steps/engine.py), with an executor that calls the steps' code directly, retrying
+    as their activities would be retried. Only the kinds allowed in an enrichment
+    (`StepKind.in_enrichment`) get here: a job with any other is refused when created."""
 
     def __init__(
         self,
@@ -90,113 +83,20 @@ class RowTool:
             )
         except (templating.TemplateError, BatonError) as exc:
             raise RowFailed(f"input: {getattr(exc, 'message', exc)}") from exc
+        executor = InProcessExecutor(
+            self._runner,
+            key_prefix=f"enrich:{plan.job_id}:{row_id}",
+            secrets=self._secrets,
+            scrubber=self._scrubber,
+            project_id=plan.project_id,
+            client=self._client,
+        )
         context: dict[str, Any] = {"params": params, "steps": {}, "snippets": plan.snippets}
-        output: Any = None
-        for step in plan.tool.steps:
-            result = await self._step(row_id, step, context, budget)
-            context["steps"][step.name] = result
-            output = result["output"]
-        if plan.tool.output is not None:
-            output = _pure("output", plan.tool.output, context, budget)
-        return output
-
-    async def _step(
-        self, row_id: int, step: Step, context: dict[str, Any], budget: templating.Budget
-    ) -> dict[str, Any]:
-        if step.if_ is not None and not _condition(step, context, budget):
-            return {"output": None, "status": "skipped", "error": None}
-        if step.foreach is None:
-            output, error = await self._attempt(row_id, -1, step, context, budget)
-            return {"output": output, "status": "failed" if error else "succeeded", "error": error}
-        foreach = step.foreach if "{{" in step.foreach else "{{ " + step.foreach + " }}"
-        items = _pure(f"step {step.name}", foreach, context, budget)
-        if not isinstance(items, list):
-            raise RowFailed(f"step {step.name}: foreach must give a list")
-        gate = asyncio.Semaphore(step.concurrency)
-
-        async def one(index: int, item: Any) -> tuple[Any, str | None]:
-            async with gate:
-                scoped = {**context, "foreach": {"item": item, "index": index}}
-                return await self._attempt(row_id, index, step, scoped, budget)
-
-        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-        errors = [error for _, error in results if error]
-        return {
-            "output": [output for output, _ in results],
-            "status": "failed" if errors else "succeeded",
-            "error": errors[0] if errors else None,
-            "errors": [error for _, error in results],
-        }
-
-    async def _attempt(
-        self,
-        row_id: int,
-        item: int,
-        step: Step,
-        context: dict[str, Any],
-        budget: templating.Budget,
-    ) -> tuple[Any, str | None]:
         try:
-            return await self._with_retries(row_id, item, step, context, budget), None
-        except RowFailed as exc:
-            if step.continue_on_error:
-                return None, exc.message
-            raise
-
-    async def _with_retries(
-        self,
-        row_id: int,
-        item: int,
-        step: Step,
-        context: dict[str, Any],
-        budget: templating.Budget,
-    ) -> Any:
-        if isinstance(step, TemplateStep):
-            return _pure(f"step {step.name}", step.template, context, budget)
-        if isinstance(step, TransformStep):
-            value = _pure(f"step {step.name}", step.input, context, budget)
-            try:
-                return jmespath.search(step.expression, value)
-            except jmespath.exceptions.JMESPathError as exc:
-                raise RowFailed(f"step {step.name}: transform failed: {exc}") from exc
-        key = f"enrich:{self._plan.job_id}:{row_id}:{step.name}" + (f":{item}" if item >= 0 else "")
-        delay = 0.5
-        for attempt in range(step.retries + 1):
-            try:
-                async with asyncio.timeout(step.timeout_seconds):
-                    output = await self._io(step, context, key)
-                return self._scrubber.value(output)
-            except TimeoutError:
-                error = ApplicationError(f"no result within {step.timeout_seconds:g}s")
-            except BatonError as exc:
-                error = as_application_error(exc)
-            except ApplicationError as exc:
-                error = exc
-            except RowFailed:
-                raise
-            except Exception as exc:  # its message may quote what was sent: scrubbed below
-                error = ApplicationError(str(exc), type=type(exc).__name__)
-            if error.non_retryable or attempt == step.retries:
-                message = self._scrubber.text(error.message)
-                raise RowFailed(f"step {step.name}: {message}")
-            await asyncio.sleep(_retry_delay(error, delay))
-            delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
-
-    async def _io(self, step: Step, context: dict[str, Any], key: str) -> Any:
-        if isinstance(step, HttpStep):
-            return await self._runner.http(
-                step,
-                {**context, "secrets": self._secrets},
-                idempotency_key=key,
-                scrubber=self._scrubber,
-                client=self._client,
-            )
-        if isinstance(step, LlmStep):
-            return await self._runner.llm(step, context)
-        if isinstance(step, CodeStep):
-            return await self._runner.code(step, context)
-        raise RowFailed(f"step {step.name}: {step.type} steps cannot run in an enrichment")
+            return await StepEngine(executor, budget=budget).run(plan.tool, context)
+        except StepError as exc:
+            where = f"step {exc.step}" if exc.step else "output"
+            raise RowFailed(f"{where}: {exc.message}") from exc
 
 
 class EnrichmentActivities:
@@ -375,23 +275,3 @@ def _row_error(plan: EnrichmentPlan, row_id: int, message: str) -> RowResult:
 
 def _failed(plan: EnrichmentPlan, data: dict[str, Any]) -> bool:
     return data.get(plan.error_column) not in (None, "")
-
-
-def _pure(where: str, template: str, context: dict[str, Any], budget: templating.Budget) -> Any:
-    try:
-        return templating.render(template, context, budget=budget)
-    except templating.TemplateError as exc:
-        raise RowFailed(f"{where}: {exc}") from exc
-
-
-def _condition(step: Step, context: dict[str, Any], budget: templating.Budget) -> bool:
-    try:
-        return templating.truthy(step.if_ or "", context, budget=budget)
-    except templating.TemplateError as exc:
-        raise RowFailed(f"step {step.name}: if: {exc}") from exc
-
-
-def _retry_delay(error: ApplicationError, default: float) -> float:
-    if error.next_retry_delay is not None:
-        return error.next_retry_delay.total_seconds()
-    return default

@@ -1,11 +1,15 @@
-"""The I/O steps of a tool run (llm, http, code, knowledge search) and the run's final
-write. An http step's secrets are resolved here, rendered into its request, and scrubbed from
-what comes back; no other step is given any."""
+"""The I/O steps of a tool run that need no database (llm, http, code), run here in two ways:
+as the activities a tool run's workflow calls, and in process for an enrichment batch
+(`InProcessExecutor`), and the run's final write. A step's secrets (only a kind that reads
+secrets is given any: http) are resolved here, rendered into its request, and scrubbed from
+what comes back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,7 +26,7 @@ from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.domain.llm import LlmRequest, Message, MessageRole
 from baton.domain.tool_runs import StepCall, StepOutcome, ToolRunFinish
-from baton.domain.tools import CodeStep, HttpStep, LlmStep
+from baton.domain.tools import CodeStep, HttpStep, LlmStep, Step
 from baton.errors import BatonError
 from baton.integrations import code_runner, http
 from baton.integrations import llm as llm_provider
@@ -31,8 +35,23 @@ from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
 from baton.services.provider_configs import ProviderConfigResolver
 from baton.settings import CodeSandbox, Settings
+from baton.steps.engine import StepError
+from baton.steps.registry import StepKind, kind_of
 
 NO_SECRETS = SecretScrubber({})
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    """What a step run here may use besides its context: the key that makes its request
+    idempotent across retries (the same on every retry of the same request), the scrubber of
+    the secrets it was given, the project whose integrations it may use (None: the server's
+    keys), and an HTTP client to share."""
+
+    idempotency_key: str
+    scrubber: SecretScrubber = NO_SECRETS
+    project_id: str | None = None
+    client: httpx.AsyncClient | None = None
 
 
 class StepActivities:
@@ -48,30 +67,31 @@ class StepActivities:
 
     @activity.defn(name="baton.step.llm")
     async def llm(self, call: StepCall) -> StepOutcome:
-        step = call.step
-        assert isinstance(step, LlmStep)
-        work = self._runner.llm(step, call.context, project_id=call.project_id)
-        return await self._run(work, NO_SECRETS)
+        return await self._step(call)
 
     @activity.defn(name="baton.step.http")
     async def http(self, call: StepCall) -> StepOutcome:
-        step = call.step
-        assert isinstance(step, HttpStep)
-        secrets = await self._secrets(call) if call.needs_secrets else {}
-        scrubber = SecretScrubber(secrets)
-        # The same on every retry of this step: a receiver that honours it (as payment and
-        # messaging APIs do) acts once even when a crash makes us send the request again.
-        info = activity.info()
-        key = f"{info.workflow_id}:{info.activity_id}"
-        context = {**call.context, "secrets": secrets}
-        work = self._runner.http(step, context, idempotency_key=key, scrubber=scrubber)
-        return await self._run(work, scrubber)
+        return await self._step(call)
 
     @activity.defn(name="baton.step.code")
     async def code(self, call: StepCall) -> StepOutcome:
-        step = call.step
-        assert isinstance(step, CodeStep)
-        return await self._run(self._runner.code(step, call.context), NO_SECRETS)
+        return await self._step(call)
+
+    async def _step(self, call: StepCall) -> StepOutcome:
+        kind = kind_of(call.step)
+        assert activity.info().activity_type == kind.activity, call.step.type
+        secrets = await self._secrets(call) if call.needs_secrets else {}
+        scrubber = SecretScrubber(secrets)
+        context = {**call.context, "secrets": secrets} if kind.reads_secrets else call.context
+        # The same on every retry of this step: a receiver that honours it (as payment and
+        # messaging APIs do) acts once even when a crash makes us send the request again.
+        info = activity.info()
+        env = StepEnv(
+            idempotency_key=f"{info.workflow_id}:{info.activity_id}",
+            scrubber=scrubber,
+            project_id=call.project_id,
+        )
+        return await self._run(self._runner.run(call.step, context, env), scrubber)
 
     async def _run(self, work: Awaitable[Any], scrubber: SecretScrubber) -> StepOutcome:
         """Runs the step with heartbeats; what it gives back, output or error, is scrubbed."""
@@ -107,6 +127,18 @@ class StepRunner:
     def http_client(self) -> httpx.AsyncClient:
         """A client to share between many http steps, so they reuse connections."""
         return http.egress_client(self._egress)
+
+    def runs(self, step: Step) -> bool:
+        return step.type in _RUNS_HERE
+
+    async def run(self, step: Step, context: dict[str, Any], env: StepEnv) -> Any:
+        """Runs a step of a kind this runner runs (`runs`); raises what the step raises."""
+        run = _RUNS_HERE.get(step.type)
+        if run is None:
+            raise ApplicationError(
+                f"{step.type} steps cannot run here", type="step_kind", non_retryable=True
+            )
+        return await run(self, step, context, env)
 
     async def llm(
         self, step: LlmStep, context: dict[str, Any], *, project_id: str | None = None
@@ -222,6 +254,104 @@ class StepRunner:
                 exc.message, type=f"code_{exc.kind}", non_retryable=True
             ) from exc
         return result.result
+
+
+async def _llm(runner: StepRunner, step: LlmStep, context: dict[str, Any], env: StepEnv) -> Any:
+    return await runner.llm(step, context, project_id=env.project_id)
+
+
+async def _http(runner: StepRunner, step: HttpStep, context: dict[str, Any], env: StepEnv) -> Any:
+    return await runner.http(
+        step,
+        context,
+        idempotency_key=env.idempotency_key,
+        scrubber=env.scrubber,
+        client=env.client,
+    )
+
+
+async def _code(runner: StepRunner, step: CodeStep, context: dict[str, Any], env: StepEnv) -> Any:
+    return await runner.code(step, context)
+
+
+# The executor of each kind StepRunner runs (its activity calls it, and an enrichment batch).
+_RUNS_HERE: dict[str, Callable[[StepRunner, Any, dict[str, Any], StepEnv], Awaitable[Any]]] = {
+    "llm": _llm,
+    "http": _http,
+    "code": _code,
+}
+
+
+class InProcessExecutor:
+    """The step interpreter's executor for steps run in this process (an enrichment row): a
+    step runs here as its activity would run it, with the retries, backoff and timeout
+    Temporal would give that activity. Outputs and errors are scrubbed of `secrets`, which
+    only a kind that reads secrets is given."""
+
+    def __init__(
+        self,
+        runner: StepRunner,
+        *,
+        key_prefix: str,
+        secrets: dict[str, str],
+        scrubber: SecretScrubber,
+        project_id: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`key_prefix`: the idempotency key of a request is `<key_prefix>:<step>` (`:<item>`
+        in a foreach), the same on every attempt; `scrubber` knows `secrets`."""
+        self._runner = runner
+        self._key_prefix = key_prefix
+        self._secrets = secrets
+        self._scrubber = scrubber
+        self._project_id = project_id
+        self._client = client
+
+    async def execute(
+        self,
+        step: Step,
+        kind: StepKind[Any],
+        context: dict[str, Any],
+        *,
+        position: int,
+        item: int,
+    ) -> Any:
+        if not self._runner.runs(step):
+            raise StepError(f"{step.type} steps cannot run here")
+        if kind.reads_secrets:
+            context = {**context, "secrets": self._secrets}
+        key = f"{self._key_prefix}:{step.name}" + (f":{item}" if item >= 0 else "")
+        env = StepEnv(
+            idempotency_key=key,
+            scrubber=self._scrubber,
+            project_id=self._project_id,
+            client=self._client,
+        )
+        delay = 0.5
+        for attempt in range(step.retries + 1):
+            try:
+                async with asyncio.timeout(step.timeout_seconds):
+                    output = await self._runner.run(step, context, env)
+                return self._scrubber.value(output)
+            except TimeoutError:
+                error = ApplicationError(f"no result within {step.timeout_seconds:g}s")
+            except BatonError as exc:
+                error = as_application_error(exc)
+            except ApplicationError as exc:
+                error = exc
+            except Exception as exc:  # its message may quote what was sent: scrubbed below
+                error = ApplicationError(str(exc), type=type(exc).__name__)
+            if error.non_retryable or attempt == step.retries:
+                raise StepError(self._scrubber.text(error.message))
+            await asyncio.sleep(_retry_delay(error, delay))
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+
+def _retry_delay(error: ApplicationError, default: float) -> float:
+    if error.next_retry_delay is not None:
+        return error.next_retry_delay.total_seconds()
+    return default
 
 
 class ToolRunActivities:

@@ -603,3 +603,60 @@ async def test_an_llm_step_uses_the_integration_it_names(
     assert run.json()["output"] == "A summary."
     assert openai_server.requests[0].credential == OPENAI_KEY
     assert OPENAI_KEY not in run.text
+
+
+async def test_an_enrichments_llm_step_uses_the_integration_it_names(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, openai_server: FakeOpenAI
+):
+    """A row runs the tool as a tool run does: its llm step reaches the project's integration
+    with the project's key (not the server's), and the key stays out of the rows."""
+    openai_server.reset()
+    openai_server.reply_text("positive")
+    await create_integration(
+        api, tenant, name="gpt", kind="openai", base_url=openai_server.base_url, api_key=OPENAI_KEY
+    )
+    step = {
+        "name": "ask",
+        "type": "llm",
+        "prompt": "Mood of: {{ params.text }}",
+        "model": "openai:gpt-test",
+        "integration": "gpt",
+    }
+    tool = await api.post(
+        tenant.url("/tools"),
+        json={"name": "Mood", "params": [{"name": "text"}], "steps": [step]},
+        headers=tenant.headers,
+    )
+    assert tool.status_code == 201, tool.text
+    created = await api.post(
+        tenant.url("/knowledge/sets"),
+        json={"name": "notes", "columns": [{"name": n} for n in ("text", "mood", "mood_error")]},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    sets = tenant.url(f"/knowledge/sets/{created.json()['id']}")
+    added = await api.post(f"{sets}/rows", json=[{"text": "a fine day"}], headers=tenant.headers)
+    assert added.status_code == 201, added.text
+    started = await api.post(
+        f"{sets}/enrichments",
+        json={
+            "tool_id": tool.json()["id"],
+            "input_mapping": {"text": {"column": "text"}},
+            "output_mapping": {"mood": "@"},
+        },
+        headers=tenant.headers,
+    )
+    assert started.status_code == 201, started.text
+    async with asyncio.timeout(30):
+        while True:
+            job = (
+                await api.get(f"{sets}/enrichments/{started.json()['id']}", headers=tenant.headers)
+            ).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.1)
+    rows = (await api.get(f"{sets}/rows", headers=tenant.headers)).text
+    assert job["status"] == "succeeded", job
+    assert (job["done"], job["failed"]) == (1, 0), rows
+    assert "positive" in rows and OPENAI_KEY not in rows
+    assert [request.credential for request in openai_server.requests] == [OPENAI_KEY]

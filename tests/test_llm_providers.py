@@ -24,6 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.llm import LlmActivities
 from baton.domain.agents import AgentSpec
 from baton.domain.egress import EgressPolicy
+from baton.domain.integrations import IntegrationKind
 from baton.domain.llm import (
     LlmRequest,
     LlmResponse,
@@ -33,11 +34,11 @@ from baton.domain.llm import (
     ToolCall,
     ToolDefinition,
 )
-from baton.domain.models import SCRIPTED_LABEL
+from baton.domain.models import PROVIDERS, SCRIPTED_LABEL, SCRIPTED_PROVIDER
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError, ProviderNotConfigured
 from baton.logs import QUIET_LOGGERS, quiet_http_clients
-from baton.services.provider_configs import settings_provider_configs
+from baton.services.provider_configs import project_provider_configs, settings_provider_configs
 from baton.settings import Settings
 from tests.fakes import KEY_PLACEHOLDER, FakeProvider, Reply, unused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse, message_start, stream_error
@@ -810,6 +811,22 @@ def test_agents_may_use_openai_anthropic_and_both_scripted_models():
         "scripted:tools",
     ):
         assert AgentSpec(name="a", model=model).model == model
+
+
+def test_every_provider_has_an_adapter_and_each_that_needs_a_key_an_integration_kind():
+    assert set(llm.ADAPTERS) == set(PROVIDERS)
+    needs_a_key = {name for name, provider in PROVIDERS.items() if not provider.offline}
+    assert {kind.value for kind in IntegrationKind} == needs_a_key
+    with pytest.raises(ValueError, match="the scripted provider offers echo, tools, not 'gpt'"):
+        AgentSpec(name="a", model="scripted:gpt")
+    with pytest.raises(ValueError, match="provider 'mistral' is not available"):
+        AgentSpec(name="a", model="mistral:large")
+
+
+async def test_an_offline_provider_is_given_no_config_and_reads_no_database():
+    """The project's resolver returns before it opens a session (it has none to open here)."""
+    resolve = project_provider_configs(None, Settings())  # type: ignore[arg-type]
+    assert await resolve(SCRIPTED_PROVIDER, project_id="p") is None
 
 
 # --- through a real Temporal worker ---------------------------------------------------------

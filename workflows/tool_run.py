@@ -1,13 +1,15 @@
-"""`ToolRunWorkflow`: a tool's steps in order. I/O steps are activities; pure steps
-(template, transform, `if` conditions, `foreach` lists) are computed right here, so they cost
-no round trip to the server."""
+"""`ToolRunWorkflow`: a tool's steps, run by the step interpreter (baton/steps/engine.py)
+with this workflow as its executor: I/O steps are activities, called by the names the step
+registry gives (baton/steps/registry.py); `tool` and `delay` steps are a child workflow and a
+timer. Pure steps (template, transform, `if` conditions, `foreach` lists) are computed in the
+interpreter, here, so they cost no round trip to the server."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,8 +22,6 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    import jmespath
-
     from baton import activity_names, templating
     from baton.domain.tool_checks import needs_secrets, validate_params
     from baton.domain.tool_runs import (
@@ -35,30 +35,18 @@ with workflow.unsafe.imports_passed_through():
         tool_run_workflow_id,
     )
     from baton.domain.tools import (
-        CodeStep,
         DelayStep,
-        HttpStep,
-        KnowledgeStepBase,
-        LlmStep,
         Step,
-        StepStatus,
-        TemplateStep,
         ToolCallStep,
         ToolRunStatus,
-        TransformStep,
     )
     from baton.errors import BatonError
     from baton.search_attributes import BATON_STATUS
+    from baton.steps.engine import StepEngine, StepError
+    from baton.steps.registry import StepKind
     from workflows import policies
 
 MAX_TOOL_DEPTH = 8
-
-
-class StepFailed(Exception):
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
-        self.message = message
 
 
 # Outside the sandbox: every tool call is a run, and the sandbox would re-import this module
@@ -84,22 +72,14 @@ class ToolRunWorkflow:
         context: dict[str, Any] = {"params": run.params, "steps": {}, "snippets": run.snippets}
         if run.persist:
             workflow.upsert_search_attributes([BATON_STATUS.value_set(ToolRunStatus.running)])
+        engine = StepEngine(self, budget=self._budget, observer=self)
         try:
-            output: Any = None
-            for position, step in enumerate(spec.steps):
-                self._current = step.name
-                workflow.set_current_details(f"step {step.name} ({step.type})")
-                step_result = await self._run_step(position, step, context)
-                context["steps"][step.name] = step_result
-                output = step_result["output"]
-            if spec.output is not None:
-                output = self._pure(None, spec.output, context)
+            output = await engine.run(spec, context)
             result = ToolRunResult(status=ToolRunStatus.succeeded, output=output)
-        except StepFailed as exc:
+        except StepError as exc:
+            step = exc.step or "output"
             result = ToolRunResult(
-                status=ToolRunStatus.failed,
-                error=f"step {exc.step}: {exc.message}",
-                failed_step=exc.step,
+                status=ToolRunStatus.failed, error=f"step {step}: {exc.message}", failed_step=step
             )
         except asyncio.CancelledError:
             await self._finish(ToolRunResult(status=ToolRunStatus.cancelled, error="cancelled"))
@@ -133,120 +113,54 @@ class ToolRunWorkflow:
             summary=f"run {result.status.value}",
         )
 
-    async def _run_step(self, position: int, step: Step, context: dict[str, Any]) -> dict[str, Any]:
-        if step.if_ is not None and not self._condition(step, context):
-            self._record(
-                StepRecord(
-                    position=position, name=step.name, type=step.type, status=StepStatus.skipped
-                )
-            )
-            return {"output": None, "status": StepStatus.skipped.value, "error": None}
-        if step.foreach is None:
-            output, error = await self._attempt(position, -1, step, context)
-            status = StepStatus.failed if error else StepStatus.succeeded
-            return {"output": output, "status": status.value, "error": error}
+    # The interpreter's observer: the `progress` query and the records written at the end.
+    def now(self) -> datetime:
+        return workflow.now()
 
-        items = self._pure(
-            step, step.foreach if "{{" in step.foreach else "{{ " + step.foreach + " }}", context
-        )
-        if not isinstance(items, list):
-            raise StepFailed(step.name, f"foreach must give a list, got {type(items).__name__}")
-        gate = asyncio.Semaphore(step.concurrency)
+    def started(self, step: Step) -> None:
+        self._current = step.name
+        workflow.set_current_details(f"step {step.name} ({step.type})")
 
-        async def one(index: int, item: Any) -> tuple[Any, str | None]:
-            async with gate:
-                scoped = {**context, "foreach": {"item": item, "index": index}}
-                return await self._attempt(position, index, step, scoped)
+    def recorded(self, record: StepRecord) -> None:
+        self._records.append(record)
 
-        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-        errors = [error for _, error in results if error]
-        return {
-            "output": [output for output, _ in results],
-            "status": (StepStatus.failed if errors else StepStatus.succeeded).value,
-            "error": errors[0] if errors else None,
-            "errors": [error for _, error in results],
-        }
+    # The interpreter's executor.
+    async def execute(
+        self,
+        step: Step,
+        kind: StepKind[Any],
+        context: dict[str, Any],
+        *,
+        position: int,
+        item: int,
+    ) -> Any:
+        if kind.activity is not None:
+            return await self._activity(kind, position, item, step, context)
+        run_here = _IN_WORKFLOW.get(step.type)
+        if run_here is None:
+            raise StepError(f"{step.type} steps cannot run in a tool run")
+        return await run_here(self, step, context)
 
-    async def _attempt(
-        self, position: int, item: int, step: Step, context: dict[str, Any]
-    ) -> tuple[Any, str | None]:
-        """Runs one step (or one foreach item); returns (output, error) when the step may
-        continue on error, raises StepFailed when it may not."""
-        started = workflow.now()
-        try:
-            output = await self._execute(position, item, step, context)
-        except StepFailed as exc:
-            duration = int((workflow.now() - started).total_seconds() * 1000)
-            self._record(
-                StepRecord(
-                    position=position,
-                    item=item,
-                    name=step.name,
-                    type=step.type,
-                    status=StepStatus.failed,
-                    error=exc.message,
-                    duration_ms=duration,
-                )
-            )
-            if step.continue_on_error:
-                return None, exc.message
-            raise
-        duration = int((workflow.now() - started).total_seconds() * 1000)
-        self._record(
-            StepRecord(
-                position=position,
-                item=item,
-                name=step.name,
-                type=step.type,
-                status=StepStatus.succeeded,
-                output=output,
-                duration_ms=duration,
-            )
-        )
-        return output, None
+    async def _delay(self, step: Step, context: dict[str, Any]) -> Any:
+        assert isinstance(step, DelayStep)
+        await workflow.sleep(timedelta(seconds=step.seconds), summary=f"step {step.name}")
+        return None
 
-    async def _execute(self, position: int, item: int, step: Step, context: dict[str, Any]) -> Any:
-        if isinstance(step, TemplateStep):
-            return self._pure(step, step.template, context)
-        if isinstance(step, TransformStep):
-            value = self._pure(step, step.input, context)
-            try:
-                return jmespath.search(step.expression, value)
-            except jmespath.exceptions.JMESPathError as exc:
-                raise StepFailed(step.name, f"transform failed: {exc}") from exc
-        if isinstance(step, DelayStep):
-            await workflow.sleep(timedelta(seconds=step.seconds), summary=f"step {step.name}")
-            return None
-        if isinstance(step, ToolCallStep):
-            return await self._call_tool(step, context)
-        return await self._activity(position, item, step, context)
-
-    def _pure(self, step: Step | None, template: str, context: dict[str, Any]) -> Any:
-        try:
-            return templating.render(template, context, budget=self._budget)
-        except templating.TemplateError as exc:
-            raise StepFailed(step.name if step else "output", str(exc)) from exc
-
-    def _condition(self, step: Step, context: dict[str, Any]) -> bool:
-        try:
-            return templating.truthy(step.if_ or "", context, budget=self._budget)
-        except templating.TemplateError as exc:
-            raise StepFailed(step.name, f"if: {exc}") from exc
-
-    async def _call_tool(self, step: ToolCallStep, context: dict[str, Any]) -> Any:
+    async def _call_tool(self, step: Step, context: dict[str, Any]) -> Any:
+        assert isinstance(step, ToolCallStep)
         run = self._run
         if run.depth >= MAX_TOOL_DEPTH:
-            raise StepFailed(step.name, f"tools call each other more than {MAX_TOOL_DEPTH} deep")
+            raise StepError(f"tools call each other more than {MAX_TOOL_DEPTH} deep")
         spec = run.specs.get(step.tool_id)
         if spec is None:
-            raise StepFailed(step.name, f"tool {step.tool_id} is not part of this run")
+            raise StepError(f"tool {step.tool_id} is not part of this run")
         try:
             rendered = templating.render_tree(step.params, context, budget=self._budget)
             params = validate_params(spec, rendered)
         except templating.TemplateError as exc:
-            raise StepFailed(step.name, str(exc)) from exc
+            raise StepError(str(exc)) from exc
         except BatonError as exc:
-            raise StepFailed(step.name, exc.message) from exc
+            raise StepError(exc.message) from exc
         child_id = str(workflow.uuid4())
         try:
             result = await workflow.execute_child_workflow(
@@ -266,12 +180,14 @@ class ToolRunWorkflow:
                 static_summary=f"step {step.name}: tool {spec.name}",
             )
         except ChildWorkflowError as exc:
-            raise StepFailed(step.name, f"tool {spec.name} failed: {exc.cause or exc}") from exc
+            raise StepError(f"tool {spec.name} failed: {exc.cause or exc}") from exc
         if result.status is not ToolRunStatus.succeeded:
-            raise StepFailed(step.name, f"tool {spec.name}: {result.error}")
+            raise StepError(f"tool {spec.name}: {result.error}")
         return result.output
 
-    async def _activity(self, position: int, item: int, step: Step, context: dict[str, Any]) -> Any:
+    async def _activity(
+        self, kind: StepKind[Any], position: int, item: int, step: Step, context: dict[str, Any]
+    ) -> Any:
         call = StepCall(
             run_id=self._run.run_id,
             project_id=self._run.project_id,
@@ -282,56 +198,35 @@ class ToolRunWorkflow:
             persist=self._run.persist,
             needs_secrets=needs_secrets(step),
         )
-        name, heartbeat = _ACTIVITIES[step.type]
+        assert kind.activity is not None
+        suffix = f" [{item}]" if item >= 0 else ""
         try:
             outcome: StepOutcome = await workflow.execute_activity(
-                name,
+                kind.activity,
                 call,
                 result_type=StepOutcome,
                 start_to_close_timeout=timedelta(seconds=step.timeout_seconds),
-                heartbeat_timeout=heartbeat,
+                heartbeat_timeout=kind.heartbeat,
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(milliseconds=500),
                     maximum_interval=timedelta(seconds=30),
                     maximum_attempts=step.retries + 1,
                 ),
-                summary=_summary(step, item),
+                summary=f"step {step.name}{suffix}: {kind.describe(step)}",
             )
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
                 # The run itself was cancelled: end as cancelled, not as a failed step.
                 raise asyncio.CancelledError() from exc
-            raise StepFailed(step.name, _cause(exc)) from exc
+            raise StepError(_cause(exc)) from exc
         return outcome.output
 
-    def _record(self, record: StepRecord) -> None:
-        self._records.append(record)
 
-
-_HEARTBEAT = timedelta(seconds=10)
-_ACTIVITIES: dict[str, tuple[str, timedelta | None]] = {
-    "llm": (activity_names.STEP_LLM, _HEARTBEAT),
-    "http": (activity_names.STEP_HTTP, _HEARTBEAT),
-    "code": (activity_names.STEP_CODE, _HEARTBEAT),
-    "knowledge_search": (activity_names.STEP_KNOWLEDGE_SEARCH, None),
-    "knowledge_insert": (activity_names.STEP_KNOWLEDGE_INSERT, None),
-    "knowledge_update": (activity_names.STEP_KNOWLEDGE_UPDATE, None),
-    "knowledge_delete": (activity_names.STEP_KNOWLEDGE_DELETE, None),
+# The steps that need a workflow of their own (`StepKind.runs_in_workflow_only`).
+_IN_WORKFLOW: dict[str, Callable[[ToolRunWorkflow, Step, dict[str, Any]], Awaitable[Any]]] = {
+    "delay": ToolRunWorkflow._delay,
+    "tool": ToolRunWorkflow._call_tool,
 }
-
-
-def _summary(step: Step, item: int) -> str:
-    suffix = f" [{item}]" if item >= 0 else ""
-    if isinstance(step, HttpStep):
-        host = urlsplit(step.url).hostname or step.url[:60]
-        return f"step {step.name}{suffix}: http {step.method} {host}"
-    if isinstance(step, LlmStep):
-        return f"step {step.name}{suffix}: llm {step.model}"
-    if isinstance(step, CodeStep):
-        return f"step {step.name}{suffix}: code"
-    if isinstance(step, KnowledgeStepBase):
-        return f"step {step.name}{suffix}: {step.type} {step.knowledge_set}"
-    return f"step {step.name}{suffix}: {step.type}"
 
 
 def _cause(exc: ActivityError) -> str:

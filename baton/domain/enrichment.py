@@ -19,11 +19,8 @@ from baton import templating
 from baton.domain.knowledge import JobStatus, KnowledgeColumn
 from baton.domain.tools import IDENTIFIER, ToolSpec
 from baton.errors import InvalidInput
+from baton.steps.registry import ENRICHMENT_STEP_TYPES
 
-# Step types a batch activity runs in-process for a row. `tool` and `delay` need a workflow
-# of their own and knowledge steps would write to sets while a set is being enriched: a tool
-# with any of them is refused when the job is created.
-ROW_STEP_TYPES = frozenset({"template", "transform", "http", "llm", "code"})
 # History per run stays in the hundreds of events, far from Temporal's limits.
 BATCHES_PER_RUN = 50
 
@@ -184,11 +181,14 @@ def check_enrichment(
 
 
 def _tool_problems(tool: ToolSpec) -> list[tuple[str, str]]:
-    allowed = ", ".join(sorted(ROW_STEP_TYPES))
+    """A batch runs a row's steps in process: only the kinds that may (`StepKind.in_enrichment`;
+    not `tool` or `delay`, which need a workflow of their own, nor knowledge steps, which would
+    write to sets while a set is being enriched)."""
+    allowed = ", ".join(sorted(ENRICHMENT_STEP_TYPES))
     return [
         ("tool_id", f"step {step.name!r} is a {step.type} step; an enrichment runs {allowed}")
         for step in tool.steps
-        if step.type not in ROW_STEP_TYPES
+        if step.type not in ENRICHMENT_STEP_TYPES
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -13,7 +15,29 @@ SCRIPTED_MODELS = ("echo", "tools")
 # Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM) by base URL.
 OPENAI_PROVIDER = "openai"
 ANTHROPIC_PROVIDER = "anthropic"
-AVAILABLE_PROVIDERS = (SCRIPTED_PROVIDER, OPENAI_PROVIDER, ANTHROPIC_PROVIDER)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """An LLM provider as model references see it. Its adapter, under the same name, is in
+    baton/integrations/llm/__init__.py (`ADAPTERS`)."""
+
+    name: str
+    # The only models it offers; None: any name (its endpoint knows its own models).
+    models: tuple[str, ...] | None = None
+    # Runs in the worker, with no key, endpoint or integration.
+    offline: bool = False
+
+
+PROVIDERS: Mapping[str, Provider] = {
+    provider.name: provider
+    for provider in (
+        Provider(SCRIPTED_PROVIDER, models=SCRIPTED_MODELS, offline=True),
+        Provider(OPENAI_PROVIDER),
+        Provider(ANTHROPIC_PROVIDER),
+    )
+}
+AVAILABLE_PROVIDERS = tuple(PROVIDERS)
 
 
 def split_model_ref(ref: str) -> tuple[str, str]:
@@ -27,13 +51,14 @@ def split_model_ref(ref: str) -> tuple[str, str]:
 
 def _check_model_ref(ref: str) -> str:
     provider, name = split_model_ref(ref)
-    if provider not in AVAILABLE_PROVIDERS:
+    known = PROVIDERS.get(provider)
+    if known is None:
         raise ValueError(
             f"provider {provider!r} is not available in this version; "
             f"available: {', '.join(AVAILABLE_PROVIDERS)}"
         )
-    if provider == SCRIPTED_PROVIDER and name not in SCRIPTED_MODELS:
-        raise ValueError(f"the scripted provider offers {', '.join(SCRIPTED_MODELS)}, not {name!r}")
+    if known.models is not None and name not in known.models:
+        raise ValueError(f"the {provider} provider offers {', '.join(known.models)}, not {name!r}")
     return ref
 
 

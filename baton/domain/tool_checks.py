@@ -16,7 +16,6 @@ from baton import templating
 from baton.domain.agents import AgentSpec
 from baton.domain.secret_references import secret_problems
 from baton.domain.tools import (
-    HttpStep,
     LlmStep,
     Step,
     ToolCallStep,
@@ -25,6 +24,7 @@ from baton.domain.tools import (
     param_json_schema,
 )
 from baton.errors import InvalidInput
+from baton.steps.registry import kind_of
 
 _ROOTS = frozenset({"params", "steps", "foreach", "secrets", "snippets"})
 _ROOT_NAMES = "params, steps, foreach, secrets or snippets"
@@ -48,8 +48,9 @@ def template_fields(step: Step) -> list[tuple[str, str]]:
         if value is not None:
             as_template = value if "{{" in value else "{{ " + value + " }}"
             fields.append(("if" if name == "if_" else name, as_template))
+    literal = kind_of(step).literal_fields
     for name, value in step:
-        if name in ("if_", "foreach", "name", "type", "json_schema", "code", "expression"):
+        if name in ("if_", "foreach", "name", "type") or name in literal:
             continue
         fields += [(path, text) for path, text in _strings(name, value)]
     return fields
@@ -164,15 +165,10 @@ def _template_problems(
     ]
     if "foreach" in undeclared and (step is None or step.foreach is None) and field != "foreach":
         problems.append(Problem(name, field, "foreach is only defined in a step with foreach"))
-    may_send = isinstance(step, HttpStep) and _sends(field)
+    secret_fields = kind_of(step).secret_fields if step is not None else None
+    may_send = secret_fields is not None and secret_fields(field)
     problems += [Problem(name, field, m) for m in secret_problems(tree, may_send=may_send)]
     return problems
-
-
-def _sends(field: str) -> bool:
-    """Whether this field of an http step sends its value out of Baton: only those may read
-    a secret."""
-    return field in ("url", "body") or field.startswith(("headers.", "query.", "body.", "body["))
 
 
 def _schema_problems(step: str | None, field: str, schema: dict[str, Any]) -> list[Problem]:
@@ -212,11 +208,12 @@ def validate_params(spec: ToolSpec | AgentSpec, given: dict[str, Any]) -> dict[s
 
 
 def needs_secrets(step: Step) -> bool:
-    """Whether a step is given the project's secrets when it runs. Only an http step ever
-    is: it sends them out, and nothing else may read them."""
-    if not isinstance(step, HttpStep):
+    """Whether a step is given the project's secrets when it runs. Only a kind that reads
+    secrets (`StepKind.secret_fields`: http, which sends them out) ever is, and only when it
+    names one."""
+    if not kind_of(step).reads_secrets:
         return False
-    return step.auth_secret is not None or any(
+    return bool(step.secret_names()) or any(
         "secrets" in templating.references(text).roots() for _, text in template_fields(step)
     )
 

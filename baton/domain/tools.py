@@ -60,6 +60,10 @@ class StepBase(BaseModel):
     retries: int = Field(default=2, ge=0, le=20, description="Retries after a failed attempt")
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
+    def secret_names(self) -> set[str]:
+        """The secrets the step names outside its templates."""
+        return set()
+
 
 class LlmStep(StepBase):
     type: Literal["llm"]
@@ -91,6 +95,9 @@ class HttpStep(StepBase):
     response: Literal["auto", "json", "text"] = "auto"
     fail_on_error_status: bool = True
     max_response_bytes: int = Field(default=5_000_000, ge=1, le=50_000_000)
+
+    def secret_names(self) -> set[str]:
+        return {self.auth_secret} if self.auth_secret is not None else set()
 
 
 class CodeStep(StepBase):
@@ -173,12 +180,7 @@ Step = Annotated[
     | KnowledgeDeleteStep,
     Field(discriminator="type"),
 ]
-
-KNOWLEDGE_STEP_TYPES = frozenset(
-    {"knowledge_search", "knowledge_insert", "knowledge_update", "knowledge_delete"}
-)
-IO_STEP_TYPES = frozenset({"llm", "http", "code"}) | KNOWLEDGE_STEP_TYPES
-PURE_STEP_TYPES = frozenset({"template", "transform"})
+# Each kind's entry in baton/steps/registry.py says how it runs, and where.
 
 
 class ToolSpec(BaseModel):

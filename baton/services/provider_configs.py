@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.egress import EgressPolicy
 from baton.domain.llm import ProviderConfig
-from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER, SCRIPTED_PROVIDER
+from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER, PROVIDERS
 from baton.security import SecretBox
 from baton.settings import Settings
 
@@ -60,8 +60,9 @@ def project_provider_configs(
     async def resolve(
         provider: str, *, project_id: str | None = None, integration: str | None = None
     ) -> ProviderConfig | None:
-        if provider == SCRIPTED_PROVIDER:
-            return None  # offline: no key, no endpoint, no database read
+        known = PROVIDERS.get(provider)
+        if known is not None and known.offline:
+            return None  # no key, no endpoint, no database read
         if project_id is not None:
             async with session_factory() as session:
                 config = await integration_repo.resolve_provider_config(

@@ -1,12 +1,19 @@
 """LLM provider adapters behind one `complete` call, chosen by the model reference's provider:
-`openai` (any OpenAI-compatible endpoint), `anthropic`, `scripted` (offline)."""
+`openai` (any OpenAI-compatible endpoint), `anthropic`, `scripted` (offline).
+
+Adding a provider: its entry in baton/domain/models.py (`PROVIDERS`: what model references
+may name), its adapter module here and its line in `ADAPTERS`."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
 
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
 from baton.domain.models import (
     ANTHROPIC_PROVIDER,
     OPENAI_PROVIDER,
+    PROVIDERS,
     SCRIPTED_PROVIDER,
     split_model_ref,
 )
@@ -15,7 +22,38 @@ from baton.integrations.llm import anthropic, openai_compat, scripted
 from baton.integrations.llm.errors import ProviderError, ProviderNotConfigured
 from baton.integrations.llm.streaming import DeltaSink
 
-__all__ = ["DeltaSink", "ProviderError", "ProviderNotConfigured", "complete", "provider_of"]
+__all__ = [
+    "ADAPTERS",
+    "DeltaSink",
+    "ProviderError",
+    "ProviderNotConfigured",
+    "complete",
+    "provider_of",
+]
+
+
+class Adapter(Protocol):
+    """One call to the provider's model `name` (the part of the model reference after the
+    colon). `config` is how to reach it (empty when nothing is configured)."""
+
+    async def __call__(
+        self,
+        name: str,
+        request: LlmRequest,
+        *,
+        config: ProviderConfig,
+        on_delta: DeltaSink | None = None,
+    ) -> LlmResponse: ...
+
+
+# Each provider's adapter, by the name model references give it.
+ADAPTERS: Mapping[str, Adapter] = {
+    SCRIPTED_PROVIDER: scripted.complete,
+    OPENAI_PROVIDER: openai_compat.complete,
+    ANTHROPIC_PROVIDER: anthropic.complete,
+}
+if set(ADAPTERS) != set(PROVIDERS):
+    raise RuntimeError(f"LLM providers {sorted(PROVIDERS)} have adapters {sorted(ADAPTERS)}")
 
 
 async def complete(
@@ -28,17 +66,10 @@ async def complete(
     streams in. Raises `ProviderError` when the provider fails (saying whether to retry) and
     `ModelNotAvailable` for a model reference no provider here serves."""
     provider, name = _split(request.model)
-    if provider == SCRIPTED_PROVIDER:
-        return await scripted.complete(name, request, on_delta=on_delta)
-    if provider == OPENAI_PROVIDER:
-        return await openai_compat.complete(
-            name, request, config=config or ProviderConfig(), on_delta=on_delta
-        )
-    if provider == ANTHROPIC_PROVIDER:
-        return await anthropic.complete(
-            name, request, config=config or ProviderConfig(), on_delta=on_delta
-        )
-    raise ModelNotAvailable(f"provider {provider!r} is not available in this version")
+    adapter = ADAPTERS.get(provider)
+    if adapter is None:
+        raise ModelNotAvailable(f"provider {provider!r} is not available in this version")
+    return await adapter(name, request, config=config or ProviderConfig(), on_delta=on_delta)
 
 
 def provider_of(model_ref: str) -> str:

@@ -29,7 +29,15 @@ import json
 import re
 from typing import Any
 
-from baton.domain.llm import LlmRequest, LlmResponse, Message, MessageRole, TokenUsage, ToolCall
+from baton.domain.llm import (
+    LlmRequest,
+    LlmResponse,
+    Message,
+    MessageRole,
+    ProviderConfig,
+    TokenUsage,
+    ToolCall,
+)
 from baton.domain.models import SCRIPTED_LABEL
 from baton.errors import ModelNotAvailable
 from baton.integrations.llm.streaming import DeltaSink, TextCollector, tool_call
@@ -40,8 +48,13 @@ _CHUNKS = 4
 
 
 async def complete(
-    name: str, request: LlmRequest, *, on_delta: DeltaSink | None = None
+    name: str,
+    request: LlmRequest,
+    *,
+    config: ProviderConfig | None = None,
+    on_delta: DeltaSink | None = None,
 ) -> LlmResponse:
+    """`config` is not read: the scripted models need no key and no endpoint."""
     calls: list[ToolCall] = []
     if name not in ("echo", "tools"):
         raise ModelNotAvailable(f"the scripted provider has no model {name!r}")
