@@ -47,7 +47,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(
+            settings.resolved_database_url, busy_timeout_s=settings.sqlite_busy_timeout_seconds
+        )
         app.state.settings = settings
         app.state.session_factory = create_session_factory(engine)
         app.state.secret_box = SecretBox.from_settings(settings)

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from baton.errors import BatonError
@@ -24,14 +26,33 @@ MAX_ERRORS_IN_MESSAGE = 3
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+# Seconds a client is told to wait when the database is busy.
+BUSY_RETRY_AFTER_S = 1
+
+
 def error_response(
-    request: Request, status_code: int, code: str, message: str, details: Any = None
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"error": {"code": code, "message": message, "details": details}}
     if request.url.path == USER_GROUP_PATH:
         body = {"success": 0, **body}
-    headers = {"WWW-Authenticate": "Token"} if status_code == 401 else None
+    if status_code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Token"}
     return AsciiJSONResponse(body, status_code=status_code, headers=headers)
+
+
+def is_database_busy(exc: OperationalError | SQLAlchemyTimeoutError) -> bool:
+    """SQLite's lock held past the busy timeout, or no pooled connection free in time."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -128,6 +149,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _database_error(
+        request: Request, exc: OperationalError | SQLAlchemyTimeoutError
+    ) -> JSONResponse:
+        if not is_database_busy(exc):
+            return await _unexpected(request, exc)
+        logger.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            request,
+            503,
+            "database_busy",
+            "the database is busy; nothing was changed, try again in a moment",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

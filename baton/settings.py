@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".baton")
     # Empty means a SQLite file under the data dir; `postgresql+asyncpg://...` for PostgreSQL.
     database_url: str = ""
+    # How long a write waits for SQLite's lock before the API answers 503 (Retry-After).
+    sqlite_busy_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db.tables import ApiToken
@@ -137,6 +138,36 @@ async def test_use_records_last_used_time(
     async with session_factory() as session:
         row = await session.get(ApiToken, created["id"])
         assert row is not None and row.last_used_at is not None
+        first_use = row.last_used_at
+
+    # Within the minute, further requests write nothing: no database write per request.
+    statements: list[str] = []
+    engine = Engine  # every engine: the app's own is not the test's
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            assert (await api.get("/api/v1/projects", headers=auth(created["token"]))).is_success
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements and not [s for s in statements if "UPDATE api_tokens" in s]
+    async with session_factory() as session:
+        row = await session.get(ApiToken, created["id"])
+        assert row is not None and row.last_used_at == first_use
+
+    # A minute later, the next request records it again.
+    async with session_factory.begin() as session:
+        row = await session.get(ApiToken, created["id"])
+        assert row is not None
+        row.last_used_at = first_use - timedelta(minutes=2)
+    await api.get("/api/v1/projects", headers=auth(created["token"]))
+    async with session_factory() as session:
+        row = await session.get(ApiToken, created["id"])
+        assert row is not None and row.last_used_at is not None
+        assert row.last_used_at > first_use - timedelta(minutes=1)
 
 
 async def test_a_revoked_token_stops_working_at_once(api: httpx.AsyncClient, tenant: Tenant):

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -396,7 +398,11 @@ async def test_a_failing_step_is_retried_then_fails_the_run_with_a_clear_error(
 
 
 async def test_a_client_error_is_not_retried(
-    api: httpx.AsyncClient, tenant: Tenant, tool_worker: Worker, local_http: LocalHttp
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    tool_worker: Worker,
+    local_http: LocalHttp,
+    temporal_env: WorkflowEnvironment,
 ):
     local_http.reset()
     tool = await save(
@@ -417,6 +423,13 @@ async def test_a_client_error_is_not_retried(
     body = await run(api, tenant, tool["id"])
     assert body["status"] == "failed"
     assert hit_count(local_http, "/status/404") == 1
+    # Failed in Temporal too, with the run's error as the failure's message.
+    handle = temporal_env.client.get_workflow_handle(body["workflow_id"])
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
+    with pytest.raises(WorkflowFailureError) as raised:
+        await handle.result()
+    assert isinstance(raised.value.cause, ApplicationError)
+    assert raised.value.cause.message == body["error"]
 
 
 async def test_continue_on_error_records_the_failure_and_goes_on(

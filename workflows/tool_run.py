@@ -47,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policies
 
 MAX_TOOL_DEPTH = 8
+# A `workflow.patched` id: a failed run ends Failed (it used to complete), with this type.
+FAIL_FAILED_RUNS = "fail-failed-tool-runs"
+RUN_FAILED = "ToolRunFailed"
 
 
 # Outside the sandbox: every tool call is a run, and the sandbox would re-import this module
@@ -85,6 +88,11 @@ class ToolRunWorkflow:
             await self._finish(ToolRunResult(status=ToolRunStatus.cancelled, error="cancelled"))
             raise
         await self._finish(result)
+        if result.status is ToolRunStatus.failed and workflow.patched(FAIL_FAILED_RUNS):
+            # Failed in Temporal too, once its row says why: the UI's status filter finds it.
+            raise ApplicationError(
+                result.error or "failed", type=RUN_FAILED, non_retryable=True
+            ) from None
         return result
 
     @workflow.query
@@ -180,7 +188,10 @@ class ToolRunWorkflow:
                 static_summary=f"step {step.name}: tool {spec.name}",
             )
         except ChildWorkflowError as exc:
-            raise StepError(f"tool {spec.name} failed: {exc.cause or exc}") from exc
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == RUN_FAILED:
+                raise StepError(f"tool {spec.name}: {cause.message}") from exc
+            raise StepError(f"tool {spec.name} failed: {cause or exc}") from exc
         if result.status is not ToolRunStatus.succeeded:
             raise StepError(f"tool {spec.name}: {result.error}")
         return result.output

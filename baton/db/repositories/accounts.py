@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -276,13 +276,26 @@ async def authenticate_token_id(*, session: AsyncSession, token_id: str) -> Prin
     return _api_token_principal(await session.get(ApiToken, token_id))
 
 
+# `last_used_at` is written at most this often per token: not a database write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _is_stale(last_used_at: datetime | None, now: datetime) -> bool:
+    if last_used_at is None:
+        return True
+    if last_used_at.tzinfo is None:  # SQLite hands datetimes back without their zone
+        last_used_at = last_used_at.replace(tzinfo=UTC)
+    return now - last_used_at >= LAST_USED_RESOLUTION
+
+
 def _api_token_principal(row: ApiToken | None) -> Principal:
     now = utcnow()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("invalid or revoked token")
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthenticated("token expired")
-    row.last_used_at = now
+    if _is_stale(row.last_used_at, now):
+        row.last_used_at = now
     return Principal(
         kind=PrincipalKind.api_token,
         org_id=row.org_id,
