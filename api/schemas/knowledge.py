@@ -69,13 +69,6 @@ class RowPublic(BaseModel):
         )
 
 
-class RowPage(BaseModel):
-    rows: list[RowPublic]
-    next_after_id: int | None = Field(
-        description="Pass as `after_id` for the next page; null on the last page"
-    )
-
-
 class RowsCreated(BaseModel):
     row_ids: list[int]
 

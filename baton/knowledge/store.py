@@ -41,6 +41,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet, utcnow
 from baton.domain.knowledge import (
     ColumnType,
@@ -100,13 +101,12 @@ async def get_set(*, session: AsyncSession, project_id: str, set_id: str) -> Kno
     return knowledge_set
 
 
-async def list_sets(*, session: AsyncSession, project_id: str) -> list[KnowledgeSet]:
-    query = (
-        select(KnowledgeSet)
-        .where(KnowledgeSet.project_id == project_id)
-        .order_by(KnowledgeSet.created_at, KnowledgeSet.id)
-    )
-    return list((await session.scalars(query)).all())
+async def list_sets(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[KnowledgeSet]:
+    query = select(KnowledgeSet).where(KnowledgeSet.project_id == project_id)
+    order = (KnowledgeSet.created_at, KnowledgeSet.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def update_set(
@@ -705,13 +705,13 @@ async def get_job(*, session: AsyncSession, project_id: str, job_id: str) -> Kno
     return job
 
 
-async def list_jobs(*, session: AsyncSession, knowledge_set: KnowledgeSet) -> list[KnowledgeJob]:
-    query = (
-        select(KnowledgeJob)
-        .where(KnowledgeJob.set_id == knowledge_set.id)
-        .order_by(KnowledgeJob.created_at.desc(), KnowledgeJob.id)
-    )
-    return list((await session.scalars(query)).all())
+async def list_jobs(
+    *, session: AsyncSession, knowledge_set: KnowledgeSet, page: PageRequest = ALL
+) -> Paged[KnowledgeJob]:
+    """Newest first."""
+    query = select(KnowledgeJob).where(KnowledgeJob.set_id == knowledge_set.id)
+    order = (Key(KnowledgeJob.created_at, descending=True), KnowledgeJob.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def finish_job(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet, utcnow
 from baton.domain.enrichment import EnrichmentCreate, enrichment_workflow_id
 from baton.domain.knowledge import JobKind, JobStatus, KnowledgeColumn, row_content
@@ -97,20 +98,16 @@ async def get_job(
 
 
 async def list_jobs(
-    *, session: AsyncSession, project_id: str, set_id: str, limit: int, offset: int
-) -> list[KnowledgeJob]:
-    query = (
-        select(KnowledgeJob)
-        .where(
-            KnowledgeJob.project_id == project_id,
-            KnowledgeJob.set_id == set_id,
-            KnowledgeJob.kind == JobKind.enrich.value,
-        )
-        .order_by(KnowledgeJob.created_at.desc(), KnowledgeJob.id)
-        .limit(limit)
-        .offset(offset)
+    *, session: AsyncSession, project_id: str, set_id: str, page: PageRequest = ALL
+) -> Paged[KnowledgeJob]:
+    """Newest first."""
+    query = select(KnowledgeJob).where(
+        KnowledgeJob.project_id == project_id,
+        KnowledgeJob.set_id == set_id,
+        KnowledgeJob.kind == JobKind.enrich.value,
     )
-    return list((await session.scalars(query)).all())
+    order = (Key(KnowledgeJob.created_at, descending=True), KnowledgeJob.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def read_batch(
