@@ -436,6 +436,10 @@ async def test_another_tenant_cannot_see_start_or_cancel_a_sets_enrichments(
     await wait_for_job(api, tenant, set_id, job["id"])
     listed = await api.get(enrichments_url(tenant, set_id), headers=tenant.headers)
     assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
+    # Linked to the Temporal UI under the one name every response uses.
+    assert job["temporal_ui_url"].endswith(f"/workflows/{job['workflow_id']}")
+    assert listed.json()["items"][0]["temporal_ui_url"] == job["temporal_ui_url"]
+    assert "temporal_ui" not in job
 
     # The other tenant's own project, with this set's and job's ids.
     other = other_tenant.url(f"/knowledge/sets/{set_id}/enrichments")
