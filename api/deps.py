@@ -1,19 +1,25 @@
-"""`Annotated` dependencies the routes ask for: a session, the caller, Temporal, settings, and
-the knowledge routes' embedders and row changes."""
+"""`Annotated` dependencies the routes ask for: a session, the caller and the role it needs,
+Temporal, settings, the resources a path names (project, agent, tool, knowledge set), a page
+request, and the knowledge routes' embedders and row changes."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from baton.db.paging import PageRequest
 from baton.db.repositories import accounts
-from baton.db.tables import Project
+from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import tools as tool_repo
+from baton.db.repositories import triggers as trigger_repo
+from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
+from baton.knowledge import store as knowledge_store
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.services.embedding import RowChanges
 from baton.services.provider_configs import project_provider_configs
@@ -70,6 +76,37 @@ def require_role(principal: Principal, role: Role) -> None:
         )
 
 
+class RequireRole:
+    """The caller, once it holds `role`: `Depends(RequireRole(Role.editor))` on a route or a
+    router, or one of the `Annotated` forms below as a route's parameter. A user group token
+    holds no role; `user_group=True` lets one through anyway (it reaches only its own tasks).
+    `org_scope=True` also refuses a token scoped to one project."""
+
+    def __init__(self, role: Role, *, user_group: bool = False, org_scope: bool = False) -> None:
+        self.role = role
+        self.user_group = user_group
+        self.org_scope = org_scope
+
+    def __call__(self, principal: PrincipalDep) -> Principal:
+        if not (self.user_group and principal.is_user_group):
+            require_role(principal, self.role)
+        if self.org_scope:
+            require_org_scope(principal)
+        return principal
+
+
+# A project's routers look the project up first (`dependencies=[Depends(get_project)]`), so
+# another organisation's project stays a 404 whatever the token's role; then the role, then
+# the resource the path names (`AgentDep`...), so a caller without the role learns nothing.
+Viewer = Annotated[Principal, Depends(RequireRole(Role.viewer))]
+Editor = Annotated[Principal, Depends(RequireRole(Role.editor))]
+Admin = Annotated[Principal, Depends(RequireRole(Role.admin))]
+# Editors, and a user group token on its own tasks (the task lookup decides which it sees).
+TaskWriter = Annotated[Principal, Depends(RequireRole(Role.editor, user_group=True))]
+OrgViewer = Annotated[Principal, Depends(RequireRole(Role.viewer, org_scope=True))]
+OrgAdmin = Annotated[Principal, Depends(RequireRole(Role.admin, org_scope=True))]
+
+
 def require_grantable(principal: Principal, granted: Role) -> None:
     """Nobody hands out more power than they hold."""
     if not principal.role.at_least(granted):
@@ -88,6 +125,49 @@ async def get_project(project_id: str, session: SessionDep, principal: Principal
 
 
 ProjectDep = Annotated[Project, Depends(get_project)]
+
+
+async def get_agent(agent_id: str, project: ProjectDep, session: SessionDep) -> Agent:
+    return await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+
+
+async def get_schedule(schedule_id: str, agent: AgentDep, session: SessionDep) -> AgentSchedule:
+    return await trigger_repo.get_schedule(
+        session=session, project_id=agent.project_id, agent_id=agent.id, schedule_id=schedule_id
+    )
+
+
+async def get_tool(tool_id: str, project: ProjectDep, session: SessionDep) -> Tool:
+    return await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
+
+
+async def get_knowledge_set(set_id: str, project: ProjectDep, session: SessionDep) -> KnowledgeSet:
+    return await knowledge_store.get_set(session=session, project_id=project.id, set_id=set_id)
+
+
+AgentDep = Annotated[Agent, Depends(get_agent)]
+ScheduleDep = Annotated[AgentSchedule, Depends(get_schedule)]
+ToolDep = Annotated[Tool, Depends(get_tool)]
+KnowledgeSetDep = Annotated[KnowledgeSet, Depends(get_knowledge_set)]
+
+
+def page_dependency(*, default: int, maximum: int) -> Any:
+    """`?limit=&cursor=` of a list endpoint; `cursor` is the `next_cursor` of the page before."""
+
+    # The bounds live in the defaults: an annotation naming `maximum` would be a string here
+    # (postponed annotations) that FastAPI cannot resolve outside this function.
+    def page(
+        limit: int = Query(default, ge=1, le=maximum, description=f"At most {maximum} items"),
+        cursor: str | None = Query(
+            None, max_length=1000, description="The `next_cursor` of the page before"
+        ),
+    ) -> PageRequest:
+        return PageRequest(limit=limit, cursor=cursor)
+
+    return Depends(page)
+
+
+PageDep = Annotated[PageRequest, page_dependency(default=50, maximum=200)]
 
 
 def get_row_changes(request: Request) -> RowChanges:

@@ -153,12 +153,15 @@ async def trigger(
 
 async def list_all_tasks(client: httpx.AsyncClient) -> list[dict[str, str]]:
     listed: list[dict[str, str]] = []
+    params: dict[str, str | int] = {"limit": PAGE}
     while True:
-        page = await client.get("/tasks", params={"limit": PAGE, "offset": len(listed)})
-        page.raise_for_status()
-        listed += page.json()
-        if len(page.json()) < PAGE:
+        response = await client.get("/tasks", params=params)
+        response.raise_for_status()
+        page = response.json()
+        listed += page["items"]
+        if page["next_cursor"] is None:
             return listed
+        params = {"limit": PAGE, "cursor": page["next_cursor"]}
 
 
 async def wait_all_final(client: httpx.AsyncClient, expected: int) -> list[dict[str, str]]:

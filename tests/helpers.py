@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -22,6 +23,27 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code
     return body
+
+
+def cursor_of(values: Any) -> str:
+    """A cursor as a list's `next_cursor` spells one (base64 JSON), holding any values."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+async def items_of(api: httpx.AsyncClient, url: str, headers: dict[str, str]) -> list[Any]:
+    """Every item of a list endpoint, page after page."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        params = {"cursor": cursor} if cursor else {}
+        response = await api.get(url, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert set(page) == {"items", "next_cursor"}
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
 
 
 async def create_token(

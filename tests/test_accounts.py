@@ -21,7 +21,7 @@ async def test_an_owner_token_creates_and_lists_projects(api: httpx.AsyncClient,
     assert created.json()["org_id"] == tenant.org_id
 
     listed = await api.get("/api/v1/projects", headers=tenant.headers)
-    assert {p["name"] for p in listed.json()} == {"Test project", "Support"}
+    assert {p["name"] for p in listed.json()["items"]} == {"Test project", "Support"}
 
 
 async def test_bearer_and_token_schemes_both_authenticate(api: httpx.AsyncClient, tenant: Tenant):
@@ -53,7 +53,7 @@ async def test_another_organisations_project_is_not_found(
     assert_error(await api.get(other_tenant.url("/agents"), headers=tenant.headers), 404)
     assert_error(await api.get(other_tenant.url("/tasks"), headers=tenant.headers), 404)
     listed = await api.get("/api/v1/projects", headers=tenant.headers)
-    assert other_tenant.project_id not in {p["id"] for p in listed.json()}
+    assert other_tenant.project_id not in {p["id"] for p in listed.json()["items"]}
 
 
 async def test_a_viewer_reads_but_cannot_create(api: httpx.AsyncClient, tenant: Tenant):
@@ -82,7 +82,7 @@ async def test_a_project_token_cannot_touch_another_project(api: httpx.AsyncClie
     assert (await api.get(tenant.url("/agents"), headers=headers)).status_code == 200
     assert_error(await api.get(f"/api/v1/projects/{second['id']}/agents", headers=headers), 404)
     listed = await api.get("/api/v1/projects", headers=headers)
-    assert [p["id"] for p in listed.json()] == [tenant.project_id]
+    assert [p["id"] for p in listed.json()["items"]] == [tenant.project_id]
     # Nor can it mint a token for the other project, or for the whole organisation.
     assert_error(
         await api.post(
@@ -117,7 +117,7 @@ async def test_a_token_is_shown_once_and_stored_only_as_a_hash(
     token = created["token"]
     assert token.startswith("bt_") and created["prefix"] == token[:10]
 
-    listed = (await api.get("/api/v1/tokens", headers=tenant.headers)).json()
+    listed = (await api.get("/api/v1/tokens", headers=tenant.headers)).json()["items"]
     assert all("token" not in row and "token_hash" not in row for row in listed)
     assert token not in str(listed)
 
@@ -233,14 +233,16 @@ async def test_members_of_the_organisation_and_of_a_project(api: httpx.AsyncClie
     assert in_project.status_code == 201
     assert in_project.json()["project_id"] == tenant.project_id
 
-    org_members = (await api.get("/api/v1/members", headers=tenant.headers)).json()
-    project_members = (await api.get(tenant.url("/members"), headers=tenant.headers)).json()
+    org_members = (await api.get("/api/v1/members", headers=tenant.headers)).json()["items"]
+    project_members = (await api.get(tenant.url("/members"), headers=tenant.headers)).json()[
+        "items"
+    ]
     assert [(m["email"], m["role"]) for m in org_members] == [("ada@example.com", "editor")]
     assert [(m["email"], m["role"]) for m in project_members] == [("ada@example.com", "admin")]
 
     removed = await api.delete(f"/api/v1/members/{org_members[0]['id']}", headers=tenant.headers)
     assert removed.status_code == 204
-    assert (await api.get("/api/v1/members", headers=tenant.headers)).json() == []
+    assert (await api.get("/api/v1/members", headers=tenant.headers)).json()["items"] == []
 
 
 async def test_a_bad_member_email_is_a_clear_422(api: httpx.AsyncClient, tenant: Tenant):
@@ -305,5 +307,5 @@ async def test_an_admin_cannot_remove_an_owner_and_nobody_removes_the_last(
     )
     removed = await api.delete(f"/api/v1/members/{first.json()['id']}", headers=tenant.headers)
     assert removed.status_code == 204
-    members = (await api.get("/api/v1/members", headers=tenant.headers)).json()
+    members = (await api.get("/api/v1/members", headers=tenant.headers)).json()["items"]
     assert [m["id"] for m in members] == [second.json()["id"]]

@@ -104,3 +104,31 @@ async def test_a_snippet_read_by_an_agent_cannot_be_deleted(api: httpx.AsyncClie
     await make_agent(api, tenant, tools=[], system_prompt="{{ snippets.tone }}")
     response = await api.delete(tenant.url("/snippets/tone"), headers=tenant.headers)
     assert assert_error(response, 409)["error"]["details"]["used_by"] == ["agent 'Helper'"]
+
+
+async def test_an_agents_knowledge_is_changed_by_a_patch(
+    api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, session_factory: Any
+):
+    set_id = await new_set(session_factory, tenant, rows=FACTS)
+    agent = await make_agent(api, tenant, tools=[])
+    url = tenant.url(f"/agents/{agent}")
+
+    attach = {"knowledge": [{"set_id": set_id, "mode": "prompt", "token_budget": 300}]}
+    patched = await api.patch(url, json=attach, headers=tenant.headers)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["knowledge"] == [
+        {"set_id": set_id, "mode": "prompt", "token_budget": 300, "description": ""}
+    ]
+    assert patched.json()["version"] == 2
+    shown = (await api.get(url, headers=tenant.headers)).json()
+    assert shown["knowledge"] == patched.json()["knowledge"]
+
+    # Checked as on create: another organisation's set is unknown here.
+    theirs = await new_set(session_factory, other_tenant, rows=FACTS)
+    refused = await api.patch(url, json={"knowledge": [{"set_id": theirs}]}, headers=tenant.headers)
+    assert assert_error(refused, 422)["error"]["details"][0]["field"] == "knowledge[0].set_id"
+
+    detached = await api.patch(url, json={"knowledge": []}, headers=tenant.headers)
+    assert detached.status_code == 200, detached.text
+    assert detached.json()["knowledge"] == []
+    assert detached.json()["name"] == "Helper"

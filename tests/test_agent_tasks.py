@@ -293,8 +293,9 @@ async def test_a_user_group_sees_and_messages_only_its_own_tasks(
     await start(api, tenant, agent, "for nobody")
 
     listed = (await api.get(tenant.url("/tasks"), headers=auth(tokens["acme"]))).json()
-    assert [t["id"] for t in listed] == [acme_task]
-    assert (await api.get(tenant.url("/tasks"), headers=auth(tokens["globex"]))).json() == []
+    assert [t["id"] for t in listed["items"]] == [acme_task]
+    theirs = (await api.get(tenant.url("/tasks"), headers=auth(tokens["globex"]))).json()
+    assert theirs == {"items": [], "next_cursor": None}
     assert_error(
         await api.get(tenant.url(f"/tasks/{acme_task}"), headers=auth(tokens["globex"])), 404
     )
@@ -540,7 +541,7 @@ async def test_an_update_makes_a_new_agent_version_and_a_task_keeps_the_one_it_s
     versions = (
         await api.get(tenant.url(f"/agents/{agent}/versions"), headers=tenant.headers)
     ).json()
-    assert [(v["version"], v["spec"]["model"]) for v in versions] == [
+    assert [(v["version"], v["spec"]["model"]) for v in versions["items"]] == [
         (1, "scripted:echo"),
         (2, "scripted:tools"),
     ]

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error
+from tests.helpers import assert_error, cursor_of
 
 MiB = 1024 * 1024
 
@@ -294,10 +294,33 @@ async def test_a_nul_in_a_path_or_query_parameter_is_a_422(api: httpx.AsyncClien
     assert_error(response, 422, "invalid_input")
 
 
-async def test_an_offset_past_what_the_database_holds_is_a_422(
-    api: httpx.AsyncClient, tenant: Tenant
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not a cursor",
+        cursor_of({"id": "x"}),
+        cursor_of(["2030-01-01T00:00:00+00:00"]),
+        cursor_of(["2030-01-01T00:00:00", "an-id"]),  # a time without its zone
+        cursor_of([1, 2]),
+        cursor_of(["2030-01-01T00:00:00+00:00", 2**70]),
+    ],
+)
+async def test_a_cursor_no_list_gave_is_a_422_naming_it(
+    api: httpx.AsyncClient, tenant: Tenant, cursor: str
 ):
-    for path in ("/tool-runs", "/tasks"):
-        response = await api.get(tenant.url(path), params={"offset": 2**70}, headers=tenant.headers)
+    for path in ("/tool-runs", "/tasks", "/agents"):
+        response = await api.get(
+            tenant.url(path), params={"cursor": cursor}, headers=tenant.headers
+        )
         error = assert_error(response, 422, "invalid_input")["error"]
-        assert error["details"][0]["field"] == "query.offset"
+        assert error["details"][0]["field"] == "cursor"
+
+
+async def test_a_limit_past_a_lists_bound_is_a_422(api: httpx.AsyncClient, tenant: Tenant):
+    for path in ("/tool-runs", "/tasks", "/agents"):
+        for limit in (0, 201, 2**70):
+            response = await api.get(
+                tenant.url(path), params={"limit": limit}, headers=tenant.headers
+            )
+            error = assert_error(response, 422, "invalid_input")["error"]
+            assert error["details"][0]["field"] == "query.limit"

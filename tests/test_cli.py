@@ -261,9 +261,10 @@ async def test_rotate_key_re_encrypts_every_stored_secret_under_a_new_key(
             row = await integration_repo.get_integration(
                 session=session, project_id=created["project_id"], ref="openai"
             )
-            stored = (
-                await secret_repo.list_secrets(session=session, project_id=created["project_id"])
-            )[0].ciphertext
+            secrets = await secret_repo.list_secrets(
+                session=session, project_id=created["project_id"]
+            )
+            stored = secrets.items[0].ciphertext
         assert revealed == {"api": "s1"}
         assert (
             integration_repo.reveal(box=new_only, row=row).api_key.get_secret_value() == "sk-live-1"

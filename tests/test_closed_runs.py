@@ -74,7 +74,7 @@ async def test_a_tool_run_terminated_in_temporal_reads_cancelled(
     assert after["status"] == "cancelled"
     assert after["error"] == "the run was terminated in Temporal"
     listed = (await api.get(tenant.url("/tool-runs"), headers=tenant.headers)).json()
-    assert [r["status"] for r in listed if r["id"] == run["id"]] == ["cancelled"]
+    assert [r["status"] for r in listed["items"] if r["id"] == run["id"]] == ["cancelled"]
 
 
 async def test_a_task_terminated_in_temporal_reads_cancelled_and_its_stream_ends(

@@ -435,7 +435,11 @@ async def test_another_tenant_cannot_see_start_or_cancel_a_sets_enrichments(
     )
     await wait_for_job(api, tenant, set_id, job["id"])
     listed = await api.get(enrichments_url(tenant, set_id), headers=tenant.headers)
-    assert [j["id"] for j in listed.json()] == [job["id"]]
+    assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
+    # Linked to the Temporal UI under the one name every response uses.
+    assert job["temporal_ui_url"].endswith(f"/workflows/{job['workflow_id']}")
+    assert listed.json()["items"][0]["temporal_ui_url"] == job["temporal_ui_url"]
+    assert "temporal_ui" not in job
 
     # The other tenant's own project, with this set's and job's ids.
     other = other_tenant.url(f"/knowledge/sets/{set_id}/enrichments")
@@ -449,7 +453,7 @@ async def test_another_tenant_cannot_see_start_or_cancel_a_sets_enrichments(
     assert_error(started, 404)
     # And this tenant's own project path, with the other tenant's token.
     mine = enrichments_url(tenant, set_id, f"/{job['id']}")
-    assert (await api.get(mine, headers=headers)).status_code in (403, 404)
+    assert_error(await api.get(mine, headers=headers), 404)
 
 
 async def test_a_secret_reaches_the_server_but_never_a_row_or_the_history(

@@ -63,7 +63,7 @@ async def test_a_task_runs_to_the_models_answer(
         {"role": "assistant", "content": f"{SCRIPTED_LABEL} You said: What is Baton?"},
     ]
     listed = await api.get(tenant.url("/tasks"), headers=tenant.headers)
-    assert [t["id"] for t in listed.json()] == [body["id"]]
+    assert [t["id"] for t in listed.json()["items"]] == [body["id"]]
 
 
 async def test_a_task_is_findable_by_its_search_attributes(
@@ -144,7 +144,7 @@ async def test_another_tenant_and_a_user_group_cannot_see_the_task(
         "/api/user", json={"name": "Acme", "provided_id": "acme"}, headers=tenant.headers
     )
     group_headers = auth(group.json()["user_group"]["token"])
-    assert (await api.get(tenant.url("/tasks"), headers=group_headers)).json() == []
+    assert (await api.get(tenant.url("/tasks"), headers=group_headers)).json()["items"] == []
     assert_error(await api.get(tenant.url(f"/tasks/{task_id}"), headers=group_headers), 404)
 
 

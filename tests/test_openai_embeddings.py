@@ -21,7 +21,7 @@ from baton.knowledge.embeddings import OpenAIEmbedder
 from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
-from tests.helpers import histories_of
+from tests.helpers import histories_of, items_of
 from tests.test_knowledge_search import embedded, search, set_url
 
 KEY = "sk-embeddings-secret-987654"
@@ -99,7 +99,9 @@ async def test_rows_are_embedded_by_the_integrations_endpoint_and_found_by_vecto
     assert KEY not in history
     jobs = await api.get(set_url(tenant, knowledge_set, "/jobs"), headers=tenant.headers)
     assert KEY not in jobs.text
-    assert any(job["kind"] == "embed" and job["status"] == "succeeded" for job in jobs.json())
+    assert any(
+        job["kind"] == "embed" and job["status"] == "succeeded" for job in jobs.json()["items"]
+    )
 
 
 async def test_a_refusing_endpoint_fails_the_embedding_job_with_its_reason(
@@ -118,7 +120,7 @@ async def test_a_refusing_endpoint_fails_the_embedding_job_with_its_reason(
         await handle.result()
     assert "HTTP 401" in str(raised.value.cause)
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
-    jobs = (await api.get(set_url(tenant, knowledge_set, "/jobs"), headers=tenant.headers)).json()
+    jobs = await items_of(api, set_url(tenant, knowledge_set, "/jobs"), tenant.headers)
     embed = next(job for job in jobs if job["kind"] == "embed")
     assert embed["status"] == "failed"
     assert "HTTP 401" in embed["error"] and "check the API key" in embed["error"]

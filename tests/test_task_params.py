@@ -112,7 +112,7 @@ async def test_bad_params_are_refused_naming_the_param(
         assert body["error"]["details"][0]["field"] == field
     # Refused before anything started.
     tasks = await api.get(tenant.url("/tasks"), headers=tenant.headers)
-    assert tasks.json() == []
+    assert tasks.json() == {"items": [], "next_cursor": None}
 
 
 async def test_an_agent_whose_texts_read_undeclared_params_is_refused(
@@ -209,7 +209,7 @@ async def test_a_schedule_starts_every_task_with_its_params(
         while not (
             tasks := (
                 await api.get(tenant.url(f"/tasks?agent_id={agent_id}"), headers=tenant.headers)
-            ).json()
+            ).json()["items"]
         ):
             await asyncio.sleep(0.2)
     task = await wait_final(api, tenant, tasks[0]["id"])

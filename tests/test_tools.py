@@ -21,7 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, worker_on
-from tests.helpers import assert_error, decoded, histories_of
+from tests.helpers import assert_error, decoded, histories_of, items_of
 from tests.local_http import LocalHttp, hit_count
 
 
@@ -330,7 +330,7 @@ async def test_an_update_makes_a_new_version_and_a_run_keeps_the_one_it_started_
     assert (body["tool_version"], body["output"]) == (1, "first")
     assert (await run(api, tenant, tool["id"]))["output"] == "second"
     versions = await api.get(tenant.url(f"/tools/{tool['id']}/versions"), headers=tenant.headers)
-    assert [v["version"] for v in versions.json()] == [1, 2]
+    assert [v["version"] for v in versions.json()["items"]] == [1, 2]
 
 
 # HTTP steps
@@ -557,7 +557,8 @@ async def test_a_secret_is_used_but_never_enters_history_or_responses(
     assert "[secret:api_key]" in history  # the scrubbed output is there, decoded
     assert secret not in history
     listed = await api.get(tenant.url("/secrets"), headers=tenant.headers)
-    assert [s["name"] for s in listed.json()] == ["api_key"] and secret not in listed.text
+    assert [s["name"] for s in listed.json()["items"]] == ["api_key"]
+    assert secret not in listed.text
 
 
 # Code steps
@@ -730,7 +731,7 @@ async def test_wait_returns_the_result_in_the_same_call(
 async def test_at_least_ten_templates_and_a_cloned_one_runs(
     api: httpx.AsyncClient, tenant: Tenant, tool_worker: Worker, local_http: LocalHttp
 ):
-    templates = (await api.get("/api/v1/tool-templates")).json()
+    templates = await items_of(api, "/api/v1/tool-templates", {})
     assert len(templates) >= 10
     results = {}
     for template_id, params in (

@@ -45,7 +45,7 @@ async def agent_tasks(
 ) -> list[dict[str, Any]]:
     response = await api.get(tenant.url(f"/tasks?agent_id={agent_id}"), headers=tenant.headers)
     assert response.status_code == 200, response.text
-    tasks: list[dict[str, Any]] = response.json()
+    tasks: list[dict[str, Any]] = response.json()["items"]
     return tasks
 
 
@@ -92,10 +92,10 @@ async def test_a_webhook_turns_a_json_payload_into_a_task(
     assert hook["dedupe_key_template"] is None
 
     listed = await api.get(tenant.url(f"/agents/{agent['id']}/webhooks"), headers=tenant.headers)
-    assert [(w["id"], w["message_template"]) for w in listed.json()] == [
+    assert [(w["id"], w["message_template"]) for w in listed.json()["items"]] == [
         (hook["id"], "New ticket: {{ payload.title }}")
     ]
-    assert "token" not in listed.json()[0] and "url" not in listed.json()[0]
+    assert "token" not in listed.json()["items"][0] and "url" not in listed.json()["items"][0]
 
     answer = await call_hook(api, hook, json={"title": "Printer on fire", "id": 7})
     assert answer.status_code == 202, answer.text
@@ -167,7 +167,7 @@ async def test_a_revoked_webhook_url_stops_working_at_once(api: httpx.AsyncClien
     assert_error(await call_hook(api, hook, json={"x": "second"}), 404, "not_found")
     assert_error(await api.post("/api/hooks/bthk_never-issued", json={}), 404, "not_found")
     listed = await api.get(tenant.url(f"/agents/{agent['id']}/webhooks"), headers=tenant.headers)
-    assert listed.json() == []
+    assert listed.json()["items"] == []
     again = await api.delete(
         tenant.url(f"/agents/{agent['id']}/webhooks/{hook['id']}"), headers=tenant.headers
     )
@@ -262,7 +262,7 @@ async def test_another_tenant_and_a_viewer_cannot_touch_the_triggers(
     viewer = await create_token(api, tenant.headers, role="viewer", project_id=tenant.project_id)
     viewer_headers = {"Authorization": f"Token {viewer['token']}"}
     listed = await api.get(tenant.url(schedules_path), headers=viewer_headers)
-    assert [s["id"] for s in listed.json()] == [schedule["id"]]
+    assert [s["id"] for s in listed.json()["items"]] == [schedule["id"]]
     forbidden = await api.post(
         tenant.url(hooks_path), json={"message_template": "x"}, headers=viewer_headers
     )
@@ -324,7 +324,7 @@ async def test_a_schedule_is_a_temporal_schedule_that_pauses_resumes_and_goes(
     assert paused.status_code == 200, paused.text
     assert paused.json()["paused"] is True and paused.json()["next_run_at"] is None
     assert (await handle.describe()).schedule.state.paused is True
-    listed = (await api.get(base, headers=tenant.headers)).json()
+    listed = (await api.get(base, headers=tenant.headers)).json()["items"]
     assert [(s["id"], s["paused"]) for s in listed] == [(schedule_id, True)]
 
     resumed = await api.post(f"{base}/{schedule_id}/resume", headers=tenant.headers)
@@ -336,7 +336,7 @@ async def test_a_schedule_is_a_temporal_schedule_that_pauses_resumes_and_goes(
     with pytest.raises(RPCError) as gone:
         await handle.describe()
     assert gone.value.status == RPCStatusCode.NOT_FOUND
-    assert (await api.get(base, headers=tenant.headers)).json() == []
+    assert (await api.get(base, headers=tenant.headers)).json()["items"] == []
     assert_error(await api.post(f"{base}/{schedule_id}/pause", headers=tenant.headers), 404)
 
 
@@ -357,7 +357,7 @@ async def test_a_bad_cron_or_time_zone_is_refused_and_leaves_nothing(
         )
         details = assert_error(response, 422, "invalid_input")["error"]["details"]
         assert details[0]["loc"] == ["body", field], (body, details)
-    assert (await api.get(base, headers=tenant.headers)).json() == []
+    assert (await api.get(base, headers=tenant.headers)).json()["items"] == []
 
 
 async def test_triggering_a_schedule_starts_an_agent_task_workflow(
@@ -417,7 +417,7 @@ async def test_temporal_unreachable_answers_503_and_changes_nothing(
         deleted = await down.delete(f"{base}/{existing['id']}", headers=tenant.headers)
         assert_error(deleted, 503, "service_unavailable")
         listed = await down.get(base, headers=tenant.headers)
-        assert [(s["id"], s["paused"], s["next_run_at"]) for s in listed.json()] == [
+        assert [(s["id"], s["paused"], s["next_run_at"]) for s in listed.json()["items"]] == [
             (existing["id"], False, None)
         ]
     assert (

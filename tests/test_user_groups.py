@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import Tenant, auth
-from tests.helpers import assert_error, create_token
+from tests.helpers import assert_error, create_token, items_of
 
 
 async def create_group(api: httpx.AsyncClient, tenant: Tenant, **body: str) -> httpx.Response:
@@ -137,10 +137,10 @@ async def test_user_groups_are_listed_and_deleted(
     api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ):
     token = (await create_group(api, tenant)).json()["user_group"]["token"]
-    listed = (await api.get("/api/v1/user-groups", headers=tenant.headers)).json()
+    listed = (await api.get("/api/v1/user-groups", headers=tenant.headers)).json()["items"]
     assert [g["provided_id"] for g in listed] == ["example_1"]
     assert "token" not in listed[0]
-    assert (await api.get("/api/v1/user-groups", headers=other_tenant.headers)).json() == []
+    assert await items_of(api, "/api/v1/user-groups", other_tenant.headers) == []
 
     group_id = listed[0]["id"]
     assert_error(
@@ -148,7 +148,7 @@ async def test_user_groups_are_listed_and_deleted(
     )
     deleted = await api.delete(f"/api/v1/user-groups/{group_id}", headers=tenant.headers)
     assert deleted.status_code == 204
-    assert (await api.get("/api/v1/user-groups", headers=tenant.headers)).json() == []
+    assert (await api.get("/api/v1/user-groups", headers=tenant.headers)).json()["items"] == []
     assert_error(await api.get(tenant.url("/tasks"), headers=auth(token)), 401)
 
 

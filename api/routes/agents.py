@@ -5,9 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.deps import (
+    AgentDep,
+    Editor,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    Viewer,
+    get_project,
+)
 from api.limits import bounded_definition
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
+from api.schemas.paging import Page
 from api.schemas.tasks import TaskCreate, TaskCreated
 from baton import templating
 from baton.db.repositories import accounts
@@ -16,7 +27,6 @@ from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.domain.accounts import Role
 from baton.domain.agents import (
     PARAM_TEXTS,
     AgentSpec,
@@ -29,23 +39,25 @@ from baton.knowledge import store as knowledge_store
 from baton.services.schedules import delete_in_temporal
 from baton.services.tasks import start_agent_task
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/agents", tags=["agents"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/agents",
+    tags=["agents"],
+    dependencies=[Depends(get_project)],
+)
 
 
 @router.get("")
 async def list_agents(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[AgentPublic]:
-    require_role(principal, Role.viewer)
-    agents = await agent_repo.list_agents(session=session, project_id=project.id)
-    return [AgentPublic.of(a) for a in agents]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[AgentPublic]:
+    agents = await agent_repo.list_agents(session=session, project_id=project.id, page=page)
+    return Page[AgentPublic].of(agents, AgentPublic.of)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_agent(
-    body: AgentCreate, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    body: AgentCreate, project: ProjectDep, session: SessionDep, _: Editor
 ) -> AgentPublic:
-    require_role(principal, Role.editor)
     spec = AgentSpec.model_validate(body.model_dump())
     await _check_references(session, project.id, spec)
     agent = await agent_repo.create_agent(session=session, project_id=project.id, spec=spec)
@@ -53,77 +65,62 @@ async def create_agent(
 
 
 @router.get("/{agent_id}")
-async def get_agent(
-    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> AgentPublic:
-    require_role(principal, Role.viewer)
-    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
+async def get_agent(_: Viewer, agent: AgentDep) -> AgentPublic:
     return AgentPublic.of(agent)
 
 
 @router.patch("/{agent_id}", dependencies=[Depends(bounded_definition)])
 async def update_agent(
-    agent_id: str,
-    body: AgentUpdate,
-    project: ProjectDep,
-    session: SessionDep,
-    principal: PrincipalDep,
+    body: AgentUpdate, project: ProjectDep, session: SessionDep, _: Editor, agent: AgentDep
 ) -> AgentPublic:
-    require_role(principal, Role.editor)
-    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
     spec = AgentSpec.model_validate({**agent.spec, **body.model_dump(exclude_unset=True)})
     await _check_references(session, project.id, spec)
     agent = await agent_repo.update_agent(
-        session=session, project_id=project.id, agent_id=agent_id, spec=spec
+        session=session, project_id=project.id, agent_id=agent.id, spec=spec
     )
     return AgentPublic.of(agent)
 
 
 @router.get("/{agent_id}/versions")
 async def list_versions(
-    agent_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[AgentVersionPublic]:
-    require_role(principal, Role.viewer)
-    await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
-    rows = await agent_repo.list_versions(session=session, agent_id=agent_id)
-    return [
-        AgentVersionPublic(
+    session: SessionDep, _: Viewer, agent: AgentDep, page: PageDep
+) -> Page[AgentVersionPublic]:
+    rows = await agent_repo.list_versions(session=session, agent_id=agent.id, page=page)
+    return Page[AgentVersionPublic].of(
+        rows,
+        lambda r: AgentVersionPublic(
             version=r.version, created_at=r.created_at, spec=AgentSpec.model_validate(r.spec)
-        )
-        for r in rows
-    ]
+        ),
+    )
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_agent(
-    agent_id: str,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    agent: AgentDep,
     temporal_client: TemporalDep,
 ) -> None:
-    require_role(principal, Role.editor)
-    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
     # Its schedules live in Temporal too: stop them before the rows go.
-    for schedule in await trigger_repo.list_schedules(
+    schedules = await trigger_repo.list_schedules(
         session=session, project_id=project.id, agent_id=agent.id
-    ):
+    )
+    for schedule in schedules.items:
         await delete_in_temporal(temporal_client, schedule)
-    await agent_repo.delete_agent(session=session, project_id=project.id, agent_id=agent_id)
+    await agent_repo.delete_agent(session=session, project_id=project.id, agent_id=agent.id)
 
 
 @router.post("/{agent_id}/tasks", status_code=status.HTTP_201_CREATED)
 async def start_task(
-    agent_id: str,
     body: TaskCreate,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    agent: AgentDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> TaskCreated:
-    require_role(principal, Role.editor)
-    agent = await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
     user_group_id = None
     if body.user_group is not None:
         group = await accounts.find_user_group(

@@ -5,28 +5,34 @@ again at every call), and a new base URL or kind needs the key again."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, require_role
+from api.deps import Admin, PageDep, ProjectDep, SessionDep, SettingsDep, Viewer, get_project
 from api.schemas.integrations import IntegrationCreate, IntegrationPublic, IntegrationUpdate
+from api.schemas.paging import Page
 from baton.db.repositories import integrations as integration_repo
-from baton.domain.accounts import Role
 from baton.domain.integrations import IntegrationSpec
 from baton.errors import Conflict, InvalidInput
 from baton.integrations import http
 from baton.security import SecretBox
 from baton.settings import Settings
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/integrations", tags=["integrations"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/integrations",
+    tags=["integrations"],
+    dependencies=[Depends(get_project)],
+)
 
 
 @router.get("")
 async def list_integrations(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[IntegrationPublic]:
-    require_role(principal, Role.viewer)
-    rows = await integration_repo.list_integrations(session=session, project_id=project.id)
-    return [IntegrationPublic.of(row) for row in rows]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[IntegrationPublic]:
+    """By name."""
+    rows = await integration_repo.list_integrations(
+        session=session, project_id=project.id, page=page
+    )
+    return Page[IntegrationPublic].of(rows, IntegrationPublic.of)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -36,11 +42,10 @@ async def create_integration(
     settings: SettingsDep,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Admin,
 ) -> IntegrationPublic:
     """A base URL that resolves to a loopback, private or link-local address is a 422 unless
     the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
-    require_role(principal, Role.admin)
     spec = IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"}))
     await _check_base_url(spec, settings)
     row = await integration_repo.create_integration(
@@ -55,10 +60,9 @@ async def create_integration(
 
 @router.get("/{ref}")
 async def get_integration(
-    ref: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    ref: str, project: ProjectDep, session: SessionDep, _: Viewer
 ) -> IntegrationPublic:
     """`ref` is the integration's id or its name."""
-    require_role(principal, Role.viewer)
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     return IntegrationPublic.of(row)
 
@@ -71,12 +75,11 @@ async def update_integration(
     settings: SettingsDep,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Admin,
 ) -> IntegrationPublic:
     """A new name is refused while agents or tools use the old one. A new base URL or kind
     with a stored key needs that key in the same request: whoever may edit an integration
     must not be able to point it at a server of their own and receive the key."""
-    require_role(principal, Role.admin)
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     current = integration_repo.spec_of(row)
     changes = body.model_dump(exclude_unset=True, exclude={"api_key"})
@@ -102,12 +105,9 @@ async def update_integration(
 
 
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_integration(
-    ref: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> None:
+async def delete_integration(ref: str, project: ProjectDep, session: SessionDep, _: Admin) -> None:
     """Refused (409) while an agent or a tool names the integration: their next task or run
     would fail. One used only by default can go; models then use the server's key."""
-    require_role(principal, Role.admin)
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     await _refuse_if_used(session, project.id, row.name, "deleted")
     await integration_repo.delete_integration(session=session, row=row)

@@ -6,32 +6,36 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Path, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import (
+    Editor,
     EmbeddersDep,
-    PrincipalDep,
+    KnowledgeSetDep,
+    PageDep,
     ProjectDep,
     RowChangesDep,
     SessionDep,
     SettingsDep,
-    require_role,
+    Viewer,
+    get_project,
+    page_dependency,
 )
 from api.schemas.knowledge import (
     JobPublic,
     KnowledgeSetPublic,
     KnowledgeSetUpdate,
-    RowPage,
     RowPublic,
     RowsCreated,
     TextImport,
     UrlImport,
 )
+from api.schemas.paging import Page
+from baton.db.paging import PageRequest, decode_cursor, encode_cursor
 from baton.db.tables import KnowledgeSet
-from baton.domain.accounts import Role
 from baton.domain.knowledge import (
     JobKind,
     JobStatus,
@@ -51,7 +55,13 @@ from baton.services.embedding import RowChanges
 MAX_ROW_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/knowledge", tags=["knowledge"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/knowledge",
+    tags=["knowledge"],
+    dependencies=[Depends(get_project)],
+)
+ROW_PAGE_MAXIMUM = 1000
+RowPageDep = Annotated[PageRequest, page_dependency(default=100, maximum=ROW_PAGE_MAXIMUM)]
 
 FILTERS_DESCRIPTION = (
     'A JSON array of filters, all of which a row must pass: `[{"column": "price", "op": '
@@ -68,40 +78,29 @@ _FILTERS = TypeAdapter(list[RowFilter])
 
 @router.post("/sets", status_code=status.HTTP_201_CREATED)
 async def create_set(
-    body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, _: Editor
 ) -> KnowledgeSetPublic:
-    require_role(principal, Role.editor)
     knowledge_set = await store.create_set(session=session, project_id=project.id, spec=body)
     return KnowledgeSetPublic.of(knowledge_set)
 
 
 @router.get("/sets")
 async def list_sets(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[KnowledgeSetPublic]:
-    require_role(principal, Role.viewer)
-    sets = await store.list_sets(session=session, project_id=project.id)
-    return [KnowledgeSetPublic.of(s) for s in sets]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[KnowledgeSetPublic]:
+    sets = await store.list_sets(session=session, project_id=project.id, page=page)
+    return Page[KnowledgeSetPublic].of(sets, KnowledgeSetPublic.of)
 
 
 @router.get("/sets/{set_id}")
-async def get_set(
-    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> KnowledgeSetPublic:
-    require_role(principal, Role.viewer)
-    return KnowledgeSetPublic.of(await _set(session, project.id, set_id))
+async def get_set(_: Viewer, knowledge_set: KnowledgeSetDep) -> KnowledgeSetPublic:
+    return KnowledgeSetPublic.of(knowledge_set)
 
 
 @router.patch("/sets/{set_id}")
 async def update_set(
-    set_id: str,
-    body: KnowledgeSetUpdate,
-    project: ProjectDep,
-    session: SessionDep,
-    principal: PrincipalDep,
+    body: KnowledgeSetUpdate, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     current = store.spec_of(knowledge_set).model_dump()
     spec = KnowledgeSetSpec.model_validate({**current, **body.model_dump(exclude_unset=True)})
     await store.update_set(session=session, knowledge_set=knowledge_set, spec=spec)
@@ -109,24 +108,15 @@ async def update_set(
 
 
 @router.delete("/sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_set(
-    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> None:
-    require_role(principal, Role.editor)
-    await store.delete_set(session=session, knowledge_set=await _set(session, project.id, set_id))
+async def delete_set(session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep) -> None:
+    await store.delete_set(session=session, knowledge_set=knowledge_set)
 
 
 @router.post("/sets/{set_id}/columns", status_code=status.HTTP_201_CREATED)
 async def add_column(
-    set_id: str,
-    body: KnowledgeColumn,
-    project: ProjectDep,
-    session: SessionDep,
-    principal: PrincipalDep,
+    body: KnowledgeColumn, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
     """Adds a column; rows already there simply have no value in it."""
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     spec = store.spec_of(knowledge_set)
     if spec.column(body.name) is not None:
         raise Conflict(f"the set already has a column {body.name!r}", details=[{"field": "name"}])
@@ -146,41 +136,35 @@ async def add_column(
 
 @router.get("/sets/{set_id}/rows")
 async def list_rows(
-    set_id: str,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after_id: Annotated[
-        int | None,
-        Query(ge=0, le=MAX_ROW_ID, description="The last id of the page before"),
-    ] = None,
+    _: Viewer,
+    knowledge_set: KnowledgeSetDep,
+    page: RowPageDep,
     filters: Annotated[str | None, Query(description=FILTERS_DESCRIPTION)] = None,
-) -> RowPage:
-    require_role(principal, Role.viewer)
-    knowledge_set = await _set(session, project.id, set_id)
+) -> Page[RowPublic]:
+    """In id order, the rows that pass every filter."""
+    # Rows page by id alone (the store's own query, with its filters): the cursor holds it.
+    after_id = decode_cursor(page.cursor, [int])[0] if page.cursor else None
     rows, next_after_id = await store.list_rows(
         session=session,
         knowledge_set=knowledge_set,
         filters=_parse_filters(filters),
-        limit=limit,
+        limit=page.limit or ROW_PAGE_MAXIMUM,
         after_id=after_id,
     )
-    return RowPage(rows=[RowPublic.of(row) for row in rows], next_after_id=next_after_id)
+    next_cursor = None if next_after_id is None else encode_cursor([next_after_id])
+    return Page[RowPublic](items=[RowPublic.of(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.post("/sets/{set_id}/rows", status_code=status.HTTP_201_CREATED)
 async def create_rows(
-    set_id: str,
     body: dict[str, Any] | list[dict[str, Any]],
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> RowsCreated:
     """One row (a JSON object keyed by column) or a list of them, all or none."""
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     rows = body if isinstance(body, list) else [body]
     if len(rows) > imports.BATCH_ROWS:
         raise InvalidInput(
@@ -194,10 +178,8 @@ async def create_rows(
 
 @router.get("/sets/{set_id}/rows/{row_id}")
 async def get_row(
-    set_id: str, row_id: RowId, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    row_id: RowId, session: SessionDep, _: Viewer, knowledge_set: KnowledgeSetDep
 ) -> RowPublic:
-    require_role(principal, Role.viewer)
-    knowledge_set = await _set(session, project.id, set_id)
     return RowPublic.of(
         await store.get_row(session=session, knowledge_set=knowledge_set, row_id=row_id)
     )
@@ -205,17 +187,14 @@ async def get_row(
 
 @router.patch("/sets/{set_id}/rows/{row_id}")
 async def update_row(
-    set_id: str,
     row_id: RowId,
     body: dict[str, Any],
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> RowPublic:
     """Changes the columns the body names; a null value removes that column's value."""
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     row = await store.update_row(
         session=session, knowledge_set=knowledge_set, row_id=row_id, data=body
     )
@@ -225,10 +204,8 @@ async def update_row(
 
 @router.delete("/sets/{set_id}/rows/{row_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_row(
-    set_id: str, row_id: RowId, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    row_id: RowId, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> None:
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     await store.delete_row(session=session, knowledge_set=knowledge_set, row_id=row_id)
 
 
@@ -238,11 +215,10 @@ async def delete_row(
 
 @router.post("/sets/{set_id}/imports", status_code=status.HTTP_201_CREATED)
 async def import_file(
-    set_id: str,
     file: UploadFile,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
     format: Annotated[
         str | None, Form(description="csv, jsonl or json; default: the file's extension")
@@ -251,8 +227,6 @@ async def import_file(
     """A CSV (header line first; cells typed by the set's columns), JSONL or JSON (one array
     of objects) file of up to 100 MB and 50,000 rows. All rows are added or none: the job
     says how it went either way."""
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     file_format = imports.format_of(file.filename, format)
     params = {"source": "file", "filename": file.filename or "", "format": file_format.value}
     return await _record_import(
@@ -268,15 +242,12 @@ async def import_file(
 
 @router.post("/sets/{set_id}/imports/text", status_code=status.HTTP_201_CREATED)
 async def import_text(
-    set_id: str,
     body: TextImport,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> JobPublic:
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     params = {"source": "text", "chunk_size": body.chunk_size, "overlap": body.overlap}
     return await _record_import(
         session,
@@ -296,16 +267,13 @@ async def import_text(
 
 @router.post("/sets/{set_id}/imports/url", status_code=status.HTTP_201_CREATED)
 async def import_url(
-    set_id: str,
     body: UrlImport,
     settings: SettingsDep,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> JobPublic:
-    require_role(principal, Role.editor)
-    knowledge_set = await _set(session, project.id, set_id)
     policy = http.EgressPolicy.from_settings(settings)
     params = {"source": "url", "url": body.url, "chunk_size": body.chunk_size}
 
@@ -325,19 +293,15 @@ async def import_url(
 
 @router.get("/sets/{set_id}/jobs")
 async def list_jobs(
-    set_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[JobPublic]:
-    require_role(principal, Role.viewer)
-    knowledge_set = await _set(session, project.id, set_id)
-    jobs = await store.list_jobs(session=session, knowledge_set=knowledge_set)
-    return [JobPublic.model_validate(job) for job in jobs]
+    session: SessionDep, _: Viewer, knowledge_set: KnowledgeSetDep, page: PageDep
+) -> Page[JobPublic]:
+    """Newest first: imports, embedding and enrichment."""
+    jobs = await store.list_jobs(session=session, knowledge_set=knowledge_set, page=page)
+    return Page[JobPublic].of(jobs, JobPublic.model_validate)
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(
-    job_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> JobPublic:
-    require_role(principal, Role.viewer)
+async def get_job(job_id: str, project: ProjectDep, session: SessionDep, _: Viewer) -> JobPublic:
     job = await store.get_job(session=session, project_id=project.id, job_id=job_id)
     return JobPublic.model_validate(job)
 
@@ -380,15 +344,9 @@ async def _record_import(
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def export_csv(
-    set_id: str,
-    request: Request,
-    project: ProjectDep,
-    session: SessionDep,
-    principal: PrincipalDep,
+    request: Request, _: Viewer, knowledge_set: KnowledgeSetDep
 ) -> StreamingResponse:
     """Every row as CSV, streamed; objects and lists are written as JSON."""
-    require_role(principal, Role.viewer)
-    knowledge_set = await _set(session, project.id, set_id)
     sessions: async_sessionmaker[AsyncSession] = request.app.state.session_factory
 
     async def lines() -> AsyncIterator[str]:
@@ -407,24 +365,18 @@ async def export_csv(
 
 @router.post("/sets/{set_id}/search")
 async def search(
-    set_id: str,
     body: SearchRequest,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Viewer,
+    knowledge_set: KnowledgeSetDep,
     embedders: EmbeddersDep,
 ) -> list[SearchHit]:
-    """Ranked rows for a query, best first, each with its id, row and score. `vector` and
-    `hybrid` (the default) need the set's embedding provider."""
-    require_role(principal, Role.viewer)
-    knowledge_set = await _set(session, project.id, set_id)
+    """Ranked rows for a query, best first, each with its id, row and score (`top_k` of
+    them, not a page). `vector` and `hybrid` (the default) need the set's embedding
+    provider."""
     return await knowledge_search.search(
         session=session, knowledge_set=knowledge_set, request=body, embedder_for=embedders
     )
-
-
-async def _set(session: AsyncSession, project_id: str, set_id: str) -> KnowledgeSet:
-    return await store.get_set(session=session, project_id=project_id, set_id=set_id)
 
 
 def _parse_filters(raw: str | None) -> list[RowFilter]:

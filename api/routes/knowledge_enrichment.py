@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep, TemporalDep, require_role
+from api.deps import (
+    Editor,
+    KnowledgeSetDep,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    Viewer,
+    get_project,
+)
 from api.schemas.enrichment import EnrichmentPublic
+from api.schemas.paging import Page
 from baton import temporal
 from baton.db.repositories import enrichments as repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import KnowledgeJob, KnowledgeSet
-from baton.domain.accounts import Role
 from baton.domain.enrichment import (
     EnrichmentCreate,
     EnrichmentInput,
@@ -29,7 +38,6 @@ from baton.domain.enrichment import (
 from baton.domain.knowledge import JobStatus, KnowledgeColumn
 from baton.domain.tool_checks import referenced_snippets
 from baton.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from baton.knowledge import store
 from baton.settings import Settings
 from workflows.enrichment import EnrichmentWorkflow
 
@@ -38,23 +46,23 @@ logger = logging.getLogger("baton.api")
 router = APIRouter(
     prefix="/api/v1/projects/{project_id}/knowledge/sets/{set_id}/enrichments",
     tags=["knowledge"],
+    dependencies=[Depends(get_project)],
 )
 FINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_enrichment(
-    set_id: str,
     body: EnrichmentCreate,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
     settings: SettingsDep,
     temporal_client: TemporalDep,
 ) -> EnrichmentPublic:
     """Runs the tool for every row not yet enriched; one job at a time per set."""
-    require_role(principal, Role.editor)
-    knowledge_set = await store.get_set(session=session, project_id=project.id, set_id=set_id)
+    set_id = knowledge_set.id
     try:
         tool = await tool_repo.get_tool(
             session=session, project_id=project.id, tool_id=body.tool_id
@@ -64,7 +72,7 @@ async def create_enrichment(
             f"tool_id: no tool {body.tool_id!r} in this project",
             details=[{"field": "tool_id", "message": "no such tool in this project"}],
         ) from exc
-    _, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
+    _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
     columns = [KnowledgeColumn.model_validate(c) for c in knowledge_set.columns]
     check_enrichment(body, spec, columns)
     running = await repo.active_job(session=session, set_id=set_id)
@@ -99,25 +107,25 @@ async def create_enrichment(
     )
     await session.commit()
     await _start(session, temporal_client, settings, job, plan, knowledge_set, spec.name)
-    return EnrichmentPublic.of(job, settings.temporal_ui_link(job.workflow_id or ""))
+    return EnrichmentPublic.of(job, _link(settings, job))
 
 
 @router.get("")
 async def list_enrichments(
-    set_id: str,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Viewer,
+    knowledge_set: KnowledgeSetDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[EnrichmentPublic]:
-    require_role(principal, Role.viewer)
-    await store.get_set(session=session, project_id=project.id, set_id=set_id)
+    page: PageDep,
+) -> Page[EnrichmentPublic]:
+    """Newest first."""
     jobs = await repo.list_jobs(
-        session=session, project_id=project.id, set_id=set_id, limit=limit, offset=offset
+        session=session, project_id=project.id, set_id=knowledge_set.id, page=page
     )
-    return [EnrichmentPublic.of(job, _link(settings, job)) for job in jobs]
+    return Page[EnrichmentPublic].of(
+        jobs, lambda job: EnrichmentPublic.of(job, _link(settings, job))
+    )
 
 
 @router.get("/{job_id}")
@@ -126,10 +134,9 @@ async def get_enrichment(
     job_id: str,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Viewer,
     settings: SettingsDep,
 ) -> EnrichmentPublic:
-    require_role(principal, Role.viewer)
     job = await repo.get_job(session=session, project_id=project.id, set_id=set_id, job_id=job_id)
     return EnrichmentPublic.of(job, _link(settings, job))
 
@@ -140,11 +147,10 @@ async def cancel_enrichment(
     job_id: str,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
     """Stops the job; rows already written stay enriched, and a new job goes on from there."""
-    require_role(principal, Role.editor)
     job = await repo.get_job(session=session, project_id=project.id, set_id=set_id, job_id=job_id)
     if JobStatus(job.status) in FINAL_STATUSES:
         raise Conflict(f"the job has already {job.status}")

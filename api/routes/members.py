@@ -5,14 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import (
-    PrincipalDep,
+    Admin,
+    OrgAdmin,
+    OrgViewer,
+    PageDep,
     ProjectDep,
     SessionDep,
+    Viewer,
     require_grantable,
-    require_org_scope,
-    require_role,
 )
 from api.schemas.accounts import MemberCreate, MemberPublic
+from api.schemas.paging import Page
 from baton.db.repositories import accounts
 from baton.db.tables import Membership, User
 from baton.domain.accounts import Role
@@ -20,7 +23,8 @@ from baton.domain.accounts import Role
 router = APIRouter(prefix="/api/v1", tags=["members"])
 
 
-def _public(membership: Membership, user: User) -> MemberPublic:
+def _public(pair: tuple[Membership, User]) -> MemberPublic:
+    membership, user = pair
     return MemberPublic(
         id=membership.id,
         user_id=user.id,
@@ -33,19 +37,19 @@ def _public(membership: Membership, user: User) -> MemberPublic:
 
 
 @router.get("/members")
-async def list_org_members(session: SessionDep, principal: PrincipalDep) -> list[MemberPublic]:
-    require_role(principal, Role.viewer)
-    require_org_scope(principal)
-    rows = await accounts.list_members(session=session, org_id=principal.org_id, project_id=None)
-    return [_public(m, u) for m, u in rows]
+async def list_org_members(
+    session: SessionDep, principal: OrgViewer, page: PageDep
+) -> Page[MemberPublic]:
+    rows = await accounts.list_members(
+        session=session, org_id=principal.org_id, project_id=None, page=page
+    )
+    return Page[MemberPublic].of(rows, _public)
 
 
 @router.post("/members", status_code=status.HTTP_201_CREATED)
 async def add_org_member(
-    body: MemberCreate, session: SessionDep, principal: PrincipalDep
+    body: MemberCreate, session: SessionDep, principal: OrgAdmin
 ) -> MemberPublic:
-    require_role(principal, Role.admin)
-    require_org_scope(principal)
     require_grantable(principal, body.role)
     membership, user = await accounts.add_member(
         session=session,
@@ -55,15 +59,11 @@ async def add_org_member(
         name=body.name,
         role=body.role,
     )
-    return _public(membership, user)
+    return _public((membership, user))
 
 
 @router.delete("/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_org_member(
-    membership_id: str, session: SessionDep, principal: PrincipalDep
-) -> None:
-    require_role(principal, Role.admin)
-    require_org_scope(principal)
+async def remove_org_member(membership_id: str, session: SessionDep, principal: OrgAdmin) -> None:
     await accounts.remove_member(
         session=session,
         org_id=principal.org_id,
@@ -75,20 +75,18 @@ async def remove_org_member(
 
 @router.get("/projects/{project_id}/members")
 async def list_project_members(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[MemberPublic]:
-    require_role(principal, Role.viewer)
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[MemberPublic]:
     rows = await accounts.list_members(
-        session=session, org_id=project.org_id, project_id=project.id
+        session=session, org_id=project.org_id, project_id=project.id, page=page
     )
-    return [_public(m, u) for m, u in rows]
+    return Page[MemberPublic].of(rows, _public)
 
 
 @router.post("/projects/{project_id}/members", status_code=status.HTTP_201_CREATED)
 async def add_project_member(
-    body: MemberCreate, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    body: MemberCreate, project: ProjectDep, session: SessionDep, principal: Admin
 ) -> MemberPublic:
-    require_role(principal, Role.admin)
     require_grantable(principal, body.role)
     membership, user = await accounts.add_member(
         session=session,
@@ -98,16 +96,15 @@ async def add_project_member(
         name=body.name,
         role=body.role,
     )
-    return _public(membership, user)
+    return _public((membership, user))
 
 
 @router.delete(
     "/projects/{project_id}/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT
 )
 async def remove_project_member(
-    membership_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    membership_id: str, project: ProjectDep, session: SessionDep, principal: Admin
 ) -> None:
-    require_role(principal, Role.admin)
     await accounts.remove_member(
         session=session,
         org_id=project.org_id,

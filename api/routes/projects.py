@@ -4,26 +4,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, require_org_scope, require_role
+from api.deps import OrgAdmin, PageDep, PrincipalDep, ProjectDep, SessionDep
 from api.schemas.accounts import ProjectCreate, ProjectPublic
+from api.schemas.paging import Page
 from baton.db.repositories import accounts
-from baton.domain.accounts import Role
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
 
 @router.get("")
-async def list_projects(session: SessionDep, principal: PrincipalDep) -> list[ProjectPublic]:
-    projects = await accounts.list_projects(session=session, principal=principal)
-    return [ProjectPublic.model_validate(p) for p in projects]
+async def list_projects(
+    session: SessionDep, principal: PrincipalDep, page: PageDep
+) -> Page[ProjectPublic]:
+    """The projects the token reaches (a project token: its own), oldest first."""
+    projects = await accounts.list_projects(session=session, principal=principal, page=page)
+    return Page[ProjectPublic].of(projects, ProjectPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_project(
-    body: ProjectCreate, session: SessionDep, principal: PrincipalDep
+    body: ProjectCreate, session: SessionDep, principal: OrgAdmin
 ) -> ProjectPublic:
-    require_role(principal, Role.admin)
-    require_org_scope(principal)
     project = await accounts.create_project(
         session=session, org_id=principal.org_id, name=body.name
     )

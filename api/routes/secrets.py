@@ -4,27 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.deps import Admin, PageDep, ProjectDep, SessionDep, Viewer, get_project
+from api.schemas.paging import Page
 from api.schemas.tools import SecretPublic, SecretPut
 from baton.db.repositories import secrets as secret_repo
-from baton.domain.accounts import Role
 from baton.domain.tools import IDENTIFIER
 from baton.security import SecretBox
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/secrets", tags=["secrets"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/secrets",
+    tags=["secrets"],
+    dependencies=[Depends(get_project)],
+)
 
 SecretName = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
 @router.get("")
 async def list_secrets(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[SecretPublic]:
-    require_role(principal, Role.viewer)
-    rows = await secret_repo.list_secrets(session=session, project_id=project.id)
-    return [SecretPublic.model_validate(r) for r in rows]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[SecretPublic]:
+    """By name."""
+    rows = await secret_repo.list_secrets(session=session, project_id=project.id, page=page)
+    return Page[SecretPublic].of(rows, SecretPublic.model_validate)
 
 
 @router.put("/{name}")
@@ -34,9 +38,8 @@ async def put_secret(
     request: Request,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Admin,
 ) -> SecretPublic:
-    require_role(principal, Role.admin)
     box: SecretBox = request.app.state.secret_box
     row = await secret_repo.put_secret(
         session=session, box=box, project_id=project.id, name=name, value=body.value
@@ -46,7 +49,6 @@ async def put_secret(
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_secret(
-    name: SecretName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    name: SecretName, project: ProjectDep, session: SessionDep, _: Admin
 ) -> None:
-    require_role(principal, Role.admin)
     await secret_repo.delete_secret(session=session, project_id=project.id, name=name)

@@ -5,38 +5,41 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.deps import Editor, PageDep, ProjectDep, SessionDep, Viewer, get_project
+from api.schemas.paging import Page
 from api.schemas.snippets import SnippetPublic, SnippetPut
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
-from baton.domain.accounts import Role
 from baton.domain.agents import AgentSpec
 from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import IDENTIFIER
 from baton.errors import Conflict
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/snippets", tags=["snippets"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/snippets",
+    tags=["snippets"],
+    dependencies=[Depends(get_project)],
+)
 
 SnippetName = Annotated[str, Path(pattern=IDENTIFIER)]
 
 
 @router.get("")
 async def list_snippets(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[SnippetPublic]:
-    require_role(principal, Role.viewer)
-    rows = await snippet_repo.list_snippets(session=session, project_id=project.id)
-    return [SnippetPublic.model_validate(row) for row in rows]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[SnippetPublic]:
+    """By name."""
+    rows = await snippet_repo.list_snippets(session=session, project_id=project.id, page=page)
+    return Page[SnippetPublic].of(rows, SnippetPublic.model_validate)
 
 
 @router.get("/{name}")
 async def get_snippet(
-    name: SnippetName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    name: SnippetName, project: ProjectDep, session: SessionDep, _: Viewer
 ) -> SnippetPublic:
-    require_role(principal, Role.viewer)
     row = await snippet_repo.get_snippet(session=session, project_id=project.id, name=name)
     return SnippetPublic.model_validate(row)
 
@@ -48,11 +51,10 @@ async def put_snippet(
     response: Response,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
 ) -> SnippetPublic:
     """Creates the snippet (201) or replaces its text (200). Runs already started keep the
     text they started with."""
-    require_role(principal, Role.editor)
     row, created = await snippet_repo.put_snippet(
         session=session, project_id=project.id, name=name, text=body.text
     )
@@ -63,10 +65,9 @@ async def put_snippet(
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_snippet(
-    name: SnippetName, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    name: SnippetName, project: ProjectDep, session: SessionDep, _: Editor
 ) -> None:
     """Refused (409) while a tool or an agent reads the snippet: they would fail to save."""
-    require_role(principal, Role.editor)
     await snippet_repo.get_snippet(session=session, project_id=project.id, name=name)
     users = await _readers(session, project.id, name)
     if users:
@@ -78,12 +79,11 @@ async def delete_snippet(
 
 
 async def _readers(session: SessionDep, project_id: str, name: str) -> list[str]:
+    tools = await tool_repo.current_specs(session=session, project_id=project_id)
     readers = [
-        f"tool {tool.name!r}"
-        for tool, spec in await tool_repo.current_specs(session=session, project_id=project_id)
-        if name in referenced_snippets(spec)
+        f"tool {tool.name!r}" for tool, spec in tools.items if name in referenced_snippets(spec)
     ]
-    for agent in await agent_repo.list_agents(session=session, project_id=project_id):
+    for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items:
         if name in AgentSpec.model_validate(agent.spec).snippet_names():
             readers.append(f"agent {agent.name!r}")
     return readers

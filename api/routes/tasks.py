@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    Editor,
+    PageDep,
     PrincipalDep,
     ProjectDep,
     SessionDep,
     SettingsDep,
+    TaskWriter,
     TemporalDep,
-    require_role,
+    get_project,
 )
-from api.limits import MAX_DB_INTEGER
+from api.schemas.paging import Page
 from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
 from api.templates import api_budget, off_loop
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
-from baton.domain.accounts import Principal, Role
+from baton.domain.accounts import Principal
 from baton.domain.agents import render_with_params
 from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
 from baton.errors import Conflict, NotFound, ServiceUnavailable
@@ -37,7 +40,11 @@ from workflows.agent_task import AgentTaskWorkflow
 # How long a follow-up waits for the task's worker to accept it.
 MESSAGE_ACCEPT_TIMEOUT_S = 20
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/tasks",
+    tags=["tasks"],
+    dependencies=[Depends(get_project)],
+)
 
 
 @router.get("")
@@ -46,22 +53,22 @@ async def list_tasks(
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
+    page: PageDep,
     agent_id: str | None = None,
     status: TaskStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_DB_INTEGER)] = 0,
-) -> list[TaskSummary]:
+) -> Page[TaskSummary]:
+    """Newest first; a user group token sees only its own tasks."""
     tasks = await task_repo.list_tasks(
         session=session,
         principal=principal,
         project_id=project.id,
         agent_id=agent_id,
         status=status,
-        limit=limit,
-        offset=offset,
+        page=page,
     )
-    return [
-        TaskSummary(
+    return Page[TaskSummary].of(
+        tasks,
+        lambda t: TaskSummary(
             id=t.id,
             agent_id=t.agent_id,
             workflow_id=t.workflow_id,
@@ -70,9 +77,8 @@ async def list_tasks(
             temporal_ui_url=settings.temporal_ui_link(t.workflow_id),
             created_at=t.created_at,
             updated_at=t.updated_at,
-        )
-        for t in tasks
-    ]
+        ),
+    )
 
 
 @router.get("/{task_id}")
@@ -122,14 +128,12 @@ async def send_message(
     body: MessageCreate,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: TaskWriter,
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
     """A follow-up message: queued while the agent works, answered when it is free. The
     task's workflow accepts it (an update, not a signal), so a 202 means it will be answered;
     a task that is ending refuses it with a 409."""
-    if not principal.is_user_group:
-        require_role(principal, Role.editor)
     task = await _open_task(session, principal, project.id, task_id)
     handle = temporal_client.get_workflow_handle(task.workflow_id)
     try:
@@ -156,12 +160,11 @@ async def decide(
     body: ApprovalDecision,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: Editor,
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
     """Approve a waiting tool call (optionally with edited arguments) or reject it with a
     reason the model is told."""
-    require_role(principal, Role.editor)
     task = await _open_task(session, principal, project.id, task_id)
     handle = temporal_client.get_workflow_handle(task.workflow_id)
     decision = Decision(
@@ -179,10 +182,9 @@ async def cancel_task(
     task_id: str,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: Editor,
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
-    require_role(principal, Role.editor)
     task = await _open_task(session, principal, project.id, task_id)
     await _temporal(temporal_client.get_workflow_handle(task.workflow_id).cancel())
     return {"status": "cancelling"}

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import PrincipalDep, SessionDep, require_grantable, require_role
+from api.deps import Admin, PageDep, SessionDep, require_grantable
 from api.schemas.accounts import TokenCreate, TokenCreated, TokenPublic
+from api.schemas.paging import Page
 from baton.db.repositories import accounts
 from baton.db.tables import utcnow
-from baton.domain.accounts import Role
 from baton.errors import InvalidInput, PermissionDenied
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
 
 @router.get("")
-async def list_tokens(session: SessionDep, principal: PrincipalDep) -> list[TokenPublic]:
-    require_role(principal, Role.admin)
-    rows = await accounts.list_api_tokens(session=session, principal=principal)
-    return [TokenPublic.model_validate(row) for row in rows]
+async def list_tokens(session: SessionDep, principal: Admin, page: PageDep) -> Page[TokenPublic]:
+    """Oldest first, revoked ones too (with `revoked_at`)."""
+    rows = await accounts.list_api_tokens(session=session, principal=principal, page=page)
+    return Page[TokenPublic].of(rows, TokenPublic.model_validate)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_token(
-    body: TokenCreate, session: SessionDep, principal: PrincipalDep
-) -> TokenCreated:
-    require_role(principal, Role.admin)
+async def create_token(body: TokenCreate, session: SessionDep, principal: Admin) -> TokenCreated:
     require_grantable(principal, body.role)
     if principal.project_id is not None and body.project_id != principal.project_id:
         raise PermissionDenied("a project token can only create tokens for its own project")
@@ -51,7 +48,6 @@ async def create_token(
 
 
 @router.delete("/{token_id}")
-async def revoke_token(token_id: str, session: SessionDep, principal: PrincipalDep) -> TokenPublic:
-    require_role(principal, Role.admin)
+async def revoke_token(token_id: str, session: SessionDep, principal: Admin) -> TokenPublic:
     row = await accounts.revoke_api_token(session=session, principal=principal, token_id=token_id)
     return TokenPublic.model_validate(row)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, require_role
+from api.deps import Editor, PageDep, ProjectDep, SessionDep
+from api.schemas.paging import Page
 from api.schemas.tools import ToolPublic, ToolTemplatePublic
+from baton.db.paging import page_of_list
 from baton.db.repositories import tools as tool_repo
-from baton.domain.accounts import Role
 from baton.errors import NotFound
 from baton.services.tool_runs import check_before_save
 from baton.tool_templates import TEMPLATES
@@ -16,8 +17,12 @@ router = APIRouter(prefix="/api/v1", tags=["tool templates"])
 
 
 @router.get("/tool-templates")
-async def list_templates() -> list[ToolTemplatePublic]:
-    return [ToolTemplatePublic.model_validate(t.model_dump()) for t in TEMPLATES.values()]
+async def list_templates(page: PageDep) -> Page[ToolTemplatePublic]:
+    """Built into Baton, by id; no token needed."""
+    templates = page_of_list(list(TEMPLATES.values()), lambda t: t.id, page)
+    return Page[ToolTemplatePublic].of(
+        templates, lambda t: ToolTemplatePublic.model_validate(t.model_dump())
+    )
 
 
 @router.post(
@@ -25,9 +30,8 @@ async def list_templates() -> list[ToolTemplatePublic]:
     status_code=status.HTTP_201_CREATED,
 )
 async def clone_template(
-    template_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    template_id: str, project: ProjectDep, session: SessionDep, _: Editor
 ) -> ToolPublic:
-    require_role(principal, Role.editor)
     template = TEMPLATES.get(template_id)
     if template is None:
         raise NotFound(f"no tool template {template_id!r}; see GET /api/v1/tool-templates")

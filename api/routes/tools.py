@@ -10,40 +10,43 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import (
-    PrincipalDep,
+    Editor,
+    PageDep,
     ProjectDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
-    require_role,
+    ToolDep,
+    Viewer,
+    get_project,
 )
 from api.limits import bounded_definition, load_definition
+from api.schemas.paging import Page
 from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
 from baton.db.repositories import tools as tool_repo
-from baton.domain.accounts import Role
 from baton.domain.tools import ToolSpec
 from baton.errors import InvalidInput
 from baton.services.tool_runs import check_before_save, run_view, start_tool_run, wait_for_run
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/tools", tags=["tools"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/tools",
+    tags=["tools"],
+    dependencies=[Depends(get_project)],
+)
 
 
 @router.get("")
 async def list_tools(
-    project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[ToolPublic]:
-    require_role(principal, Role.viewer)
-    pairs = await tool_repo.current_specs(session=session, project_id=project.id)
-    return [
-        ToolPublic.of(tool, spec) for tool, spec in sorted(pairs, key=lambda p: p[0].created_at)
-    ]
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[ToolPublic]:
+    tools = await tool_repo.current_specs(session=session, project_id=project.id, page=page)
+    return Page[ToolPublic].of(tools, lambda pair: ToolPublic.of(*pair))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_tool(
-    body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    body: ToolSpec, project: ProjectDep, session: SessionDep, _: Editor
 ) -> ToolPublic:
-    require_role(principal, Role.editor)
     await check_before_save(session=session, project_id=project.id, spec=body)
     tool = await tool_repo.create_tool(session=session, project_id=project.id, spec=body)
     return ToolPublic.of(tool, body)
@@ -51,10 +54,9 @@ async def create_tool(
 
 @router.post("/import", status_code=status.HTTP_201_CREATED)
 async def import_tool(
-    request: Request, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    request: Request, project: ProjectDep, session: SessionDep, _: Editor
 ) -> ToolPublic:
     """A tool exported as JSON or YAML (`Content-Type: application/yaml`)."""
-    require_role(principal, Role.editor)
     data = load_definition(await request.body(), request.headers.get("content-type", ""))
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in _EXPORT_ONLY}
@@ -74,63 +76,49 @@ _EXPORT_ONLY = {"id", "project_id", "version", "parameters_schema", "created_at"
 
 
 @router.get("/{tool_id}")
-async def get_tool(
-    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> ToolPublic:
-    require_role(principal, Role.viewer)
-    tool = await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
-    _, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
+async def get_tool(session: SessionDep, _: Viewer, tool: ToolDep) -> ToolPublic:
+    _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
     return ToolPublic.of(tool, spec)
 
 
 @router.put("/{tool_id}", dependencies=[Depends(bounded_definition)])
 async def update_tool(
-    tool_id: str, body: ToolSpec, project: ProjectDep, session: SessionDep, principal: PrincipalDep
+    body: ToolSpec, project: ProjectDep, session: SessionDep, _: Editor, tool: ToolDep
 ) -> ToolPublic:
     """Saves a new version; runs already started keep the version they started with."""
-    require_role(principal, Role.editor)
-    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
-    await check_before_save(session=session, project_id=project.id, spec=body, tool_id=tool_id)
+    await check_before_save(session=session, project_id=project.id, spec=body, tool_id=tool.id)
     tool = await tool_repo.update_tool(
-        session=session, project_id=project.id, tool_id=tool_id, spec=body
+        session=session, project_id=project.id, tool_id=tool.id, spec=body
     )
     return ToolPublic.of(tool, body)
 
 
 @router.delete("/{tool_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_tool(
-    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> None:
-    require_role(principal, Role.editor)
+async def delete_tool(tool_id: str, project: ProjectDep, session: SessionDep, _: Editor) -> None:
     await tool_repo.delete_tool(session=session, project_id=project.id, tool_id=tool_id)
 
 
 @router.get("/{tool_id}/versions")
 async def list_versions(
-    tool_id: str, project: ProjectDep, session: SessionDep, principal: PrincipalDep
-) -> list[ToolVersionPublic]:
-    require_role(principal, Role.viewer)
-    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
-    rows = await tool_repo.list_versions(session=session, tool_id=tool_id)
-    return [
-        ToolVersionPublic(
+    session: SessionDep, _: Viewer, tool: ToolDep, page: PageDep
+) -> Page[ToolVersionPublic]:
+    rows = await tool_repo.list_versions(session=session, tool_id=tool.id, page=page)
+    return Page[ToolVersionPublic].of(
+        rows,
+        lambda r: ToolVersionPublic(
             version=r.version, created_at=r.created_at, spec=ToolSpec.model_validate(r.spec)
-        )
-        for r in rows
-    ]
+        ),
+    )
 
 
 @router.get("/{tool_id}/export")
 async def export_tool(
-    tool_id: str,
-    project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Viewer,
+    tool: ToolDep,
     format: Annotated[Literal["json", "yaml"], Query()] = "json",
 ) -> Response:
-    require_role(principal, Role.viewer)
-    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
-    _, spec = await tool_repo.get_spec(session=session, tool_id=tool_id)
+    _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
     data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     if format == "yaml":
         return Response(yaml.safe_dump(data, sort_keys=False), media_type="application/yaml")
@@ -139,24 +127,22 @@ async def export_tool(
 
 @router.post("/{tool_id}/runs", status_code=status.HTTP_201_CREATED)
 async def run_tool(
-    tool_id: str,
     body: ToolRunCreate,
     project: ProjectDep,
     session: SessionDep,
-    principal: PrincipalDep,
+    _: Editor,
+    tool: ToolDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> ToolRunPublic:
     """Starts a run. With `"wait": true` the answer carries the result if the run finishes
     within `wait_seconds`; otherwise poll `GET .../tool-runs/{id}`."""
-    require_role(principal, Role.editor)
-    await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
     run = await start_tool_run(
         session=session,
         temporal_client=temporal_client,
         settings=settings,
         project_id=project.id,
-        tool_id=tool_id,
+        tool_id=tool.id,
         params=body.params,
     )
     if body.wait:

@@ -12,20 +12,24 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request, status
 from temporalio.client import Client
 
 from api.deps import (
-    PrincipalDep,
-    ProjectDep,
+    AgentDep,
+    Editor,
+    PageDep,
+    ScheduleDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
-    require_role,
+    Viewer,
+    get_project,
 )
 from api.limits import bounded_definition
+from api.schemas.paging import Page
 from api.schemas.triggers import (
     MAX_MESSAGE_LENGTH,
     PAYLOAD,
@@ -40,8 +44,7 @@ from api.templates import api_budget, off_loop
 from baton import templating
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.db.tables import Agent, AgentSchedule, Task
-from baton.domain.accounts import Role
+from baton.db.tables import AgentSchedule, Task
 from baton.domain.tasks import TaskStatus
 from baton.errors import BatonError, InvalidInput
 from baton.security import new_token
@@ -58,27 +61,16 @@ class PayloadTooLarge(BatonError):
     status_code = 413
 
 
-async def get_agent(agent_id: str, project: ProjectDep, session: SessionDep) -> Agent:
-    return await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
-
-
-AgentDep = Annotated[Agent, Depends(get_agent)]
-
-
-async def get_schedule(schedule_id: str, agent: AgentDep, session: SessionDep) -> AgentSchedule:
-    return await trigger_repo.get_schedule(
-        session=session, project_id=agent.project_id, agent_id=agent.id, schedule_id=schedule_id
-    )
-
-
-ScheduleDep = Annotated[AgentSchedule, Depends(get_schedule)]
-
 webhooks = APIRouter(
-    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/webhooks", tags=["webhooks"]
+    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/webhooks",
+    tags=["webhooks"],
+    dependencies=[Depends(get_project)],
 )
 hooks = APIRouter(prefix="/api/hooks", tags=["webhooks"])
 schedules = APIRouter(
-    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/schedules", tags=["schedules"]
+    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/schedules",
+    tags=["schedules"],
+    dependencies=[Depends(get_project)],
 )
 
 
@@ -88,12 +80,11 @@ schedules = APIRouter(
 @webhooks.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
 async def create_webhook(
     body: WebhookCreate,
+    _: Editor,
     agent: AgentDep,
     session: SessionDep,
-    principal: PrincipalDep,
     settings: SettingsDep,
 ) -> WebhookCreated:
-    require_role(principal, Role.editor)
     token = new_token(WEBHOOK_TOKEN_PREFIX)
     webhook = await trigger_repo.create_webhook(
         session=session,
@@ -113,20 +104,16 @@ async def create_webhook(
 
 @webhooks.get("")
 async def list_webhooks(
-    agent: AgentDep, session: SessionDep, principal: PrincipalDep
-) -> list[WebhookPublic]:
-    require_role(principal, Role.viewer)
+    _: Viewer, agent: AgentDep, session: SessionDep, page: PageDep
+) -> Page[WebhookPublic]:
     rows = await trigger_repo.list_webhooks(
-        session=session, project_id=agent.project_id, agent_id=agent.id
+        session=session, project_id=agent.project_id, agent_id=agent.id, page=page
     )
-    return [WebhookPublic.of(w) for w in rows]
+    return Page[WebhookPublic].of(rows, WebhookPublic.of)
 
 
 @webhooks.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_webhook(
-    webhook_id: str, agent: AgentDep, session: SessionDep, principal: PrincipalDep
-) -> None:
-    require_role(principal, Role.editor)
+async def revoke_webhook(webhook_id: str, _: Editor, agent: AgentDep, session: SessionDep) -> None:
     await trigger_repo.revoke_webhook(
         session=session, project_id=agent.project_id, agent_id=agent.id, webhook_id=webhook_id
     )
@@ -244,13 +231,12 @@ def _render_hook(templates: HookTemplates, payload: Any) -> tuple[str, str | Non
 @schedules.post("", status_code=status.HTTP_201_CREATED)
 async def create_schedule(
     body: ScheduleCreate,
+    _: Editor,
     agent: AgentDep,
     session: SessionDep,
-    principal: PrincipalDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> SchedulePublic:
-    require_role(principal, Role.editor)
     schedule = await schedule_service.create_schedule(
         session=session,
         temporal_client=temporal_client,
@@ -266,50 +252,53 @@ async def create_schedule(
 
 @schedules.get("")
 async def list_schedules(
+    _: Viewer,
     agent: AgentDep,
     session: SessionDep,
-    principal: PrincipalDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
-) -> list[SchedulePublic]:
-    require_role(principal, Role.viewer)
+    page: PageDep,
+) -> Page[SchedulePublic]:
+    """Each with its next run, which Temporal is asked for."""
     rows = await trigger_repo.list_schedules(
-        session=session, project_id=agent.project_id, agent_id=agent.id
+        session=session, project_id=agent.project_id, agent_id=agent.id, page=page
     )
-    next_runs = await asyncio.gather(*(schedule_service.next_run(temporal_client, s) for s in rows))
-    return [_view(s, settings, n) for s, n in zip(rows, next_runs, strict=True)]
+    next_runs = await asyncio.gather(
+        *(schedule_service.next_run(temporal_client, s) for s in rows.items)
+    )
+    return Page[SchedulePublic](
+        items=[_view(s, settings, n) for s, n in zip(rows.items, next_runs, strict=True)],
+        next_cursor=rows.next_cursor,
+    )
 
 
 @schedules.post("/{schedule_id}/pause")
 async def pause_schedule(
+    _: Editor,
     schedule: ScheduleDep,
-    principal: PrincipalDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> SchedulePublic:
-    require_role(principal, Role.editor)
     return await _set_paused(temporal_client, settings, schedule, paused=True)
 
 
 @schedules.post("/{schedule_id}/resume")
 async def resume_schedule(
+    _: Editor,
     schedule: ScheduleDep,
-    principal: PrincipalDep,
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> SchedulePublic:
-    require_role(principal, Role.editor)
     return await _set_paused(temporal_client, settings, schedule, paused=False)
 
 
 @schedules.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_schedule(
+    _: Editor,
     schedule: ScheduleDep,
     session: SessionDep,
-    principal: PrincipalDep,
     temporal_client: TemporalDep,
 ) -> None:
-    require_role(principal, Role.editor)
     await schedule_service.delete_in_temporal(temporal_client, schedule)
     await session.delete(schedule)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import PrincipalDep, SessionDep, require_org_scope, require_role
+from api.deps import OrgAdmin, OrgViewer, PageDep, SessionDep
+from api.schemas.paging import Page
 from api.schemas.user_groups import (
     UserGroupBody,
     UserGroupPublic,
@@ -14,7 +15,7 @@ from api.schemas.user_groups import (
 )
 from baton.db.repositories import accounts
 from baton.db.tables import UserGroup
-from baton.domain.accounts import Role, UserGroupEnvironment
+from baton.domain.accounts import UserGroupEnvironment
 from baton.errors import InvalidInput
 
 router = APIRouter(tags=["user groups"])
@@ -38,13 +39,11 @@ def _body(group: UserGroup, token: str) -> UserGroupResponse:
     responses={409: {"description": "provided_id already used in this environment"}},
 )
 async def create_or_rotate_user_group(
-    body: UserGroupRequest, session: SessionDep, principal: PrincipalDep
+    body: UserGroupRequest, session: SessionDep, principal: OrgAdmin
 ) -> UserGroupResponse:
     """With an empty `current_token`, creates a user group named `name` with your
     `provided_id` (also accepted as `user_group_id`) in `environment` (`Customer` or
     `Testing`). With a group's current token, issues a new one; the old stops working at once."""
-    require_role(principal, Role.admin)
-    require_org_scope(principal)
     if body.current_token:
         group, token = await accounts.rotate_user_group_token(
             session=session, org_id=principal.org_id, current_token=body.current_token
@@ -67,19 +66,15 @@ async def create_or_rotate_user_group(
 
 
 @router.get("/api/v1/user-groups")
-async def list_user_groups(session: SessionDep, principal: PrincipalDep) -> list[UserGroupPublic]:
-    require_role(principal, Role.viewer)
-    require_org_scope(principal)
-    groups = await accounts.list_user_groups(session=session, org_id=principal.org_id)
-    return [UserGroupPublic.model_validate(g) for g in groups]
+async def list_user_groups(
+    session: SessionDep, principal: OrgViewer, page: PageDep
+) -> Page[UserGroupPublic]:
+    groups = await accounts.list_user_groups(session=session, org_id=principal.org_id, page=page)
+    return Page[UserGroupPublic].of(groups, UserGroupPublic.model_validate)
 
 
 @router.delete("/api/v1/user-groups/{user_group_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user_group(
-    user_group_id: str, session: SessionDep, principal: PrincipalDep
-) -> None:
-    require_role(principal, Role.admin)
-    require_org_scope(principal)
+async def delete_user_group(user_group_id: str, session: SessionDep, principal: OrgAdmin) -> None:
     await accounts.delete_user_group(
         session=session, org_id=principal.org_id, user_group_id=user_group_id
     )

@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from api.schemas.updates import update_of
 from baton.db.tables import Agent
-from baton.domain.agents import AgentSpec, AgentTool
-from baton.domain.models import ModelRef
-from baton.domain.tools import ToolParam
+from baton.domain.agents import AgentSpec
 
 
 class AgentCreate(AgentSpec):
     pass
 
 
-class AgentUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
-    system_prompt: str | None = Field(default=None, max_length=100_000)
-    model: ModelRef | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    # Checked in full when merged into the agent's definition.
-    max_output_tokens: int | None = None
-    tools: list[AgentTool] | None = None
-    max_iterations: int | None = None
-    autonomy_limit: int | None = None
-    time_budget_seconds: float | None = None
-    idle_timeout_seconds: float | None = None
-    welcome_message: str | None = None
-    integration: str | None = None
-    params: list[ToolParam] | None = None
+# Every field of the agent's definition may change; each change is a new version.
+AGENT_NOT_UPDATABLE: frozenset[str] = frozenset()
+if TYPE_CHECKING:
+    AgentUpdate = BaseModel
+else:
+    AgentUpdate = update_of(
+        AgentSpec,
+        name="AgentUpdate",
+        doc="The fields of the agent's definition to change; the others keep their value.",
+        not_updatable=AGENT_NOT_UPDATABLE,
+    )
 
 
 class AgentPublic(AgentSpec):

@@ -12,9 +12,11 @@ class EnrichmentPublic(JobPublic):
     the set when the job was created."""
 
     workflow_id: str | None
-    temporal_ui: str | None
+    temporal_ui_url: str | None
 
     @classmethod
-    def of(cls, job: KnowledgeJob, temporal_ui: str | None) -> EnrichmentPublic:
+    def of(cls, job: KnowledgeJob, temporal_ui_url: str | None) -> EnrichmentPublic:
         public = JobPublic.model_validate(job)
-        return cls(**public.model_dump(), workflow_id=job.workflow_id, temporal_ui=temporal_ui)
+        return cls(
+            **public.model_dump(), workflow_id=job.workflow_id, temporal_ui_url=temporal_ui_url
+        )

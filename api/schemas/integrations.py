@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from api.schemas.updates import update_of
 from baton.db.repositories.integrations import spec_of
 from baton.db.tables import Integration
-from baton.domain.integrations import IntegrationKind, IntegrationSpec
-from baton.domain.tools import IDENTIFIER
+from baton.domain.integrations import IntegrationSpec
 
 
 class IntegrationCreate(IntegrationSpec):
@@ -21,15 +22,26 @@ class IntegrationCreate(IntegrationSpec):
     )
 
 
-class IntegrationUpdate(BaseModel):
+class IntegrationKeyUpdate(BaseModel):
+    """The part of an integration's update that is not in its spec: the key."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, pattern=IDENTIFIER)
-    kind: IntegrationKind | None = None
-    base_url: HttpUrl | None = None
-    default: bool | None = None
     api_key: SecretStr | None = Field(
         default=None, min_length=1, max_length=10_000, description="Replaces the stored key"
+    )
+
+
+INTEGRATION_NOT_UPDATABLE: frozenset[str] = frozenset()
+if TYPE_CHECKING:
+    IntegrationUpdate = IntegrationKeyUpdate
+else:
+    IntegrationUpdate = update_of(
+        IntegrationSpec,
+        name="IntegrationUpdate",
+        doc="The fields to change; a new base_url or kind needs the key again.",
+        not_updatable=INTEGRATION_NOT_UPDATABLE,
+        base=IntegrationKeyUpdate,
     )
 
 

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from api.schemas.updates import update_of
 from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeRow, KnowledgeSet
-from baton.domain.knowledge import (
-    EmbeddingConfig,
-    KnowledgeColumn,
-    KnowledgeSetSpec,
-)
+from baton.domain.knowledge import KnowledgeSetSpec
 
-
-class KnowledgeSetUpdate(BaseModel):
-    """Only the fields sent change. Columns may be added to or described differently once
-    the set has rows, never removed or retyped."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
-    columns: list[KnowledgeColumn] | None = Field(default=None, max_length=200)
-    embedding: EmbeddingConfig | None = None
+KNOWLEDGE_SET_NOT_UPDATABLE: frozenset[str] = frozenset()
+if TYPE_CHECKING:
+    KnowledgeSetUpdate = BaseModel
+else:
+    KnowledgeSetUpdate = update_of(
+        KnowledgeSetSpec,
+        name="KnowledgeSetUpdate",
+        doc="Only the fields sent change. Columns may be added to or described differently "
+        "once the set has rows, never removed or retyped.",
+        not_updatable=KNOWLEDGE_SET_NOT_UPDATABLE,
+    )
 
 
 class KnowledgeSetPublic(KnowledgeSetSpec):
@@ -67,13 +64,6 @@ class RowPublic(BaseModel):
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
-
-
-class RowPage(BaseModel):
-    rows: list[RowPublic]
-    next_after_id: int | None = Field(
-        description="Pass as `after_id` for the next page; null on the last page"
-    )
 
 
 class RowsCreated(BaseModel):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import (
     ApiToken,
     Membership,
@@ -64,11 +65,14 @@ async def create_project(*, session: AsyncSession, org_id: int, name: str) -> Pr
     return project
 
 
-async def list_projects(*, session: AsyncSession, principal: Principal) -> list[Project]:
+async def list_projects(
+    *, session: AsyncSession, principal: Principal, page: PageRequest = ALL
+) -> Paged[Project]:
     query = select(Project).where(Project.org_id == principal.org_id)
     if principal.project_id is not None:
         query = query.where(Project.id == principal.project_id)
-    return list((await session.scalars(query.order_by(Project.created_at, Project.id))).all())
+    order = (Project.created_at, Project.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def get_project(*, session: AsyncSession, principal: Principal, project_id: str) -> Project:
@@ -121,8 +125,8 @@ async def add_member(
 
 
 async def list_members(
-    *, session: AsyncSession, org_id: int, project_id: str | None
-) -> list[tuple[Membership, User]]:
+    *, session: AsyncSession, org_id: int, project_id: str | None, page: PageRequest = ALL
+) -> Paged[tuple[Membership, User]]:
     query = (
         select(Membership, User)
         .join(User, User.id == Membership.user_id)
@@ -133,8 +137,8 @@ async def list_members(
         if project_id is None
         else Membership.project_id == project_id
     )
-    rows = await session.execute(query.order_by(Membership.created_at, Membership.id))
-    return [(membership, user) for membership, user in rows]
+    order = (Membership.created_at, Membership.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def remove_member(
@@ -202,11 +206,14 @@ async def create_api_token(
     return row, token
 
 
-async def list_api_tokens(*, session: AsyncSession, principal: Principal) -> list[ApiToken]:
+async def list_api_tokens(
+    *, session: AsyncSession, principal: Principal, page: PageRequest = ALL
+) -> Paged[ApiToken]:
     query = select(ApiToken).where(ApiToken.org_id == principal.org_id)
     if principal.project_id is not None:
         query = query.where(ApiToken.project_id == principal.project_id)
-    return list((await session.scalars(query.order_by(ApiToken.created_at, ApiToken.id))).all())
+    order = (ApiToken.created_at, ApiToken.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def revoke_api_token(
@@ -373,9 +380,12 @@ async def find_user_group(
     return group
 
 
-async def list_user_groups(*, session: AsyncSession, org_id: int) -> list[UserGroup]:
+async def list_user_groups(
+    *, session: AsyncSession, org_id: int, page: PageRequest = ALL
+) -> Paged[UserGroup]:
     query = select(UserGroup).where(UserGroup.org_id == org_id)
-    return list((await session.scalars(query.order_by(UserGroup.created_at, UserGroup.id))).all())
+    order = (UserGroup.created_at, UserGroup.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def delete_user_group(*, session: AsyncSession, org_id: int, user_group_id: str) -> None:

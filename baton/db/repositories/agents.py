@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import Agent, AgentVersion, utcnow
 from baton.domain.agents import AgentSpec
 from baton.errors import NotFound
@@ -21,9 +22,12 @@ async def create_agent(*, session: AsyncSession, project_id: str, spec: AgentSpe
     return agent
 
 
-async def list_agents(*, session: AsyncSession, project_id: str) -> list[Agent]:
+async def list_agents(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[Agent]:
     query = select(Agent).where(Agent.project_id == project_id)
-    return list((await session.scalars(query.order_by(Agent.created_at, Agent.id))).all())
+    order = (Agent.created_at, Agent.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def get_agent(*, session: AsyncSession, project_id: str, agent_id: str) -> Agent:
@@ -47,9 +51,12 @@ async def update_agent(
     return agent
 
 
-async def list_versions(*, session: AsyncSession, agent_id: str) -> list[AgentVersion]:
+async def list_versions(
+    *, session: AsyncSession, agent_id: str, page: PageRequest = ALL
+) -> Paged[AgentVersion]:
     query = select(AgentVersion).where(AgentVersion.agent_id == agent_id)
-    return list((await session.scalars(query.order_by(AgentVersion.version))).all())
+    order = (AgentVersion.version,)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def delete_agent(*, session: AsyncSession, project_id: str, agent_id: str) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
@@ -45,9 +46,12 @@ async def create_integration(
     return row
 
 
-async def list_integrations(*, session: AsyncSession, project_id: str) -> list[Integration]:
+async def list_integrations(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[Integration]:
     query = select(Integration).where(Integration.project_id == project_id)
-    return list((await session.scalars(query.order_by(Integration.name))).all())
+    order = (Integration.name,)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def get_integration(*, session: AsyncSession, project_id: str, ref: str) -> Integration:
@@ -176,10 +180,10 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
     """The agents and tools whose current definition names the integration."""
     users = [
         f"agent {agent.name!r}"
-        for agent in await agent_repo.list_agents(session=session, project_id=project_id)
+        for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items
         if agent.spec.get("integration") == name
     ]
-    for tool, spec in await tool_repo.current_specs(session=session, project_id=project_id):
+    for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
         if any(isinstance(s, LlmStep) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     return users

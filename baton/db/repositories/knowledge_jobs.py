@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import KnowledgeJob, KnowledgeSet, utcnow
 from baton.domain.enrichment import EnrichmentCreate, enrichment_workflow_id
 from baton.domain.knowledge import EmbedBatch, EmbedJobEnd, JobKind, JobStatus
@@ -47,13 +48,13 @@ async def get_job(*, session: AsyncSession, project_id: str, job_id: str) -> Kno
     return job
 
 
-async def list_jobs(*, session: AsyncSession, knowledge_set: KnowledgeSet) -> list[KnowledgeJob]:
-    query = (
-        select(KnowledgeJob)
-        .where(KnowledgeJob.set_id == knowledge_set.id)
-        .order_by(KnowledgeJob.created_at.desc(), KnowledgeJob.id)
-    )
-    return list((await session.scalars(query)).all())
+async def list_jobs(
+    *, session: AsyncSession, knowledge_set: KnowledgeSet, page: PageRequest = ALL
+) -> Paged[KnowledgeJob]:
+    """Newest first."""
+    query = select(KnowledgeJob).where(KnowledgeJob.set_id == knowledge_set.id)
+    order = (Key(KnowledgeJob.created_at, descending=True), KnowledgeJob.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def finish_job(
@@ -186,20 +187,16 @@ async def get_enrichment_job(
 
 
 async def list_enrichment_jobs(
-    *, session: AsyncSession, project_id: str, set_id: str, limit: int, offset: int
-) -> list[KnowledgeJob]:
-    query = (
-        select(KnowledgeJob)
-        .where(
-            KnowledgeJob.project_id == project_id,
-            KnowledgeJob.set_id == set_id,
-            KnowledgeJob.kind == JobKind.enrich.value,
-        )
-        .order_by(KnowledgeJob.created_at.desc(), KnowledgeJob.id)
-        .limit(limit)
-        .offset(offset)
+    *, session: AsyncSession, project_id: str, set_id: str, page: PageRequest = ALL
+) -> Paged[KnowledgeJob]:
+    """Newest first."""
+    query = select(KnowledgeJob).where(
+        KnowledgeJob.project_id == project_id,
+        KnowledgeJob.set_id == set_id,
+        KnowledgeJob.kind == JobKind.enrich.value,
     )
-    return list((await session.scalars(query)).all())
+    order = (Key(KnowledgeJob.created_at, descending=True), KnowledgeJob.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def set_enrichment_progress(

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import KnowledgeSet, utcnow
 from baton.domain.knowledge import (
     EmbeddingConfig,
@@ -46,13 +47,12 @@ async def get_set(*, session: AsyncSession, project_id: str, set_id: str) -> Kno
     return knowledge_set
 
 
-async def list_sets(*, session: AsyncSession, project_id: str) -> list[KnowledgeSet]:
-    query = (
-        select(KnowledgeSet)
-        .where(KnowledgeSet.project_id == project_id)
-        .order_by(KnowledgeSet.created_at, KnowledgeSet.id)
-    )
-    return list((await session.scalars(query)).all())
+async def list_sets(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[KnowledgeSet]:
+    query = select(KnowledgeSet).where(KnowledgeSet.project_id == project_id)
+    order = (KnowledgeSet.created_at, KnowledgeSet.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def set_columns(*, session: AsyncSession, set_id: str) -> list[KnowledgeColumn]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import ProjectSecret, utcnow
 from baton.errors import NotFound
 from baton.security import SecretBox
@@ -30,9 +31,12 @@ async def put_secret(
     return row
 
 
-async def list_secrets(*, session: AsyncSession, project_id: str) -> list[ProjectSecret]:
+async def list_secrets(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[ProjectSecret]:
     query = select(ProjectSecret).where(ProjectSecret.project_id == project_id)
-    return list((await session.scalars(query.order_by(ProjectSecret.name))).all())
+    order = (ProjectSecret.name,)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def delete_secret(*, session: AsyncSession, project_id: str, name: str) -> None:
@@ -53,7 +57,7 @@ async def reveal_secrets(
 ) -> dict[str, str]:
     return {
         row.name: box.decrypt(row.ciphertext)
-        for row in await list_secrets(session=session, project_id=project_id)
+        for row in (await list_secrets(session=session, project_id=project_id)).items
     }
 
 

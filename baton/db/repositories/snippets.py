@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import Snippet, utcnow
 from baton.errors import NotFound
 
@@ -32,9 +33,11 @@ async def get_snippet(*, session: AsyncSession, project_id: str, name: str) -> S
     return row
 
 
-async def list_snippets(*, session: AsyncSession, project_id: str) -> list[Snippet]:
-    query = select(Snippet).where(Snippet.project_id == project_id).order_by(Snippet.name)
-    return list((await session.scalars(query)).all())
+async def list_snippets(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[Snippet]:
+    query = select(Snippet).where(Snippet.project_id == project_id)
+    return await fetch_page(session=session, query=query, order=(Snippet.name,), page=page)
 
 
 async def delete_snippet(*, session: AsyncSession, project_id: str, name: str) -> None:

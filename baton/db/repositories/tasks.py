@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
+from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import Task, TaskMessage, utcnow
 from baton.domain.accounts import Principal
 from baton.domain.llm import Message, MessageRole, TokenUsage, ToolCall
@@ -85,16 +86,16 @@ async def list_tasks(
     project_id: str,
     agent_id: str | None = None,
     status: TaskStatus | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Task]:
+    page: PageRequest = ALL,
+) -> Paged[Task]:
+    """Newest first."""
     query = _visible_tasks(principal, project_id)
     if agent_id is not None:
         query = query.where(Task.agent_id == agent_id)
     if status is not None:
         query = query.where(Task.status == status.value)
-    query = query.order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
-    return list((await session.scalars(query)).all())
+    order = (Key(Task.created_at, descending=True), Task.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def list_messages(*, session: AsyncSession, task_id: str) -> list[Message]:

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
+from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import ToolRun, ToolRunStep, utcnow
 from baton.domain.tool_runs import (
     RECORDED_OUTPUT_LIMIT,
@@ -69,14 +70,14 @@ async def list_runs(
     session: AsyncSession,
     project_id: str,
     tool_id: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[ToolRun]:
+    page: PageRequest = ALL,
+) -> Paged[ToolRun]:
+    """Newest first."""
     query = select(ToolRun).where(ToolRun.project_id == project_id)
     if tool_id is not None:
         query = query.where(ToolRun.tool_id == tool_id)
-    query = query.order_by(ToolRun.created_at.desc(), ToolRun.id).limit(limit).offset(offset)
-    return list((await session.scalars(query)).all())
+    order = (Key(ToolRun.created_at, descending=True), ToolRun.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def list_steps(*, session: AsyncSession, run_id: str) -> list[ToolRunStep]:

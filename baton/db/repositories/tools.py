@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import Tool, ToolVersion, utcnow
 from baton.domain.tools import ToolSpec
 from baton.errors import InvalidInput, NotFound
@@ -54,7 +55,7 @@ async def delete_tool(*, session: AsyncSession, project_id: str, tool_id: str) -
     tool = await get_tool(session=session, project_id=project_id, tool_id=tool_id)
     users = [
         t.name
-        for t, spec in await current_specs(session=session, project_id=project_id)
+        for t, spec in (await current_specs(session=session, project_id=project_id)).items
         if tool_id in spec.referenced_tools() and t.id != tool_id
     ]
     if users:
@@ -85,18 +86,27 @@ async def get_spec(
     return found, ToolSpec.model_validate(spec)
 
 
-async def list_versions(*, session: AsyncSession, tool_id: str) -> list[ToolVersion]:
-    query = select(ToolVersion).where(ToolVersion.tool_id == tool_id).order_by(ToolVersion.version)
-    return list((await session.scalars(query)).all())
+async def list_versions(
+    *, session: AsyncSession, tool_id: str, page: PageRequest = ALL
+) -> Paged[ToolVersion]:
+    query = select(ToolVersion).where(ToolVersion.tool_id == tool_id)
+    order = (ToolVersion.version,)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
-async def current_specs(*, session: AsyncSession, project_id: str) -> list[tuple[Tool, ToolSpec]]:
-    rows = await session.execute(
+async def current_specs(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[tuple[Tool, ToolSpec]]:
+    """The project's tools with the spec of their current version, oldest first."""
+    query = (
         select(Tool, ToolVersion)
         .join(ToolVersion, (ToolVersion.tool_id == Tool.id) & (ToolVersion.version == Tool.version))
         .where(Tool.project_id == project_id)
     )
-    return [(tool, ToolSpec.model_validate(version.spec)) for tool, version in rows]
+    rows = await fetch_page(
+        session=session, query=query, order=(Tool.created_at, Tool.id), page=page
+    )
+    return rows.map(lambda row: (row[0], ToolSpec.model_validate(row[1].spec)))
 
 
 async def find_cycle(
@@ -105,7 +115,7 @@ async def find_cycle(
     """The chain of tool ids that would call itself if `spec` were saved as `tool_id`."""
     graph = {
         tool.id: s.referenced_tools()
-        for tool, s in await current_specs(session=session, project_id=project_id)
+        for tool, s in (await current_specs(session=session, project_id=project_id)).items
     }
     start = tool_id or "<new>"
     graph[start] = spec.referenced_tools()

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import AgentSchedule, AgentWebhook, new_id, utcnow
 from baton.errors import NotFound
 from baton.security import hash_token
@@ -38,15 +39,16 @@ async def create_webhook(
 
 
 async def list_webhooks(
-    *, session: AsyncSession, project_id: str, agent_id: str
-) -> list[AgentWebhook]:
+    *, session: AsyncSession, project_id: str, agent_id: str, page: PageRequest = ALL
+) -> Paged[AgentWebhook]:
     """The agent's webhooks that still work; revoked ones are gone for good."""
     query = select(AgentWebhook).where(
         AgentWebhook.project_id == project_id,
         AgentWebhook.agent_id == agent_id,
         AgentWebhook.revoked_at.is_(None),
     )
-    return list((await session.scalars(query.order_by(AgentWebhook.created_at))).all())
+    order = (AgentWebhook.created_at, AgentWebhook.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def revoke_webhook(
@@ -106,12 +108,13 @@ async def create_schedule(
 
 
 async def list_schedules(
-    *, session: AsyncSession, project_id: str, agent_id: str
-) -> list[AgentSchedule]:
+    *, session: AsyncSession, project_id: str, agent_id: str, page: PageRequest = ALL
+) -> Paged[AgentSchedule]:
     query = select(AgentSchedule).where(
         AgentSchedule.project_id == project_id, AgentSchedule.agent_id == agent_id
     )
-    return list((await session.scalars(query.order_by(AgentSchedule.created_at))).all())
+    order = (AgentSchedule.created_at, AgentSchedule.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
 
 
 async def get_schedule(
