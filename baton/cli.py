@@ -214,13 +214,22 @@ def chat(
     api_url: Annotated[str, typer.Option(envvar="BATON_API_URL")] = "http://127.0.0.1:8000",
     token: Annotated[str, typer.Option(envvar="BATON_TOKEN", help="An API token")] = "",
     project_id: Annotated[str, typer.Option(envvar="BATON_PROJECT_ID")] = "",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="An agent param, name=value (a JSON value, or else text); repeatable"),
+    ] = None,
 ) -> None:
-    """Chat with an agent in the terminal: tokens stream, approvals ask y/n."""
-    from baton.chat import Chat, ChatError
+    """Chat with an agent in the terminal: tokens stream, approvals ask y/n, /exit leaves."""
+    from baton.chat import Chat, ChatError, parse_params
 
     if not token or not project_id:
         typer.echo("set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id)", err=True)
         raise typer.Exit(2)
+    try:
+        params = parse_params(param or [])
+    except ChatError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     session = Chat(
         api_url=api_url,
         token=token,
@@ -228,6 +237,7 @@ def chat(
         agent_id=agent_id,
         ask=input,
         out=sys.stdout,
+        params=params,
     )
     try:
         code = session.run()
