@@ -52,7 +52,7 @@ class EventWriter:
         key_prefix: str,
         *,
         max_batch: int = 20,
-        max_delay: float = 0.1,
+        max_delay: float = 0.05,
     ) -> None:
         self._sessions = session_factory
         self._task_id = task_id

@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.event_hub import EventHub
 from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.routes import (
     agents,
@@ -58,9 +59,12 @@ def create_app(
         )
         app.state.payload_keys = payload_keys(settings)
         app.state.workflow_projects = WorkflowProjects(app.state.temporal)
+        app.state.event_hub = EventHub(app.state.session_factory, settings.resolved_database_url)
+        await app.state.event_hub.start()
         try:
             yield
         finally:
+            await app.state.event_hub.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -1,5 +1,5 @@
 """`baton chat`: talk to an agent from a terminal. Tokens stream as they arrive, a tool call
-that needs approval asks y/n, an empty line (or end of input) ends the chat."""
+that needs approval asks y/n, `/exit` (or an empty line, or end of input) ends the chat."""
 
 from __future__ import annotations
 
@@ -10,10 +10,25 @@ from typing import Any, TextIO
 import httpx
 
 FINAL = {"completed", "failed", "cancelled", "timed-out", "out-of-credits"}
+LEAVE = {"/exit", "/quit"}
 
 
 class ChatError(RuntimeError):
     pass
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`["region=eu", "limit=3"]` -> `{"region": "eu", "limit": 3}`: a JSON value, else text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ChatError(f"--param {pair!r}: write it as name=value")
+        try:
+            params[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name.strip()] = value
+    return params
 
 
 class Chat:
@@ -26,19 +41,29 @@ class Chat:
         agent_id: str,
         ask: Callable[[str], str],
         out: TextIO,
+        params: dict[str, Any] | None = None,
     ) -> None:
         self._base = f"{api_url.rstrip('/')}/api/v1/projects/{project_id}"
+        self._project_id = project_id
         self._agent_id = agent_id
+        self._params = params or {}
         self._client = httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30)
         self._ask = ask
         self._out = out
         self._last_seq = 0
 
     def run(self) -> int:
+        agent = self._agent()
+        self._say(f"Chatting with {agent['name']} ({agent['model']}). /exit leaves.\n")
+        if agent.get("welcome_message"):
+            self._say(f"{agent['welcome_message']}\n")
         first = self._prompt()
         if first is None:
             return 0
-        started = self._post(f"/agents/{self._agent_id}/tasks", {"message": first})
+        body: dict[str, Any] = {"message": first}
+        if self._params:
+            body["params"] = self._params
+        started = self._post(f"/agents/{self._agent_id}/tasks", body)
         task_id = started["id"]
         self._say(f"(task {task_id}; in the Temporal UI: {started['temporal_ui_url']})\n")
         while True:
@@ -90,6 +115,16 @@ class Chat:
                     self._last_seq = max(self._last_seq, int(event["seq"]))
                     yield event
 
+    def _agent(self) -> dict[str, Any]:
+        """The agent, before the first message: a wrong id or token fails here."""
+        response = self._client.get(f"{self._base}/agents/{self._agent_id}")
+        if response.status_code == 404:
+            raise ChatError(f"no agent {self._agent_id!r} in project {self._project_id!r}")
+        if response.status_code >= 400:
+            raise ChatError(response.json().get("error", {}).get("message", response.text))
+        agent: dict[str, Any] = response.json()
+        return agent
+
     def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         response = self._client.post(f"{self._base}{path}", json=body)
         if response.status_code >= 400:
@@ -101,6 +136,8 @@ class Chat:
         try:
             text = self._ask("you> ").strip()
         except EOFError:
+            return None
+        if text.lower() in LEAVE:
             return None
         return text or None
 

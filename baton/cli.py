@@ -68,6 +68,10 @@ async def _bootstrap(
         await engine.dispose()
 
 
+# `baton up`'s ports when none is given: API, Temporal's gRPC frontend, Temporal UI.
+DEFAULT_PORTS = (8000, 7233, 8233)
+
+
 @app.command()
 def up(
     data_dir: DataDirOption = None,
@@ -141,13 +145,20 @@ def _run_stack(stack: Stack, settings: Settings, first_start: accounts.Bootstrap
     if first_start is not None:
         lines += [
             "",
-            "First start: created an organisation, a project and an admin token.",
+            "First start: created an organisation, a project and an owner token.",
             "The token is shown only this once; keep it somewhere safe.",
             f"  BATON_ORG_ID={first_start.org.id}",
             f"  BATON_PROJECT_ID={first_start.project.id}",
             f"  BATON_TOKEN={first_start.token}",
             "An example agent, 'Support demo' (offline scripted model), is in the project:",
             f"  GET {settings.public_api_url}/api/v1/projects/{first_start.project.id}/agents",
+        ]
+    if (settings.api_port, stack.temporal_port, stack.ui_port) != DEFAULT_PORTS:
+        lines += [
+            "",
+            "Not the default ports, so other commands need to be told where Baton is:",
+            f"  .venv/bin/temporal workflow list --address 127.0.0.1:{stack.temporal_port}",
+            f"  BATON_API_URL={settings.public_api_url} .venv/bin/baton chat AGENT_ID",
         ]
     _say("\n".join(lines) + "\n")
     code = stack.wait()
@@ -203,13 +214,22 @@ def chat(
     api_url: Annotated[str, typer.Option(envvar="BATON_API_URL")] = "http://127.0.0.1:8000",
     token: Annotated[str, typer.Option(envvar="BATON_TOKEN", help="An API token")] = "",
     project_id: Annotated[str, typer.Option(envvar="BATON_PROJECT_ID")] = "",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="An agent param, name=value (a JSON value, or else text); repeatable"),
+    ] = None,
 ) -> None:
-    """Chat with an agent in the terminal: tokens stream, approvals ask y/n."""
-    from baton.chat import Chat, ChatError
+    """Chat with an agent in the terminal: tokens stream, approvals ask y/n, /exit leaves."""
+    from baton.chat import Chat, ChatError, parse_params
 
     if not token or not project_id:
         typer.echo("set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id)", err=True)
         raise typer.Exit(2)
+    try:
+        params = parse_params(param or [])
+    except ChatError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     session = Chat(
         api_url=api_url,
         token=token,
@@ -217,6 +237,7 @@ def chat(
         agent_id=agent_id,
         ask=input,
         out=sys.stdout,
+        params=params,
     )
     try:
         code = session.run()

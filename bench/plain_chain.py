@@ -22,3 +22,17 @@ class PlainChain:
                 noop, value, start_to_close_timeout=timedelta(seconds=30)
             )
         return value
+
+
+@workflow.defn(name="PlainLocalChain")
+class PlainLocalChain:
+    """The same chain as local activities: the ceiling of what the engine can do here (no
+    activity task round trips through the server)."""
+
+    @workflow.run
+    async def run(self, value: str) -> str:
+        for _ in range(5):
+            value = await workflow.execute_local_activity(
+                noop, value, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return value

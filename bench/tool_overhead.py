@@ -1,4 +1,6 @@
-"""Throughput of a 5-step Baton tool against a plain Temporal chain of 5 no-op activities.
+"""Throughput of a 5-step Baton tool against a plain Temporal chain of 5 no-op activities,
+the same chain as 5 local activities (the engine's ceiling here) and a LangGraph graph of
+the same 5 steps with its SQLite checkpointer (what a team might pick instead).
 
 One embedded dev server (a SQLite file with WAL pragmas, as `baton up` runs it), one
 in-process worker per side, the same number of runs and the same concurrency. Baton's runs
@@ -7,7 +9,8 @@ record written; its tool has 3 I/O steps (LLM steps on the offline scripted mode
 activity each) and 2 pure steps (template, transform: computed in the workflow). Each side
 runs as it would in production: Baton's worker as `baton worker` builds it, the plain chain
 with the SDK's defaults (in the sandbox). Prints runs/s of both and their ratio (Baton /
-plain; above 1.0 means Baton is faster).
+plain; above 1.0 means Baton is faster), and Baton's ratio to each other baseline.
+LangGraph is a bench-only dependency: `pip install -e '.[bench]'`.
 
 The same run measures what the workflow sandbox costs a tool run: Baton's worker again, once
 with every workflow in the sandbox and once with none, each on its own task queue. Then a
@@ -33,7 +36,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from dev_server import start_dev_server  # noqa: E402
-from plain_chain import PlainChain, noop  # noqa: E402
+from langgraph_chain import LangGraphChain  # noqa: E402
+from plain_chain import PlainChain, PlainLocalChain, noop  # noqa: E402
 
 from baton.db import migrate  # noqa: E402
 from baton.db.engine import create_engine, create_session_factory  # noqa: E402
@@ -145,13 +149,30 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         }
     )
     plain_worker = Worker(
-        env.client, task_queue="bench-plain", workflows=[PlainChain], activities=[noop]
+        env.client,
+        task_queue="bench-plain",
+        workflows=[PlainChain, PlainLocalChain],
+        activities=[noop],
     )
+
+    async def local_run(i: int) -> None:
+        await env.client.execute_workflow(
+            PlainLocalChain.run, f"run {i}", id=f"local-{uuid.uuid4()}", task_queue="bench-plain"
+        )
+
+    langgraph = LangGraphChain(data / "langgraph.db")
+
+    async def langgraph_run(i: int) -> None:
+        await langgraph.run(str(uuid.uuid4()), f"run {i}")
+
     kind = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
     print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}, {kind}")
     baton_rates, plain_rates, sandboxed_rates, unsandboxed_rates = [], [], [], []
-    async with baton_worker, plain_worker, sandboxed_worker, unsandboxed_worker:
+    local_rates, langgraph_rates = [], []
+    async with baton_worker, plain_worker, sandboxed_worker, unsandboxed_worker, langgraph:
         await measure("warm-up (not counted)", 20, concurrency, plain_run)
+        await measure("warm-up (not counted)", 20, concurrency, local_run)
+        await measure("warm-up (not counted)", 20, concurrency, langgraph_run)
         await measure("warm-up (not counted)", 20, concurrency, baton_run)
         await measure("warm-up (not counted)", 20, concurrency, sandboxed_run)
         await measure("warm-up (not counted)", 20, concurrency, unsandboxed_run)
@@ -161,6 +182,12 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
                 await measure("plain 5-activity chain", runs, concurrency, plain_run)
             )
             baton_rates.append(await measure("Baton 5-step tool", runs, concurrency, baton_run))
+            local_rates.append(
+                await measure("5-local-activity chain", runs, concurrency, local_run)
+            )
+            langgraph_rates.append(
+                await measure("LangGraph + SQLite saver", runs, concurrency, langgraph_run)
+            )
             # Alternately first: a later measurement meets a larger database and history.
             sides = [
                 ("Baton, all in the sandbox", sandboxed_run, sandboxed_rates),
@@ -175,9 +202,15 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     plain_rate = sum(plain_rates) / len(plain_rates)
     sandboxed_rate = sum(sandboxed_rates) / len(sandboxed_rates)
     unsandboxed_rate = sum(unsandboxed_rates) / len(unsandboxed_rates)
+    local_rate = sum(local_rates) / len(local_rates)
+    langgraph_rate = sum(langgraph_rates) / len(langgraph_rates)
     print(f"plain chain: {plain_rate:.1f} runs/s")
+    print(f"5-local-activity chain: {local_rate:.1f} runs/s")
+    print(f"LangGraph: {langgraph_rate:.1f} runs/s")
     print(f"Baton tool:  {baton_rate:.1f} runs/s")
     print(f"ratio (Baton / plain): {baton_rate / plain_rate:.2f}  (target >= 1.0)")
+    print(f"ratio (Baton / local chain): {baton_rate / local_rate:.2f}  (target >= 0.9)")
+    print(f"ratio (Baton / LangGraph): {baton_rate / langgraph_rate:.2f}")
     print(f"Baton tool in the sandbox:      {sandboxed_rate:.1f} runs/s")
     print(f"Baton tool outside the sandbox: {unsandboxed_rate:.1f} runs/s")
     print(f"sandbox cost: {1 - sandboxed_rate / unsandboxed_rate:.1%} of the runs/s")
@@ -188,6 +221,14 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         "better": "higher",
         "baseline": {"name": "plain 5-activity Temporal chain", "value": plain_rate},
     }
+    local_figure = {
+        **figure,
+        "baseline": {"name": "5-local-activity Temporal chain", "value": local_rate},
+    }
+    langgraph_figure = {
+        **figure,
+        "baseline": {"name": "LangGraph graph, SQLite checkpointer", "value": langgraph_rate},
+    }
     sandbox_figure = {
         "name": f"Baton 5-step tool in the workflow sandbox ({kind})",
         "value": sandboxed_rate,
@@ -197,7 +238,12 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     }
     print(
         "BENCH_RESULT "
-        + json.dumps({"benchmark": "tool_overhead", "figures": [figure, sandbox_figure]})
+        + json.dumps(
+            {
+                "benchmark": "tool_overhead",
+                "figures": [figure, local_figure, langgraph_figure, sandbox_figure],
+            }
+        )
     )
 
 

@@ -124,6 +124,18 @@ async def test_an_agents_tool_run_is_kept_like_any_run(
     assert [step["name"] for step in body["steps"]] == ["say"]
 
 
+async def test_a_tasks_workflow_reads_as_a_conversation_in_the_temporal_ui(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    agent = await make_agent(api, tenant, tools=[])
+    message = "Where is my order 4417? It should   have arrived on Monday, and it has not come yet"
+    task_id = await start(api, tenant, agent, message)
+    task = await wait_for(api, tenant, task_id, FINAL)
+    handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
+    summary = await (await handle.describe()).static_summary()
+    assert summary == "Helper: Where is my order 4417? It should have arrived on Monday…"
+
+
 async def test_several_calls_in_one_turn_all_run(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):

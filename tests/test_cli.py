@@ -131,6 +131,10 @@ async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tm
     try:
         stack.wait_until_running()
         assert "First start" in stack.output
+        assert "an owner token" in stack.output
+        # Not the default ports: the commands printed are the ones that work with these.
+        assert f"temporal workflow list --address 127.0.0.1:{stack.temporal_port}" in stack.output
+        assert f"BATON_API_URL=http://127.0.0.1:{stack.api_port} " in stack.output
         # No key was configured: a random one was made for this data dir, readable by us only.
         assert "Created a random secret key" in stack.output
         assert stat.S_IMODE(key_file(data_dir).stat().st_mode) == 0o600

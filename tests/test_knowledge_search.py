@@ -162,6 +162,9 @@ async def test_a_set_without_provider_refuses_vector_and_hybrid_search(
         assert "needs an embedding provider" in assert_error(response, 422)["error"]["message"]
     hits = await search(api, tenant, knowledge_set, query="Everest", mode="lexical")
     assert [hit["row_id"] for hit in hits] == [row_ids[4]]
+    # Asked for no mode, such a set is searched lexically rather than refusing.
+    hits = await search(api, tenant, knowledge_set, query="Everest")
+    assert [hit["row_id"] for hit in hits] == [row_ids[4]]
 
 
 async def test_another_tenant_cannot_search_the_set(

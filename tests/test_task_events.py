@@ -4,6 +4,7 @@ that resume after `Last-Event-ID`, follow the task live and end when it is final
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -11,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.events import EventActivities, EventWriter
-from api.routes import task_events
+from api import event_hub
 from baton.db.engine import is_sqlite
 from baton.db.repositories import accounts
 from baton.db.repositories import events as event_repo
@@ -272,7 +273,7 @@ async def test_without_a_notification_the_stream_still_notices_the_end(
     live_api: str, session_factory: Sessions, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ):
     """A status written without an event wakes no listener: the fallback read finds it."""
-    monkeypatch.setattr(task_events, "FALLBACK_POLL_SECONDS", 0.3)
+    monkeypatch.setattr(event_hub, "FALLBACK_POLL_SECONDS", 0.3)
     task_id = await new_task(session_factory, tenant)
     await append(session_factory, task_id, delta("a"))
     url = tenant.url(f"/tasks/{task_id}/events")
@@ -288,34 +289,73 @@ async def test_without_a_notification_the_stream_still_notices_the_end(
         assert [event async for event in events] == []
 
 
-async def test_a_client_that_goes_away_releases_its_listening_connection(
+async def test_all_streams_of_an_api_process_share_one_listening_connection(
     live_api: str, session_factory: Sessions, tenant: Tenant, database_url: str
 ):
     if is_sqlite(database_url):
-        pytest.skip("SQLite streams poll; only PostgreSQL holds a connection per stream")
+        pytest.skip("PostgreSQL's LISTEN connection; SQLite is polled")
 
     async def listeners() -> int:
         async with session_factory() as session:
             query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
             count: int = (
-                await session.execute(query, {"name": task_events.LISTENER_NAME})
+                await session.execute(query, {"name": event_hub.LISTENER_NAME})
             ).scalar_one()
             return count
 
+    task_ids = [await new_task(session_factory, tenant) for _ in range(5)]
+    for task_id in task_ids:
+        await append(session_factory, task_id, delta("a"))
+    async with asyncio.timeout(15), httpx.AsyncClient(base_url=live_api) as client:
+        async with contextlib.AsyncExitStack() as streams:
+            for task_id in task_ids:
+                response = await streams.enter_async_context(
+                    client.stream(
+                        "GET", tenant.url(f"/tasks/{task_id}/events"), headers=tenant.headers
+                    )
+                )
+                assert (await anext(sse_events(response)))["id"] == "1"
+            assert await listeners() == 1
+        # The streams are gone; the process keeps its one listener for the next ones.
+        assert await listeners() == 1
+
+
+async def test_many_streams_of_one_task_cost_one_read_per_update(
+    live_api: str, session_factory: Sessions, tenant: Tenant
+):
+    """20 streams follow one task: each new event is read from the database once, by the
+    API process's hub, and handed to all 20."""
     task_id = await new_task(session_factory, tenant)
     await append(session_factory, task_id, delta("a"))
-    async with asyncio.timeout(15):
-        async with (
-            httpx.AsyncClient(base_url=live_api) as client,
-            client.stream(
-                "GET", tenant.url(f"/tasks/{task_id}/events"), headers=tenant.headers
-            ) as response,
-        ):
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM task_events" in statement and "ORDER BY task_events.seq" in statement:
+            reads.append(statement)
+
+    async with (
+        asyncio.timeout(30),
+        httpx.AsyncClient(base_url=live_api) as client,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        streams = []
+        for _ in range(20):
+            response = await stack.enter_async_context(
+                client.stream("GET", tenant.url(f"/tasks/{task_id}/events"), headers=tenant.headers)
+            )
             events = sse_events(response)
             assert (await anext(events))["id"] == "1"
-            assert await listeners() == 1
-        while await listeners():
-            await asyncio.sleep(0.05)
+            streams.append(events)
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            for n in range(2, 7):
+                await append(session_factory, task_id, delta(str(n)))
+                seen = await asyncio.gather(*(anext(events) for events in streams))
+                assert {e["id"] for e in seen} == {str(n)}
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+    # 5 updates: about one read each (a poll may land between two appends), not 20 x 5.
+    assert 5 <= len(reads) <= 10, len(reads)
 
 
 async def test_only_the_tasks_own_tenant_and_user_group_may_stream_it(

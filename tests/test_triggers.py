@@ -134,6 +134,19 @@ async def test_the_same_dedupe_key_twice_starts_one_task(api: httpx.AsyncClient,
     assert len(await agent_tasks(api, tenant, agent["id"])) == 2
 
 
+async def test_a_deduplicated_call_answers_with_the_tasks_real_status(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent = await create_agent(api, tenant)
+    hook = await create_webhook(
+        api, tenant, agent["id"], message_template="Ticket", dedupe_key_template="{{ payload.id }}"
+    )
+    first = (await call_hook(api, hook, json={"id": 1})).json()
+    assert (await wait_for_task(api, tenant, first["task_id"]))["status"] == "completed"
+    again = (await call_hook(api, hook, json={"id": 1})).json()
+    assert (again["deduplicated"], again["status"]) == (True, "completed")
+
+
 async def test_without_a_dedupe_key_every_call_starts_a_task_from_any_json(
     api: httpx.AsyncClient, tenant: Tenant
 ):

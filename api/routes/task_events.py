@@ -1,25 +1,19 @@
 """A task's events as Server-Sent Events: replayed after `Last-Event-ID` (or `?after=`), then
-tailed live until the task is final. PostgreSQL wakes the stream with LISTEN/NOTIFY; SQLite
-is polled. No database session stays open between reads."""
+tailed live until the task is final. The API process reads new events once for all its
+streams (`api.event_hub`); no database session stays open between reads."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from functools import partial
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-import anyio
-import asyncpg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import PrincipalDep, ProjectDep, SessionDep, SettingsDep
+from api.deps import PrincipalDep, ProjectDep, SessionDep
+from api.event_hub import EventHub, sent
 from api.limits import MAX_DB_INTEGER
-from baton.db.engine import is_sqlite
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
 from baton.domain.events import TaskEventOut
@@ -30,13 +24,8 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
 
 PAGE = 500
 PING_SECONDS = 15
-SQLITE_POLL_SECONDS = 0.2
-# A notification normally wakes the stream at once; this read covers one that never came.
-FALLBACK_POLL_SECONDS = 3.0
-# Shown in pg_stat_activity, so an operator can count the open streams.
-LISTENER_NAME = "baton-task-events"
-
-Wait = Callable[[], Awaitable[None]]
+# A stream looks at its feed at least this often, whatever it hears.
+WAIT_SECONDS = 5.0
 
 
 @router.get(
@@ -50,7 +39,6 @@ async def stream_task_events(
     project: ProjectDep,
     session: SessionDep,
     principal: PrincipalDep,
-    settings: SettingsDep,
     after: Annotated[
         int, Query(ge=0, le=MAX_DB_INTEGER, description="Send the events after this seq")
     ] = 0,
@@ -62,8 +50,8 @@ async def stream_task_events(
         session=session, principal=principal, project_id=project.id, task_id=task_id
     )
     events = _task_events(
+        request.app.state.event_hub,
         request.app.state.session_factory,
-        settings.resolved_database_url,
         task.id,
         after=after if last_event_id is None else last_event_id,
     )
@@ -71,21 +59,24 @@ async def stream_task_events(
 
 
 async def _task_events(
-    sessions: async_sessionmaker[AsyncSession], database_url: str, task_id: str, *, after: int
+    hub: EventHub, sessions: async_sessionmaker[AsyncSession], task_id: str, *, after: int
 ) -> AsyncIterator[ServerSentEvent]:
-    async with _wakeups(database_url, task_id) as wait:
+    """Replays from the database what the feed does not hold, then follows the feed."""
+    async with hub.follow(task_id) as feed:
         while True:
-            final, events = await _read(sessions, task_id, after=after)
-            for event in events:
-                yield ServerSentEvent(
-                    data=event.model_dump_json(), event=event.type.value, id=str(event.seq)
-                )
+            batch = feed.since(after)
+            final = False
+            if batch is None:
+                final, events = await _read(sessions, task_id, after=after)
+                final = final and len(events) < PAGE
+                batch = [sent(event) for event in events]
+            for event in batch:
+                yield ServerSentEvent(data=event.data, event=event.type, id=str(event.seq))
                 after = event.seq
-            if len(events) == PAGE:
-                continue
-            if final:
+            if final or (feed.final and feed.since(after) == []):
                 return
-            await wait()
+            if not batch:
+                await feed.wait(after, timeout=WAIT_SECONDS)
 
 
 async def _read(
@@ -103,49 +94,3 @@ async def _read(
             session=session, task_id=task_id, after_seq=after, limit=PAGE
         )
     return final, [TaskEventOut.model_validate(row, from_attributes=True) for row in rows]
-
-
-@asynccontextmanager
-async def _wakeups(database_url: str, task_id: str) -> AsyncIterator[Wait]:
-    """A `wait()` that returns when the task may have new events. On PostgreSQL a dedicated
-    connection listens from before the first read, so no append can slip between the read
-    and the wait; it is closed when the stream ends or the client goes away."""
-    if is_sqlite(database_url):
-        yield partial(asyncio.sleep, SQLITE_POLL_SECONDS)
-        return
-
-    notified = asyncio.Event()
-
-    def on_notification(_connection: Any, _pid: int, _channel: str, payload: object) -> None:
-        if payload == task_id:
-            notified.set()
-
-    async def wait() -> None:
-        with anyio.move_on_after(FALLBACK_POLL_SECONDS):
-            await notified.wait()
-        notified.clear()
-
-    connection = await asyncpg.connect(**_listener_connect_args(database_url))
-    try:
-        await connection.add_listener(event_repo.NOTIFY_CHANNEL, on_notification)
-        yield wait
-    finally:
-        # Shielded: a disconnect cancels the stream, and the connection must close anyway.
-        with anyio.CancelScope(shield=True):
-            await connection.close(timeout=5)
-
-
-def _listener_connect_args(database_url: str) -> dict[str, Any]:
-    url = make_url(database_url)
-    args: dict[str, Any] = {
-        "host": url.host,
-        "port": url.port,
-        "user": url.username,
-        "password": url.password,
-        "database": url.database,
-        "server_settings": {"application_name": LISTENER_NAME},
-    }
-    ssl = url.query.get("ssl") or url.query.get("sslmode")
-    if isinstance(ssl, str):
-        args["ssl"] = ssl
-    return args

@@ -115,7 +115,11 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=10_000)
-    mode: SearchMode = SearchMode.hybrid
+    mode: SearchMode | None = Field(
+        default=None,
+        description="hybrid, vector or lexical; by default hybrid, or lexical on a set "
+        "without an embedding provider",
+    )
     top_k: int = Field(default=5, ge=1, le=100)
     filters: list[RowFilter] = Field(default_factory=list)
 

@@ -138,7 +138,8 @@ class KnowledgeSearchStep(KnowledgeStepBase):
 
     type: Literal["knowledge_search"]
     query: str = Field(min_length=1)
-    mode: Literal["lexical", "vector", "hybrid"] = "hybrid"
+    # None: hybrid, or lexical on a set without an embedding provider.
+    mode: Literal["lexical", "vector", "hybrid"] | None = None
     top_k: int = Field(default=5, ge=1, le=100)
     filters: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -1,8 +1,9 @@
 """Searching a set: lexical, vector, or both fused by reciprocal rank.
 
-A set without an embedding provider refuses `vector` and `hybrid` with a clear error rather
-than quietly answering with words only: a caller who asked for meaning learns it cannot have
-it. Rows not embedded yet are found lexically only."""
+A search that names no mode is hybrid on a set with an embedding provider and lexical on one
+without. Asked for `vector` or `hybrid`, a set without an embedding provider refuses with a
+clear error rather than quietly answering with words only: a caller who asked for meaning
+learns it cannot have it. Rows not embedded yet are found lexically only."""
 
 from __future__ import annotations
 
@@ -41,16 +42,20 @@ async def search(
     embedder_for: EmbedderFor,
 ) -> list[SearchHit]:
     provider = EmbeddingConfig.model_validate(knowledge_set.embedding or {}).provider
-    if request.mode is SearchMode.lexical:
+    # No mode asked: hybrid where the set has vectors, lexical where it cannot.
+    mode = request.mode or (
+        SearchMode.lexical if provider is EmbeddingProvider.none else SearchMode.hybrid
+    )
+    if mode is SearchMode.lexical:
         return await _lexical(session, knowledge_set, request, request.top_k)
     if provider is EmbeddingProvider.none:
         raise InvalidInput(
-            f"{request.mode.value} search needs an embedding provider on the set "
+            f"{mode.value} search needs an embedding provider on the set "
             f"{knowledge_set.name!r}: set its embedding to local or openai, or search in "
             "lexical mode",
             details=[{"field": "mode", "message": "the set has no embedding provider"}],
         )
-    if request.mode is SearchMode.vector:
+    if mode is SearchMode.vector:
         neighbours = await _vector(session, knowledge_set, request, request.top_k, embedder_for)
         rows = await _embedded_rows(session, knowledge_set.id, [i for i, _ in neighbours])
         return [

@@ -32,6 +32,16 @@ logger = logging.getLogger("baton.tasks")
 AGENT_TASK_WORKFLOW = "AgentTaskWorkflow"
 
 NOT_STARTED = "the task could not be started: Temporal is unavailable"
+# How much of a task's first message its workflow's summary in the Temporal UI shows.
+SUMMARY_WORDS_CHARS = 60
+
+
+def task_summary(agent_name: str, message: str) -> str:
+    """What the Temporal UI's workflow list shows for a task: a conversation, not a UUID."""
+    words = " ".join(message.split())
+    if len(words) > SUMMARY_WORDS_CHARS:
+        words = words[:SUMMARY_WORDS_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return f"{agent_name}: {words}" if words else agent_name
 
 
 async def start_agent_task(
@@ -83,7 +93,7 @@ async def start_agent_task(
                 status=TaskStatus.queued.value,
                 agent_id=agent.id,
             ),
-            static_summary=f"agent {spec.name}",
+            static_summary=task_summary(spec.name, message),
         )
     except WorkflowAlreadyStartedError:
         return task  # a concurrent request with the same id started it
