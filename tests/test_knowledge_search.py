@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 
 from baton.db.tables import KnowledgeRow
 from baton.domain.knowledge import JobStatus, KnowledgeSetSpec, embed_workflow_id
-from baton.knowledge import store, vectors
+from baton.knowledge import embeddings, store, vectors
 from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
 from baton.services import embedding as embedding_service
@@ -287,3 +287,29 @@ async def test_a_starting_worker_embeds_rows_left_waiting(
     assert resumed >= 1
     await embedded(temporal_env, {"id": knowledge_set.id})
     assert await vectors_of(session_factory, knowledge_set.id) == len(FACTS)
+
+
+async def test_a_provider_this_install_cannot_run_is_refused_when_the_set_is_saved(
+    api: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on an install without the local-embeddings extra: its rows would wait for vectors
+    that never come, so the set is refused with the command that installs it."""
+    body = {"name": "local", "columns": COLUMNS, "embedding": {"provider": "local"}}
+    plain = {**body, "name": "plain", "embedding": {"provider": "none"}}
+    created = await api.post(tenant.url("/knowledge/sets"), json=plain, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    monkeypatch.setattr(embeddings, "local_provider_available", lambda: False)
+
+    refused = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
+    message = assert_error(refused, 422)["error"]["message"]
+    assert "make install-local-embeddings" in message
+    patched = await api.patch(
+        set_url(tenant, created.json()),
+        json={"embedding": {"provider": "local"}},
+        headers=tenant.headers,
+    )
+    assert "make install-local-embeddings" in assert_error(patched, 422)["error"]["message"]
+    renamed = await api.patch(
+        set_url(tenant, created.json()), json={"name": "renamed"}, headers=tenant.headers
+    )
+    assert renamed.status_code == 200, renamed.text

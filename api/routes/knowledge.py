@@ -53,6 +53,7 @@ from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
+from baton.knowledge.embeddings import check_provider_runs
 from baton.services.embedding import RowChanges
 
 # Row ids are the database's 32-bit integers: a larger one can name no row.
@@ -84,6 +85,7 @@ _FILTERS = TypeAdapter(list[RowFilter])
 async def create_set(
     body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, _: Editor
 ) -> KnowledgeSetPublic:
+    check_provider_runs(body.embedding)
     knowledge_set = await store.create_set(session=session, project_id=project.id, spec=body)
     return KnowledgeSetPublic.of(knowledge_set)
 
@@ -106,7 +108,10 @@ async def update_set(
     body: KnowledgeSetUpdate, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
     current = store.spec_of(knowledge_set).model_dump()
-    spec = KnowledgeSetSpec.model_validate({**current, **body.model_dump(exclude_unset=True)})
+    changes = body.model_dump(exclude_unset=True)
+    spec = KnowledgeSetSpec.model_validate({**current, **changes})
+    if "embedding" in changes:
+        check_provider_runs(spec.embedding)
     await store.update_set(session=session, knowledge_set=knowledge_set, spec=spec)
     return KnowledgeSetPublic.of(knowledge_set)
 
