@@ -29,6 +29,7 @@ from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
 from baton.services import closed_runs, payload_retention
+from baton.services import embedding as embedding_service
 from baton.services.provider_configs import project_provider_configs
 from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
@@ -135,6 +136,14 @@ async def run(settings: Settings) -> None:
         settings.temporal_task_queue,
         settings.temporal_address,
     )
+    try:
+        resumed = await embedding_service.resume_pending(
+            client, session_factory, task_queue=settings.temporal_task_queue
+        )
+        if resumed:
+            logger.info("embedding the rows %d knowledge sets were waiting with", resumed)
+    except Exception:  # the worker still starts; the next change of a set embeds it
+        logger.warning("could not resume waiting embeddings", exc_info=True)
     sweepers = [
         # Runs terminated in Temporal get their final status in the database too.
         asyncio.create_task(

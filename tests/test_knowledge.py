@@ -496,8 +496,17 @@ async def test_lexical_search_puts_the_row_that_answers_first(
     )
     assert [hit["row_id"] for hit in sea_level.json()] == [ids[2]]
 
+    # Without an embedding provider, a search that names no mode is lexical...
+    default = await api.post(
+        set_url(tenant, facts, "/search"), json={"query": "deepest ocean"}, headers=tenant.headers
+    )
+    assert default.status_code == 200, default.text
+    assert [hit["row_id"] for hit in default.json()][:1] == [ids[3]]
+    # ... and one that asks for meaning is told it cannot have it.
     vector = await api.post(
-        set_url(tenant, facts, "/search"), json={"query": "ocean"}, headers=tenant.headers
+        set_url(tenant, facts, "/search"),
+        json={"query": "ocean", "mode": "vector"},
+        headers=tenant.headers,
     )
     assert "embedding provider" in assert_error(vector, 422)["error"]["message"]
 

@@ -8,15 +8,19 @@ from typing import Any
 import httpx
 import numpy
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from baton.domain.knowledge import JobStatus, embed_workflow_id
-from baton.knowledge import vectors
+from baton.db.tables import KnowledgeRow
+from baton.domain.knowledge import JobStatus, KnowledgeSetSpec, embed_workflow_id
+from baton.knowledge import embeddings, store, vectors
 from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
+from baton.services import embedding as embedding_service
+from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.helpers import assert_error, items_of
 from workflows.knowledge import EmbedSetWorkflow
@@ -220,3 +224,92 @@ async def test_sqlite_vec_and_the_exact_scan_agree(
     assert [row_id for row_id, _ in in_sql] == [row_id for row_id, _ in scanned]
     for (_, a), (_, b) in zip(in_sql, scanned, strict=True):
         assert abs(a - b) < 1e-5
+
+
+async def vectors_of(sessions: async_sessionmaker[AsyncSession], set_id: str) -> int:
+    async with sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(KnowledgeRow)
+            .where(KnowledgeRow.set_id == set_id, KnowledgeRow.embedding.is_not(None))
+        )
+    return int(count or 0)
+
+
+async def test_reembed_computes_every_vector_again(
+    worker: Worker,
+    api: httpx.AsyncClient,
+    temporal_env: WorkflowEnvironment,
+    tenant: Tenant,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    knowledge_set, row_ids = await new_set(api, tenant)
+    await embedded(temporal_env, knowledge_set)
+    assert await vectors_of(session_factory, knowledge_set["id"]) == len(FACTS)
+
+    queued = await api.post(set_url(tenant, knowledge_set, "/reembed"), headers=tenant.headers)
+    assert queued.status_code == 202, queued.text
+    assert queued.json() == {"status": "queued", "rows": len(FACTS)}
+    await embedded(temporal_env, knowledge_set)
+    assert await vectors_of(session_factory, knowledge_set["id"]) == len(FACTS)
+    jobs = await items_of(api, set_url(tenant, knowledge_set, "/jobs"), tenant.headers)
+    assert [job["status"] for job in jobs if job["kind"] == "embed"] == ["succeeded"] * 2
+    hits = await search(api, tenant, knowledge_set, query="How do plants eat light?", mode="vector")
+    assert hits[0]["row_id"] == row_ids[1]
+
+    plain, _ = await new_set(api, tenant, provider="none")
+    refused = await api.post(set_url(tenant, plain, "/reembed"), headers=tenant.headers)
+    assert "no embedding provider" in assert_error(refused, 422)["error"]["message"]
+
+
+async def test_a_starting_worker_embeds_rows_left_waiting(
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    tenant: Tenant,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """Rows stored while their set's embedding could not start (its provider could not run,
+    or Temporal was down) are embedded when a worker starts."""
+    spec = KnowledgeSetSpec.model_validate(
+        {"name": "waiting", "columns": COLUMNS, "embedding": {"provider": "local"}}
+    )
+    async with session_factory.begin() as session:
+        knowledge_set = await store.create_set(
+            session=session, project_id=tenant.project_id, spec=spec
+        )
+        await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=FACTS)
+    assert await vectors_of(session_factory, knowledge_set.id) == 0
+
+    resumed = await embedding_service.resume_pending(
+        temporal_env.client, session_factory, task_queue=settings.temporal_task_queue
+    )
+    assert resumed >= 1
+    await embedded(temporal_env, {"id": knowledge_set.id})
+    assert await vectors_of(session_factory, knowledge_set.id) == len(FACTS)
+
+
+async def test_a_provider_this_install_cannot_run_is_refused_when_the_set_is_saved(
+    api: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on an install without the local-embeddings extra: its rows would wait for vectors
+    that never come, so the set is refused with the command that installs it."""
+    body = {"name": "local", "columns": COLUMNS, "embedding": {"provider": "local"}}
+    plain = {**body, "name": "plain", "embedding": {"provider": "none"}}
+    created = await api.post(tenant.url("/knowledge/sets"), json=plain, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    monkeypatch.setattr(embeddings, "local_provider_available", lambda: False)
+
+    refused = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
+    message = assert_error(refused, 422)["error"]["message"]
+    assert "make install-local-embeddings" in message
+    patched = await api.patch(
+        set_url(tenant, created.json()),
+        json={"embedding": {"provider": "local"}},
+        headers=tenant.headers,
+    )
+    assert "make install-local-embeddings" in assert_error(patched, 422)["error"]["message"]
+    renamed = await api.patch(
+        set_url(tenant, created.json()), json={"name": "renamed"}, headers=tenant.headers
+    )
+    assert renamed.status_code == 200, renamed.text

@@ -28,6 +28,7 @@ from api.schemas.knowledge import (
     JobPublic,
     KnowledgeSetPublic,
     KnowledgeSetUpdate,
+    ReembedQueued,
     RowPublic,
     RowsCreated,
     TextImport,
@@ -35,8 +36,11 @@ from api.schemas.knowledge import (
 )
 from api.schemas.paging import Page
 from baton.db.paging import PageRequest, decode_cursor, encode_cursor
+from baton.db.repositories import knowledge_rows as row_repo
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import (
+    EmbeddingConfig,
+    EmbeddingProvider,
     JobKind,
     JobStatus,
     KnowledgeColumn,
@@ -49,6 +53,7 @@ from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
+from baton.knowledge.embeddings import check_provider_runs
 from baton.services.embedding import RowChanges
 
 # Row ids are the database's 32-bit integers: a larger one can name no row.
@@ -80,6 +85,7 @@ _FILTERS = TypeAdapter(list[RowFilter])
 async def create_set(
     body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, _: Editor
 ) -> KnowledgeSetPublic:
+    check_provider_runs(body.embedding)
     knowledge_set = await store.create_set(session=session, project_id=project.id, spec=body)
     return KnowledgeSetPublic.of(knowledge_set)
 
@@ -102,7 +108,10 @@ async def update_set(
     body: KnowledgeSetUpdate, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
     current = store.spec_of(knowledge_set).model_dump()
-    spec = KnowledgeSetSpec.model_validate({**current, **body.model_dump(exclude_unset=True)})
+    changes = body.model_dump(exclude_unset=True)
+    spec = KnowledgeSetSpec.model_validate({**current, **changes})
+    if "embedding" in changes:
+        check_provider_runs(spec.embedding)
     await store.update_set(session=session, knowledge_set=knowledge_set, spec=spec)
     return KnowledgeSetPublic.of(knowledge_set)
 
@@ -110,6 +119,26 @@ async def update_set(
 @router.delete("/sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_set(session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep) -> None:
     await store.delete_set(session=session, knowledge_set=knowledge_set)
+
+
+@router.post("/sets/{set_id}/reembed", status_code=status.HTTP_202_ACCEPTED)
+async def reembed_set(
+    session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep, changes: RowChangesDep
+) -> ReembedQueued:
+    """Computes every row's vector again: after the embedding model changed, or for rows
+    that waited for a provider that could not run. Search goes on meanwhile, lexically for
+    rows whose vector is not back yet; the embedding job in `.../jobs` shows the progress."""
+    config = EmbeddingConfig.model_validate(knowledge_set.embedding or {})
+    if config.provider is EmbeddingProvider.none:
+        raise InvalidInput(
+            f"the set {knowledge_set.name!r} has no embedding provider; set one with PATCH "
+            "first (its `embedding`)",
+            details=[{"field": "embedding", "message": "no provider"}],
+        )
+    await row_repo.drop_vectors(session=session, set_id=knowledge_set.id)
+    rows = await row_repo.count_to_embed(session=session, set_id=knowledge_set.id)
+    await changes.embed(session, knowledge_set)
+    return ReembedQueued(rows=rows)
 
 
 @router.post("/sets/{set_id}/columns", status_code=status.HTTP_201_CREATED)

@@ -66,6 +66,11 @@ class RowPublic(BaseModel):
         )
 
 
+class ReembedQueued(BaseModel):
+    status: str = "queued"
+    rows: int = Field(description="Rows whose vector is computed again")
+
+
 class RowsCreated(BaseModel):
     row_ids: list[int]
 

