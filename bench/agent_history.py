@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
@@ -53,6 +54,9 @@ ECHO_TOOL = ToolSpec.model_validate(
     }
 )
 
+# The last event of a history whose workflow waits for a message.
+WAITING = (EventType.EVENT_TYPE_TIMER_STARTED, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+
 
 class Conversation:
     """One task, driven turn by turn; after each turn, what its history holds."""
@@ -75,10 +79,10 @@ class Conversation:
                     rows = await task_repo.list_messages(session=session, task_id=self.task_id)
                 answer = rows[-1] if len(rows) > self.messages else None
                 if task.status == "idle" and answer and answer.role.value == "assistant":
-                    # The workflow has finished the turn's commands too: it waits on its
-                    # idle timer.
+                    # The workflow has finished the turn's commands too: it waits (on its
+                    # idle timer, or on a timer still running since an earlier turn).
                     history = await self.handle.fetch_history()
-                    if history.events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                    if history.events[-1].event_type in WAITING:
                         self.messages = len(rows)
                         return
                 await asyncio.sleep(0.02)
@@ -163,6 +167,8 @@ async def main(turns: int) -> None:
 
         for conversation in (echo, tools):
             await conversation.handle.cancel()
+            with contextlib.suppress(WorkflowFailureError):
+                await conversation.handle.result()
     await env.shutdown()
     await engine.dispose()
     shutil.rmtree(data, ignore_errors=True)
