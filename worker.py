@@ -92,6 +92,7 @@ def create_worker(
             task_activities.begin,
             task_activities.set_status,
             task_activities.put_message,
+            task_activities.record,
             llm_activities.complete,
             llm_activities.chat,
             events.append,

@@ -14,9 +14,11 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import as_application_error
 from activities.events import EventWriter
 from activities.heartbeats import with_heartbeats
+from activities.tasks import write_message, write_status
+from baton.db.repositories import tasks as task_repo
 from baton.domain.events import EventType
-from baton.domain.llm import LlmRequest, LlmResponse
-from baton.domain.tasks import LlmCall
+from baton.domain.llm import LlmRequest, LlmResponse, Message, MessageRole
+from baton.domain.tasks import LlmCall, TaskMessageAppend, TaskStatus, TaskStatusUpdate
 from baton.errors import BatonError
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError
@@ -39,9 +41,17 @@ class LlmActivities:
     @activity.defn(name="baton.llm.chat")
     async def chat(self, call: LlmCall) -> LlmResponse:
         """A task's LLM call: each piece of text becomes a `message.delta` event as it
-        streams in (keys derived from `stream_key`, so a retry's pieces are not doubled)."""
+        streams in (keys derived from `stream_key`, so a retry's pieces are not doubled).
+        With `call.seq`, the conversation is read from the database and the answer written
+        there (see `LlmCall`)."""
         if self._sessions is None:
             return await self._complete(call.request, _heartbeat, call)
+        request = call.request
+        if call.seq is not None:
+            prepared = await self._prepare(self._sessions, call, call.seq)
+            if isinstance(prepared, LlmResponse):
+                return prepared
+            request = prepared
         # Each attempt streams under its own keys: a retry's text arrives whole, and the
         # `message.completed` event that follows is the text that counts.
         prefix = f"{call.stream_key}:attempt-{activity.info().attempt}"
@@ -53,7 +63,7 @@ class LlmActivities:
             await writer.emit(EventType.message_delta, {"text": delta, "at": time.time()})
 
         try:
-            return await self._complete(call.request, on_delta, call)
+            response = await self._complete(request, on_delta, call)
         except ApplicationError as failure:
             retry_in = next_retry_in(failure)
             if retry_in is not None:
@@ -72,6 +82,61 @@ class LlmActivities:
             raise
         finally:
             await writer.flush()
+        if call.seq is not None:
+            await self._answer(self._sessions, call, call.seq, response)
+        return response
+
+    async def _prepare(
+        self, sessions: async_sessionmaker[AsyncSession], call: LlmCall, seq: int
+    ) -> LlmRequest | LlmResponse:
+        """Writes what the workflow gave (messages, status) and reads the conversation: the
+        request to send, or the answer an earlier attempt already wrote at `seq`."""
+        async with sessions.begin() as session:
+            written = await task_repo.get_message(session=session, task_id=call.task_id, seq=seq)
+            if written is not None:
+                return LlmResponse(
+                    content=written.content,
+                    tool_calls=written.tool_calls,
+                    model=call.request.model,
+                )
+            for append in call.writes:
+                await write_message(session, append)
+            if call.status is not None:
+                update = TaskStatusUpdate(task_id=call.task_id, status=call.status)
+                await write_status(session, update, key=f"status:{call.stream_key}")
+            messages = await task_repo.list_messages(
+                session=session, task_id=call.task_id, before=seq
+            )
+        if len(messages) != seq:
+            raise ApplicationError(
+                f"the task has {len(messages)} messages before message {seq}",
+                type="transcript_gap",
+                non_retryable=True,
+            )
+        if call.system_prompt:
+            messages.insert(0, Message(role=MessageRole.system, content=call.system_prompt))
+        return call.request.model_copy(update={"messages": messages})
+
+    async def _answer(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        call: LlmCall,
+        seq: int,
+        response: LlmResponse,
+    ) -> None:
+        answer = Message(
+            role=MessageRole.assistant, content=response.content, tool_calls=response.tool_calls
+        )
+        async with sessions.begin() as session:
+            await write_message(
+                session,
+                TaskMessageAppend(
+                    task_id=call.task_id, seq=seq, message=answer, usage=response.usage
+                ),
+            )
+            if call.idle_after_answer and not response.tool_calls:
+                update = TaskStatusUpdate(task_id=call.task_id, status=TaskStatus.idle)
+                await write_status(session, update, key=f"status:{call.stream_key}:answered")
 
     async def _complete(
         self,

@@ -13,6 +13,7 @@ from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
+from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.agents import AgentSpec
@@ -25,7 +26,13 @@ from baton.domain.knowledge import (
     knowledge_search_tool,
     knowledge_tool_id,
 )
-from baton.domain.tasks import BeginTask, BegunTask, TaskMessageAppend, TaskStatusUpdate
+from baton.domain.tasks import (
+    BeginTask,
+    BegunTask,
+    TaskMessageAppend,
+    TaskRecord,
+    TaskStatusUpdate,
+)
 from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
 from baton.errors import NotFound
@@ -134,45 +141,75 @@ class TaskActivities:
     @activity.defn(name="baton.task.set_status")
     async def set_status(self, update: TaskStatusUpdate) -> None:
         async with self._sessions.begin() as session:
-            await task_repo.set_status(
-                session=session, task_id=update.task_id, status=update.status, error=update.error
-            )
-            data = {"status": update.status.value, **update.details}
-            if update.error:
-                data["error"] = update.error
-            await event_repo.append_events(
-                session=session,
-                task_id=update.task_id,
-                events=[EventDraft(type=EventType.task_status, data=data, key=_key("status"))],
-            )
+            await write_status(session, update, key=_key("status"))
 
     @activity.defn(name="baton.task.put_message")
     async def put_message(self, append: TaskMessageAppend) -> None:
         async with self._sessions.begin() as session:
-            await task_repo.put_message(
-                session=session,
-                task_id=append.task_id,
-                seq=append.seq,
-                message=append.message,
-                usage=append.usage,
-            )
-            events = [
-                *append.events,
-                EventDraft(
-                    type=EventType.message_completed,
-                    data={"seq": append.seq, **append.message.model_dump(mode="json")},
-                    key=f"message:{append.seq}",
-                ),
-            ]
-            if append.usage is not None:
-                events.append(
-                    EventDraft(
-                        type=EventType.usage,
-                        data=append.usage.model_dump(mode="json"),
-                        key=f"usage:{append.seq}",
+            await write_message(session, append)
+
+    @activity.defn(name="baton.task.record")
+    async def record(self, record: TaskRecord) -> None:
+        """The workflow's bookkeeping in one transaction; run as a local activity, so it
+        costs the workflow's history one marker."""
+        try:
+            async with self._sessions.begin() as session:
+                for new_run in record.tool_runs:
+                    await run_repo.ensure_run(session=session, new_run=new_run)
+                if record.events:
+                    await event_repo.append_events(
+                        session=session, task_id=record.task_id, events=record.events
                     )
-                )
-            await event_repo.append_events(session=session, task_id=append.task_id, events=events)
+                for append in record.messages:
+                    await write_message(session, append)
+                if record.status is not None:
+                    await write_status(session, record.status, key=_key("recorded-status"))
+        except NotFound as exc:
+            raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
+
+
+async def write_status(session: AsyncSession, update: TaskStatusUpdate, *, key: str) -> None:
+    """The task's status and its `task.status` event; `key` makes the event idempotent."""
+    await task_repo.set_status(
+        session=session, task_id=update.task_id, status=update.status, error=update.error
+    )
+    data = {"status": update.status.value, **update.details}
+    if update.error:
+        data["error"] = update.error
+    await event_repo.append_events(
+        session=session,
+        task_id=update.task_id,
+        events=[EventDraft(type=EventType.task_status, data=data, key=key)],
+    )
+
+
+async def write_message(session: AsyncSession, append: TaskMessageAppend) -> None:
+    """Message `seq` once, after its events, with its `message.completed` event and its
+    usage (added to the task's totals once): a retry writes nothing twice."""
+    await task_repo.put_message(
+        session=session,
+        task_id=append.task_id,
+        seq=append.seq,
+        message=append.message,
+        usage=append.usage,
+    )
+    events = [
+        *append.events,
+        EventDraft(
+            type=EventType.message_completed,
+            data={"seq": append.seq, **append.message.model_dump(mode="json")},
+            key=f"message:{append.seq}",
+        ),
+    ]
+    if append.usage is not None:
+        events.append(
+            EventDraft(
+                type=EventType.usage,
+                data=append.usage.model_dump(mode="json"),
+                key=f"usage:{append.seq}",
+            )
+        )
+    await event_repo.append_events(session=session, task_id=append.task_id, events=events)
 
 
 def _key(kind: str) -> str:

@@ -8,7 +8,14 @@ Approvals arrive by the update `decide`; `state` is a query.
 
 A message the update accepts is always answered: once the task decides to end, the
 validator refuses further messages (the API answers 409), and messages still waiting when
-the run continues as new are carried into the next run."""
+the run continues as new are carried into the next run.
+
+A run started since `FLAT_TURNS` keeps the transcript out of its history: the LLM activity
+reads the conversation from the database by position (`seq`), writes the user and tool
+messages it is given and its own answer, and the status around it; what the workflow still
+writes (tool events, approvals, final statuses) is one local activity each time. A turn of
+plain text costs about 11 history events whatever the conversation's length, and the run
+carries only a message count across continue-as-new. Runs recorded before keep the old path."""
 
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         LlmCall,
         PendingApproval,
         TaskMessageAppend,
+        TaskRecord,
         TaskState,
         TaskStatus,
         TaskStatusUpdate,
@@ -74,6 +82,7 @@ NEEDS_APPROVAL_ARG = "needs_approval"
 FAIL_STOPPED_TASKS = "fail-stopped-tasks"
 ANSWER_LATE_MESSAGES = "answer-late-messages"
 KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
+FLAT_TURNS = "flat-turns"
 MAX_TOOL_RESULT_CHARS = 20_000
 
 
@@ -96,16 +105,30 @@ class AgentTaskWorkflow:
         self._decisions: dict[str, Decision] = {}
         self._iterations = 0
         self._transcript: list[Message] = []
+        # The flat path (FLAT_TURNS): no transcript, but the next message's seq, the messages
+        # the next write carries, and the status the next LLM call writes as it starts.
+        self._flat = False
+        self._seq = 0
+        self._writes: list[TaskMessageAppend] = []
+        self._status_due: TaskStatus | None = None
+        self._answer = ""
+        self._listed: str | None = None
+        self._idle_timer: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
+        self._flat = workflow.patched(FLAT_TURNS)
         self._task_id = task.task_id or str(workflow.uuid4())
         self._input = task
         self._inbox[:0] = task.inbox
-        if task.transcript:  # continued as new: everything was loaded before
+        self._listed = workflow.info().typed_search_attributes.get(BATON_STATUS)
+        resumed = bool(task.transcript) or task.message_count > 0
+        if resumed:  # continued as new: everything was loaded before
             agent, tools = task.agent, task.tools
             self._snippets, self._knowledge_prompt = task.snippets, task.knowledge_prompt
-            self._transcript = list(task.transcript)
+            self._transcript = [] if self._flat else list(task.transcript)
+            self._seq = task.message_count or len(task.transcript)
+            self._answer = task.answer or _last_answer(task.transcript)
             self._started_at = task.started_at or workflow.now()
         else:
             begun: BegunTask = await workflow.execute_activity(
@@ -127,7 +150,9 @@ class AgentTaskWorkflow:
             )
             agent, tools = task.agent or begun.agent, begun.tools
             self._snippets, self._knowledge_prompt = begun.snippets, begun.knowledge_prompt
-            self._transcript = [Message(role=MessageRole.user, content=task.message)]
+            if not self._flat:
+                self._transcript = [Message(role=MessageRole.user, content=task.message)]
+            self._seq = 1
             self._started_at = workflow.now()
         assert agent is not None
         self._agent: AgentSpec = agent
@@ -140,7 +165,7 @@ class AgentTaskWorkflow:
             self._system_prompt = _system_prompt(
                 agent, task.params, self._snippets, self._knowledge_prompt
             )
-            return await self._converse(resumed=bool(task.transcript))
+            return await self._converse(resumed=resumed)
         except TaskStopped as stop:
             self._ending = True
             await self._set_status(stop.status, error=stop.error)
@@ -196,12 +221,10 @@ class AgentTaskWorkflow:
     async def _converse(self, *, resumed: bool) -> AgentTaskResult:
         """Turns until the task ends. A run continued as new resumes waiting for the next
         message: its predecessor had answered everything."""
-        answer = next(
-            (m.content for m in reversed(self._transcript) if m.role is MessageRole.assistant), ""
-        )
+        answer = self._answer if self._flat else _last_answer(self._transcript)
         while True:
             if not resumed:
-                answer = await self._turn()
+                answer = self._answer = await self._turn()
             resumed = False
             if self._inbox:
                 await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
@@ -211,6 +234,11 @@ class AgentTaskWorkflow:
             await self._set_status(TaskStatus.idle)
             if workflow.info().is_continue_as_new_suggested():
                 self._continue_as_new()
+            if self._flat:
+                if not await self._wait_for_message():
+                    return await self._complete(answer)
+                await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
+                continue
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox),
@@ -227,30 +255,53 @@ class AgentTaskWorkflow:
         await self._set_status(TaskStatus.completed)
         return AgentTaskResult(status=TaskStatus.completed, answer=answer)
 
+    async def _wait_for_message(self) -> bool:
+        """Idle until a message arrives (True) or the idle timeout passes (False). One timer
+        at a time, never cancelled: a message that arrives leaves it running, and when an
+        earlier idle's timer fires first it is set again for what is left. A conversation
+        faster than its idle timeout costs no timer events per turn."""
+        deadline = workflow.now() + timedelta(seconds=self._agent.idle_timeout_seconds)
+        while not self._inbox:
+            timer = self._idle_timer
+            if timer is None or timer.done():
+                left = (deadline - workflow.now()).total_seconds()
+                if left < 0.001:
+                    return False
+                timer = self._idle_timer = asyncio.create_task(workflow.sleep(left, summary="idle"))
+            await workflow.wait_condition(self._message_or_timer)
+        return True
+
+    def _message_or_timer(self) -> bool:
+        return bool(self._inbox) or self._idle_timer is None or self._idle_timer.done()
+
     async def _turn(self) -> str:
         """Model and tools until the model answers without calling a tool."""
-        await self._set_status(TaskStatus.running)
+        if self._flat:
+            self._running()
+        else:
+            await self._set_status(TaskStatus.running)
         tool_calls_in_a_row = 0
         for _ in range(self._agent.max_iterations):
             self._check_budget()
             self._iterations += 1
             response = await self._call_model()
-            assistant = Message(
-                role=MessageRole.assistant,
-                content=response.content,
-                tool_calls=response.tool_calls,
-            )
-            await self._append(assistant, usage=response.usage)
+            if self._flat:
+                self._seq += 1  # the activity wrote its answer
+            else:
+                assistant = Message(
+                    role=MessageRole.assistant,
+                    content=response.content,
+                    tool_calls=response.tool_calls,
+                )
+                await self._append(assistant, usage=response.usage)
             if not response.tool_calls:
                 return response.content
             results = await asyncio.gather(*(self._run_call(c) for c in response.tool_calls))
             for call, (result, outcome) in zip(response.tool_calls, results, strict=True):
-                await self._append(
-                    Message(
-                        role=MessageRole.tool, content=result, tool_call_id=call.id, name=call.name
-                    ),
-                    events=[outcome] if outcome else [],
+                message = Message(
+                    role=MessageRole.tool, content=result, tool_call_id=call.id, name=call.name
                 )
+                await self._append(message, events=[outcome] if outcome else [])
             tool_calls_in_a_row += len(response.tool_calls)
             if tool_calls_in_a_row >= self._agent.autonomy_limit:
                 note = (
@@ -267,6 +318,8 @@ class AgentTaskWorkflow:
         )
 
     async def _call_model(self) -> LlmResponse:
+        if self._flat:
+            return await self._call_model_flat()
         messages = list(self._transcript)
         if self._system_prompt:
             messages.insert(0, Message(role=MessageRole.system, content=self._system_prompt))
@@ -296,6 +349,49 @@ class AgentTaskWorkflow:
         except ActivityError as exc:
             _reraise_cancel(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
+        return response
+
+    async def _call_model_flat(self) -> LlmResponse:
+        """The model call that reads the conversation and writes its answer itself, with the
+        messages and the status waiting to be written."""
+        writes, self._writes = self._writes, []
+        status, self._status_due = self._status_due, None
+        idle_after_answer = self._agent.idle_timeout_seconds > 0 and not self._inbox
+        try:
+            response: LlmResponse = await workflow.execute_activity(
+                activity_names.LLM_CHAT,
+                LlmCall(
+                    task_id=self._task_id,
+                    request=LlmRequest(
+                        model=self._agent.model,
+                        messages=[],
+                        tools=[definition for definition, _, _ in self._by_name.values()],
+                        temperature=self._agent.temperature,
+                        max_tokens=self._agent.max_output_tokens,
+                    ),
+                    stream_key=f"llm:{workflow.info().run_id}:{self._seq}",
+                    project_id=self._input.project_id,
+                    integration=self._agent.integration,
+                    seq=self._seq,
+                    system_prompt=self._system_prompt,
+                    writes=writes,
+                    status=status,
+                    idle_after_answer=idle_after_answer,
+                ),
+                result_type=LlmResponse,
+                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
+                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.LLM_RETRY,
+                summary=f"llm {self._agent.model}",
+            )
+        except ActivityError as exc:
+            # Written again (once: by seq) with the status that ends the task.
+            self._writes[:0] = writes
+            _reraise_cancel(exc)
+            raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
+        if idle_after_answer and not response.tool_calls:
+            self._status = TaskStatus.idle  # written by the activity with the answer
+            workflow.set_current_details(TaskStatus.idle.value)
         return response
 
     async def _run_call(self, call: ToolCall) -> tuple[str, EventDraft | None]:
@@ -343,17 +439,19 @@ class AgentTaskWorkflow:
     ) -> Decision:
         pending = PendingApproval(call_id=call.id, tool=call.name, arguments=arguments)
         self._pending[call.id] = pending
-        await self._events(
-            requested,
-            EventDraft(
-                type=EventType.tool_approval_requested,
-                data=pending.model_dump(mode="json"),
-                key=f"approval:{call.id}",
-            ),
+        asked = EventDraft(
+            type=EventType.tool_approval_requested,
+            data=pending.model_dump(mode="json"),
+            key=f"approval:{call.id}",
         )
-        await self._set_status(
-            TaskStatus.waiting_approval, details=f"waiting for approval of {_describe(pending)}"
-        )
+        waiting = f"waiting for approval of {_describe(pending)}"
+        if self._flat:
+            await self._record(
+                events=[requested, asked], status=TaskStatus.waiting_approval, details=waiting
+            )
+        else:
+            await self._events(requested, asked)
+            await self._set_status(TaskStatus.waiting_approval, details=waiting)
         remaining = (self._deadline - workflow.now()).total_seconds()
         try:
             await workflow.wait_condition(
@@ -365,13 +463,16 @@ class AgentTaskWorkflow:
             ) from None
         decision = self._decisions.pop(call.id)
         del self._pending[call.id]
-        await self._events(
-            EventDraft(
-                type=EventType.tool_approval_decided,
-                data=decision.model_dump(mode="json"),
-                key=f"decided:{call.id}",
-            )
+        decided = EventDraft(
+            type=EventType.tool_approval_decided,
+            data=decision.model_dump(mode="json"),
+            key=f"decided:{call.id}",
         )
+        if self._flat:
+            running = None if self._pending else TaskStatus.running
+            await self._record(events=[decided], status=running)
+            return decision
+        await self._events(decided)
         if not self._pending:
             await self._set_status(TaskStatus.running)
         return decision
@@ -460,7 +561,7 @@ class AgentTaskWorkflow:
                 agent=self._agent,
                 message="",
                 user_group_id=self._input.user_group_id,
-                transcript=self._transcript,
+                transcript=[] if self._flat else self._transcript,
                 tools=self._tools,
                 started_at=self._started_at,
                 auto_runs=self._auto_runs,
@@ -468,6 +569,8 @@ class AgentTaskWorkflow:
                 snippets=self._snippets,
                 knowledge_prompt=self._knowledge_prompt,
                 inbox=self._inbox,
+                message_count=self._seq if self._flat else 0,
+                answer=self._answer if self._flat else "",
             )
         )
 
@@ -477,6 +580,9 @@ class AgentTaskWorkflow:
         usage: TokenUsage | None = None,
         events: list[EventDraft] | None = None,
     ) -> None:
+        if self._flat:  # the next write carries it
+            self._append_later(message, events)
+            return
         seq = len(self._transcript)
         self._transcript.append(message)
         await workflow.execute_activity(
@@ -490,6 +596,9 @@ class AgentTaskWorkflow:
         )
 
     async def _events(self, *events: EventDraft, tool_runs: list[NewToolRun] | None = None) -> None:
+        if self._flat:
+            await self._record(events=list(events), tool_runs=tool_runs or [])
+            return
         await workflow.execute_activity(
             activity_names.TASK_APPEND_EVENTS,
             AppendEvents(task_id=self._task_id, events=list(events), tool_runs=tool_runs or []),
@@ -501,6 +610,11 @@ class AgentTaskWorkflow:
     async def _set_status(
         self, status: TaskStatus, error: str | None = None, details: str | None = None
     ) -> None:
+        if self._flat:
+            changed = status is not self._status or error is not None or details is not None
+            if changed or self._writes:
+                await self._record(status=status if changed else None, error=error, details=details)
+            return
         if status is self._status and error is None and details is None:
             return
         self._status = status
@@ -518,6 +632,77 @@ class AgentTaskWorkflow:
             retry_policy=policies.DB_WRITE_RETRY,
             summary=f"status {status.value}",
         )
+
+    # Bookkeeping of the flat path
+
+    def _append_later(self, message: Message, events: list[EventDraft] | None = None) -> None:
+        """Message `seq` is decided now and written by the next write (an LLM call's or a
+        record's), with the events that belong just before it."""
+        self._writes.append(
+            TaskMessageAppend(
+                task_id=self._task_id, seq=self._seq, message=message, events=events or []
+            )
+        )
+        self._seq += 1
+
+    def _running(self) -> None:
+        """The task runs: the next LLM call writes it."""
+        if self._status is not TaskStatus.running:
+            self._status = self._status_due = TaskStatus.running
+            self._list(TaskStatus.running)
+            workflow.set_current_details(TaskStatus.running.value)
+
+    def _list(self, status: TaskStatus) -> None:
+        """BatonStatus changes only where a filter needs it (each upsert is a history
+        event): `running` for a task that runs or is idle, `waiting-approval`, and the final
+        statuses."""
+        listed = TaskStatus.running if status is TaskStatus.idle else status
+        if listed.value != self._listed:
+            self._listed = listed.value
+            workflow.upsert_search_attributes([BATON_STATUS.value_set(listed.value)])
+
+    async def _record(
+        self,
+        *,
+        events: list[EventDraft] | None = None,
+        tool_runs: list[NewToolRun] | None = None,
+        status: TaskStatus | None = None,
+        error: str | None = None,
+        details: str | None = None,
+    ) -> None:
+        """One local activity (one history marker) for the workflow's own writes, with the
+        messages waiting to be written."""
+        writes, self._writes = self._writes, []
+        update = None
+        if status is not None:
+            self._status = status
+            self._status_due = None
+            self._list(status)
+            workflow.set_current_details(details or status.value)
+            update = TaskStatusUpdate(
+                task_id=self._task_id,
+                status=status,
+                error=error,
+                details={"details": details} if details else {},
+            )
+        what = status.value if status else (events[0].type.value if events else "messages")
+        await workflow.execute_local_activity(
+            activity_names.TASK_RECORD,
+            TaskRecord(
+                task_id=self._task_id,
+                tool_runs=tool_runs or [],
+                events=events or [],
+                messages=writes,
+                status=update,
+            ),
+            start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
+            retry_policy=policies.DB_WRITE_RETRY,
+            summary=f"record {what}",
+        )
+
+
+def _last_answer(transcript: list[Message]) -> str:
+    return next((m.content for m in reversed(transcript) if m.role is MessageRole.assistant), "")
 
 
 def _callable_tools(

@@ -17,6 +17,7 @@ from baton.domain.llm import LlmResponse as LlmResponse
 from baton.domain.llm import Message as Message
 from baton.domain.llm import MessageRole as MessageRole
 from baton.domain.llm import TokenUsage as TokenUsage
+from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
 
 
@@ -70,6 +71,10 @@ class AgentTaskInput(BaseModel):
     knowledge_prompt: str = ""
     # Follow-ups accepted and not yet answered when the run continued as new.
     inbox: list[str] = Field(default_factory=list)
+    # Carried over by continue-as-new instead of `transcript` (which stays empty) since the
+    # transcript is read from the database: how many messages it has, and the last answer.
+    message_count: int = 0
+    answer: str = ""
 
 
 class AgentTaskResult(BaseModel):
@@ -118,7 +123,13 @@ class TaskMessageAppend(BaseModel):
 
 
 class LlmCall(BaseModel):
-    """An LLM call of a task: its text streams into the task's events as it arrives."""
+    """An LLM call of a task: its text streams into the task's events as it arrives.
+
+    With `seq` set, the conversation is not in `request.messages` (left empty) but in the
+    database: the activity first writes `writes` and `status`, reads messages 0 to `seq - 1`,
+    puts `system_prompt` before them, and writes its answer as message `seq` (with its usage,
+    and the `idle` status after a text answer when `idle_after_answer`). Without `seq` (a run
+    recorded before), `request.messages` is the whole conversation and nothing is written."""
 
     task_id: str
     request: LlmRequest
@@ -127,6 +138,22 @@ class LlmCall(BaseModel):
     # Where the activity finds the provider's key: never the key itself.
     project_id: str | None = None
     integration: str | None = None
+    seq: int | None = None
+    system_prompt: str = ""
+    writes: list[TaskMessageAppend] = Field(default_factory=list)
+    status: TaskStatus | None = None
+    idle_after_answer: bool = False
+
+
+class TaskRecord(BaseModel):
+    """The workflow's own writes to a task's projection, in one local activity: new tool
+    runs, events, messages (each after its own events), then the status."""
+
+    task_id: str
+    tool_runs: list[NewToolRun] = Field(default_factory=list)
+    events: list[EventDraft] = Field(default_factory=list)
+    messages: list[TaskMessageAppend] = Field(default_factory=list)
+    status: TaskStatusUpdate | None = None
 
 
 class UserMessage(BaseModel):

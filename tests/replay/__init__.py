@@ -27,6 +27,11 @@ SCENARIOS = (
     "enrichment",
     "knowledge_embedding",
     "agent_task_from_schedule",
+    # Recorded since the flat path (workflow.patched("flat-turns")); the agent task histories
+    # above are of the path before it, which runs recorded then still take: record those
+    # again only on code that still takes that path.
+    "agent_task_flat_approval_and_follow_up",
+    "agent_task_flat_continued_as_new",
 )
 
 

@@ -275,6 +275,19 @@ async def agent_task_from_schedule(rec: Recording) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def agent_task_flat_approval_and_follow_up(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """`agent_task_approval_and_follow_up` on the flat path (`workflow.patched("flat-turns")`):
+    LLM calls that read and write the conversation, local-activity bookkeeping, and an idle
+    timer that a follow-up leaves running (it fires, is set again, then ends the task)."""
+    return await agent_task_approval_and_follow_up(rec)
+
+
+async def agent_task_flat_continued_as_new(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """`agent_task_continued_as_new` on the flat path: the run carries a message count across
+    continue-as-new, not the transcript."""
+    return await agent_task_continued_as_new(rec)
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -282,9 +295,11 @@ RECORDERS: dict[str, Scenario] = {
     "enrichment": enrichment,
     "knowledge_embedding": knowledge_embedding,
     "agent_task_from_schedule": agent_task_from_schedule,
+    "agent_task_flat_approval_and_follow_up": agent_task_flat_approval_and_follow_up,
+    "agent_task_flat_continued_as_new": agent_task_flat_continued_as_new,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
-CONTINUES_AS_NEW = {"agent_task_continued_as_new"}
+CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}
 
 
 async def record(names: list[str], out: Path) -> None:

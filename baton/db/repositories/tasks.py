@@ -98,20 +98,32 @@ async def list_tasks(
     return await fetch_page(session=session, query=query, order=order, page=page)
 
 
-async def list_messages(*, session: AsyncSession, task_id: str) -> list[Message]:
-    rows = await session.scalars(
-        select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(TaskMessage.seq)
+async def list_messages(
+    *, session: AsyncSession, task_id: str, before: int | None = None
+) -> list[Message]:
+    """The task's messages in order; with `before`, only those whose seq is lower."""
+    query = select(TaskMessage).where(TaskMessage.task_id == task_id)
+    if before is not None:
+        query = query.where(TaskMessage.seq < before)
+    rows = await session.scalars(query.order_by(TaskMessage.seq))
+    return [_message(row) for row in rows]
+
+
+async def get_message(*, session: AsyncSession, task_id: str, seq: int) -> Message | None:
+    row = await session.scalar(
+        select(TaskMessage).where(TaskMessage.task_id == task_id, TaskMessage.seq == seq)
     )
-    return [
-        Message(
-            role=MessageRole(row.role),
-            content=row.content,
-            tool_calls=[ToolCall.model_validate(c) for c in row.tool_calls or []],
-            tool_call_id=row.tool_call_id,
-            name=row.name,
-        )
-        for row in rows
-    ]
+    return None if row is None else _message(row)
+
+
+def _message(row: TaskMessage) -> Message:
+    return Message(
+        role=MessageRole(row.role),
+        content=row.content,
+        tool_calls=[ToolCall.model_validate(c) for c in row.tool_calls or []],
+        tool_call_id=row.tool_call_id,
+        name=row.name,
+    )
 
 
 async def count_messages(*, session: AsyncSession, task_id: str) -> int:
