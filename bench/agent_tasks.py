@@ -4,7 +4,9 @@ as `baton up` runs it) and the embedded Temporal dev server.
 
 Prints tasks/s, the trigger call's p50/p99 latency, and the p50 delay from a token delta
 being produced (its `at` stamp, taken in the LLM activity) to it reaching an SSE client, then
-a `BENCH_RESULT {json}` line for bench/run_all.py.
+a `BENCH_RESULT {json}` line for bench/run_all.py. The baseline, in the same run and on the
+same Temporal server: as many plain workflows doing the least such a task needs (one
+activity per model call, one per tool call; bench/plain_agent.py), with the same concurrency.
 
     python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10]
 """
@@ -22,14 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import uvicorn
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dev_server import start_dev_server
+from plain_agent import PlainAgent, model, tool
 
 from api.app import create_app
 from baton.db import migrate
@@ -61,6 +68,22 @@ async def watch(client: httpx.AsyncClient, url: str, delays: list[float]) -> Non
                 produced = event["data"].get("at")
                 if event["type"] == "message.delta" and produced:
                     delays.append(time.time() - produced)
+
+
+async def plain_tasks(client: Client, tasks: int, concurrency: int) -> float:
+    """The baseline's tasks/s: `tasks` PlainAgent workflows, `concurrency` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await client.execute_workflow(
+                PlainAgent.run, f"task {i}", id=f"plain-agent-{uuid.uuid4()}", task_queue="plain"
+            )
+
+    async with Worker(client, task_queue="plain", workflows=[PlainAgent], activities=[model, tool]):
+        began = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(tasks)))
+        return tasks / (time.perf_counter() - began)
 
 
 async def main(tasks: int, concurrency: int, streams: int) -> None:
@@ -148,6 +171,7 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
         await asyncio.gather(*(one(i) for i in range(tasks)))
         elapsed = time.perf_counter() - began
 
+    plain_rate = await plain_tasks(env.client, tasks, concurrency)
     worker.terminate()
     worker.wait(timeout=30)
     server.should_exit = True
@@ -157,12 +181,23 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
     shutil.rmtree(data, ignore_errors=True)
     print(f"agent_tasks: {tasks} tasks (2 tool calls each), concurrency {concurrency}")
     print(f"  tasks/s:                   {tasks / elapsed:.1f}  ({elapsed:.1f}s in all)")
+    print(f"  plain workflow baseline:   {plain_rate:.1f} tasks/s")
+    print(f"  ratio (Baton / plain):     {tasks / elapsed / plain_rate:.2f}  (target >= 0.8)")
     print(
         f"  trigger latency p50 / p99: {percentile(latencies, 0.5) * 1000:.0f} ms / "
         f"{percentile(latencies, 0.99) * 1000:.0f} ms"
     )
     figures: list[dict[str, object]] = [
-        {"name": "agent tasks (2 tool calls each)", "value": tasks / elapsed, "unit": "tasks/s"},
+        {
+            "name": "agent tasks (2 tool calls each)",
+            "value": tasks / elapsed,
+            "unit": "tasks/s",
+            "better": "higher",
+            "baseline": {
+                "name": "plain workflow: an activity per model and tool call",
+                "value": plain_rate,
+            },
+        },
         {"name": "trigger latency p50", "value": percentile(latencies, 0.5) * 1000, "unit": "ms"},
         {"name": "trigger latency p99", "value": percentile(latencies, 0.99) * 1000, "unit": "ms"},
     ]
