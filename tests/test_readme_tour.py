@@ -107,9 +107,9 @@ def commands(section: str, block: str) -> list[Command]:
         index += 1
         if not pending and line.lstrip().startswith("# -> "):
             answer = line.lstrip()[len("# -> ") :]
-            # An answer may go on over further comment lines, until its brackets close.
-            while not balanced(answer) and index < len(lines) and lines[index].startswith("#"):
-                answer += " " + lines[index].lstrip("#").strip()
+            # An answer goes on over the indented comment lines under it.
+            while index < len(lines) and re.match(r"#\s{3,}\S", lines[index]):
+                answer += "\n" + lines[index][1:].strip()
                 index += 1
             assert found and found[-1].answer is None, f"an answer with no command: {line}"
             found[-1].answer = answer
@@ -132,19 +132,6 @@ def commands(section: str, block: str) -> list[Command]:
     return found
 
 
-def balanced(text: str) -> bool:
-    depth = 0
-    in_string = False
-    for previous, char in zip(" " + text, text, strict=False):
-        if char == '"' and previous != "\\":
-            in_string = not in_string
-        elif not in_string and char in "{[":
-            depth += 1
-        elif not in_string and char in "}]":
-            depth -= 1
-    return depth <= 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Answers
 
@@ -153,6 +140,17 @@ def balanced(text: str) -> bool:
 class Expected:
     status: int | None
     value: Any  # a pattern: ANY, REST, `Wildcard`, or JSON with those inside
+    lines: list[str] | None = None  # or lines of text, each found in turn in the answer
+
+    def match(self, output: str, bindings: dict[str, str]) -> str | None:
+        """What differs, if anything."""
+        if self.lines is not None:
+            return lines_differ(self.lines, output)
+        try:
+            actual = json.loads(output)
+        except json.JSONDecodeError:
+            return "the answer is not JSON"
+        return None if matches(self.value, actual, bindings) else "the answer differs"
 
 
 @dataclass(frozen=True)
@@ -196,6 +194,9 @@ def parse_answer(text: str, base: str) -> Expected:
     status = None
     if found := re.match(r"(\d{3}) ", text):
         status, text = int(found.group(1)), text[found.end() :]
+    if not text.startswith(("{", "[")):
+        return Expected(status, None, text.splitlines())
+    text = text.replace("\n", " ")
     # `...` outside strings: as an object's member nothing (objects are always open), as a
     # value anything, as a list's last item any further items.
     marked = re.sub(r'("(?:[^"\\]|\\.)*")|\.\.\.', lambda m: m.group(1) or '"\u2026"', text)
@@ -218,6 +219,17 @@ def pattern_of(value: Any) -> Any:
             items[-1] = REST
         return items
     return value
+
+
+def lines_differ(shown: list[str], output: str) -> str | None:
+    """Text shown as lines (runs of spaces are one, `...` any text): each must match a line
+    of the output, in order."""
+    actual = iter(" ".join(line.split()) for line in output.splitlines())
+    for line in shown:
+        pattern = ".*".join(re.escape(part) for part in " ".join(line.split()).split("..."))
+        if not any(re.fullmatch(pattern, candidate) for candidate in actual):
+            return f"no line (after the ones before) is {line!r}"
+    return None
 
 
 def matches(pattern: Any, actual: Any, bindings: dict[str, str]) -> bool:
@@ -366,13 +378,7 @@ def check(command: Command, shell: Shell, stack: RunningStack, bindings: dict[st
             if expected.status is not None and status != expected.status:
                 problem = f"HTTP {status}, the README shows {expected.status}"
             else:
-                try:
-                    actual = json.loads(output)
-                except json.JSONDecodeError:
-                    problem = "the answer is not JSON"
-                else:
-                    if not matches(expected.value, actual, found):
-                        problem = "the answer differs from the README's"
+                problem = expected.match(output, found)
         if problem is None:
             bindings.update(found)
             return
@@ -414,3 +420,72 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path):
             stack.interrupt()
         finally:
             stack.kill()
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner's own checks, so a tour that passes means the README's answers were met
+
+
+def test_an_answer_is_checked_loosely_but_not_blindly():
+    shown = parse_answer(
+        '202 {"id": "<task_id>", "status": "queued", "url": "http://127.0.0.1:8000/x/...", '
+        '"top": [["to", 2], ...], "steps": [...], "n": ..., ...}  (prose)',
+        "http://127.0.0.1:9",
+    )
+    assert shown.status == 202
+    real = {"id": "t-1", "status": "queued", "url": "http://127.0.0.1:9/x/y", "extra": 1}
+    real |= {"top": [["to", 2], ["be", 2]], "steps": [], "n": None}
+    bindings: dict[str, str] = {}
+    assert shown.match(json.dumps(real), bindings) is None and bindings == {"task_id": "t-1"}
+    assert shown.match(json.dumps(real), {"task_id": "t-2"}) is not None  # not the same task
+    for wrong in (
+        {"status": "running"},
+        {"url": "http://127.0.0.1:8000/x/y"},
+        {"top": [["to", 1]]},
+        {"top": []},
+        {"steps": {}},
+    ):
+        assert shown.match(json.dumps(real | wrong), {}) is not None, wrong
+    assert shown.match(json.dumps({k: v for k, v in real.items() if k != "n"}), {}) is not None
+    assert shown.match("not json", {}) is not None
+    exact = parse_answer('{"top": [["to", 2]], "ok": true}', "")
+    assert exact.match('{"top": [["to", 2]], "ok": true}', {}) is None
+    assert exact.match('{"top": [["to", 2], ["be", 2]], "ok": true}', {}) is not None
+    assert exact.match('{"top": [["to", 2]], "ok": 1}', {}) is not None
+
+
+def test_text_answers_are_lines_found_in_order():
+    shown = parse_answer("id: ...\nevent: task.status\ndata: {...", "")
+    assert (
+        shown.match("id: 1\nevent: a\ndata: {}\n\nid: 2\nevent: task.status\ndata: {}", {}) is None
+    )
+    assert shown.match("id: 2\nevent: task.status\n", {}) is not None
+    assert shown.match("data: {}\nevent: task.status\n", {}) is not None
+    table = parse_answer("Status  WorkflowId\nRunning   task-...", "")
+    assert table.match("  Status     WorkflowId \n  Running  task-1  X", {}) is None
+    assert table.match("  Status     WorkflowId \n  Completed  task-1", {}) is not None
+    assert table.match("  Status     WorkflowId \n  Running  tool-run-1", {}) is not None
+
+
+def test_a_block_splits_into_whole_commands_each_with_its_answer():
+    block = (
+        "# a comment\n"
+        "X=1\n"
+        "cat > f.csv <<'EOF'\n"
+        'a,"b\n'
+        "EOF\n"
+        'curl -s $API -d \'{"q": 1,\n'
+        '   "r": 2}\' \\\n'
+        '  -H "$AUTH"   # what it does\n'
+        '# -> {"a": 1,\n'
+        '#     "b": 2}\n'
+        "# Not part of the answer.\n"
+        "echo '#' done\n"
+    )
+    found = commands("s", block)
+    assert [c.text.split()[0] for c in found] == ["X=1", "cat", "curl", "echo"]
+    assert found[1].text.endswith("EOF") and found[1].answer is None
+    assert found[2].text.endswith('-H "$AUTH"   # what it does')
+    assert found[2].answer == '{"a": 1,\n"b": 2}'
+    assert code_of(found[2].text)[0].rstrip().endswith('-H "$AUTH"')
+    assert code_of("echo '#' done")[0] == "echo '#' done"
