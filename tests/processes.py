@@ -193,3 +193,54 @@ class TemporalDevServer:
 
     def kill(self) -> None:
         kill(self.process)
+
+
+class RunningStack:
+    """`baton up` in a subprocess, its output in a file we can read while it runs."""
+
+    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.log = log
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "baton",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--api-port",
+                str(self.api_port),
+                "--temporal-port",
+                str(self.temporal_port),
+                "--ui-port",
+                str(self.ui_port),
+            ],
+            env=clean_env(**env),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_until_running(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "Baton is running" not in self.output:
+            assert self.process.poll() is None, self.output
+            assert time.monotonic() < deadline, self.output
+            time.sleep(0.2)
+
+    def value(self, name: str) -> str:
+        line = next(x for x in self.output.splitlines() if x.strip().startswith(f"{name}="))
+        return line.split("=", 1)[1].strip()
+
+    def interrupt(self, timeout: float = 60) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)

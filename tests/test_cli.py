@@ -28,7 +28,7 @@ from baton.secret_key import ensure_key_file, key_file, read_keys
 from baton.security import SecretBox
 from baton.settings import Settings
 from tests.conftest import venv_binary
-from tests.processes import clean_env, free_port, port_open
+from tests.processes import RunningStack, clean_env, free_port, port_open
 
 
 def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -77,52 +77,6 @@ def test_db_upgrade_migrates_an_empty_data_dir(tmp_path: Path):
     result = baton("db", "upgrade", "--data-dir", str(tmp_path), env=clean_env())
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "baton.db").exists()
-
-
-class RunningStack:
-    """`baton up` in a subprocess, its output in a file we can read while it runs."""
-
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
-        self.log = log
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "baton",
-                "up",
-                "--data-dir",
-                str(data_dir),
-                "--api-port",
-                str(self.api_port),
-                "--temporal-port",
-                str(self.temporal_port),
-                "--ui-port",
-                str(self.ui_port),
-            ],
-            env=clean_env(),
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_until_running(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while "Baton is running" not in self.output:
-            assert self.process.poll() is None, self.output
-            assert time.monotonic() < deadline, self.output
-            time.sleep(0.2)
-
-    def value(self, name: str) -> str:
-        line = next(x for x in self.output.splitlines() if x.strip().startswith(f"{name}="))
-        return line.split("=", 1)[1].strip()
-
-    def interrupt(self, timeout: float = 60) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=timeout)
 
 
 async def test_baton_up_runs_a_task_end_to_end_and_keeps_data_across_restarts(tmp_path: Path):
