@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 
+from baton import terminal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
@@ -30,6 +31,7 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+terminal.register(app)
 
 DataDirOption = Annotated[
     Path | None,
@@ -221,9 +223,23 @@ def chat(
 ) -> None:
     """Chat with an agent in the terminal: tokens stream, approvals ask y/n, /exit leaves."""
     from baton.chat import Chat, ChatError, parse_params
+    from baton.client import DEFAULT_API_URL, ApiError, saved_credentials
 
     if not token or not project_id:
-        typer.echo("set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id)", err=True)
+        try:
+            saved = saved_credentials()
+        except ApiError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        token = token or saved.get("token", "")
+        project_id = project_id or saved.get("project_id", "")
+        if api_url == DEFAULT_API_URL:
+            api_url = saved.get("api_url", api_url)
+    if not token or not project_id:
+        typer.echo(
+            "set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id), or run `baton login`",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         params = parse_params(param or [])
