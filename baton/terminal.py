@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -37,6 +38,8 @@ from baton.client import (
 TASK_FINAL = {"completed", "failed", "cancelled", "timed-out", "out-of-credits"}
 JOB_FINAL = {"succeeded", "failed", "cancelled"}
 POLL_SECONDS = 0.5
+# How long `knowledge import` waits for the embedding job of the new rows to be recorded.
+EMBED_JOB_WAIT_SECONDS = 30
 
 task_app = typer.Typer(help="Start, follow and answer agent tasks.", no_args_is_help=True)
 tool_app = typer.Typer(help="Run, import and export tools.", no_args_is_help=True)
@@ -155,7 +158,11 @@ def task_run(
         started = client.post(f"/agents/{agent_id}/tasks", body)
         task_id = started["id"]
         console.print(f"task {task_id}  ({started['temporal_ui_url']})", markup=False)
-        status = follow(client, task_id, console, until_final=wait)
+        try:
+            status = follow(client, task_id, console, until_final=wait)
+        except KeyboardInterrupt:
+            err().print(f"\nstopped following; the task goes on: baton task show {task_id}")
+            raise typer.Exit(130) from None
     console.print(f"[{status}]", markup=False)
     if status in TASK_FINAL - {"completed"}:
         raise typer.Exit(1)
@@ -367,24 +374,40 @@ def knowledge_import(
             )
         embed = None
         if knowledge_set.get("embedding", {}).get("provider", "none") != "none":
-            embed = follow_embedding(client, set_id)
+            embed = follow_embedding(client, set_id, job["created_at"])
     if as_json:
         print_json({"import": job, "embedding": embed})
         return
     out().print(f"imported {job['done']} rows into {knowledge_set['name']} (job {job['id']})")
     if embed is not None:
         out().print(f"embedding {embed['status']}: {embed['done']} of {embed['total']} rows")
+    elif knowledge_set.get("embedding", {}).get("provider", "none") != "none":
+        out().print("no embedding job started yet; the rows get their vectors when it runs")
 
 
-def follow_embedding(client: Client, set_id: str) -> dict[str, Any] | None:
-    """The set's newest embedding job, followed to its end with a bar; None if there is none."""
-    jobs = [j for j in client.items(f"/knowledge/sets/{set_id}/jobs", limit=20)]
-    embeds = [j for j in jobs if j["kind"] == "embed"]
-    if not embeds:
-        return None
-    job_id = embeds[0]["id"]
+def follow_embedding(client: Client, set_id: str, since: str) -> dict[str, Any] | None:
+    """The set's embedding job that takes the imported rows (one still running, or one that
+    ran since the import), followed to its end with a bar. The job is recorded when its first
+    batch starts, so it is waited for a while; None if it does not come."""
+    started = datetime.fromisoformat(since)
+
+    def taking_the_rows(job: dict[str, Any]) -> bool:
+        return job["kind"] == "embed" and (
+            job["status"] not in JOB_FINAL or datetime.fromisoformat(job["updated_at"]) >= started
+        )
+
     with job_progress() as progress:
         bar = progress.add_task("embedding", total=None, failed=0, rate="")
+        deadline = time.monotonic() + EMBED_JOB_WAIT_SECONDS
+        while True:
+            jobs = client.items(f"/knowledge/sets/{set_id}/jobs", limit=20)
+            found = next((j for j in jobs if taking_the_rows(j)), None)
+            if found is not None:
+                break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(POLL_SECONDS)
+        job_id = found["id"]
 
         def fetch() -> dict[str, Any]:
             job: dict[str, Any] = client.get(f"/knowledge/jobs/{job_id}")
@@ -478,7 +501,16 @@ def enrich(
                 )
                 return now
 
-            job = poll(fetch, lambda j: j["status"] in JOB_FINAL)
+            try:
+                job = poll(fetch, lambda j: j["status"] in JOB_FINAL)
+            except KeyboardInterrupt:
+                progress.stop()
+                err().print(
+                    f"stopped following; the job goes on: GET .../knowledge/sets/{set_id}"
+                    f"/enrichments/{job['id']} (POST .../cancel stops it)",
+                    markup=False,
+                )
+                raise typer.Exit(130) from None
     if as_json:
         print_json(job)
     else:

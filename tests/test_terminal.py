@@ -233,6 +233,8 @@ async def test_knowledge_import_search_and_enrich(
     imported = await baton("knowledge", "import", set_id, str(rows))
     assert imported.exit_code == 0, imported.output
     assert "imported 3 rows into Books" in imported.stdout
+    size = rows.stat().st_size
+    assert "upload books.csv" in imported.stderr and f"{size}/{size} bytes" in imported.stderr
 
     found = json.loads((await baton("knowledge", "search", set_id, "Austen", "--json")).stdout)
     assert found[0]["row"]["title"] == "Emma"
@@ -260,6 +262,7 @@ async def test_knowledge_import_search_and_enrich(
         "--input", "title=title", "--input", "by={{ row.author | upper }}",
     )  # fmt: skip
     assert enriched.exit_code == 0, enriched.output
+    assert re.search(r"enrich .* 3/3 100% 0 failed [\d.]+ rows/s", enriched.stderr)
     assert "enrichment succeeded: 3 done, 0 failed of 3" in enriched.stdout
     blurbs = json.loads((await baton("knowledge", "search", set_id, "AUSTEN", "--json")).stdout)
     assert blurbs[0]["row"]["blurb"] == "Emma, by JANE AUSTEN"
@@ -267,3 +270,28 @@ async def test_knowledge_import_search_and_enrich(
     bad = await baton("enrich", set_id, "--tool", "no-such-tool", "--map", "blurb=@")
     assert bad.exit_code == 1
     assert "no tool 'no-such-tool'" in bad.stderr
+
+
+async def test_knowledge_import_follows_the_embedding_of_the_new_rows(
+    baton: Baton, live_api: str, tenant: Tenant, tmp_path: Path, worker: Worker
+):
+    knowledge_set = await post(
+        live_api,
+        tenant,
+        "/knowledge/sets",
+        {
+            "name": "Facts",
+            "columns": [{"name": "fact", "type": "text"}],
+            "embedding": {"provider": "local"},
+        },
+    )
+    rows = tmp_path / "facts.jsonl"
+    rows.write_text('{"fact": "Bicycles need oil"}\n{"fact": "Cats sleep a lot"}\n')
+    imported = await baton("knowledge", "import", knowledge_set["id"], str(rows), "--json")
+    assert imported.exit_code == 0, imported.output
+    result = json.loads(imported.stdout)
+    assert result["import"]["done"] == 2
+    assert result["embedding"]["status"] == "succeeded" and result["embedding"]["done"] == 2
+    assert "embedding" in imported.stderr and "2/2" in imported.stderr
+    found = await baton("knowledge", "search", knowledge_set["id"], "lubricant", "--mode", "vector")
+    assert "Bicycles need oil" in found.stdout.splitlines()[3]
