@@ -31,7 +31,6 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
-terminal.register(app)
 
 DataDirOption = Annotated[
     Path | None,
@@ -333,3 +332,8 @@ async def _reencrypt(settings: Settings) -> tuple[int, int]:
             )
     finally:
         await engine.dispose()
+
+
+# The commands over the HTTP API (`login`, `task`, `tool`, `knowledge`, `enrich`) come after
+# the ones above in `baton --help`.
+terminal.register(app)

@@ -72,6 +72,9 @@ def connected() -> Iterator[Client]:
     except ApiError as exc:
         err().print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        err().print("\ninterrupted", markup=False)
+        raise typer.Exit(130) from None
 
 
 def params_of(pairs: list[str] | None) -> dict[str, Any]:
@@ -108,10 +111,14 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool]) -> T:
 def login(
     token: Annotated[str, typer.Option(prompt=True, hide_input=True, help="An API token")],
     project_id: Annotated[str, typer.Option(prompt="Project id")],
-    api_url: Annotated[str, typer.Option(help="Where the API is")] = DEFAULT_API_URL,
+    api_url: Annotated[
+        str, typer.Option(envvar="BATON_API_URL", help="Where the API is")
+    ] = DEFAULT_API_URL,
 ) -> None:
-    """Check a token against the API and save it, with the project and API URL, for the other
-    commands (the environment's BATON_* still win)."""
+    """Check a token against the API and save it for the other commands.
+
+    The token, project and API URL go to a file only you can read; the environment's BATON_*
+    still win over it."""
     credentials = Credentials(api_url=api_url.rstrip("/"), token=token, project_id=project_id)
     try:
         with Client(credentials) as client:
@@ -148,8 +155,10 @@ def task_run(
         typer.Option("--wait", help="Follow until the task ends, not only until its first answer"),
     ] = False,
 ) -> None:
-    """Start a task and stream it: until the agent answers (or asks for an approval), or with
-    --wait until the task ends. Exits 1 if it failed."""
+    """Start a task and stream it.
+
+    Follows it until the agent answers or asks for an approval, or with --wait until the task
+    ends. Exits 1 if it failed."""
     body: dict[str, Any] = {"message": message}
     if param:
         body["params"] = params_of(param)
@@ -320,7 +329,7 @@ def tool_export(
         Path | None, typer.Option("--output", "-o", help="Write here, not to stdout")
     ] = None,
 ) -> None:
-    """Print (or write) a tool's definition, ready for `baton tool import`."""
+    """Print (or write) a tool's definition, for `baton tool import`."""
     with connected() as client:
         text = client.request("GET", f"/tools/{tool_id}/export", params={"format": format}).text
     if format == "json":
@@ -354,8 +363,10 @@ def knowledge_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, JSONL, JSON")],
     as_json: JsonOption = False,
 ) -> None:
-    """Upload rows from a file, with a progress bar over the upload and then over the
-    embedding of the new rows when the set has an embedding provider."""
+    """Upload rows from a file into a knowledge set.
+
+    A progress bar follows the upload, then the embedding of the new rows when the set has an
+    embedding provider."""
     with connected() as client:
         knowledge_set = client.get(f"/knowledge/sets/{set_id}")
         with Progress(
@@ -470,8 +481,10 @@ def enrich(
     concurrency: Annotated[int, typer.Option(help="Rows run at a time")] = 8,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a tool over every row of a set, filling columns from its output, with a progress
-    bar: rows done, failed, rows/s, time left. Exits 1 if the job did not succeed."""
+    """Run a tool over every row of a knowledge set and follow the job.
+
+    Each --map fills a column from the tool's output; the progress bar shows rows done,
+    failed, rows/s and time left. Exits 1 if the job did not succeed."""
     body = {
         "tool_id": tool,
         "input_mapping": {name: source for name, source in pairs("--input", input_ or [], _input)},

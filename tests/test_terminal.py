@@ -202,6 +202,8 @@ async def test_tools_import_run_and_export(baton: Baton, tmp_path: Path, worker:
     copy.write_text(exported.stdout)
     again = json.loads((await baton("tool", "import", str(copy), "--json")).stdout)
     assert again["id"] != tool_id and again["name"] == "Greet"
+    listed = (await baton("tool", "list")).stdout
+    assert tool_id in listed and again["id"] in listed
 
     broken = tmp_path / "broken.json"
     broken.write_text('{"name": "No steps", "steps": "none"}')
