@@ -283,11 +283,11 @@ def tool_run(
 ) -> None:
     """Run a tool and print its output when it finishes. Exits 1 if the run failed."""
     with connected() as client:
-        run = client.post(
+        started = client.post(
             f"/tools/{tool_id}/runs", {"params": params_of(param), "wait": True, "wait_seconds": 30}
         )
         run = poll(
-            lambda: client.get(f"/tool-runs/{run['id']}"), lambda r: r["status"] in JOB_FINAL
+            lambda: client.get(f"/tool-runs/{started['id']}"), lambda r: r["status"] in JOB_FINAL
         )
     if as_json:
         print_json(run)
