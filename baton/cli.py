@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 
+from baton import terminal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
@@ -221,9 +222,23 @@ def chat(
 ) -> None:
     """Chat with an agent in the terminal: tokens stream, approvals ask y/n, /exit leaves."""
     from baton.chat import Chat, ChatError, parse_params
+    from baton.client import DEFAULT_API_URL, ApiError, saved_credentials
 
     if not token or not project_id:
-        typer.echo("set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id)", err=True)
+        try:
+            saved = saved_credentials()
+        except ApiError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        token = token or saved.get("token", "")
+        project_id = project_id or saved.get("project_id", "")
+        if api_url == DEFAULT_API_URL:
+            api_url = saved.get("api_url", api_url)
+    if not token or not project_id:
+        typer.echo(
+            "set BATON_TOKEN and BATON_PROJECT_ID (or --token, --project-id), or run `baton login`",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         params = parse_params(param or [])
@@ -317,3 +332,8 @@ async def _reencrypt(settings: Settings) -> tuple[int, int]:
             )
     finally:
         await engine.dispose()
+
+
+# The commands over the HTTP API (`login`, `task`, `tool`, `knowledge`, `enrich`) come after
+# the ones above in `baton --help`.
+terminal.register(app)
