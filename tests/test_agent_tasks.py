@@ -197,6 +197,53 @@ async def test_an_approval_pauses_the_task_until_someone_approves(
     assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == ["tool got edited"]
 
 
+async def test_a_finished_call_shows_while_another_of_its_turn_waits_for_approval(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    lookup = await make_tool(api, tenant, name="Look up")
+    risky = await make_tool(api, tenant, name="Risky")
+    agent = await make_agent(
+        api,
+        tenant,
+        tools=[{"tool_id": risky, "approval": "required"}, {"tool_id": lookup}],
+    )
+    task_id = await start(
+        api, tenant, agent, 'call risky {"text": "later"}\ncall look_up {"text": "now"}'
+    )
+    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    assert waiting["status"] == "waiting-approval"
+    # The lookup's result is in the conversation before the risky call is decided.
+    async with asyncio.timeout(10):
+        while "tool got now" not in [m["content"] for m in waiting["messages"]]:
+            await asyncio.sleep(0.1)
+            waiting = (
+                await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
+            ).json()
+    assert waiting["status"] == "waiting-approval"
+
+    [pending] = waiting["pending_approvals"]
+    approved = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{pending['call_id']}"),
+        json={"approve": True},
+        headers=tenant.headers,
+    )
+    assert approved.status_code == 200, approved.text
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    # Each result keeps the place of its call, whichever finished first.
+    assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == [
+        "tool got later",
+        "tool got now",
+    ]
+    assert [m["role"] for m in task["messages"]] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+
+
 async def test_a_rejection_is_told_to_the_model_and_the_task_goes_on(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):

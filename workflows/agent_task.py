@@ -83,6 +83,7 @@ FAIL_STOPPED_TASKS = "fail-stopped-tasks"
 ANSWER_LATE_MESSAGES = "answer-late-messages"
 KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
 FLAT_TURNS = "flat-turns"
+TOOL_RESULTS_AS_THEY_COME = "tool-results-as-they-come"
 MAX_TOOL_RESULT_CHARS = 20_000
 
 
@@ -296,6 +297,13 @@ class AgentTaskWorkflow:
                 await self._append(assistant, usage=response.usage)
             if not response.tool_calls:
                 return response.content
+            calls = response.tool_calls
+            if self._flat and len(calls) > 1 and workflow.patched(TOOL_RESULTS_AS_THEY_COME):
+                await self._run_calls_showing_each(calls)
+                tool_calls_in_a_row += len(calls)
+                if tool_calls_in_a_row >= self._agent.autonomy_limit:
+                    return await self._check_in(tool_calls_in_a_row)
+                continue
             results = await asyncio.gather(*(self._run_call(c) for c in response.tool_calls))
             for call, (result, outcome) in zip(response.tool_calls, results, strict=True):
                 message = Message(
@@ -304,18 +312,48 @@ class AgentTaskWorkflow:
                 await self._append(message, events=[outcome] if outcome else [])
             tool_calls_in_a_row += len(response.tool_calls)
             if tool_calls_in_a_row >= self._agent.autonomy_limit:
-                note = (
-                    f"{SCRIPTED_LABEL if self._agent.model.startswith('scripted') else ''}"
-                    f"I made {tool_calls_in_a_row} tool calls in a row, my limit before checking "
-                    "with you. Shall I go on?"
-                ).strip()
-                await self._append(Message(role=MessageRole.assistant, content=note))
-                return note
+                return await self._check_in(tool_calls_in_a_row)
         raise TaskStopped(
             TaskStatus.failed,
             f"the agent made {self._agent.max_iterations} model calls without a final answer "
             "(max_iterations)",
         )
+
+    async def _check_in(self, tool_calls_in_a_row: int) -> str:
+        note = (
+            f"{SCRIPTED_LABEL if self._agent.model.startswith('scripted') else ''}"
+            f"I made {tool_calls_in_a_row} tool calls in a row, my limit before checking "
+            "with you. Shall I go on?"
+        ).strip()
+        await self._append(Message(role=MessageRole.assistant, content=note))
+        return note
+
+    async def _run_calls_showing_each(self, calls: list[ToolCall]) -> None:
+        """Runs a turn's tool calls at once; a result is written as soon as its call is done
+        while others still run or wait for approval (the last one goes with the next model
+        call). Each keeps the place of its call in the conversation."""
+        first_seq = self._seq
+        self._seq += len(calls)
+        pending = len(calls)
+
+        async def one(index: int, call: ToolCall) -> None:
+            nonlocal pending
+            result, outcome = await self._run_call(call)
+            pending -= 1
+            self._writes.append(
+                TaskMessageAppend(
+                    task_id=self._task_id,
+                    seq=first_seq + index,
+                    message=Message(
+                        role=MessageRole.tool, content=result, tool_call_id=call.id, name=call.name
+                    ),
+                    events=[outcome] if outcome else [],
+                )
+            )
+            if pending:
+                await self._record()
+
+        await asyncio.gather(*(one(index, call) for index, call in enumerate(calls)))
 
     async def _call_model(self) -> LlmResponse:
         if self._flat:

@@ -32,6 +32,7 @@ SCENARIOS = (
     # again only on code that still takes that path.
     "agent_task_flat_approval_and_follow_up",
     "agent_task_flat_continued_as_new",
+    "agent_task_results_while_approving",
 )
 
 

@@ -288,6 +288,32 @@ async def agent_task_flat_continued_as_new(rec: Recording) -> WorkflowHandle[Any
     return await agent_task_continued_as_new(rec)
 
 
+async def agent_task_results_while_approving(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """Two calls in one turn, one waiting for approval: the other's result is written as
+    soon as it is done (`workflow.patched("tool-results-as-they-come")`)."""
+    tool_id = await rec.echo_tool()
+    agent_id = await rec.agent(
+        model="scripted:tools",
+        tools=[{"tool_id": tool_id, "max_auto_runs": 1}],
+    )
+    task = await rec.post(
+        f"/agents/{agent_id}/tasks",
+        {"message": 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'},
+    )
+    path = f"/tasks/{task['id']}"
+    waiting = await rec.until(
+        path, lambda t: t["status"] in {"waiting-approval"} | FINAL_TASK, "waiting for approval"
+    )
+    if waiting["status"] != "waiting-approval":
+        raise RuntimeError(f"the task did not wait for an approval: {waiting}")
+    for pending in waiting["pending_approvals"]:
+        await rec.post(f"{path}/approvals/{pending['call_id']}", {"approve": True}, status=200)
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the task did not complete: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -297,6 +323,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_from_schedule": agent_task_from_schedule,
     "agent_task_flat_approval_and_follow_up": agent_task_flat_approval_and_follow_up,
     "agent_task_flat_continued_as_new": agent_task_flat_continued_as_new,
+    "agent_task_results_while_approving": agent_task_results_while_approving,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}
