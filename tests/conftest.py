@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory, is_sqlite
 from baton.db.repositories import accounts
 from baton.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
 from worker import create_worker
 
 # The suite's own random key; Baton ships none (`baton up` makes one per data dir).
@@ -213,3 +214,29 @@ async def live_api(settings: Settings, temporal_env: WorkflowEnvironment) -> Asy
         server.should_exit = True
         await serving
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[FakeOpenAI]:
+    """A local server speaking OpenAI's wire protocol, one per test module."""
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def eager_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of its own that suggests continue-as-new after 100 history events, so
+    a conversation continues as new within a few turns."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        search_attributes=temporal.SEARCH_ATTRIBUTES,
+        data_converter=temporal.data_converter(Settings()),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=100",
+        ],
+    )
+    yield env
+    await env.shutdown()

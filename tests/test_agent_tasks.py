@@ -382,14 +382,6 @@ async def test_a_user_group_sees_and_messages_only_its_own_tasks(
 # OpenAI over its wire protocol
 
 
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 async def openai_api(
     settings: Settings,

@@ -26,14 +26,6 @@ STOPS_WITHIN_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def local_http() -> Iterator[LocalHttp]:
     server = LocalHttp().start()
     yield server

@@ -4,32 +4,14 @@ own suggests continue-as-new after 100 history events, so it happens within a fe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from baton import temporal
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, venv_binary, worker_on
-
-
-@pytest.fixture(scope="module")
-async def eager_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=venv_binary("temporal"),
-        search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=temporal.data_converter(Settings()),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "limit.historyCount.suggestContinueAsNew=100",
-        ],
-    )
-    yield env
-    await env.shutdown()
+from tests.conftest import Tenant, _api_client, worker_on
 
 
 async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from baton import temporal
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, venv_binary, worker_on
+from tests.conftest import Tenant, _api_client, worker_on
 
 ENDED = ("completed", "failed", "timed_out", "cancelled")
 
@@ -181,22 +178,6 @@ async def test_follow_ups_sent_while_a_task_completes_after_one_answer(
     accepted, refused = sends.counts
     assert accepted + refused == 100
     assert accepted > 0, sends.counts
-
-
-@pytest.fixture(scope="module")
-async def eager_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server of its own that suggests continue-as-new after 100 history events."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=venv_binary("temporal"),
-        search_attributes=temporal.SEARCH_ATTRIBUTES,
-        data_converter=temporal.data_converter(Settings()),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "limit.historyCount.suggestContinueAsNew=100",
-        ],
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_follow_ups_racing_continue_as_new_are_all_answered(

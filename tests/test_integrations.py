@@ -38,14 +38,6 @@ FINAL = {"completed", "failed", "cancelled", "timed-out"}
 
 
 @pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def anthropic_server() -> Iterator[FakeAnthropic]:
     server = FakeAnthropic()
     server.start()

@@ -5,7 +5,6 @@ task shows what it started with."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,14 +24,6 @@ PARAMS = [
     {"name": "days", "type": "integer", "default": 3},
     {"name": "units", "type": "enum", "options": ["metric", "imperial"], "required": False},
 ]
-
-
-@pytest.fixture(scope="module")
-def openai_server() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
