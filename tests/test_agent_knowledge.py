@@ -18,7 +18,6 @@ from tests.test_agent_tasks import (  # the OpenAI fixtures are used by name
     FINAL,
     make_agent,
     openai_api,  # noqa: F401
-    openai_server,  # noqa: F401
     start,
     wait_for,
 )
@@ -46,7 +45,7 @@ async def test_an_agent_searches_an_attached_set_through_a_tool(
 async def test_prompt_knowledge_and_snippets_fill_the_system_prompt(
     openai_api: httpx.AsyncClient,  # noqa: F811
     tenant: Tenant,
-    openai_server: FakeOpenAI,  # noqa: F811
+    openai_server: FakeOpenAI,
     session_factory: async_sessionmaker[AsyncSession],
 ):
     api = openai_api
