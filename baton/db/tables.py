@@ -168,6 +168,33 @@ class AgentVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Workforce(Base):
+    __tablename__ = "workforces"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkforceVersion(Base):
+    """Every saved definition of a workforce; a task runs the version it started with."""
+
+    __tablename__ = "workforce_versions"
+    __table_args__ = (UniqueConstraint("workforce_id", "version", name="uq_workforce_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workforce_id: Mapped[str] = mapped_column(ForeignKey("workforces.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Task(Base):
     """The API's projection of an `AgentTaskWorkflow`, written by its activities."""
 
