@@ -203,7 +203,7 @@ async def _open_task(
 
 async def _welcome_message(session: AsyncSession, task: Task) -> str:
     """The welcome message of the agent version the task runs, its params filled in."""
-    if task.agent_version is None:
+    if task.agent_version is None or task.agent_id is None:
         return ""
     spec = await agent_repo.version_spec(
         session=session, agent_id=task.agent_id, version=task.agent_version

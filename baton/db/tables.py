@@ -203,10 +203,24 @@ class Task(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    # An agent task's agent, and a workforce node's; none for a workforce task itself.
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), default=None, index=True
+    )
     user_group_id: Mapped[str | None] = mapped_column(
         ForeignKey("user_groups.id", ondelete="SET NULL"), default=None, index=True
     )
+    # `agent-task` or `workforce-task`.
+    kind: Mapped[str] = mapped_column(String(32), default="agent-task", server_default="agent-task")
+    workforce_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workforces.id", ondelete="CASCADE"), default=None, index=True
+    )
+    workforce_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A task a workforce started for one of its nodes: the task it works for, and the node.
+    parent_task_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), default=None, index=True
+    )
+    node: Mapped[str | None] = mapped_column(String(64), default=None)
     workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
     agent_version: Mapped[int | None] = mapped_column(Integer, default=None)
     # The agent's typed params as the task started with them (defaults applied).
@@ -231,6 +245,8 @@ class TaskMessage(Base):
     tool_calls: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
     tool_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
+    # In a workforce task: the node whose agent wrote it.
+    author: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
