@@ -30,6 +30,7 @@ from api.routes import (
     tools,
     triggers,
     user_groups,
+    workforces,
 )
 from api.temporal_codec import WorkflowProjects
 from baton import temporal
@@ -89,5 +90,6 @@ def create_app(
     app.include_router(integrations.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
+    app.include_router(workforces.router)
     app.include_router(temporal_codec.router)
     return app
