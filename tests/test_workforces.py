@@ -448,3 +448,42 @@ async def test_another_organisation_neither_sees_a_workforce_nor_uses_its_agents
     assert (
         await api.get(tenant.url(f"/workforces/{created['id']}"), headers=tenant.headers)
     ).json()["version"] == 1
+
+
+async def test_a_read_workforce_imports_as_it_is_answered(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await create(api, tenant, await support_body(api, tenant))
+    imported = await api.post(
+        tenant.url("/workforces/import"), json=created, headers=tenant.headers
+    )
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["nodes"] == created["nodes"]
+    assert imported.json()["version"] == 1 and imported.json()["id"] != created["id"]
+
+
+async def test_an_agent_or_tool_a_workforce_runs_is_not_deleted_under_it(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    body = await support_body(api, tenant)
+    created = await create(api, tenant, body)
+    reply_id = body["nodes"][4]["agent_id"]
+    lookup_id = body["nodes"][2]["tool_id"]
+    agent = await api.delete(tenant.url(f"/agents/{reply_id}"), headers=tenant.headers)
+    error = assert_error(agent, 409, "conflict")["error"]
+    assert error["message"] == "agent 'Reply' is a node of workforce 'Support'; change those first"
+    assert error["details"] == {"used_by": ["workforce 'Support'"]}
+    tool = await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers)
+    error = assert_error(tool, 409, "conflict")["error"]
+    assert error["message"] == "tool 'Lookup' is a node of workforce 'Support'; change those first"
+
+    # Once the workforce no longer runs them, they go.
+    url = tenant.url(f"/workforces/{created['id']}")
+    assert (await api.delete(url, headers=tenant.headers)).status_code == 204
+    assert (
+        await api.delete(tenant.url(f"/agents/{reply_id}"), headers=tenant.headers)
+    ).status_code == 204
+    assert (
+        await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers)
+    ).status_code == 204
+    assert_error(await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers), 404)
