@@ -283,7 +283,8 @@ async def test_an_import_refuses_what_it_cannot_resolve(
     for bad in ("- just a list\n", "name: [unclosed\n"):
         assert_error(await api.post(url, content=bad, headers=headers), 422)
     invalid = "name: X\nentry: a\nnodes:\n  - {id: a, type: robot}\n"
-    assert_error(await api.post(url, content=invalid, headers=headers), 422)
+    error = assert_error(await api.post(url, content=invalid, headers=headers), 422)["error"]
+    assert [d["field"] for d in error["details"]] == ["nodes[0]"]
 
 
 async def test_a_clone_is_a_new_workforce_named_as_a_copy(

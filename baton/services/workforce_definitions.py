@@ -100,8 +100,19 @@ async def resolve_import(*, session: AsyncSession, project_id: str, data: Any) -
     except ValidationError as exc:
         raise InvalidInput(
             "the imported workforce is not valid",
-            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+            details=[
+                {"loc": list(e["loc"]), "field": _field(e["loc"]), "msg": e["msg"]}
+                for e in exc.errors()
+            ],
         ) from exc
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """`("nodes", 0, "agent", "id")` -> `nodes[0].agent.id`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
 
 
 def _resolve(index: int, node: dict[str, Any], kind: str, names: dict[str, str], name: Any) -> Any:
