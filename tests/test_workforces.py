@@ -488,3 +488,19 @@ async def test_an_agent_or_tool_a_workforce_runs_is_not_deleted_under_it(
         await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers)
     ).status_code == 204
     assert_error(await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers), 404)
+
+
+async def test_a_definition_far_larger_than_any_real_one_is_refused_before_it_is_read(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    huge = {"name": "Huge", "entry": "a", "nodes": [{"id": "a"}], "edges": [{}] * 25_000}
+    for url in (tenant.url("/workforces"), tenant.url("/workforces/import")):
+        response = await api.post(url, json=huge, headers=tenant.headers)
+        assert_error(response, 413, "definition_too_large")
+    aliased = "name: &n W\nentry: a\nnodes:\n  - {id: a, type: agent, agent_id: *n}\n"
+    response = await api.post(
+        tenant.url("/workforces/import"),
+        content=aliased,
+        headers={**tenant.headers, "Content-Type": "application/yaml"},
+    )
+    assert "anchors and aliases" in assert_error(response, 422)["error"]["message"]
