@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -60,7 +61,20 @@ def presented_token(request: Request) -> str:
     return token.strip()
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
+# Declares the scheme in the OpenAPI document, so /docs has an Authorize button; the header is
+# read by `presented_token`, which also takes the `Token <token>` form.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token: 'Authorization: Bearer <token>' (or 'Token <token>')",
+)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal:
     return await accounts.authenticate(session=session, token=presented_token(request))
 
 
