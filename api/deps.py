@@ -15,12 +15,12 @@ from temporalio.client import Client
 from baton.db.paging import PageRequest
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
-from baton.knowledge import store as knowledge_store
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.services.embedding import RowChanges
 from baton.services.provider_configs import project_provider_configs
@@ -156,7 +156,7 @@ async def get_tool(tool_id: str, project: ProjectDep, session: SessionDep) -> To
 
 
 async def get_knowledge_set(set_id: str, project: ProjectDep, session: SessionDep) -> KnowledgeSet:
-    return await knowledge_store.get_set(session=session, project_id=project.id, set_id=set_id)
+    return await set_repo.get_set(session=session, project_id=project.id, set_id=set_id)
 
 
 AgentDep = Annotated[Agent, Depends(get_agent)]
