@@ -91,6 +91,14 @@ class TaskActivities:
         """Makes sure the task's row exists, and pins the agent (when not given) and the
         tools it may call, with every tool those call."""
         async with self._sessions.begin() as session:
+            # An agent deleted since the start was asked for (a schedule's, or a workforce's
+            # node pinned before) fails the task at once: its row could not even be written.
+            try:
+                agent_row = await agent_repo.get_agent(
+                    session=session, project_id=begin.project_id, agent_id=begin.agent_id
+                )
+            except NotFound as exc:
+                raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
             await task_repo.ensure_task(
                 session=session,
                 task_id=begin.task_id,
@@ -103,12 +111,6 @@ class TaskActivities:
                 parent_task_id=begin.parent_task_id,
                 node=begin.node,
             )
-            try:
-                agent_row = await agent_repo.get_agent(
-                    session=session, project_id=begin.project_id, agent_id=begin.agent_id
-                )
-            except NotFound as exc:
-                raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
             spec = agent_repo.agent_spec(agent_row)
             if begin.load_agent:
                 # A scheduled start runs the agent's current version: record which.

@@ -450,3 +450,38 @@ async def _eventually_children(
         while not (children := await children_of(session_factory, task_id)):
             await asyncio.sleep(0.1)
     return children
+
+
+async def test_a_delegation_that_cannot_run_is_a_tool_error_the_caller_reads(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
+    spec = workforce({"triage": triage, "billing": billing}, {"from": "triage", "to": "billing"})
+    # The graph was pinned before the billing agent was deleted.
+    deleted = await api.delete(tenant.url(f"/agents/{billing}"), headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "hello?"}\ncall ask_billing {"message": ""}',
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [
+        f"Error: the tool ask_billing failed: agent {billing} not found",
+        "Error: invalid arguments for ask_billing: message must be a non-empty text",
+    ]
+    async with session_factory() as session:
+        events = await event_repo.list_events(session=session, task_id=task_id)
+    failed = next(e.data for e in events if e.type == "tool.run.failed")
+    assert failed["tool"] == "ask_billing"

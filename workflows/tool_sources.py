@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -272,7 +277,9 @@ async def delegate(
     if not isinstance(message, str) or not message.strip() or unknown:
         if leading:
             await context.write_events(*leading)
-        problem = f"unknown argument {unknown[0]!r}" if unknown else "message must be a text"
+        problem = (
+            f"unknown argument {unknown[0]!r}" if unknown else "message must be a non-empty text"
+        )
         return f"Error: invalid arguments for {call.name}: {problem}", None
     task = context.input
     assert task.workforce is not None  # only a workforce's task has delegations
@@ -324,7 +331,7 @@ async def delegate(
         )
     except ChildWorkflowError as exc:
         reraise_cancel(exc)
-        return tool_failed(call, str(exc.cause or exc))
+        return tool_failed(call, _reason(exc))
     if result.status is not TaskStatus.completed:
         return tool_failed(call, result.error or result.status.value)
     return _completed(call, as_text(result.answer or ""), task_id=child_id)
@@ -349,6 +356,15 @@ def tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
         key=f"failed:{call.id}",
     )
     return f"Error: the tool {call.name} failed: {error}", failed
+
+
+def _reason(exc: FailureError) -> str:
+    """Why a child failed, from the innermost failure: a child whose activity failed says
+    why the activity did."""
+    failure: BaseException = exc
+    while isinstance(failure, FailureError) and failure.cause is not None:
+        failure = failure.cause
+    return failure.message if isinstance(failure, FailureError) else str(failure)
 
 
 def as_text(output: Any) -> str:
