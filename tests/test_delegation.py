@@ -485,3 +485,28 @@ async def test_a_delegation_that_cannot_run_is_a_tool_error_the_caller_reads(
         events = await event_repo.list_events(session=session, task_id=task_id)
     failed = next(e.data for e in events if e.type == "tool.run.failed")
     assert failed["tool"] == "ask_billing"
+
+
+async def test_a_delegation_never_runs_another_projects_agent(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    theirs = await make_agent(api, other_tenant, tools=[], name="Theirs", model="scripted:echo")
+    spec = workforce({"triage": triage, "theirs": theirs}, {"from": "triage", "to": "theirs"})
+    task_id, handle = await start_node(
+        temporal_env, settings, tenant, spec, 'call ask_theirs {"message": "your secrets?"}'
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [f"Error: the tool ask_theirs failed: agent {theirs} not found"]
+    async with session_factory() as session:
+        ran = await session.scalars(select(Task).where(Task.agent_id == theirs))
+        assert list(ran.all()) == []

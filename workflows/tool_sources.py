@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -89,21 +89,23 @@ class CallableTool:
     refusal: str | None = None
 
 
+# A source: what the task's agent may call of one kind, from what the task pinned.
+Source = Callable[[AgentTaskInput, AgentSpec, dict[str, ToolSpec]], list[CallableTool]]
+
+
 def callable_tools(
     task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
 ) -> dict[str, CallableTool]:
     """Everything the task's agent may call, by the name the model calls it. Delegations
     come first, so a delegate tool is always `ask_<node>`; a name taken twice gets a suffix."""
     by_name: dict[str, CallableTool] = {}
-    for name, tool in [*_delegations(task), *_project_tools(agent, tools)]:
-        if name in by_name:
-            name = f"{name}_{len(by_name)}"[:64]
-        by_name[name] = CallableTool(
-            definition=tool.definition.model_copy(update={"name": name}),
-            policy=tool.policy,
-            run=tool.run,
-            refusal=tool.refusal,
-        )
+    for source in SOURCES:
+        for tool in source(task, agent, tools):
+            name = tool.definition.name
+            if name in by_name:
+                name = f"{name}_{len(by_name)}"[:64]
+                tool = replace(tool, definition=tool.definition.model_copy(update={"name": name}))
+            by_name[name] = tool
     return by_name
 
 
@@ -120,14 +122,16 @@ def _offered(schema: dict[str, Any], approval: Approval) -> dict[str, Any]:
 # Project tools and knowledge search: a child `ToolRunWorkflow` per call.
 
 
-def _project_tools(agent: AgentSpec, tools: dict[str, ToolSpec]) -> list[tuple[str, CallableTool]]:
+def _project_tools(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> list[CallableTool]:
     # An attached set searched as a tool: read-only, so it runs without approval.
     searched = [
         AgentTool(tool_id=knowledge_tool_id(attached.set_id))
         for attached in agent.knowledge
         if attached.mode is AttachMode.search
     ]
-    found: list[tuple[str, CallableTool]] = []
+    found: list[CallableTool] = []
     for agent_tool in [*agent.tools, *searched]:
         spec = tools.get(agent_tool.tool_id)
         if spec is None:
@@ -136,7 +140,7 @@ def _project_tools(agent: AgentSpec, tools: dict[str, ToolSpec]) -> list[tuple[s
         schema = _offered(parameters_json_schema(spec), agent_tool.approval)
         definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
         runner = _tool_runner(agent_tool.tool_id, spec)
-        found.append((name, CallableTool(definition=definition, policy=agent_tool, run=runner)))
+        found.append(CallableTool(definition=definition, policy=agent_tool, run=runner))
     return found
 
 
@@ -214,10 +218,12 @@ async def run_tool(
 # Delegations: in a workforce, the agents a node may ask, each call a child agent task.
 
 
-def _delegations(task: AgentTaskInput) -> list[tuple[str, CallableTool]]:
+def _delegations(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> list[CallableTool]:
     if task.workforce is None or task.node is None:
         return []
-    found: list[tuple[str, CallableTool]] = []
+    found: list[CallableTool] = []
     for edge in task.workforce.delegates(task.node):
         name = delegate_tool_name(edge.to)
         schema = {
@@ -247,10 +253,10 @@ def _delegations(task: AgentTaskInput) -> list[tuple[str, CallableTool]]:
                 f"delegations nest at most {MAX_DELEGATION_DEPTH} deep and this task is "
                 f"{task.delegation_depth} deep: answer without {name}"
             )
-        tool = CallableTool(
-            definition=definition, policy=policy, run=_delegation_runner(edge), refusal=refusal
+        runner = _delegation_runner(edge)
+        found.append(
+            CallableTool(definition=definition, policy=policy, run=runner, refusal=refusal)
         )
-        found.append((name, tool))
     return found
 
 
@@ -335,6 +341,9 @@ async def delegate(
     if result.status is not TaskStatus.completed:
         return tool_failed(call, result.error or result.status.value)
     return _completed(call, as_text(result.answer or ""), task_id=child_id)
+
+
+SOURCES: tuple[Source, ...] = (_delegations, _project_tools)
 
 
 # What a call's end looks like
