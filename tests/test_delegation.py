@@ -65,6 +65,7 @@ async def start_node(
     tenant: Tenant,
     spec: WorkforceSpec,
     message: str,
+    params: dict[str, Any] | None = None,
 ) -> tuple[str, WorkflowHandle[Any, AgentTaskResult]]:
     """The entry node's agent working on `message`, as a workforce starts a node run."""
     node = spec.node(spec.entry)
@@ -77,6 +78,7 @@ async def start_node(
             project_id=tenant.project_id,
             agent_id=node.agent_id,
             message=message,
+            params=params or {},
             node=node.id,
             workforce=spec,
             single_turn=True,
@@ -510,3 +512,53 @@ async def test_a_delegation_never_runs_another_projects_agent(
     async with session_factory() as session:
         ran = await session.scalars(select(Task).where(Task.agent_id == theirs))
         assert list(ran.all()) == []
+
+
+async def test_a_delegation_starts_with_the_params_its_own_agent_declares(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(
+        api,
+        tenant,
+        tools=[],
+        name="Billing",
+        model="scripted:echo",
+        system_prompt="Answer in a {{ params.tone }} tone; currency {{ params.currency }}.",
+        params=[
+            {"name": "tone", "type": "text"},
+            {"name": "currency", "type": "text", "default": "EUR"},
+        ],
+    )
+    legal = await make_agent(
+        api, tenant, tools=[], name="Legal", params=[{"name": "case", "type": "text"}]
+    )
+    spec = workforce(
+        {"triage": triage, "billing": billing, "legal": legal},
+        {"from": "triage", "to": "billing"},
+        {"from": "triage", "to": "legal"},
+    )
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "my invoice"}\ncall ask_legal {"message": "can I sue?"}',
+        params={"tone": "friendly", "customer": "ACME"},
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [
+        echo("my invoice"),
+        "Error: the tool ask_legal failed: params: param 'case': required",
+    ]
+    [child] = await children_of(session_factory, task_id)
+    assert child.node == "billing"
+    assert child.params == {"tone": "friendly", "currency": "EUR"}

@@ -71,6 +71,7 @@ class TaskContext:
     input: AgentTaskInput
     tools: dict[str, ToolSpec]
     snippets: dict[str, str]
+    params: dict[str, Any]
     write_events: EventWriter
 
 
@@ -315,7 +316,7 @@ async def delegate(
                 agent_id=target.agent_id,
                 message=message,
                 user_group_id=task.user_group_id,
-                params=task.params,
+                params=context.params,
                 parent_task_id=context.task_id,
                 node=edge.to,
                 workforce=task.workforce,
@@ -367,11 +368,11 @@ def tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
     return f"Error: the tool {call.name} failed: {error}", failed
 
 
-def _reason(exc: FailureError) -> str:
-    """Why a child failed, from the innermost failure: a child whose activity failed says
-    why the activity did."""
+def _reason(exc: ChildWorkflowError) -> str:
+    """Why a child failed, under the wrappers: a child whose activity failed says why the
+    activity did."""
     failure: BaseException = exc
-    while isinstance(failure, FailureError) and failure.cause is not None:
+    while isinstance(failure, ChildWorkflowError | ActivityError) and failure.cause is not None:
         failure = failure.cause
     return failure.message if isinstance(failure, FailureError) else str(failure)
 
