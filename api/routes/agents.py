@@ -24,6 +24,7 @@ from baton import templating
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import integrations as integration_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
@@ -35,7 +36,6 @@ from baton.domain.agents import (
 )
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput, NotFound
-from baton.knowledge import store as knowledge_store
 from baton.services.schedules import delete_in_temporal
 from baton.services.tasks import start_agent_task
 
@@ -180,9 +180,7 @@ async def _check_snippets(session: AsyncSession, project_id: str, spec: AgentSpe
 async def _check_knowledge(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
     for index, attached in enumerate(spec.knowledge):
         try:
-            await knowledge_store.get_set(
-                session=session, project_id=project_id, set_id=attached.set_id
-            )
+            await set_repo.get_set(session=session, project_id=project_id, set_id=attached.set_id)
         except NotFound as exc:
             raise InvalidInput(
                 f"knowledge[{index}]: no knowledge set {attached.set_id!r} in this project",
