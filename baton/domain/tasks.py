@@ -19,6 +19,7 @@ from baton.domain.llm import MessageRole as MessageRole
 from baton.domain.llm import TokenUsage as TokenUsage
 from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
+from baton.domain.workforces import WorkforceSpec
 
 
 class TaskStatus(StrEnum):
@@ -37,6 +38,11 @@ class TaskStatus(StrEnum):
         return self in _FINAL
 
 
+# How deep delegations may nest (an agent asking an agent asking an agent...): a delegate
+# tool called deeper than this is refused as a tool error, so a graph whose agents delegate
+# in a circle cannot recurse for ever.
+MAX_DELEGATION_DEPTH = 5
+
 _FINAL = frozenset(
     {
         TaskStatus.completed,
@@ -46,6 +52,12 @@ _FINAL = frozenset(
         TaskStatus.out_of_credits,
     }
 )
+
+
+def task_workflow_id(task_id: str) -> str:
+    """The workflow id of a task the API or another task started (a schedule's runs have
+    ids of their own)."""
+    return f"task-{task_id}"
 
 
 class AgentTaskInput(BaseModel):
@@ -75,6 +87,16 @@ class AgentTaskInput(BaseModel):
     # transcript is read from the database: how many messages it has, and the last answer.
     message_count: int = 0
     answer: str = ""
+    # A task that works for another: a workforce task, or an agent task that delegated to it.
+    parent_task_id: str | None = None
+    # The workforce node it runs, and the workforce graph its parent pinned: with `node`, the
+    # graph gives the agent its delegate tools (`spec.delegates(node)`).
+    node: str | None = None
+    workforce: WorkforceSpec | None = None
+    # A node run: answers once and completes, whatever the agent's idle timeout.
+    single_turn: bool = False
+    # How many delegations led to this task: beyond `MAX_DELEGATION_DEPTH` it may not delegate.
+    delegation_depth: int = 0
 
 
 class AgentTaskResult(BaseModel):
@@ -92,6 +114,8 @@ class BeginTask(BaseModel):
     user_group_id: str | None = None
     load_agent: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    parent_task_id: str | None = None
+    node: str | None = None
 
 
 class BegunTask(BaseModel):
@@ -101,6 +125,8 @@ class BegunTask(BaseModel):
     # The snippets the agent and its tools read, and the rows of its prompt-mode knowledge.
     snippets: dict[str, str] = Field(default_factory=dict)
     knowledge_prompt: str = ""
+    # A task with a parent: the params its own agent starts with (None: those it was given).
+    params: dict[str, Any] | None = None
 
 
 class TaskStatusUpdate(BaseModel):

@@ -12,12 +12,12 @@ from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import Task, TaskMessage, utcnow
 from baton.domain.accounts import Principal
 from baton.domain.llm import Message, MessageRole, TokenUsage, ToolCall
-from baton.domain.tasks import TaskStatus
+from baton.domain.tasks import TaskStatus, task_workflow_id
 from baton.errors import NotFound
 
 
 def workflow_id_for(task_id: str) -> str:
-    return f"task-{task_id}"
+    return task_workflow_id(task_id)
 
 
 async def create_task(
@@ -200,9 +200,12 @@ async def ensure_task(
     first_message: str,
     user_group_id: str | None,
     params: dict[str, Any] | None = None,
+    parent_task_id: str | None = None,
+    node: str | None = None,
 ) -> None:
     """The task's row and first message, unless the API already wrote them (a scheduled
-    start has no API request before it)."""
+    start has no API request before it; a workforce node's or a delegation's task is started
+    by its parent's workflow, with the parent and the node it runs)."""
     now = utcnow()
     await insert_once(
         session,
@@ -213,6 +216,8 @@ async def ensure_task(
             "agent_id": agent_id,
             "user_group_id": user_group_id,
             "params": params,
+            "parent_task_id": parent_task_id,
+            "node": node,
             "workflow_id": workflow_id,
             "status": TaskStatus.queued.value,
             "input_tokens": 0,
