@@ -1,0 +1,92 @@
+"""Workforces of a project, and every version of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.paging import ALL, Paged, PageRequest, fetch_page
+from baton.db.tables import Workforce, WorkforceVersion, utcnow
+from baton.domain.workforces import WorkforceSpec
+from baton.errors import NotFound
+
+
+async def create_workforce(
+    *, session: AsyncSession, project_id: str, spec: WorkforceSpec
+) -> Workforce:
+    workforce = Workforce(project_id=project_id, name=spec.name, spec=_dump(spec), version=1)
+    session.add(workforce)
+    await session.flush()
+    session.add(WorkforceVersion(workforce_id=workforce.id, version=1, spec=workforce.spec))
+    await session.flush()
+    return workforce
+
+
+async def list_workforces(
+    *, session: AsyncSession, project_id: str, page: PageRequest = ALL
+) -> Paged[Workforce]:
+    query = select(Workforce).where(Workforce.project_id == project_id)
+    order = (Workforce.created_at, Workforce.id)
+    return await fetch_page(session=session, query=query, order=order, page=page)
+
+
+async def get_workforce(*, session: AsyncSession, project_id: str, workforce_id: str) -> Workforce:
+    workforce = await session.get(Workforce, workforce_id)
+    if workforce is None or workforce.project_id != project_id:
+        raise NotFound(f"workforce {workforce_id} not found")
+    return workforce
+
+
+async def update_workforce(
+    *, session: AsyncSession, project_id: str, workforce_id: str, spec: WorkforceSpec
+) -> Workforce:
+    """Saves `spec` as the workforce's next version; tasks already started keep theirs."""
+    workforce = await get_workforce(
+        session=session, project_id=project_id, workforce_id=workforce_id
+    )
+    workforce.name = spec.name
+    workforce.spec = _dump(spec)
+    workforce.version += 1
+    workforce.updated_at = utcnow()
+    session.add(
+        WorkforceVersion(workforce_id=workforce.id, version=workforce.version, spec=workforce.spec)
+    )
+    await session.flush()
+    return workforce
+
+
+async def list_versions(
+    *, session: AsyncSession, workforce_id: str, page: PageRequest = ALL
+) -> Paged[WorkforceVersion]:
+    query = select(WorkforceVersion).where(WorkforceVersion.workforce_id == workforce_id)
+    order = (WorkforceVersion.version,)
+    return await fetch_page(session=session, query=query, order=order, page=page)
+
+
+async def delete_workforce(*, session: AsyncSession, project_id: str, workforce_id: str) -> None:
+    workforce = await get_workforce(
+        session=session, project_id=project_id, workforce_id=workforce_id
+    )
+    await session.delete(workforce)
+
+
+def workforce_spec(workforce: Workforce) -> WorkforceSpec:
+    return WorkforceSpec.model_validate(workforce.spec)
+
+
+async def version_spec(
+    *, session: AsyncSession, workforce_id: str, version: int
+) -> WorkforceSpec | None:
+    row = await session.scalar(
+        select(WorkforceVersion).where(
+            WorkforceVersion.workforce_id == workforce_id, WorkforceVersion.version == version
+        )
+    )
+    return WorkforceSpec.model_validate(row.spec) if row else None
+
+
+def _dump(spec: WorkforceSpec) -> dict[str, Any]:
+    # By alias: an edge is stored as {"from": ...}, the way the API writes it.
+    return spec.model_dump(mode="json", by_alias=True)
