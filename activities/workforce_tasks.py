@@ -122,7 +122,9 @@ async def _tool(
     session: AsyncSession, project_id: str, node: ToolNode
 ) -> tuple[int, dict[str, ToolSpec]]:
     try:
-        tool = await tool_repo.get_tool(session=session, project_id=project_id, tool_id=node.tool_id)
+        tool = await tool_repo.get_tool(
+            session=session, project_id=project_id, tool_id=node.tool_id
+        )
         return await tool_repo.pinned_closure(session=session, tool_id=tool.id)
     except NotFound as exc:
         raise NotFound(f"node {node.id}: its tool {node.tool_id} no longer exists") from exc

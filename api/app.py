@@ -30,6 +30,7 @@ from api.routes import (
     tools,
     triggers,
     user_groups,
+    workforce_tasks,
 )
 from api.temporal_codec import WorkflowProjects
 from baton import temporal
@@ -90,4 +91,5 @@ def create_app(
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
     app.include_router(temporal_codec.router)
+    app.include_router(workforce_tasks.router)
     return app

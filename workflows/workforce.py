@@ -29,7 +29,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names, templating
@@ -206,7 +211,9 @@ class WorkforceWorkflow:
             )
         except ActivityError as exc:
             _reraise_cancel(exc)
-            raise TaskStopped(TaskStatus.failed, f"the task could not begin: {_cause(exc)}") from exc
+            raise TaskStopped(
+                TaskStatus.failed, f"the task could not begin: {_cause(exc)}"
+            ) from exc
         return begun
 
     async def _work(self, message: str | None) -> WorkforceTaskResult:
@@ -397,7 +404,9 @@ class WorkforceWorkflow:
         context = {"input": parsed(work.input), "message": message, "params": self._input.params}
         try:
             budget = templating.Budget(templating.TOOL_RUN_WORK, scope=f"node {node.id}'s params")
-            params = validate_params(spec, templating.render_tree(node.params, context, budget=budget))
+            params = validate_params(
+                spec, templating.render_tree(node.params, context, budget=budget)
+            )
         except (templating.TemplateError, BatonError) as exc:
             raise TaskStopped(
                 TaskStatus.failed, f"node {node.id!r}: its params could not be made: {exc}"
@@ -570,7 +579,9 @@ class WorkforceWorkflow:
         messages, self._messages = self._messages, []
         if not (update or events or messages or tool_runs):
             return
-        what = status.value if update and status else (events[0].type.value if events else "messages")
+        what = (
+            status.value if update and status else (events[0].type.value if events else "messages")
+        )
         await workflow.execute_local_activity(
             activity_names.WORKFORCE_TASK_RECORD,
             WorkforceRecord(
@@ -594,10 +605,8 @@ class WorkforceWorkflow:
             workflow.upsert_search_attributes([BATON_STATUS.value_set(listed.value)])
 
 
-def _node_event(type: EventType, number: int, **data: Any) -> EventDraft:
-    return EventDraft(
-        type=type, data={"run": number, **data}, key=f"node:{number}:{type.value}"
-    )
+def _node_event(event: EventType, number: int, **data: Any) -> EventDraft:
+    return EventDraft(type=event, data={"run": number, **data}, key=f"node:{number}:{event.value}")
 
 
 def _branch_named(node: ConditionNode, labels: list[str], answer: str) -> str:
