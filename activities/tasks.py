@@ -100,6 +100,8 @@ class TaskActivities:
                 first_message=begin.message,
                 user_group_id=begin.user_group_id,
                 params=begin.params,
+                parent_task_id=begin.parent_task_id,
+                node=begin.node,
             )
             try:
                 agent_row = await agent_repo.get_agent(

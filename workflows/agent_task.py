@@ -143,6 +143,8 @@ class AgentTaskWorkflow:
                     user_group_id=task.user_group_id,
                     load_agent=task.agent is None,
                     params=task.params,
+                    parent_task_id=task.parent_task_id,
+                    node=task.node,
                 ),
                 result_type=BegunTask,
                 start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
@@ -230,7 +232,7 @@ class AgentTaskWorkflow:
             if self._inbox:
                 await self._append(Message(role=MessageRole.user, content=self._inbox.pop(0)))
                 continue
-            if self._agent.idle_timeout_seconds <= 0:
+            if self._idle_timeout_seconds <= 0:
                 return await self._complete(answer)
             await self._set_status(TaskStatus.idle)
             if workflow.info().is_continue_as_new_suggested():
@@ -243,7 +245,7 @@ class AgentTaskWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._inbox),
-                    timeout=timedelta(seconds=self._agent.idle_timeout_seconds),
+                    timeout=timedelta(seconds=self._idle_timeout_seconds),
                 )
             except TimeoutError:
                 # A message may have come in with the timer: answer it rather than end.
@@ -261,7 +263,7 @@ class AgentTaskWorkflow:
         at a time, never cancelled: a message that arrives leaves it running, and when an
         earlier idle's timer fires first it is set again for what is left. A conversation
         faster than its idle timeout costs no timer events per turn."""
-        deadline = workflow.now() + timedelta(seconds=self._agent.idle_timeout_seconds)
+        deadline = workflow.now() + timedelta(seconds=self._idle_timeout_seconds)
         while not self._inbox:
             timer = self._idle_timer
             if timer is None or timer.done():
@@ -271,6 +273,12 @@ class AgentTaskWorkflow:
                 timer = self._idle_timer = asyncio.create_task(workflow.sleep(left, summary="idle"))
             await workflow.wait_condition(self._message_or_timer)
         return True
+
+    @property
+    def _idle_timeout_seconds(self) -> float:
+        """How long the task waits for a follow-up: not at all for a node run, which answers
+        once."""
+        return 0 if self._input.single_turn else self._agent.idle_timeout_seconds
 
     def _message_or_timer(self) -> bool:
         return bool(self._inbox) or self._idle_timer is None or self._idle_timer.done()
@@ -394,7 +402,7 @@ class AgentTaskWorkflow:
         messages and the status waiting to be written."""
         writes, self._writes = self._writes, []
         status, self._status_due = self._status_due, None
-        idle_after_answer = self._agent.idle_timeout_seconds > 0 and not self._inbox
+        idle_after_answer = self._idle_timeout_seconds > 0 and not self._inbox
         try:
             response: LlmResponse = await workflow.execute_activity(
                 activity_names.LLM_CHAT,
@@ -609,6 +617,11 @@ class AgentTaskWorkflow:
                 inbox=self._inbox,
                 message_count=self._seq if self._flat else 0,
                 answer=self._answer if self._flat else "",
+                parent_task_id=self._input.parent_task_id,
+                node=self._input.node,
+                workforce=self._input.workforce,
+                single_turn=self._input.single_turn,
+                delegation_depth=self._input.delegation_depth,
             )
         )
 

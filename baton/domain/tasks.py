@@ -19,6 +19,7 @@ from baton.domain.llm import MessageRole as MessageRole
 from baton.domain.llm import TokenUsage as TokenUsage
 from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
+from baton.domain.workforces import WorkforceSpec
 
 
 class TaskStatus(StrEnum):
@@ -40,6 +41,11 @@ class TaskStatus(StrEnum):
     def is_final(self) -> bool:
         return self in _FINAL
 
+
+# How deep delegations may nest (an agent asking an agent asking an agent...): a delegate
+# tool called deeper than this is refused as a tool error, so a graph whose agents delegate
+# in a circle cannot recurse for ever.
+MAX_DELEGATION_DEPTH = 5
 
 _FINAL = frozenset(
     {
@@ -80,6 +86,16 @@ class AgentTaskInput(BaseModel):
     # transcript is read from the database: how many messages it has, and the last answer.
     message_count: int = 0
     answer: str = ""
+    # A task that works for another: a workforce task, or an agent task that delegated to it.
+    parent_task_id: str | None = None
+    # The workforce node it runs, and the workforce graph its parent pinned: with `node`, the
+    # graph gives the agent its delegate tools (`spec.delegates(node)`).
+    node: str | None = None
+    workforce: WorkforceSpec | None = None
+    # A node run: answers once and completes, whatever the agent's idle timeout.
+    single_turn: bool = False
+    # How many delegations led to this task: beyond `MAX_DELEGATION_DEPTH` it may not delegate.
+    delegation_depth: int = 0
 
 
 class AgentTaskResult(BaseModel):
@@ -97,6 +113,8 @@ class BeginTask(BaseModel):
     user_group_id: str | None = None
     load_agent: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    parent_task_id: str | None = None
+    node: str | None = None
 
 
 class BegunTask(BaseModel):

@@ -203,9 +203,12 @@ async def ensure_task(
     first_message: str,
     user_group_id: str | None,
     params: dict[str, Any] | None = None,
+    parent_task_id: str | None = None,
+    node: str | None = None,
 ) -> None:
     """The task's row and first message, unless the API already wrote them (a scheduled
-    start has no API request before it)."""
+    start has no API request before it; a workforce node's or a delegation's task is started
+    by its parent's workflow, with the parent and the node it runs)."""
     now = utcnow()
     await insert_once(
         session,
@@ -216,6 +219,8 @@ async def ensure_task(
             "agent_id": agent_id,
             "user_group_id": user_group_id,
             "params": params,
+            "parent_task_id": parent_task_id,
+            "node": node,
             "workflow_id": workflow_id,
             "status": TaskStatus.queued.value,
             "input_tokens": 0,
