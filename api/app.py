@@ -31,6 +31,7 @@ from api.routes import (
     triggers,
     user_groups,
     workforce_tasks,
+    workforces,
 )
 from api.temporal_codec import WorkflowProjects
 from baton import temporal
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(integrations.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
+    app.include_router(workforces.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
     return app

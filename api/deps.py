@@ -1,6 +1,6 @@
 """`Annotated` dependencies the routes ask for: a session, the caller and the role it needs,
-Temporal, settings, the resources a path names (project, agent, tool, knowledge set), a page
-request, and the knowledge routes' embedders and row changes."""
+Temporal, settings, the resources a path names (project, agent, tool, knowledge set,
+workforce), a page request, and the knowledge routes' embedders and row changes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool
+from baton.db.repositories import workforces as workforce_repo
+from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool, Workforce
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
 from baton.knowledge import store as knowledge_store
@@ -145,10 +146,17 @@ async def get_knowledge_set(set_id: str, project: ProjectDep, session: SessionDe
     return await knowledge_store.get_set(session=session, project_id=project.id, set_id=set_id)
 
 
+async def get_workforce(workforce_id: str, project: ProjectDep, session: SessionDep) -> Workforce:
+    return await workforce_repo.get_workforce(
+        session=session, project_id=project.id, workforce_id=workforce_id
+    )
+
+
 AgentDep = Annotated[Agent, Depends(get_agent)]
 ScheduleDep = Annotated[AgentSchedule, Depends(get_schedule)]
 ToolDep = Annotated[Tool, Depends(get_tool)]
 KnowledgeSetDep = Annotated[KnowledgeSet, Depends(get_knowledge_set)]
+WorkforceDep = Annotated[Workforce, Depends(get_workforce)]
 
 
 def page_dependency(*, default: int, maximum: int) -> Any:

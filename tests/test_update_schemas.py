@@ -9,15 +9,18 @@ from pydantic import BaseModel, ValidationError
 from api.schemas.agents import AGENT_NOT_UPDATABLE, AgentUpdate
 from api.schemas.integrations import INTEGRATION_NOT_UPDATABLE, IntegrationUpdate
 from api.schemas.knowledge import KNOWLEDGE_SET_NOT_UPDATABLE, KnowledgeSetUpdate
+from api.schemas.workforces import WORKFORCE_NOT_UPDATABLE, WorkforceUpdate
 from baton.domain.agents import AgentSpec
 from baton.domain.integrations import IntegrationSpec
 from baton.domain.knowledge import KnowledgeSetSpec
+from baton.domain.workforces import WorkforceSpec
 
 # (update schema, its spec, the spec's fields it leaves out on purpose, its own fields)
 UPDATES = [
     (AgentUpdate, AgentSpec, AGENT_NOT_UPDATABLE, set()),
     (KnowledgeSetUpdate, KnowledgeSetSpec, KNOWLEDGE_SET_NOT_UPDATABLE, set()),
     (IntegrationUpdate, IntegrationSpec, INTEGRATION_NOT_UPDATABLE, {"api_key"}),
+    (WorkforceUpdate, WorkforceSpec, WORKFORCE_NOT_UPDATABLE, set()),
 ]
 
 

@@ -10,18 +10,20 @@ rules are pure functions a workflow may call."""
 
 from __future__ import annotations
 
-import re
+import json
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton import templating
 from baton.domain.agents import Approval, tool_function_name
 from baton.domain.models import ModelRef
 from baton.domain.tools import IDENTIFIER
 from baton.errors import InvalidInput
 
 DEFAULT_MAX_NODE_RUNS = 100
+NAME_MAX_LENGTH = 200
 DELEGATE_TOOL_PREFIX = "ask_"
 
 
@@ -149,7 +151,7 @@ class WorkforceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
     description: str = Field(default="", max_length=2000)
     nodes: list[Node] = Field(min_length=1, max_length=200)
     edges: list[Edge] = Field(default_factory=list, max_length=1000)
@@ -185,8 +187,10 @@ def delegate_tool_name(target: str) -> str:
 
 def check_graph(spec: WorkforceSpec) -> None:
     """Refuses a graph that cannot run: a duplicate node, an edge or branch to nowhere, a
-    delegate edge from a node that is not an agent, a condition without a default, a node the
-    entry cannot reach. Each error names what is wrong."""
+    delegate edge from a node that is not an agent (or with `task: same`, not supported yet),
+    two edges the same way between two nodes, a condition without a default, a tool node's
+    param template that does not parse or reads what it cannot see, a node the entry cannot
+    reach. Each error names what is wrong."""
     ids: set[str] = set()
     for index, node in enumerate(spec.nodes):
         if node.id in ids:
@@ -194,6 +198,8 @@ def check_graph(spec: WorkforceSpec) -> None:
         ids.add(node.id)
     if spec.entry not in ids:
         _refuse("entry", f"the entry {spec.entry!r} is not a node")
+    seen_edges: set[tuple[str, str, EdgeKind]] = set()
+    delegate_tools: set[tuple[str, str]] = set()
     for index, edge in enumerate(spec.edges):
         for end in (edge.from_, edge.to):
             if end not in ids:
@@ -208,7 +214,29 @@ def check_graph(spec: WorkforceSpec) -> None:
                 f"edges[{index}]",
                 f"edge {edge.from_}->{edge.to}: a delegation goes to an agent node",
             )
+        if edge.kind is EdgeKind.delegate and edge.task is DelegateTask.same:
+            _refuse(
+                f"edges[{index}].task",
+                f"edge {edge.from_}->{edge.to}: task: same is not supported yet; use new",
+            )
+        if (edge.from_, edge.to, edge.kind) in seen_edges:
+            _refuse(
+                f"edges[{index}]",
+                f"edge {edge.from_}->{edge.to}: a second {edge.kind.value} edge the same way",
+            )
+        seen_edges.add((edge.from_, edge.to, edge.kind))
+        if edge.kind is EdgeKind.delegate:
+            tool = (edge.from_, delegate_tool_name(edge.to))
+            if tool in delegate_tools:
+                _refuse(
+                    f"edges[{index}]",
+                    f"edge {edge.from_}->{edge.to}: {edge.from_!r} already has a tool named "
+                    f"{tool[1]!r} for another delegation; rename one of the nodes",
+                )
+            delegate_tools.add(tool)
     for index, node in enumerate(spec.nodes):
+        if isinstance(node, ToolNode):
+            _check_param_templates(index, node)
         if not isinstance(node, ConditionNode):
             continue
         if node.default is None:
@@ -219,6 +247,12 @@ def check_graph(spec: WorkforceSpec) -> None:
         if node.mode == "model" and node.model is None:
             _refuse(f"nodes[{index}].model", f"condition {node.id!r} needs a model")
         for branch_index, branch in enumerate(node.branches):
+            if node.mode == "rules" and not branch.rules:
+                _refuse(
+                    f"nodes[{index}].branches[{branch_index}].rules",
+                    f"condition {node.id!r}: the branch to {branch.to!r} has no rules, so it "
+                    "could never be taken",
+                )
             for rule in branch.rules:
                 if rule.op not in VALUELESS_OPS and rule.value is None:
                     _refuse(
@@ -251,7 +285,35 @@ def _reachable(spec: WorkforceSpec) -> set[str]:
     return seen
 
 
-def _refuse(field: str, message: str) -> None:
+# What a tool node's param templates may read (see `ToolNode.params`).
+TOOL_NODE_CONTEXT = frozenset({"input", "message", "params"})
+
+
+def _check_param_templates(index: int, node: ToolNode) -> None:
+    for name, value in node.params.items():
+        if not isinstance(value, str) or not templating.is_template(value):
+            continue
+        field = f"nodes[{index}].params.{name}"
+        try:
+            roots = templating.references(value).roots()
+        except templating.TemplateError as exc:
+            _refuse(field, f"tool node {node.id!r}, param {name!r}: {exc}")
+        if "secrets" in roots:
+            _refuse(
+                field,
+                f"tool node {node.id!r}, param {name!r}: reads a secret; the tool's own steps "
+                "read secrets, its params never do",
+            )
+        unknown = sorted(roots - TOOL_NODE_CONTEXT)
+        if unknown:
+            _refuse(
+                field,
+                f"tool node {node.id!r}, param {name!r}: reads {unknown[0]}, which is not "
+                f"there; a param reads {', '.join(sorted(TOOL_NODE_CONTEXT))}",
+            )
+
+
+def _refuse(field: str, message: str) -> NoReturn:
     raise InvalidInput(message, details=[{"field": field, "message": message}])
 
 
@@ -276,7 +338,9 @@ def rule_holds(rule: Rule, output: Any) -> bool:
     if rule.op is RuleOp.exists:
         return value is not _MISSING and value is not None
     if rule.op is RuleOp.empty:
-        return value is _MISSING or value in (None, "", [], {})
+        if isinstance(value, str):
+            return not value.strip()
+        return value is _MISSING or value in (None, [], {})
     if value is _MISSING or value is None:
         return False
     if rule.op in (RuleOp.gt, RuleOp.lt, RuleOp.gte, RuleOp.lte):
@@ -290,10 +354,10 @@ def rule_holds(rule: Rule, output: Any) -> bool:
             RuleOp.lte: left <= right,
         }[rule.op]
     if rule.op is RuleOp.equals:
-        return value == rule.value or _text(value) == _text(rule.value)
+        return _same(value, rule.value)
     if rule.op is RuleOp.contains:
         if isinstance(value, list):
-            return rule.value in value
+            return any(_same(item, rule.value) for item in value)
         return _text(rule.value).lower() in _text(value).lower()
     if rule.op is RuleOp.starts_with:
         return _text(value).lower().startswith(_text(rule.value).lower())
@@ -301,10 +365,14 @@ def rule_holds(rule: Rule, output: Any) -> bool:
 
 
 def _lookup(output: Any, path: str) -> Any:
+    """`a.b.0.c` in `output`; text on the way is read as JSON when it is JSON (an agent's
+    answer is text, and it may well be a JSON object)."""
     if not path:
         return output
     current = output
-    for part in re.split(r"\.", path):
+    for part in path.split("."):
+        if isinstance(current, str):
+            current = _json_or_missing(current)
         if isinstance(current, dict) and part in current:
             current = current[part]
         elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
@@ -312,6 +380,21 @@ def _lookup(output: Any, path: str) -> Any:
         else:
             return _MISSING
     return current
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Equal as numbers when both read as one (`"5"`, `5`, `5.0`), else as JSON text."""
+    left_number, right_number = _number(left), _number(right)
+    if left_number is not None and right_number is not None:
+        return left_number == right_number
+    return left == right or _text(left) == _text(right)
+
+
+def _json_or_missing(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _MISSING
 
 
 def _number(value: Any) -> float | None:
@@ -324,4 +407,10 @@ def _number(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    """A value as it reads in JSON (`true`, `null`, `{"a": 1}`), text as it is."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)

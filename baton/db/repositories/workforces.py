@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
-from baton.db.tables import Workforce, WorkforceVersion, utcnow
+from baton.db.tables import Task, Workforce, WorkforceVersion, utcnow
+from baton.domain.tasks import TaskStatus
 from baton.domain.workforces import WorkforceSpec
 from baton.errors import NotFound
 
@@ -70,6 +71,15 @@ async def delete_workforce(*, session: AsyncSession, project_id: str, workforce_
         session=session, project_id=project_id, workforce_id=workforce_id
     )
     await session.delete(workforce)
+
+
+async def has_unfinished_tasks(*, session: AsyncSession, workforce_id: str) -> bool:
+    """Whether a task of the workforce (or of one of its nodes) has not ended yet."""
+    final = [status.value for status in TaskStatus if status.is_final]
+    found = await session.scalar(
+        select(Task.id).where(Task.workforce_id == workforce_id, Task.status.not_in(final)).limit(1)
+    )
+    return found is not None
 
 
 def workforce_spec(workforce: Workforce) -> WorkforceSpec:

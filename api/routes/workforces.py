@@ -1,0 +1,160 @@
+"""Workforces of a project: definitions with versions, export, import and clone. Their tasks
+are started and read under `.../workforces/{id}/tasks` and `.../tasks`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import (
+    Editor,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    Viewer,
+    WorkforceDep,
+    get_project,
+)
+from api.limits import bounded_definition, load_definition
+from api.schemas.paging import Page
+from api.schemas.workforces import (
+    WorkforceCreate,
+    WorkforcePublic,
+    WorkforceUpdate,
+    WorkforceVersionPublic,
+)
+from baton.db.repositories import workforces as workforce_repo
+from baton.domain.workforces import NAME_MAX_LENGTH, WorkforceSpec
+from baton.errors import Conflict
+from baton.services.workforce_definitions import (
+    check_before_save,
+    export_definition,
+    resolve_import,
+)
+
+router = APIRouter(
+    prefix="/api/v1/projects/{project_id}/workforces",
+    tags=["workforces"],
+    dependencies=[Depends(get_project)],
+)
+
+COPY_SUFFIX = " (copy)"
+
+
+@router.get("")
+async def list_workforces(
+    project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
+) -> Page[WorkforcePublic]:
+    rows = await workforce_repo.list_workforces(session=session, project_id=project.id, page=page)
+    return Page[WorkforcePublic].of(rows, WorkforcePublic.of)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
+async def create_workforce(
+    body: WorkforceCreate, project: ProjectDep, session: SessionDep, _: Editor
+) -> WorkforcePublic:
+    spec = WorkforceSpec.model_validate(body.model_dump(by_alias=True))
+    return await _save_new(session, project.id, spec)
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_workforce(
+    request: Request, project: ProjectDep, session: SessionDep, _: Editor
+) -> WorkforcePublic:
+    """A workforce exported as YAML or JSON (`Content-Type: application/json`), from this
+    project or another: each agent and tool is this project's of the same id, else of the
+    same name (the export carries `agent_name` and `tool_name`)."""
+    data = load_definition(await request.body(), request.headers.get("content-type", ""))
+    spec = await resolve_import(session=session, project_id=project.id, data=data)
+    return await _save_new(session, project.id, spec)
+
+
+@router.get("/{workforce_id}")
+async def get_workforce(_: Viewer, workforce: WorkforceDep) -> WorkforcePublic:
+    return WorkforcePublic.of(workforce)
+
+
+@router.patch("/{workforce_id}", dependencies=[Depends(bounded_definition)])
+async def update_workforce(
+    body: WorkforceUpdate,
+    project: ProjectDep,
+    session: SessionDep,
+    _: Editor,
+    workforce: WorkforceDep,
+) -> WorkforcePublic:
+    """Saves the merged definition as a new version; tasks already started keep theirs."""
+    changes = body.model_dump(exclude_unset=True, by_alias=True)
+    spec = WorkforceSpec.model_validate({**workforce.spec, **changes})
+    await check_before_save(session=session, project_id=project.id, spec=spec)
+    workforce = await workforce_repo.update_workforce(
+        session=session, project_id=project.id, workforce_id=workforce.id, spec=spec
+    )
+    return WorkforcePublic.of(workforce)
+
+
+@router.get("/{workforce_id}/versions")
+async def list_versions(
+    session: SessionDep, _: Viewer, workforce: WorkforceDep, page: PageDep
+) -> Page[WorkforceVersionPublic]:
+    rows = await workforce_repo.list_versions(session=session, workforce_id=workforce.id, page=page)
+    return Page[WorkforceVersionPublic].of(
+        rows,
+        lambda r: WorkforceVersionPublic(
+            version=r.version, created_at=r.created_at, spec=WorkforceSpec.model_validate(r.spec)
+        ),
+    )
+
+
+@router.delete("/{workforce_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_workforce(
+    project: ProjectDep, session: SessionDep, _: Editor, workforce: WorkforceDep
+) -> None:
+    """Refused while one of its tasks runs: deleting it would delete the task's record."""
+    if await workforce_repo.has_unfinished_tasks(session=session, workforce_id=workforce.id):
+        raise Conflict(
+            f"workforce {workforce.id} has tasks that have not ended; cancel them or wait "
+            "for them to end first"
+        )
+    await workforce_repo.delete_workforce(
+        session=session, project_id=project.id, workforce_id=workforce.id
+    )
+
+
+@router.get("/{workforce_id}/export")
+async def export_workforce(
+    project: ProjectDep,
+    session: SessionDep,
+    _: Viewer,
+    workforce: WorkforceDep,
+    format: Annotated[Literal["json", "yaml"], Query()] = "yaml",
+) -> Response:
+    """The definition as `POST .../workforces/import` takes it, in this project or another."""
+    data = await export_definition(
+        session=session, project_id=project.id, spec=workforce_repo.workforce_spec(workforce)
+    )
+    if format == "yaml":
+        return Response(yaml.safe_dump(data, sort_keys=False), media_type="application/yaml")
+    return JSONResponse(data)
+
+
+@router.post("/{workforce_id}/clone", status_code=status.HTTP_201_CREATED)
+async def clone_workforce(
+    project: ProjectDep, session: SessionDep, _: Editor, workforce: WorkforceDep
+) -> WorkforcePublic:
+    """A new workforce with the current definition, named "<name> (copy)"."""
+    spec = workforce_repo.workforce_spec(workforce)
+    name_limit = NAME_MAX_LENGTH - len(COPY_SUFFIX)
+    copy = spec.model_copy(update={"name": spec.name[:name_limit] + COPY_SUFFIX})
+    return await _save_new(session, project.id, copy)
+
+
+async def _save_new(session: AsyncSession, project_id: str, spec: WorkforceSpec) -> WorkforcePublic:
+    await check_before_save(session=session, project_id=project_id, spec=spec)
+    workforce = await workforce_repo.create_workforce(
+        session=session, project_id=project_id, spec=spec
+    )
+    return WorkforcePublic.of(workforce)
