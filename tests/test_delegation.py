@@ -5,20 +5,126 @@ Temporal server and a real worker, on the offline scripted models."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType as HistoryEventType
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
+from baton.domain.agents import AgentSpec
 from baton.domain.models import SCRIPTED_LABEL
-from baton.domain.tasks import AgentTaskInput, AgentTaskResult, TaskStatus
+from baton.domain.tasks import (
+    MAX_DELEGATION_DEPTH,
+    AgentTaskInput,
+    AgentTaskResult,
+    PendingApproval,
+    TaskState,
+    TaskStatus,
+)
+from baton.domain.workforces import AgentNode, WorkforceSpec
 from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.test_agent_tasks import make_agent
+from workflows.agent_task import AgentTaskWorkflow
+from workflows.tool_sources import NEEDS_APPROVAL_ARG, callable_tools
+
+
+def workforce(agents: dict[str, str], *delegations: dict[str, Any]) -> WorkforceSpec:
+    """A graph of agent nodes (node id -> agent id) whose entry is the first, with these
+    delegate edges (`from`, `to` and any setting of the edge)."""
+    return WorkforceSpec.model_validate(
+        {
+            "name": "Support",
+            "nodes": [{"id": node, "type": "agent", "agent_id": a} for node, a in agents.items()],
+            "edges": [{"kind": "delegate", **edge} for edge in delegations],
+            "entry": next(iter(agents)),
+        }
+    )
+
+
+async def start_node(
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    tenant: Tenant,
+    spec: WorkforceSpec,
+    message: str,
+) -> tuple[str, WorkflowHandle[Any, AgentTaskResult]]:
+    """The entry node's agent working on `message`, as a workforce starts a node run."""
+    node = spec.node(spec.entry)
+    assert isinstance(node, AgentNode)
+    task_id = str(uuid.uuid4())
+    handle = await temporal_env.client.start_workflow(
+        "AgentTaskWorkflow",
+        AgentTaskInput(
+            task_id=task_id,
+            project_id=tenant.project_id,
+            agent_id=node.agent_id,
+            message=message,
+            node=node.id,
+            workforce=spec,
+            single_turn=True,
+        ),
+        id=task_repo.workflow_id_for(task_id),
+        task_queue=settings.temporal_task_queue,
+        result_type=AgentTaskResult,
+    )
+    return task_id, handle
+
+
+async def pending_approvals(
+    handle: WorkflowHandle[Any, Any], count: int = 1
+) -> list[PendingApproval]:
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                state = await handle.query(AgentTaskWorkflow.state, result_type=TaskState)
+            except (RPCError, WorkflowQueryFailedError):  # no worker has run it yet
+                state = None
+            if state is not None and len(state.pending_approvals) >= count:
+                return state.pending_approvals
+            await asyncio.sleep(0.1)
+
+
+async def children_of(
+    session_factory: async_sessionmaker[AsyncSession], task_id: str
+) -> list[Task]:
+    async with session_factory() as session:
+        rows = await session.scalars(
+            select(Task).where(Task.parent_task_id == task_id).order_by(Task.node)
+        )
+        return list(rows.all())
+
+
+def tool_results(task: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in task["messages"] if m["role"] == "tool"]
+
+
+async def read_task(api: httpx.AsyncClient, tenant: Tenant, task_id: str) -> dict[str, Any]:
+    response = await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    task: dict[str, Any] = response.json()
+    return task
+
+
+def echo(message: str) -> str:
+    return f"{SCRIPTED_LABEL} You said: {message}"
 
 
 async def test_a_node_run_answers_once_and_records_its_parent_and_node(
@@ -72,3 +178,275 @@ async def test_a_node_run_answers_once_and_records_its_parent_and_node(
         agent,
     )
     assert row.status == "completed"
+
+
+def test_a_delegate_edge_gives_its_source_an_ask_tool_described_by_its_when():
+    spec = workforce(
+        {"triage": "a1", "billing": "a2", "legal": "a3"},
+        {"from": "triage", "to": "billing", "when": "Questions about invoices and refunds"},
+        {"from": "triage", "to": "legal", "approval": "agent_decides"},
+        {"from": "billing", "to": "legal"},
+    )
+    task = AgentTaskInput(
+        task_id="t", project_id="p", agent_id="a1", message="", workforce=spec, node="triage"
+    )
+    offered = callable_tools(task, AgentSpec(name="Triage"), {})
+
+    assert list(offered) == ["ask_billing", "ask_legal"]
+    billing = offered["ask_billing"].definition
+    assert billing.description == "Questions about invoices and refunds"
+    assert billing.parameters["required"] == ["message"]
+    assert billing.parameters["properties"]["message"]["type"] == "string"
+    assert NEEDS_APPROVAL_ARG not in billing.parameters["properties"]
+    assert NEEDS_APPROVAL_ARG in offered["ask_legal"].definition.parameters["properties"]
+    # Without a workforce node there is nothing to delegate to.
+    plain = task.model_copy(update={"node": None})
+    assert callable_tools(plain, AgentSpec(name="Triage"), {}) == {}
+
+
+async def test_a_delegation_runs_the_target_in_a_child_task_and_returns_its_answer(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
+    spec = workforce(
+        {"triage": triage, "billing": billing},
+        {"from": "triage", "to": "billing", "when": "Billing questions"},
+    )
+    task_id, handle = await start_node(
+        temporal_env, settings, tenant, spec, 'call ask_billing {"message": "refund order 7?"}'
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    assert f"ask_billing: {echo('refund order 7?')}" in (result.answer or "")
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [echo("refund order 7?")]
+    # The child is a task of its own: the billing agent's, working for the caller's task.
+    [child] = await children_of(session_factory, task_id)
+    assert (child.node, child.agent_id, child.kind, child.status) == (
+        "billing",
+        billing,
+        "agent-task",
+        "completed",
+    )
+    child_task = await read_task(api, tenant, child.id)
+    assert [m["content"] for m in child_task["messages"]] == [
+        "refund order 7?",
+        echo("refund order 7?"),
+    ]
+    # The caller's events say which task did the work.
+    async with session_factory() as session:
+        events = await event_repo.list_events(session=session, task_id=task_id)
+    started = next(e.data for e in events if e.type == "tool.run.started")
+    assert started["delegation"] is True and started["task_id"] == child.id
+    completed = next(e.data for e in events if e.type == "tool.run.completed")
+    assert completed["output"] == echo("refund order 7?")
+    # In Temporal, the child hangs under its caller, named for the node.
+    described = await temporal_env.client.get_workflow_handle(child.workflow_id).describe()
+    assert described.parent_id == handle.id
+    assert await described.static_summary() == "delegation to billing"
+
+
+async def test_two_delegations_of_one_turn_run_at_once(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    helper = await make_agent(api, tenant, tools=[], name="Helper", model="scripted:echo")
+    spec = workforce(
+        {"triage": triage, "billing": helper, "shipping": helper},
+        {"from": "triage", "to": "billing"},
+        {"from": "triage", "to": "shipping"},
+    )
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "the invoice"}\ncall ask_shipping {"message": "the parcel"}',
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [echo("the invoice"), echo("the parcel")]
+    children = await children_of(session_factory, task_id)
+    assert [(c.node, c.status) for c in children] == [
+        ("billing", "completed"),
+        ("shipping", "completed"),
+    ]
+    # Both children were started before either finished.
+    kinds = [event.event_type async for event in handle.fetch_history_events()]
+    started = [
+        i
+        for i, k in enumerate(kinds)
+        if k == HistoryEventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    finished = [
+        i
+        for i, k in enumerate(kinds)
+        if k == HistoryEventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    ]
+    assert len(started) == 2 and len(finished) == 2
+    assert max(started) < min(finished)
+
+
+async def test_a_required_edge_waits_for_approval_and_a_rejection_is_told_to_the_caller(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
+    spec = workforce(
+        {"triage": triage, "billing": billing},
+        {"from": "triage", "to": "billing", "approval": "required"},
+    )
+    task_id, handle = await start_node(
+        temporal_env, settings, tenant, spec, 'call ask_billing {"message": "refund it all"}'
+    )
+    [pending] = await pending_approvals(handle)
+    assert (pending.tool, pending.arguments) == ("ask_billing", {"message": "refund it all"})
+    waiting = await read_task(api, tenant, task_id)
+    assert waiting["status"] == "waiting-approval"
+    assert [p["tool"] for p in waiting["pending_approvals"]] == ["ask_billing"]
+
+    rejected = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
+        json={"approve": False, "reason": "refunds need a manager"},
+        headers=tenant.headers,
+    )
+    assert rejected.status_code == 200, rejected.text
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == ["The user rejected this call: refunds need a manager."]
+    assert await children_of(session_factory, task_id) == []
+
+
+async def test_after_max_auto_runs_a_delegation_waits_for_approval(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
+    spec = workforce(
+        {"triage": triage, "billing": billing},
+        {"from": "triage", "to": "billing", "max_auto_runs": 1},
+    )
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "first"}\ncall ask_billing {"message": "second"}',
+    )
+    # The first runs on its own; the second, over the cap, waits for a person.
+    [pending] = await pending_approvals(handle)
+    assert (pending.tool, pending.arguments) == ("ask_billing", {"message": "second"})
+    approved = await api.post(
+        tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
+        json={"approve": True, "arguments": {"message": "second, edited"}},
+        headers=tenant.headers,
+    )
+    assert approved.status_code == 200, approved.text
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [echo("first"), echo("second, edited")]
+    assert len(await children_of(session_factory, task_id)) == 2
+
+
+async def test_delegations_nest_only_so_deep(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    # An agent that delegates to itself, told to do it one level more than allowed.
+    looper = await make_agent(api, tenant, tools=[], name="Looper")
+    spec = workforce({"looper": looper}, {"from": "looper", "to": "looper"})
+    message = 'call ask_looper {"message": "the bottom"}'
+    for _ in range(MAX_DELEGATION_DEPTH):
+        message = "call ask_looper " + json.dumps({"message": message})
+    task_id, handle = await start_node(temporal_env, settings, tenant, spec, message)
+    result = await handle.result()
+    assert result.status is TaskStatus.completed, result.error
+
+    chain = [task_id]
+    while children := await children_of(session_factory, chain[-1]):
+        [child] = children
+        chain.append(child.id)
+    assert len(chain) == MAX_DELEGATION_DEPTH + 1
+    deepest = await read_task(api, tenant, chain[-1])
+    assert deepest["status"] == "completed"
+    [refused] = tool_results(deepest)
+    assert refused.startswith("Error: the tool ask_looper failed:")
+    assert f"at most {MAX_DELEGATION_DEPTH} deep" in refused
+
+
+async def test_cancelling_the_caller_cancels_the_delegation_it_waits_for(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing")
+    ledger = await make_agent(api, tenant, tools=[], name="Ledger", model="scripted:echo")
+    spec = workforce(
+        {"triage": triage, "billing": billing, "ledger": ledger},
+        {"from": "triage", "to": "billing"},
+        {"from": "billing", "to": "ledger", "approval": "required"},
+    )
+    inner = 'call ask_ledger {"message": "book it"}'
+    task_id, handle = await start_node(
+        temporal_env, settings, tenant, spec, "call ask_billing " + json.dumps({"message": inner})
+    )
+    # The billing agent's own delegation waits for approval in the billing task.
+    [child] = await _eventually_children(session_factory, task_id)
+    child_handle = temporal_env.client.get_workflow_handle(child.workflow_id)
+    [pending] = await pending_approvals(child_handle)
+    assert pending.tool == "ask_ledger"
+
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    async with asyncio.timeout(30):
+        while (await child_handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+            await asyncio.sleep(0.1)
+    assert (await child_handle.describe()).status is WorkflowExecutionStatus.CANCELED
+    assert (await read_task(api, tenant, child.id))["status"] == "cancelled"
+    assert (await read_task(api, tenant, task_id))["status"] == "cancelled"
+
+
+async def _eventually_children(
+    session_factory: async_sessionmaker[AsyncSession], task_id: str
+) -> list[Task]:
+    async with asyncio.timeout(30):
+        while not (children := await children_of(session_factory, task_id)):
+            await asyncio.sleep(0.1)
+    return children

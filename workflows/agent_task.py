@@ -1,10 +1,15 @@
 """`AgentTaskWorkflow`: one task, a conversation between a user and an agent.
 
 A turn: call the model (its text streams into the task's events), run the tool calls it
-asks for (each a child `ToolRunWorkflow`, several at once, some waiting for a person's
-approval), give it the results, until it answers without calling a tool. Then the task is
-idle until a follow-up message arrives (the update `post_message`) or the idle timeout passes.
-Approvals arrive by the update `decide`; `state` is a query.
+asks for (several at once, some waiting for a person's approval; what it can call and how a
+call runs comes from workflows/tool_sources.py), give it the results, until it answers
+without calling a tool. Then the task is idle until a follow-up message arrives (the update
+`post_message`) or the idle timeout passes. Approvals arrive by the update `decide`; `state`
+is a query.
+
+In a workforce a task runs one node (`node`, in the pinned `workforce`): it answers once
+(`single_turn`) and its agent may delegate to the nodes its delegate edges lead to, each
+delegation a child task of this one.
 
 A message the update accepts is always answered: once the task decides to end, the
 validator refuses further messages (the API answers 409), and messages still waiting when
@@ -28,21 +33,12 @@ from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    CancelledError,
-    ChildWorkflowError,
 )
 
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names
-    from baton.domain.agents import (
-        AgentSpec,
-        AgentTool,
-        Approval,
-        render_with_params,
-        tool_function_name,
-    )
+    from baton.domain.agents import AgentSpec, AgentTool, Approval, render_with_params
     from baton.domain.events import AppendEvents, EventDraft, EventType
-    from baton.domain.knowledge import KNOWLEDGE_TOOL_PREFIX, AttachMode, knowledge_tool_id
     from baton.domain.llm import (
         LlmRequest,
         LlmResponse,
@@ -50,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         MessageRole,
         TokenUsage,
         ToolCall,
-        ToolDefinition,
     )
     from baton.domain.models import SCRIPTED_LABEL
     from baton.domain.tasks import (
@@ -68,23 +63,24 @@ with workflow.unsafe.imports_passed_through():
         TaskStatusUpdate,
         UserMessage,
     )
-    from baton.domain.tool_checks import validate_params
-    from baton.domain.tool_runs import NewToolRun, ToolRunInput, tool_run_workflow_id
-    from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
-    from baton.errors import BatonError
-    from baton.search_attributes import BATON_STATUS, run_search_attributes
+    from baton.domain.tool_runs import NewToolRun
+    from baton.domain.tools import ToolSpec
+    from baton.search_attributes import BATON_STATUS
     from baton.templating import TemplateError
     from workflows import policies
-    from workflows.tool_run import ToolRunWorkflow
+    from workflows.tool_sources import (
+        NEEDS_APPROVAL_ARG,
+        TaskContext,
+        callable_tools,
+        reraise_cancel,
+        tool_failed,
+    )
 
-NEEDS_APPROVAL_ARG = "needs_approval"
 # `workflow.patched` ids: each marks a change to the commands a run issues.
 FAIL_STOPPED_TASKS = "fail-stopped-tasks"
 ANSWER_LATE_MESSAGES = "answer-late-messages"
-KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
 FLAT_TURNS = "flat-turns"
 TOOL_RESULTS_AS_THEY_COME = "tool-results-as-they-come"
-MAX_TOOL_RESULT_CHARS = 20_000
 
 
 class TaskStopped(Exception):
@@ -161,7 +157,14 @@ class AgentTaskWorkflow:
         self._agent: AgentSpec = agent
         self._tools: dict[str, ToolSpec] = tools
         self._auto_runs: dict[str, int] = dict(task.auto_runs)
-        self._by_name = _callable_tools(agent, tools)
+        self._by_name = callable_tools(task, agent, tools)
+        self._context = TaskContext(
+            task_id=self._task_id,
+            input=task,
+            tools=tools,
+            snippets=self._snippets,
+            write_events=self._events,
+        )
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
@@ -372,7 +375,7 @@ class AgentTaskWorkflow:
         request = LlmRequest(
             model=self._agent.model,
             messages=messages,
-            tools=[definition for definition, _, _ in self._by_name.values()],
+            tools=[tool.definition for tool in self._by_name.values()],
             temperature=self._agent.temperature,
             max_tokens=self._agent.max_output_tokens,
         )
@@ -393,7 +396,7 @@ class AgentTaskWorkflow:
                 summary=f"llm {self._agent.model}",
             )
         except ActivityError as exc:
-            _reraise_cancel(exc)
+            reraise_cancel(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
         return response
 
@@ -411,7 +414,7 @@ class AgentTaskWorkflow:
                     request=LlmRequest(
                         model=self._agent.model,
                         messages=[],
-                        tools=[definition for definition, _, _ in self._by_name.values()],
+                        tools=[tool.definition for tool in self._by_name.values()],
                         temperature=self._agent.temperature,
                         max_tokens=self._agent.max_output_tokens,
                     ),
@@ -433,7 +436,7 @@ class AgentTaskWorkflow:
         except ActivityError as exc:
             # Written again (once: by seq) with the status that ends the task.
             self._writes[:0] = writes
-            _reraise_cancel(exc)
+            reraise_cancel(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
         if idle_after_answer and not response.tool_calls:
             self._status = TaskStatus.idle  # written by the activity with the answer
@@ -451,7 +454,7 @@ class AgentTaskWorkflow:
                 f"Error: the arguments were not valid JSON ({call.arguments_error}). "
                 "Call the tool again with a JSON object."
             ), None
-        _, agent_tool, spec = entry
+        agent_tool = entry.policy
         arguments = dict(call.arguments)
         asked = bool(arguments.pop(NEEDS_APPROVAL_ARG, False))
         requested = EventDraft(
@@ -460,6 +463,9 @@ class AgentTaskWorkflow:
             key=f"call:{call.id}",
         )
         leading: list[EventDraft] = [requested]
+        if entry.refusal is not None:
+            await self._events(requested)
+            return tool_failed(call, entry.refusal)
         if self._needs_approval(agent_tool, asked):
             decision = await self._await_decision(call, arguments, requested)
             if not decision.approve:
@@ -470,7 +476,7 @@ class AgentTaskWorkflow:
             leading = []
         else:
             self._auto_runs[agent_tool.tool_id] = self._auto_runs.get(agent_tool.tool_id, 0) + 1
-        return await self._run_tool(call, agent_tool.tool_id, spec, arguments, leading)
+        return await entry.run(self._context, call, arguments, leading)
 
     def _needs_approval(self, agent_tool: AgentTool, asked: bool) -> bool:
         if agent_tool.approval is Approval.required:
@@ -522,75 +528,6 @@ class AgentTaskWorkflow:
         if not self._pending:
             await self._set_status(TaskStatus.running)
         return decision
-
-    async def _run_tool(
-        self,
-        call: ToolCall,
-        tool_id: str,
-        spec: ToolSpec,
-        arguments: dict[str, Any],
-        leading: list[EventDraft],
-    ) -> tuple[str, EventDraft | None]:
-        try:
-            params = validate_params(spec, arguments)
-        except BatonError as exc:
-            if leading:
-                await self._events(*leading)
-            return f"Error: invalid arguments for {call.name}: {exc.message}", None
-        run_id = str(workflow.uuid4())
-        # A project tool's run is kept like one the API started: readable at
-        # `.../tool-runs/{run_id}` and found in Temporal by its project. A knowledge search
-        # is not a project tool and stays in the task's events only.
-        persist = not tool_id.startswith(KNOWLEDGE_TOOL_PREFIX) and workflow.patched(
-            KEEP_AGENT_TOOL_RUNS
-        )
-        project_id = self._input.project_id
-        await self._events(
-            *leading,
-            EventDraft(
-                type=EventType.tool_run_started,
-                data={"call_id": call.id, "tool": call.name, "run_id": run_id},
-                key=f"started:{call.id}",
-            ),
-            tool_runs=[
-                NewToolRun(run_id=run_id, project_id=project_id, tool_id=tool_id, params=params)
-            ]
-            if persist
-            else [],
-        )
-        try:
-            result = await workflow.execute_child_workflow(
-                ToolRunWorkflow.run,
-                ToolRunInput(
-                    run_id=run_id,
-                    project_id=project_id,
-                    tool_id=tool_id,
-                    tool_version=0,
-                    specs=self._tools,
-                    params=params,
-                    persist=persist,
-                    snippets=self._snippets,
-                ),
-                id=tool_run_workflow_id(run_id),
-                static_summary=f"tool {spec.name} for {call.id}",
-                search_attributes=run_search_attributes(
-                    project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
-                )
-                if persist
-                else None,
-            )
-        except ChildWorkflowError as exc:
-            _reraise_cancel(exc)
-            return _tool_failed(call, str(exc.cause or exc))
-        if result.status is not ToolRunStatus.succeeded:
-            return _tool_failed(call, result.error or result.status.value)
-        output = _as_text(result.output)
-        completed = EventDraft(
-            type=EventType.tool_run_completed,
-            data={"call_id": call.id, "tool": call.name, "output": output[:2000]},
-            key=f"completed:{call.id}",
-        )
-        return output, completed
 
     # Bookkeeping
 
@@ -756,35 +693,6 @@ def _last_answer(transcript: list[Message]) -> str:
     return next((m.content for m in reversed(transcript) if m.role is MessageRole.assistant), "")
 
 
-def _callable_tools(
-    agent: AgentSpec, tools: dict[str, ToolSpec]
-) -> dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]]:
-    """The agent's tools by the name the model calls them."""
-    callable_tools: dict[str, tuple[ToolDefinition, AgentTool, ToolSpec]] = {}
-    # An attached set searched as a tool: read-only, so it runs without approval.
-    searched = [
-        AgentTool(tool_id=knowledge_tool_id(attached.set_id))
-        for attached in agent.knowledge
-        if attached.mode is AttachMode.search
-    ]
-    for agent_tool in [*agent.tools, *searched]:
-        spec = tools.get(agent_tool.tool_id)
-        if spec is None:
-            continue
-        name = tool_function_name(spec.name)
-        if name in callable_tools:
-            name = f"{name}_{len(callable_tools)}"[:64]
-        schema = parameters_json_schema(spec)
-        if agent_tool.approval is Approval.agent_decides:
-            schema["properties"][NEEDS_APPROVAL_ARG] = {
-                "type": "boolean",
-                "description": "true when a person should approve this call first",
-            }
-        definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
-        callable_tools[name] = (definition, agent_tool, spec)
-    return callable_tools
-
-
 def _system_prompt(
     agent: AgentSpec, params: dict[str, Any], snippets: dict[str, str], knowledge: str
 ) -> str:
@@ -799,28 +707,9 @@ def _system_prompt(
         ) from exc
 
 
-def _tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
-    failed = EventDraft(
-        type=EventType.tool_run_failed,
-        data={"call_id": call.id, "tool": call.name, "error": error},
-        key=f"failed:{call.id}",
-    )
-    return f"Error: the tool {call.name} failed: {error}", failed
-
-
 def _describe(pending: PendingApproval) -> str:
     arguments = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in pending.arguments.items())
     return f"{pending.tool}({arguments})"
-
-
-def _as_text(output: Any) -> str:
-    text = output if isinstance(output, str) else json.dumps(output, default=str)
-    return text[:MAX_TOOL_RESULT_CHARS]
-
-
-def _reraise_cancel(exc: ActivityError | ChildWorkflowError) -> None:
-    if isinstance(exc.cause, CancelledError):
-        raise asyncio.CancelledError() from exc
 
 
 def _cause(exc: ActivityError) -> str:

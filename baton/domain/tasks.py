@@ -59,6 +59,12 @@ _FINAL = frozenset(
 )
 
 
+def task_workflow_id(task_id: str) -> str:
+    """The workflow id of a task the API or another task started (a schedule's runs have
+    ids of their own)."""
+    return f"task-{task_id}"
+
+
 class AgentTaskInput(BaseModel):
     """How a task starts. An empty `task_id` (a scheduled start) makes the workflow create
     its own task; an absent `agent` is loaded at start. Fields are only ever added, with

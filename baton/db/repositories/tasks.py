@@ -12,12 +12,12 @@ from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import Task, TaskMessage, utcnow
 from baton.domain.accounts import Principal
 from baton.domain.llm import Message, MessageRole, TokenUsage, ToolCall
-from baton.domain.tasks import TaskStatus
+from baton.domain.tasks import TaskStatus, task_workflow_id
 from baton.errors import NotFound
 
 
 def workflow_id_for(task_id: str) -> str:
-    return f"task-{task_id}"
+    return task_workflow_id(task_id)
 
 
 async def create_task(

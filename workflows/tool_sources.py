@@ -1,0 +1,362 @@
+"""What an agent task can call, resolved once when it starts, through one seam.
+
+A source turns what the task pinned into callables: the definition the model sees, the
+approval policy the task applies before a call runs (`AgentTool`: approval, max automatic
+runs), and how a call runs. The sources today: the agent's project tools and the knowledge
+sets it searches (each call a child `ToolRunWorkflow`), and in a workforce the agents its
+node may delegate to (each call a child `AgentTaskWorkflow`). The agent workflow only gates
+and runs callables, so a new source is one function here and its runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, CancelledError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from baton.domain.agents import AgentSpec, AgentTool, Approval, tool_function_name
+    from baton.domain.events import EventDraft, EventType
+    from baton.domain.knowledge import KNOWLEDGE_TOOL_PREFIX, AttachMode, knowledge_tool_id
+    from baton.domain.llm import ToolCall, ToolDefinition
+    from baton.domain.tasks import (
+        MAX_DELEGATION_DEPTH,
+        AgentTaskInput,
+        AgentTaskResult,
+        TaskStatus,
+        task_workflow_id,
+    )
+    from baton.domain.tool_checks import validate_params
+    from baton.domain.tool_runs import NewToolRun, ToolRunInput, tool_run_workflow_id
+    from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
+    from baton.domain.workforces import AgentNode, Edge, delegate_tool_name
+    from baton.errors import BatonError
+    from baton.search_attributes import run_search_attributes
+    from workflows.tool_run import ToolRunWorkflow
+
+NEEDS_APPROVAL_ARG = "needs_approval"
+MAX_TOOL_RESULT_CHARS = 20_000
+# `workflow.patched` id, kept from when this code was the agent workflow's.
+KEEP_AGENT_TOOL_RUNS = "keep-agent-tool-runs"
+# The registered name of `AgentTaskWorkflow`, which a delegation starts as a child (by name:
+# that workflow imports this module).
+AGENT_TASK_WORKFLOW = "AgentTaskWorkflow"
+
+# What a call returns: what the model is told, and the event that ends the call (written
+# with the tool message).
+Outcome = tuple[str, EventDraft | None]
+
+
+class EventWriter(Protocol):
+    async def __call__(
+        self, *events: EventDraft, tool_runs: list[NewToolRun] | None = None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a running call may use of its task."""
+
+    task_id: str
+    input: AgentTaskInput
+    tools: dict[str, ToolSpec]
+    snippets: dict[str, str]
+    write_events: EventWriter
+
+
+# Runs an approved call with its (possibly edited) arguments, after `leading` events (the
+# call's request, unless its approval wrote it already).
+Runner = Callable[[TaskContext, ToolCall, dict[str, Any], list[EventDraft]], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class CallableTool:
+    definition: ToolDefinition
+    # Its approval; `policy.tool_id` is the key its automatic runs are counted under.
+    policy: AgentTool
+    run: Runner
+    # Set when the task may not make this call at all (told to the model as a tool error).
+    refusal: str | None = None
+
+
+def callable_tools(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> dict[str, CallableTool]:
+    """Everything the task's agent may call, by the name the model calls it. Delegations
+    come first, so a delegate tool is always `ask_<node>`; a name taken twice gets a suffix."""
+    by_name: dict[str, CallableTool] = {}
+    for name, tool in [*_delegations(task), *_project_tools(agent, tools)]:
+        if name in by_name:
+            name = f"{name}_{len(by_name)}"[:64]
+        by_name[name] = CallableTool(
+            definition=tool.definition.model_copy(update={"name": name}),
+            policy=tool.policy,
+            run=tool.run,
+            refusal=tool.refusal,
+        )
+    return by_name
+
+
+def _offered(schema: dict[str, Any], approval: Approval) -> dict[str, Any]:
+    """The parameters the model sees: with `needs_approval` when the agent decides."""
+    if approval is Approval.agent_decides:
+        schema["properties"][NEEDS_APPROVAL_ARG] = {
+            "type": "boolean",
+            "description": "true when a person should approve this call first",
+        }
+    return schema
+
+
+# Project tools and knowledge search: a child `ToolRunWorkflow` per call.
+
+
+def _project_tools(agent: AgentSpec, tools: dict[str, ToolSpec]) -> list[tuple[str, CallableTool]]:
+    # An attached set searched as a tool: read-only, so it runs without approval.
+    searched = [
+        AgentTool(tool_id=knowledge_tool_id(attached.set_id))
+        for attached in agent.knowledge
+        if attached.mode is AttachMode.search
+    ]
+    found: list[tuple[str, CallableTool]] = []
+    for agent_tool in [*agent.tools, *searched]:
+        spec = tools.get(agent_tool.tool_id)
+        if spec is None:
+            continue
+        name = tool_function_name(spec.name)
+        schema = _offered(parameters_json_schema(spec), agent_tool.approval)
+        definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
+        runner = _tool_runner(agent_tool.tool_id, spec)
+        found.append((name, CallableTool(definition=definition, policy=agent_tool, run=runner)))
+    return found
+
+
+def _tool_runner(tool_id: str, spec: ToolSpec) -> Runner:
+    async def run(
+        context: TaskContext, call: ToolCall, arguments: dict[str, Any], leading: list[EventDraft]
+    ) -> Outcome:
+        return await run_tool(context, call, tool_id, spec, arguments, leading)
+
+    return run
+
+
+async def run_tool(
+    context: TaskContext,
+    call: ToolCall,
+    tool_id: str,
+    spec: ToolSpec,
+    arguments: dict[str, Any],
+    leading: list[EventDraft],
+) -> Outcome:
+    try:
+        params = validate_params(spec, arguments)
+    except BatonError as exc:
+        if leading:
+            await context.write_events(*leading)
+        return f"Error: invalid arguments for {call.name}: {exc.message}", None
+    run_id = str(workflow.uuid4())
+    # A project tool's run is kept like one the API started: readable at
+    # `.../tool-runs/{run_id}` and found in Temporal by its project. A knowledge search
+    # is not a project tool and stays in the task's events only.
+    persist = not tool_id.startswith(KNOWLEDGE_TOOL_PREFIX) and workflow.patched(
+        KEEP_AGENT_TOOL_RUNS
+    )
+    project_id = context.input.project_id
+    await context.write_events(
+        *leading,
+        EventDraft(
+            type=EventType.tool_run_started,
+            data={"call_id": call.id, "tool": call.name, "run_id": run_id},
+            key=f"started:{call.id}",
+        ),
+        tool_runs=[NewToolRun(run_id=run_id, project_id=project_id, tool_id=tool_id, params=params)]
+        if persist
+        else [],
+    )
+    try:
+        result = await workflow.execute_child_workflow(
+            ToolRunWorkflow.run,
+            ToolRunInput(
+                run_id=run_id,
+                project_id=project_id,
+                tool_id=tool_id,
+                tool_version=0,
+                specs=context.tools,
+                params=params,
+                persist=persist,
+                snippets=context.snippets,
+            ),
+            id=tool_run_workflow_id(run_id),
+            static_summary=f"tool {spec.name} for {call.id}",
+            search_attributes=run_search_attributes(
+                project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
+            )
+            if persist
+            else None,
+        )
+    except ChildWorkflowError as exc:
+        reraise_cancel(exc)
+        return tool_failed(call, str(exc.cause or exc))
+    if result.status is not ToolRunStatus.succeeded:
+        return tool_failed(call, result.error or result.status.value)
+    return _completed(call, as_text(result.output))
+
+
+# Delegations: in a workforce, the agents a node may ask, each call a child agent task.
+
+
+def _delegations(task: AgentTaskInput) -> list[tuple[str, CallableTool]]:
+    if task.workforce is None or task.node is None:
+        return []
+    found: list[tuple[str, CallableTool]] = []
+    for edge in task.workforce.delegates(task.node):
+        name = delegate_tool_name(edge.to)
+        schema = {
+            "type": "object",
+            "properties": {
+                "message": {
+                    "type": "string",
+                    "description": f"What to ask {edge.to}: the only message it reads",
+                }
+            },
+            "required": ["message"],
+            "additionalProperties": False,
+        }
+        definition = ToolDefinition(
+            name=name,
+            description=edge.when or f"Ask the {edge.to} agent and get its answer",
+            parameters=_offered(schema, edge.approval),
+        )
+        policy = AgentTool(
+            tool_id=f"delegate:{edge.to}",
+            approval=edge.approval,
+            max_auto_runs=edge.max_auto_runs,
+        )
+        refusal = None
+        if task.delegation_depth >= MAX_DELEGATION_DEPTH:
+            refusal = (
+                f"delegations nest at most {MAX_DELEGATION_DEPTH} deep and this task is "
+                f"{task.delegation_depth} deep: answer without {name}"
+            )
+        tool = CallableTool(
+            definition=definition, policy=policy, run=_delegation_runner(edge), refusal=refusal
+        )
+        found.append((name, tool))
+    return found
+
+
+def _delegation_runner(edge: Edge) -> Runner:
+    async def run(
+        context: TaskContext, call: ToolCall, arguments: dict[str, Any], leading: list[EventDraft]
+    ) -> Outcome:
+        return await delegate(context, call, edge, arguments, leading)
+
+    return run
+
+
+async def delegate(
+    context: TaskContext,
+    call: ToolCall,
+    edge: Edge,
+    arguments: dict[str, Any],
+    leading: list[EventDraft],
+) -> Outcome:
+    """Runs the target node's agent in a task of its own (a child `AgentTaskWorkflow` that
+    answers once, working for this task); its answer is the call's result."""
+    message = arguments.get("message")
+    unknown = sorted(set(arguments) - {"message"})
+    if not isinstance(message, str) or not message.strip() or unknown:
+        if leading:
+            await context.write_events(*leading)
+        problem = f"unknown argument {unknown[0]!r}" if unknown else "message must be a text"
+        return f"Error: invalid arguments for {call.name}: {problem}", None
+    task = context.input
+    assert task.workforce is not None  # only a workforce's task has delegations
+    target = task.workforce.node(edge.to)
+    assert isinstance(target, AgentNode)  # check_graph: a delegation goes to an agent node
+    child_id = str(workflow.uuid4())
+    await context.write_events(
+        *leading,
+        EventDraft(
+            type=EventType.tool_run_started,
+            data={
+                "call_id": call.id,
+                "tool": call.name,
+                "delegation": True,
+                "task_id": child_id,
+                "node": edge.to,
+            },
+            key=f"started:{call.id}",
+        ),
+    )
+    try:
+        result: AgentTaskResult = await workflow.execute_child_workflow(
+            AGENT_TASK_WORKFLOW,
+            AgentTaskInput(
+                task_id=child_id,
+                project_id=task.project_id,
+                agent_id=target.agent_id,
+                message=message,
+                user_group_id=task.user_group_id,
+                params=task.params,
+                parent_task_id=context.task_id,
+                node=edge.to,
+                workforce=task.workforce,
+                single_turn=True,
+                delegation_depth=task.delegation_depth + 1,
+            ),
+            id=task_workflow_id(child_id),
+            result_type=AgentTaskResult,
+            static_summary=f"delegation to {edge.to}",
+            search_attributes=run_search_attributes(
+                project_id=task.project_id,
+                kind="agent-task",
+                status=TaskStatus.queued.value,
+                agent_id=target.agent_id,
+            ),
+            # A caller that ends any other way than by its own cancel still cancels the
+            # child, which then records its task as cancelled.
+            parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+        )
+    except ChildWorkflowError as exc:
+        reraise_cancel(exc)
+        return tool_failed(call, str(exc.cause or exc))
+    if result.status is not TaskStatus.completed:
+        return tool_failed(call, result.error or result.status.value)
+    return _completed(call, as_text(result.answer or ""), task_id=child_id)
+
+
+# What a call's end looks like
+
+
+def _completed(call: ToolCall, output: str, **extra: Any) -> Outcome:
+    completed = EventDraft(
+        type=EventType.tool_run_completed,
+        data={"call_id": call.id, "tool": call.name, "output": output[:2000], **extra},
+        key=f"completed:{call.id}",
+    )
+    return output, completed
+
+
+def tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
+    failed = EventDraft(
+        type=EventType.tool_run_failed,
+        data={"call_id": call.id, "tool": call.name, "error": error},
+        key=f"failed:{call.id}",
+    )
+    return f"Error: the tool {call.name} failed: {error}", failed
+
+
+def as_text(output: Any) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, default=str)
+    return text[:MAX_TOOL_RESULT_CHARS]
+
+
+def reraise_cancel(exc: ActivityError | ChildWorkflowError) -> None:
+    """A child or activity that ended because this task was cancelled cancels the task."""
+    if isinstance(exc.cause, CancelledError):
+        raise asyncio.CancelledError() from exc
