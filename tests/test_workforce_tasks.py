@@ -10,14 +10,11 @@ import json
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from baton.db.repositories import workforces as workforce_repo
 from baton.domain.models import SCRIPTED_LABEL
-from baton.domain.workforces import WorkforceSpec
 from tests.conftest import Tenant
 from tests.helpers import assert_error
 from tests.test_agent_tasks import make_agent, make_tool, wait_for
@@ -30,16 +27,13 @@ async def echo_agent(api: httpx.AsyncClient, tenant: Tenant, name: str, **spec: 
     return await make_agent(api, tenant, tools=[], model="scripted:echo", name=name, **spec)
 
 
-async def make_workforce(
-    session_factory: async_sessionmaker[AsyncSession], tenant: Tenant, **spec: Any
-) -> str:
-    async with session_factory.begin() as session:
-        workforce = await workforce_repo.create_workforce(
-            session=session,
-            project_id=tenant.project_id,
-            spec=WorkforceSpec.model_validate({"name": "Support", **spec}),
-        )
-    return workforce.id
+async def make_workforce(api: httpx.AsyncClient, tenant: Tenant, **spec: Any) -> str:
+    response = await api.post(
+        tenant.url("/workforces"), json={"name": "Support", **spec}, headers=tenant.headers
+    )
+    assert response.status_code == 201, response.text
+    workforce_id: str = response.json()["id"]
+    return workforce_id
 
 
 async def start(
@@ -68,12 +62,11 @@ async def test_three_agents_hand_the_work_on_and_each_answer_names_its_node(
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     agents = {name: await echo_agent(api, tenant, name.title()) for name in ("triage", "billing")}
     agents["reply"] = await echo_agent(api, tenant, "Reply")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()],
         edges=chain("triage", "billing", "reply"),
@@ -151,11 +144,10 @@ async def test_the_workforce_task_streams_its_nodes_events_tagged_with_their_nod
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     first, second = await echo_agent(api, tenant, "First"), await echo_agent(api, tenant, "Second")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[
             {"id": "first", "type": "agent", "agent_id": first},
@@ -187,12 +179,11 @@ async def test_a_tool_node_runs_the_tool_on_what_the_agent_before_it_said(
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant, name="Lookup")
     triage, reply = await echo_agent(api, tenant, "Triage"), await echo_agent(api, tenant, "Reply")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[
             {"id": "triage", "type": "agent", "agent_id": triage},
@@ -238,14 +229,13 @@ async def test_a_rule_condition_sends_two_messages_two_ways(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     billing, reply = (
         await echo_agent(api, tenant, "Billing"),
         await echo_agent(api, tenant, "Reply"),
     )
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[
             {
@@ -288,11 +278,10 @@ async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     ping, pong = await echo_agent(api, tenant, "Ping"), await echo_agent(api, tenant, "Pong")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[
             {"id": "ping", "type": "agent", "agent_id": ping},
@@ -322,13 +311,12 @@ async def test_a_failing_node_escalates_and_a_persons_message_runs_it_again(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant)
     # One model call per turn: a message that makes it call a tool leaves it without an answer.
     fragile = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_iterations=1)
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[
             {
@@ -372,12 +360,11 @@ async def test_a_failing_node_that_terminates_fails_the_task(
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant)
     fragile = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_iterations=1)
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": "fragile", "type": "agent", "agent_id": fragile}],
         entry="fragile",
@@ -394,12 +381,11 @@ async def test_a_nodes_approval_is_decided_through_the_workforce_task(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant)
     careful = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": "careful", "type": "agent", "agent_id": careful}],
         entry="careful",
@@ -432,12 +418,11 @@ async def test_cancelling_a_workforce_task_cancels_the_node_at_work(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     tool = await make_tool(api, tenant)
     careful = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": "careful", "type": "agent", "agent_id": careful}],
         entry="careful",
@@ -461,11 +446,10 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     helper = await echo_agent(api, tenant, "Helper")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
         entry="helper",
@@ -474,6 +458,14 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
     created = await start(api, tenant, workforce, "first")
     idle = await wait_for(api, tenant, created["id"], {"idle"} | FINAL)
     assert idle["status"] == "idle"
+    # A new version of the workforce: the task keeps the one it started with.
+    other = await echo_agent(api, tenant, "Other")
+    patched = await api.patch(
+        tenant.url(f"/workforces/{workforce}"),
+        json={"nodes": [{"id": "helper", "type": "agent", "agent_id": other}]},
+        headers=tenant.headers,
+    )
+    assert patched.status_code == 200, patched.text
     sent = await api.post(
         tenant.url(f"/tasks/{created['id']}/messages"),
         json={"message": "second"},
@@ -489,8 +481,19 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
         ("user", "second"),
         ("assistant", said("second")),
     ]
+    second = await api.get(
+        tenant.url(f"/tasks/{task['nodes'][1]['task_id']}"), headers=tenant.headers
+    )
+    assert second.json()["agent_id"] == helper
+    assert task["workforce_version"] == 1
+
+    # A workforce with a task that has not ended stays.
+    deleted = await api.delete(tenant.url(f"/workforces/{workforce}"), headers=tenant.headers)
+    assert_error(deleted, 409)
     await api.post(tenant.url(f"/tasks/{created['id']}/cancel"), headers=tenant.headers)
     assert (await wait_for(api, tenant, created["id"], FINAL))["status"] == "cancelled"
+    deleted = await api.delete(tenant.url(f"/workforces/{workforce}"), headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
 
 
 async def test_another_tenant_reaches_neither_the_workforce_nor_its_tasks(
@@ -498,11 +501,10 @@ async def test_another_tenant_reaches_neither_the_workforce_nor_its_tasks(
     tenant: Tenant,
     other_tenant: Tenant,
     worker: Worker,
-    session_factory: async_sessionmaker[AsyncSession],
 ):
     helper = await echo_agent(api, tenant, "Helper")
     workforce = await make_workforce(
-        session_factory,
+        api,
         tenant,
         nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
         entry="helper",

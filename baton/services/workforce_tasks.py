@@ -110,17 +110,6 @@ async def start_workforce_task(
     return task
 
 
-async def check_no_running_tasks(*, session: AsyncSession, workforce_id: str) -> None:
-    """Refuses (409) to remove a workforce while tasks of it run."""
-    running = await workforce_task_repo.running_tasks(session=session, workforce_id=workforce_id)
-    if running:
-        raise Conflict(
-            f"{running} task(s) of this workforce are still running; cancel them or wait "
-            "for them to end",
-            details={"running_tasks": running},
-        )
-
-
 async def _check_agent_params(
     session: AsyncSession, project_id: str, spec: WorkforceSpec, params: dict[str, Any]
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
@@ -156,16 +156,3 @@ async def pending_approvals(
         )
     )
     return [(holder, p) for (holder, _), p in waiting.items() if holder in open_holders]
-
-
-async def running_tasks(*, session: AsyncSession, workforce_id: str) -> int:
-    """How many tasks of the workforce have not ended."""
-    query = (
-        select(func.count())
-        .select_from(Task)
-        .where(
-            Task.workforce_id == workforce_id,
-            Task.status.in_([s.value for s in TaskStatus if not s.is_final]),
-        )
-    )
-    return (await session.execute(query)).scalar_one()
