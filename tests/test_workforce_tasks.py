@@ -273,6 +273,41 @@ async def test_a_rule_condition_sends_two_messages_two_ways(
     }
 
 
+async def test_a_model_condition_takes_the_branch_whose_label_the_model_names(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    billing, reply = (
+        await echo_agent(api, tenant, "Billing"),
+        await echo_agent(api, tenant, "Reply"),
+    )
+    workforce = await make_workforce(
+        api,
+        tenant,
+        nodes=[
+            {
+                "id": "route",
+                "type": "condition",
+                "mode": "model",
+                # The scripted model echoes the message: it names the label the message names.
+                "model": "scripted:echo",
+                "prompt": "Which team should take this message?",
+                "branches": [{"to": "billing", "label": "invoices"}],
+                "default": "reply",
+            },
+            {"id": "billing", "type": "agent", "agent_id": billing},
+            {"id": "reply", "type": "agent", "agent_id": reply},
+        ],
+        entry="route",
+    )
+    invoice = await start(api, tenant, workforce, "two invoices are wrong")
+    other = await start(api, tenant, workforce, "where is my parcel")
+
+    routed = await wait_for(api, tenant, invoice["id"], FINAL)
+    defaulted = await wait_for(api, tenant, other["id"], FINAL)
+    assert [n["node"] for n in routed["nodes"]] == ["route", "billing"]
+    assert [n["node"] for n in defaulted["nodes"]] == ["route", "reply"]
+
+
 async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
     api: httpx.AsyncClient,
     tenant: Tenant,
