@@ -573,3 +573,50 @@ async def test_another_tenant_reaches_neither_the_workforce_nor_its_tasks(
     assert listed.json()["items"] == []
     await api.post(tenant.url(f"/tasks/{created['id']}/cancel"), headers=tenant.headers)
     assert (await wait_for(api, tenant, created["id"], FINAL))["status"] == "cancelled"
+
+
+async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to_reply(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    """The README's tour, as its curl commands run it."""
+    triage = await make_agent(api, tenant, tools=[], name="Triage", model="scripted:tools")
+    billing = await echo_agent(api, tenant, "Billing")
+    reply = await echo_agent(api, tenant, "Reply")
+    workforce = await make_workforce(
+        api,
+        tenant,
+        nodes=[
+            {"id": "triage", "type": "agent", "agent_id": triage},
+            {"id": "billing", "type": "agent", "agent_id": billing},
+            {"id": "reply", "type": "agent", "agent_id": reply},
+        ],
+        edges=[
+            {"from": "triage", "to": "billing", "kind": "delegate", "when": "a billing question"},
+            {"from": "triage", "to": "reply", "kind": "handover"},
+        ],
+        entry="triage",
+    )
+    created = await start(api, tenant, workforce, 'call ask_billing {"message": "refund order 7"}')
+    task = await wait_for(api, tenant, created["id"], FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    triage_answer = next(m for m in task["messages"] if m.get("author") == "triage")
+    assert f"ask_billing: {said('refund order 7')}" in triage_answer["content"]
+    assert [m.get("author") for m in task["messages"] if m["role"] == "assistant"] == [
+        "triage",
+        "reply",
+    ]
+    assert [n["node"] for n in task["nodes"]] == ["triage", "reply"]
+    # The delegation is a task of its own, working for triage's, and its events are in the
+    # workforce task's log, tagged with its node.
+    listed = await api.get(
+        tenant.url("/tasks"), params={"agent_id": billing}, headers=tenant.headers
+    )
+    [delegated] = listed.json()["items"]
+    assert (delegated["node"], delegated["parent_task_id"]) == (
+        "billing",
+        task["nodes"][0]["task_id"],
+    )
+    events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
+    tagged = [json.loads(e["data"])["data"] for e in events]
+    assert any(d.get("task_id") == delegated["id"] and d["node"] == "billing" for d in tagged)
