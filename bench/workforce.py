@@ -172,6 +172,9 @@ async def main(tasks: int, concurrency: int) -> None:
             task_id = await made(f"/workforces/{workforce}/tasks", {"message": MESSAGE})
             return await finished(client, f"{base}/tasks/{task_id}")
 
+        # One of each first: the worker process starts and warms up outside the timings.
+        await agent_task()
+        await workforce_task()
         agent_rate, agent_done = await rate(tasks, concurrency, agent_task)
         workforce_rate, workforce_done = await rate(tasks, concurrency, workforce_task)
         one_agent = await tree_events(env.client, agent_done[0]["workflow_id"])
