@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import events as event_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
@@ -36,7 +37,6 @@ from baton.domain.tasks import (
 from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
 from baton.errors import NotFound
-from baton.knowledge import store
 
 # How many rows of a prompt-mode set are read at most to fill its token budget.
 PROMPT_ROWS_READ = 2000
@@ -51,7 +51,7 @@ async def _knowledge(
     sections: list[str] = []
     for attached in spec.knowledge:
         try:
-            knowledge_set = await store.get_set(
+            knowledge_set = await set_repo.get_set(
                 session=session, project_id=project_id, set_id=attached.set_id
             )
         except NotFound:

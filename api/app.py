@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
@@ -69,7 +70,9 @@ def create_app(
             await app.state.event_hub.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    # The docs pages (/docs, /redoc) load their scripts from the package, not a CDN: they
+    # work on a machine without internet.
+    app: FastAPI = FastAPIOffline(
         title="Baton",
         summary=(
             "Self-hosted AI agents whose every task and tool run is a durable Temporal workflow"

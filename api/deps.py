@@ -8,19 +8,20 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from baton.db.paging import PageRequest
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool, Workforce
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
-from baton.knowledge import store as knowledge_store
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.services.embedding import RowChanges
 from baton.services.provider_configs import project_provider_configs
@@ -61,7 +62,20 @@ def presented_token(request: Request) -> str:
     return token.strip()
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
+# Declares the scheme in the OpenAPI document, so /docs has an Authorize button; the header is
+# read by `presented_token`, which also takes the `Token <token>` form.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token: 'Authorization: Bearer <token>' (or 'Token <token>')",
+)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> Principal:
     return await accounts.authenticate(session=session, token=presented_token(request))
 
 
@@ -143,7 +157,7 @@ async def get_tool(tool_id: str, project: ProjectDep, session: SessionDep) -> To
 
 
 async def get_knowledge_set(set_id: str, project: ProjectDep, session: SessionDep) -> KnowledgeSet:
-    return await knowledge_store.get_set(session=session, project_id=project.id, set_id=set_id)
+    return await set_repo.get_set(session=session, project_id=project.id, set_id=set_id)
 
 
 async def get_workforce(workforce_id: str, project: ProjectDep, session: SessionDep) -> Workforce:

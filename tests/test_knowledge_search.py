@@ -14,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.knowledge import JobStatus, KnowledgeSetSpec, embed_workflow_id
 from baton.knowledge import embeddings, store, vectors
@@ -275,7 +276,7 @@ async def test_a_starting_worker_embeds_rows_left_waiting(
         {"name": "waiting", "columns": COLUMNS, "embedding": {"provider": "local"}}
     )
     async with session_factory.begin() as session:
-        knowledge_set = await store.create_set(
+        knowledge_set = await set_repo.create_set(
             session=session, project_id=tenant.project_id, spec=spec
         )
         await store.insert_rows(session=session, knowledge_set=knowledge_set, rows=FACTS)

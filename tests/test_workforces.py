@@ -283,7 +283,8 @@ async def test_an_import_refuses_what_it_cannot_resolve(
     for bad in ("- just a list\n", "name: [unclosed\n"):
         assert_error(await api.post(url, content=bad, headers=headers), 422)
     invalid = "name: X\nentry: a\nnodes:\n  - {id: a, type: robot}\n"
-    assert_error(await api.post(url, content=invalid, headers=headers), 422)
+    error = assert_error(await api.post(url, content=invalid, headers=headers), 422)["error"]
+    assert [d["field"] for d in error["details"]] == ["nodes[0]"]
 
 
 async def test_a_clone_is_a_new_workforce_named_as_a_copy(
@@ -448,3 +449,58 @@ async def test_another_organisation_neither_sees_a_workforce_nor_uses_its_agents
     assert (
         await api.get(tenant.url(f"/workforces/{created['id']}"), headers=tenant.headers)
     ).json()["version"] == 1
+
+
+async def test_a_read_workforce_imports_as_it_is_answered(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await create(api, tenant, await support_body(api, tenant))
+    imported = await api.post(
+        tenant.url("/workforces/import"), json=created, headers=tenant.headers
+    )
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["nodes"] == created["nodes"]
+    assert imported.json()["version"] == 1 and imported.json()["id"] != created["id"]
+
+
+async def test_an_agent_or_tool_a_workforce_runs_is_not_deleted_under_it(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    body = await support_body(api, tenant)
+    created = await create(api, tenant, body)
+    reply_id = body["nodes"][4]["agent_id"]
+    lookup_id = body["nodes"][2]["tool_id"]
+    agent = await api.delete(tenant.url(f"/agents/{reply_id}"), headers=tenant.headers)
+    error = assert_error(agent, 409, "conflict")["error"]
+    assert error["message"] == "agent 'Reply' is a node of workforce 'Support'; change those first"
+    assert error["details"] == {"used_by": ["workforce 'Support'"]}
+    tool = await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers)
+    error = assert_error(tool, 409, "conflict")["error"]
+    assert error["message"] == "tool 'Lookup' is a node of workforce 'Support'; change those first"
+
+    # Once the workforce no longer runs them, they go.
+    url = tenant.url(f"/workforces/{created['id']}")
+    assert (await api.delete(url, headers=tenant.headers)).status_code == 204
+    assert (
+        await api.delete(tenant.url(f"/agents/{reply_id}"), headers=tenant.headers)
+    ).status_code == 204
+    assert (
+        await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers)
+    ).status_code == 204
+    assert_error(await api.delete(tenant.url(f"/tools/{lookup_id}"), headers=tenant.headers), 404)
+
+
+async def test_a_definition_far_larger_than_any_real_one_is_refused_before_it_is_read(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    huge = {"name": "Huge", "entry": "a", "nodes": [{"id": "a"}], "edges": [{}] * 25_000}
+    for url in (tenant.url("/workforces"), tenant.url("/workforces/import")):
+        response = await api.post(url, json=huge, headers=tenant.headers)
+        assert_error(response, 413, "definition_too_large")
+    aliased = "name: &n W\nentry: a\nnodes:\n  - {id: a, type: agent, agent_id: *n}\n"
+    response = await api.post(
+        tenant.url("/workforces/import"),
+        content=aliased,
+        headers={**tenant.headers, "Content-Type": "application/yaml"},
+    )
+    assert "anchors and aliases" in assert_error(response, 422)["error"]["message"]

@@ -24,9 +24,11 @@ from baton import templating
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import integrations as integration_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
+from baton.db.repositories import workforces as workforce_repo
 from baton.domain.agents import (
     PARAM_TEXTS,
     AgentSpec,
@@ -34,8 +36,7 @@ from baton.domain.agents import (
     check_secret_references,
 )
 from baton.domain.tasks import TaskStatus
-from baton.errors import InvalidInput, NotFound
-from baton.knowledge import store as knowledge_store
+from baton.errors import Conflict, InvalidInput, NotFound
 from baton.services.schedules import delete_in_temporal
 from baton.services.tasks import start_agent_task
 
@@ -102,6 +103,12 @@ async def delete_agent(
     agent: AgentDep,
     temporal_client: TemporalDep,
 ) -> None:
+    users = await workforce_repo.users_of(session=session, project_id=project.id, agent_id=agent.id)
+    if users:
+        raise Conflict(
+            f"agent {agent.name!r} is a node of {', '.join(users)}; change those first",
+            details={"used_by": users},
+        )
     # Its schedules live in Temporal too: stop them before the rows go.
     schedules = await trigger_repo.list_schedules(
         session=session, project_id=project.id, agent_id=agent.id
@@ -180,9 +187,7 @@ async def _check_snippets(session: AsyncSession, project_id: str, spec: AgentSpe
 async def _check_knowledge(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
     for index, attached in enumerate(spec.knowledge):
         try:
-            await knowledge_store.get_set(
-                session=session, project_id=project_id, set_id=attached.set_id
-            )
+            await set_repo.get_set(session=session, project_id=project_id, set_id=attached.set_id)
         except NotFound as exc:
             raise InvalidInput(
                 f"knowledge[{index}]: no knowledge set {attached.set_id!r} in this project",

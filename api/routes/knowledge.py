@@ -36,7 +36,9 @@ from api.schemas.knowledge import (
 )
 from api.schemas.paging import Page
 from baton.db.paging import PageRequest, decode_cursor, encode_cursor
+from baton.db.repositories import knowledge_jobs as job_repo
 from baton.db.repositories import knowledge_rows as row_repo
+from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeSet
 from baton.domain.knowledge import (
     EmbeddingConfig,
@@ -51,6 +53,7 @@ from baton.domain.knowledge import (
 )
 from baton.errors import BatonError, Conflict, InvalidInput
 from baton.integrations import http
+from baton.knowledge import export as knowledge_export
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
 from baton.knowledge.embeddings import check_provider_runs
@@ -86,7 +89,7 @@ async def create_set(
     body: KnowledgeSetSpec, project: ProjectDep, session: SessionDep, _: Editor
 ) -> KnowledgeSetPublic:
     check_provider_runs(body.embedding)
-    knowledge_set = await store.create_set(session=session, project_id=project.id, spec=body)
+    knowledge_set = await set_repo.create_set(session=session, project_id=project.id, spec=body)
     return KnowledgeSetPublic.of(knowledge_set)
 
 
@@ -94,7 +97,7 @@ async def create_set(
 async def list_sets(
     project: ProjectDep, session: SessionDep, _: Viewer, page: PageDep
 ) -> Page[KnowledgeSetPublic]:
-    sets = await store.list_sets(session=session, project_id=project.id, page=page)
+    sets = await set_repo.list_sets(session=session, project_id=project.id, page=page)
     return Page[KnowledgeSetPublic].of(sets, KnowledgeSetPublic.of)
 
 
@@ -107,7 +110,7 @@ async def get_set(_: Viewer, knowledge_set: KnowledgeSetDep) -> KnowledgeSetPubl
 async def update_set(
     body: KnowledgeSetUpdate, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
-    current = store.spec_of(knowledge_set).model_dump()
+    current = set_repo.spec_of(knowledge_set).model_dump()
     changes = body.model_dump(exclude_unset=True)
     spec = KnowledgeSetSpec.model_validate({**current, **changes})
     if "embedding" in changes:
@@ -146,7 +149,7 @@ async def add_column(
     body: KnowledgeColumn, session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep
 ) -> KnowledgeSetPublic:
     """Adds a column; rows already there simply have no value in it."""
-    spec = store.spec_of(knowledge_set)
+    spec = set_repo.spec_of(knowledge_set)
     if spec.column(body.name) is not None:
         raise Conflict(f"the set already has a column {body.name!r}", details=[{"field": "name"}])
     if not spec.columns and knowledge_set.row_count:
@@ -325,13 +328,13 @@ async def list_jobs(
     session: SessionDep, _: Viewer, knowledge_set: KnowledgeSetDep, page: PageDep
 ) -> Page[JobPublic]:
     """Newest first: imports, embedding and enrichment."""
-    jobs = await store.list_jobs(session=session, knowledge_set=knowledge_set, page=page)
+    jobs = await job_repo.list_jobs(session=session, knowledge_set=knowledge_set, page=page)
     return Page[JobPublic].of(jobs, JobPublic.model_validate)
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, project: ProjectDep, session: SessionDep, _: Viewer) -> JobPublic:
-    job = await store.get_job(session=session, project_id=project.id, job_id=job_id)
+    job = await job_repo.get_job(session=session, project_id=project.id, job_id=job_id)
     return JobPublic.model_validate(job)
 
 
@@ -344,19 +347,19 @@ async def _record_import(
 ) -> JobPublic:
     """Runs an import inside a savepoint, so a refused or failed import takes back every row
     it added while its job, saying why, is still committed before the error is answered."""
-    job = await store.create_job(
+    job = await job_repo.create_job(
         session=session, knowledge_set=knowledge_set, kind=JobKind.import_, params=params
     )
     try:
         async with session.begin_nested():
             inserted = await work()
     except BatonError as exc:
-        await store.finish_job(
+        await job_repo.finish_job(
             session=session, job_id=job.id, status=JobStatus.failed, error=exc.message
         )
         await session.commit()
         raise
-    finished = await store.finish_job(
+    finished = await job_repo.finish_job(
         session=session, job_id=job.id, status=JobStatus.succeeded, done=inserted
     )
     await changes.embed(session, knowledge_set)
@@ -381,7 +384,9 @@ async def export_csv(
     async def lines() -> AsyncIterator[str]:
         # The request's session is closed once the route returns; the stream reads on its own.
         async with sessions() as own:
-            async for chunk in store.export_csv(session=own, knowledge_set=knowledge_set):
+            async for chunk in knowledge_export.export_csv(
+                session=own, knowledge_set=knowledge_set
+            ):
                 yield chunk
 
     filename = quote(f"{knowledge_set.name}.csv")

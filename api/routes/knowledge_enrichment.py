@@ -24,7 +24,8 @@ from api.deps import (
 from api.schemas.enrichment import EnrichmentPublic
 from api.schemas.paging import Page
 from baton import temporal
-from baton.db.repositories import enrichments as repo
+from baton.db.repositories import knowledge_jobs as job_repo
+from baton.db.repositories import knowledge_rows as row_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import KnowledgeJob, KnowledgeSet
@@ -75,14 +76,14 @@ async def create_enrichment(
     _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
     columns = [KnowledgeColumn.model_validate(c) for c in knowledge_set.columns]
     check_enrichment(body, spec, columns)
-    running = await repo.active_job(session=session, set_id=set_id)
+    running = await job_repo.active_enrichment_job(session=session, set_id=set_id)
     if running is not None:
         raise Conflict(
             f"enrichment {running.id} of this set is still {running.status}; cancel it first",
             details={"job_id": running.id},
         )
-    total, last_row_id = await repo.row_span(session=session, set_id=set_id)
-    job = await repo.create_job(
+    total, last_row_id = await row_repo.row_span(session=session, set_id=set_id)
+    job = await job_repo.create_enrichment_job(
         session=session,
         job_id=str(uuid.uuid4()),
         project_id=project.id,
@@ -120,7 +121,7 @@ async def list_enrichments(
     page: PageDep,
 ) -> Page[EnrichmentPublic]:
     """Newest first."""
-    jobs = await repo.list_jobs(
+    jobs = await job_repo.list_enrichment_jobs(
         session=session, project_id=project.id, set_id=knowledge_set.id, page=page
     )
     return Page[EnrichmentPublic].of(
@@ -137,7 +138,9 @@ async def get_enrichment(
     _: Viewer,
     settings: SettingsDep,
 ) -> EnrichmentPublic:
-    job = await repo.get_job(session=session, project_id=project.id, set_id=set_id, job_id=job_id)
+    job = await job_repo.get_enrichment_job(
+        session=session, project_id=project.id, set_id=set_id, job_id=job_id
+    )
     return EnrichmentPublic.of(job, _link(settings, job))
 
 
@@ -151,7 +154,9 @@ async def cancel_enrichment(
     temporal_client: TemporalDep,
 ) -> dict[str, str]:
     """Stops the job; rows already written stay enriched, and a new job goes on from there."""
-    job = await repo.get_job(session=session, project_id=project.id, set_id=set_id, job_id=job_id)
+    job = await job_repo.get_enrichment_job(
+        session=session, project_id=project.id, set_id=set_id, job_id=job_id
+    )
     if JobStatus(job.status) in FINAL_STATUSES:
         raise Conflict(f"the job has already {job.status}")
     await temporal_client.get_workflow_handle(job.workflow_id or "").cancel()
@@ -180,7 +185,7 @@ async def _start(
         )
     except (RPCError, RuntimeError) as exc:
         logger.warning("could not start enrichment %s: %s", job.id, exc)
-        await repo.finish_job(
+        await job_repo.finish_enrichment_job(
             session=session,
             job_id=job.id,
             status=JobStatus.failed,

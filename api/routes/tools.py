@@ -24,8 +24,9 @@ from api.limits import bounded_definition, load_definition
 from api.schemas.paging import Page
 from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
 from baton.db.repositories import tools as tool_repo
+from baton.db.repositories import workforces as workforce_repo
 from baton.domain.tools import ToolSpec
-from baton.errors import InvalidInput
+from baton.errors import Conflict, InvalidInput
 from baton.services.tool_runs import check_before_save, run_view, start_tool_run, wait_for_run
 
 router = APIRouter(
@@ -94,8 +95,15 @@ async def update_tool(
 
 
 @router.delete("/{tool_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_tool(tool_id: str, project: ProjectDep, session: SessionDep, _: Editor) -> None:
-    await tool_repo.delete_tool(session=session, project_id=project.id, tool_id=tool_id)
+async def delete_tool(project: ProjectDep, session: SessionDep, _: Editor, tool: ToolDep) -> None:
+    """Refused while a workforce runs it as a node, or another tool calls it."""
+    users = await workforce_repo.users_of(session=session, project_id=project.id, tool_id=tool.id)
+    if users:
+        raise Conflict(
+            f"tool {tool.name!r} is a node of {', '.join(users)}; change those first",
+            details={"used_by": users},
+        )
+    await tool_repo.delete_tool(session=session, project_id=project.id, tool_id=tool.id)
 
 
 @router.get("/{tool_id}/versions")

@@ -5,8 +5,10 @@ A task's first message goes to the `entry` node. An `agent` node runs a turn of 
 `condition` node picks the next node by rules over that output (or by a model). Edges are
 one-way: a `handover` edge passes the work on when its source finishes; a `delegate` edge
 gives its source agent a tool (`ask_<target>`) that puts the target to work and brings back
-its answer. The definition holds no secret, so it may travel in workflow history, and its
-rules are pure functions a workflow may call."""
+its answer. The definition holds no secret (a tool node's params may not read one), so it may
+travel in workflow history, and its rules are pure functions a workflow may call: numbers
+compare as numbers even when written as text, and text compares without regard to case but
+for `equals`."""
 
 from __future__ import annotations
 
@@ -70,8 +72,8 @@ class Rule(BaseModel):
     field: str = Field(
         default="",
         max_length=200,
-        description="A dotted path into the previous node's output (JSON); empty: the whole "
-        "output as text",
+        description="A dotted path into the previous node's output (`order.items.0.sku`; an "
+        "answer that is JSON text is read as JSON); empty: the whole output",
     )
     op: RuleOp
     value: Any = None

@@ -13,43 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.repositories import knowledge_rows as row_repo
 from baton.db.repositories import knowledge_sets as set_repo
-
-# The API's routes and activities/tasks.py, which other changes are rewriting, reach these
-# through this module: import them from where they are defined elsewhere.
-from baton.db.repositories.knowledge_jobs import create_job as create_job
-from baton.db.repositories.knowledge_jobs import finish_job as finish_job
-from baton.db.repositories.knowledge_jobs import get_job as get_job
-from baton.db.repositories.knowledge_jobs import list_jobs as list_jobs
-from baton.db.repositories.knowledge_sets import create_set as create_set
-from baton.db.repositories.knowledge_sets import get_set as get_set
-from baton.db.repositories.knowledge_sets import list_sets as list_sets
 from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import ColumnType, KnowledgeSetSpec, RowFilter
 from baton.domain.storable import UNSTORABLE_TEXT, first_unstorable
 from baton.errors import InvalidInput
-from baton.knowledge.export import export_csv as export_csv
 from baton.knowledge.filters import filter_clause
-
-__all__ = [
-    "create_job",
-    "create_set",
-    "delete_row",
-    "delete_set",
-    "export_csv",
-    "finish_job",
-    "get_job",
-    "get_row",
-    "get_set",
-    "insert_rows",
-    "list_jobs",
-    "list_rows",
-    "list_sets",
-    "spec_of",
-    "update_row",
-    "update_set",
-]
-
 
 # ---------------------------------------------------------------------------------------------
 # Sets

@@ -18,6 +18,8 @@ from baton.errors import InvalidInput
 # What an export adds to a node beside the id it refers to, for an import to resolve.
 AGENT_NAME = "agent_name"
 TOOL_NAME = "tool_name"
+# What a read answers beside the definition: an import of a read leaves them out.
+READ_ONLY = {"id", "project_id", "version", "created_at", "updated_at"}
 
 
 async def check_before_save(*, session: AsyncSession, project_id: str, spec: WorkforceSpec) -> None:
@@ -69,9 +71,9 @@ async def export_definition(
 
 
 async def resolve_import(*, session: AsyncSession, project_id: str, data: Any) -> WorkforceSpec:
-    """An exported definition, its references made this project's: an agent or tool by its
-    id when this project has it, else by its name. One that resolves to nothing, or to two of
-    the same name, is refused naming its node."""
+    """An exported definition (or a read of one), its references made this project's: an
+    agent or tool by its id when this project has it, else by its name. One that resolves to
+    nothing, or to two of the same name, is refused naming its node."""
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
         raise InvalidInput(
             "the imported workforce is not valid: it needs an object with a list of nodes",
@@ -92,13 +94,25 @@ async def resolve_import(*, session: AsyncSession, project_id: str, data: Any) -
             elif node.get("type") == "tool":
                 node["tool_id"] = _resolve(index, node, "tool", tools, tool_name)
         nodes.append(node)
+    definition = {key: value for key, value in data.items() if key not in READ_ONLY}
     try:
-        return WorkforceSpec.model_validate({**data, "nodes": nodes})
+        return WorkforceSpec.model_validate({**definition, "nodes": nodes})
     except ValidationError as exc:
         raise InvalidInput(
             "the imported workforce is not valid",
-            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+            details=[
+                {"loc": list(e["loc"]), "field": _field(e["loc"]), "msg": e["msg"]}
+                for e in exc.errors()
+            ],
         ) from exc
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """`("nodes", 0, "agent", "id")` -> `nodes[0].agent.id`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
 
 
 def _resolve(index: int, node: dict[str, Any], kind: str, names: dict[str, str], name: Any) -> Any:

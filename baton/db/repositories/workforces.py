@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.tables import Task, Workforce, WorkforceVersion, utcnow
 from baton.domain.tasks import TaskStatus
-from baton.domain.workforces import WorkforceSpec
+from baton.domain.workforces import AgentNode, ToolNode, WorkforceSpec
 from baton.errors import NotFound
 
 
@@ -80,6 +80,26 @@ async def has_unfinished_tasks(*, session: AsyncSession, workforce_id: str) -> b
         select(Task.id).where(Task.workforce_id == workforce_id, Task.status.not_in(final)).limit(1)
     )
     return found is not None
+
+
+async def users_of(
+    *,
+    session: AsyncSession,
+    project_id: str,
+    agent_id: str | None = None,
+    tool_id: str | None = None,
+) -> list[str]:
+    """The workforces whose current definition has a node on the agent (or the tool)."""
+    workforces = await list_workforces(session=session, project_id=project_id)
+    return [
+        f"workforce {workforce.name!r}"
+        for workforce in workforces.items
+        if any(
+            (agent_id is not None and isinstance(n, AgentNode) and n.agent_id == agent_id)
+            or (tool_id is not None and isinstance(n, ToolNode) and n.tool_id == tool_id)
+            for n in workforce_spec(workforce).nodes
+        )
+    ]
 
 
 def workforce_spec(workforce: Workforce) -> WorkforceSpec:
