@@ -4,6 +4,8 @@ projection never disagree."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -34,9 +36,9 @@ from baton.domain.tasks import (
     TaskRecord,
     TaskStatusUpdate,
 )
-from baton.domain.tool_checks import referenced_snippets
+from baton.domain.tool_checks import referenced_snippets, validate_params
 from baton.domain.tools import ToolSpec
-from baton.errors import NotFound
+from baton.errors import InvalidInput, NotFound
 
 # How many rows of a prompt-mode set are read at most to fill its token budget.
 PROMPT_ROWS_READ = 2000
@@ -82,6 +84,19 @@ async def _knowledge(
     return tools, "\n\n".join(sections)
 
 
+def _own_params(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The params of a task another task started (a workforce node's, a delegation's): of
+    those it was given, the ones its agent declares, checked, with its defaults. A param the
+    agent requires and nobody gave fails the task, naming it."""
+    declared = {param.name for param in spec.params}
+    try:
+        return validate_params(spec, {k: v for k, v in given.items() if k in declared})
+    except InvalidInput as exc:
+        raise ApplicationError(
+            f"params: {exc.message}", type="invalid_input", non_retryable=True
+        ) from exc
+
+
 class TaskActivities:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = session_factory
@@ -91,6 +106,18 @@ class TaskActivities:
         """Makes sure the task's row exists, and pins the agent (when not given) and the
         tools it may call, with every tool those call."""
         async with self._sessions.begin() as session:
+            # An agent deleted since the start was asked for (a schedule's, or a workforce's
+            # node pinned before) fails the task at once: its row could not even be written.
+            try:
+                agent_row = await agent_repo.get_agent(
+                    session=session, project_id=begin.project_id, agent_id=begin.agent_id
+                )
+            except NotFound as exc:
+                raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
+            spec = agent_repo.agent_spec(agent_row)
+            params = begin.params
+            if begin.parent_task_id is not None:
+                params = _own_params(spec, begin.params)
             await task_repo.ensure_task(
                 session=session,
                 task_id=begin.task_id,
@@ -99,17 +126,10 @@ class TaskActivities:
                 agent_id=begin.agent_id,
                 first_message=begin.message,
                 user_group_id=begin.user_group_id,
-                params=begin.params,
+                params=params,
                 parent_task_id=begin.parent_task_id,
                 node=begin.node,
             )
-            try:
-                agent_row = await agent_repo.get_agent(
-                    session=session, project_id=begin.project_id, agent_id=begin.agent_id
-                )
-            except NotFound as exc:
-                raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
-            spec = agent_repo.agent_spec(agent_row)
             if begin.load_agent:
                 # A scheduled start runs the agent's current version: record which.
                 await task_repo.set_agent_version(
@@ -138,6 +158,7 @@ class TaskActivities:
             tools={**tools, **knowledge_tools},
             snippets=snippets,
             knowledge_prompt=knowledge_prompt,
+            params=params if begin.parent_task_id is not None else None,
         )
 
     @activity.defn(name="baton.task.set_status")

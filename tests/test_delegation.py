@@ -65,6 +65,7 @@ async def start_node(
     tenant: Tenant,
     spec: WorkforceSpec,
     message: str,
+    params: dict[str, Any] | None = None,
 ) -> tuple[str, WorkflowHandle[Any, AgentTaskResult]]:
     """The entry node's agent working on `message`, as a workforce starts a node run."""
     node = spec.node(spec.entry)
@@ -77,6 +78,7 @@ async def start_node(
             project_id=tenant.project_id,
             agent_id=node.agent_id,
             message=message,
+            params=params or {},
             node=node.id,
             workforce=spec,
             single_turn=True,
@@ -450,3 +452,113 @@ async def _eventually_children(
         while not (children := await children_of(session_factory, task_id)):
             await asyncio.sleep(0.1)
     return children
+
+
+async def test_a_delegation_that_cannot_run_is_a_tool_error_the_caller_reads(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
+    spec = workforce({"triage": triage, "billing": billing}, {"from": "triage", "to": "billing"})
+    # The graph was pinned before the billing agent was deleted.
+    deleted = await api.delete(tenant.url(f"/agents/{billing}"), headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "hello?"}\ncall ask_billing {"message": ""}',
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [
+        f"Error: the tool ask_billing failed: agent {billing} not found",
+        "Error: invalid arguments for ask_billing: message must be a non-empty text",
+    ]
+    async with session_factory() as session:
+        events = await event_repo.list_events(session=session, task_id=task_id)
+    failed = next(e.data for e in events if e.type == "tool.run.failed")
+    assert failed["tool"] == "ask_billing"
+
+
+async def test_a_delegation_never_runs_another_projects_agent(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    theirs = await make_agent(api, other_tenant, tools=[], name="Theirs", model="scripted:echo")
+    spec = workforce({"triage": triage, "theirs": theirs}, {"from": "triage", "to": "theirs"})
+    task_id, handle = await start_node(
+        temporal_env, settings, tenant, spec, 'call ask_theirs {"message": "your secrets?"}'
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [f"Error: the tool ask_theirs failed: agent {theirs} not found"]
+    async with session_factory() as session:
+        ran = await session.scalars(select(Task).where(Task.agent_id == theirs))
+        assert list(ran.all()) == []
+
+
+async def test_a_delegation_starts_with_the_params_its_own_agent_declares(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    triage = await make_agent(api, tenant, tools=[], name="Triage")
+    billing = await make_agent(
+        api,
+        tenant,
+        tools=[],
+        name="Billing",
+        model="scripted:echo",
+        system_prompt="Answer in a {{ params.tone }} tone; currency {{ params.currency }}.",
+        params=[
+            {"name": "tone", "type": "text"},
+            {"name": "currency", "type": "text", "default": "EUR"},
+        ],
+    )
+    legal = await make_agent(
+        api, tenant, tools=[], name="Legal", params=[{"name": "case", "type": "text"}]
+    )
+    spec = workforce(
+        {"triage": triage, "billing": billing, "legal": legal},
+        {"from": "triage", "to": "billing"},
+        {"from": "triage", "to": "legal"},
+    )
+    task_id, handle = await start_node(
+        temporal_env,
+        settings,
+        tenant,
+        spec,
+        'call ask_billing {"message": "my invoice"}\ncall ask_legal {"message": "can I sue?"}',
+        params={"tone": "friendly", "customer": "ACME"},
+    )
+    result = await handle.result()
+
+    assert result.status is TaskStatus.completed, result.error
+    task = await read_task(api, tenant, task_id)
+    assert tool_results(task) == [
+        echo("my invoice"),
+        "Error: the tool ask_legal failed: params: param 'case': required",
+    ]
+    [child] = await children_of(session_factory, task_id)
+    assert child.node == "billing"
+    assert child.params == {"tone": "friendly", "currency": "EUR"}

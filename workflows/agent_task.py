@@ -127,6 +127,7 @@ class AgentTaskWorkflow:
             self._seq = task.message_count or len(task.transcript)
             self._answer = task.answer or _last_answer(task.transcript)
             self._started_at = task.started_at or workflow.now()
+            self._params = task.params
         else:
             begun: BegunTask = await workflow.execute_activity(
                 activity_names.TASK_BEGIN,
@@ -153,6 +154,7 @@ class AgentTaskWorkflow:
                 self._transcript = [Message(role=MessageRole.user, content=task.message)]
             self._seq = 1
             self._started_at = workflow.now()
+            self._params = task.params if begun.params is None else begun.params
         assert agent is not None
         self._agent: AgentSpec = agent
         self._tools: dict[str, ToolSpec] = tools
@@ -163,13 +165,14 @@ class AgentTaskWorkflow:
             input=task,
             tools=tools,
             snippets=self._snippets,
+            params=self._params,
             write_events=self._events,
         )
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
             self._system_prompt = _system_prompt(
-                agent, task.params, self._snippets, self._knowledge_prompt
+                agent, self._params, self._snippets, self._knowledge_prompt
             )
             return await self._converse(resumed=resumed)
         except TaskStopped as stop:
@@ -548,7 +551,7 @@ class AgentTaskWorkflow:
                 tools=self._tools,
                 started_at=self._started_at,
                 auto_runs=self._auto_runs,
-                params=self._input.params,
+                params=self._params,
                 snippets=self._snippets,
                 knowledge_prompt=self._knowledge_prompt,
                 inbox=self._inbox,

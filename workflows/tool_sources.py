@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -66,6 +71,7 @@ class TaskContext:
     input: AgentTaskInput
     tools: dict[str, ToolSpec]
     snippets: dict[str, str]
+    params: dict[str, Any]
     write_events: EventWriter
 
 
@@ -84,21 +90,23 @@ class CallableTool:
     refusal: str | None = None
 
 
+# A source: what the task's agent may call of one kind, from what the task pinned.
+Source = Callable[[AgentTaskInput, AgentSpec, dict[str, ToolSpec]], list[CallableTool]]
+
+
 def callable_tools(
     task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
 ) -> dict[str, CallableTool]:
     """Everything the task's agent may call, by the name the model calls it. Delegations
     come first, so a delegate tool is always `ask_<node>`; a name taken twice gets a suffix."""
     by_name: dict[str, CallableTool] = {}
-    for name, tool in [*_delegations(task), *_project_tools(agent, tools)]:
-        if name in by_name:
-            name = f"{name}_{len(by_name)}"[:64]
-        by_name[name] = CallableTool(
-            definition=tool.definition.model_copy(update={"name": name}),
-            policy=tool.policy,
-            run=tool.run,
-            refusal=tool.refusal,
-        )
+    for source in SOURCES:
+        for tool in source(task, agent, tools):
+            name = tool.definition.name
+            if name in by_name:
+                name = f"{name}_{len(by_name)}"[:64]
+                tool = replace(tool, definition=tool.definition.model_copy(update={"name": name}))
+            by_name[name] = tool
     return by_name
 
 
@@ -115,14 +123,16 @@ def _offered(schema: dict[str, Any], approval: Approval) -> dict[str, Any]:
 # Project tools and knowledge search: a child `ToolRunWorkflow` per call.
 
 
-def _project_tools(agent: AgentSpec, tools: dict[str, ToolSpec]) -> list[tuple[str, CallableTool]]:
+def _project_tools(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> list[CallableTool]:
     # An attached set searched as a tool: read-only, so it runs without approval.
     searched = [
         AgentTool(tool_id=knowledge_tool_id(attached.set_id))
         for attached in agent.knowledge
         if attached.mode is AttachMode.search
     ]
-    found: list[tuple[str, CallableTool]] = []
+    found: list[CallableTool] = []
     for agent_tool in [*agent.tools, *searched]:
         spec = tools.get(agent_tool.tool_id)
         if spec is None:
@@ -131,7 +141,7 @@ def _project_tools(agent: AgentSpec, tools: dict[str, ToolSpec]) -> list[tuple[s
         schema = _offered(parameters_json_schema(spec), agent_tool.approval)
         definition = ToolDefinition(name=name, description=spec.description, parameters=schema)
         runner = _tool_runner(agent_tool.tool_id, spec)
-        found.append((name, CallableTool(definition=definition, policy=agent_tool, run=runner)))
+        found.append(CallableTool(definition=definition, policy=agent_tool, run=runner))
     return found
 
 
@@ -209,10 +219,12 @@ async def run_tool(
 # Delegations: in a workforce, the agents a node may ask, each call a child agent task.
 
 
-def _delegations(task: AgentTaskInput) -> list[tuple[str, CallableTool]]:
+def _delegations(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> list[CallableTool]:
     if task.workforce is None or task.node is None:
         return []
-    found: list[tuple[str, CallableTool]] = []
+    found: list[CallableTool] = []
     for edge in task.workforce.delegates(task.node):
         name = delegate_tool_name(edge.to)
         schema = {
@@ -242,10 +254,10 @@ def _delegations(task: AgentTaskInput) -> list[tuple[str, CallableTool]]:
                 f"delegations nest at most {MAX_DELEGATION_DEPTH} deep and this task is "
                 f"{task.delegation_depth} deep: answer without {name}"
             )
-        tool = CallableTool(
-            definition=definition, policy=policy, run=_delegation_runner(edge), refusal=refusal
+        runner = _delegation_runner(edge)
+        found.append(
+            CallableTool(definition=definition, policy=policy, run=runner, refusal=refusal)
         )
-        found.append((name, tool))
     return found
 
 
@@ -272,7 +284,9 @@ async def delegate(
     if not isinstance(message, str) or not message.strip() or unknown:
         if leading:
             await context.write_events(*leading)
-        problem = f"unknown argument {unknown[0]!r}" if unknown else "message must be a text"
+        problem = (
+            f"unknown argument {unknown[0]!r}" if unknown else "message must be a non-empty text"
+        )
         return f"Error: invalid arguments for {call.name}: {problem}", None
     task = context.input
     assert task.workforce is not None  # only a workforce's task has delegations
@@ -302,7 +316,7 @@ async def delegate(
                 agent_id=target.agent_id,
                 message=message,
                 user_group_id=task.user_group_id,
-                params=task.params,
+                params=context.params,
                 parent_task_id=context.task_id,
                 node=edge.to,
                 workforce=task.workforce,
@@ -324,10 +338,13 @@ async def delegate(
         )
     except ChildWorkflowError as exc:
         reraise_cancel(exc)
-        return tool_failed(call, str(exc.cause or exc))
+        return tool_failed(call, _reason(exc))
     if result.status is not TaskStatus.completed:
         return tool_failed(call, result.error or result.status.value)
     return _completed(call, as_text(result.answer or ""), task_id=child_id)
+
+
+SOURCES: tuple[Source, ...] = (_delegations, _project_tools)
 
 
 # What a call's end looks like
@@ -349,6 +366,15 @@ def tool_failed(call: ToolCall, error: str) -> tuple[str, EventDraft]:
         key=f"failed:{call.id}",
     )
     return f"Error: the tool {call.name} failed: {error}", failed
+
+
+def _reason(exc: ChildWorkflowError) -> str:
+    """Why a child failed, under the wrappers: a child whose activity failed says why the
+    activity did."""
+    failure: BaseException = exc
+    while isinstance(failure, ChildWorkflowError | ActivityError) and failure.cause is not None:
+        failure = failure.cause
+    return failure.message if isinstance(failure, FailureError) else str(failure)
 
 
 def as_text(output: Any) -> str:

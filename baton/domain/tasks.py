@@ -130,6 +130,8 @@ class BegunTask(BaseModel):
     # The snippets the agent and its tools read, and the rows of its prompt-mode knowledge.
     snippets: dict[str, str] = Field(default_factory=dict)
     knowledge_prompt: str = ""
+    # A task with a parent: the params its own agent starts with (None: those it was given).
+    params: dict[str, Any] | None = None
 
 
 class TaskStatusUpdate(BaseModel):
