@@ -10,12 +10,14 @@ import json
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
-from tests.conftest import Tenant
+from baton.settings import Settings
+from tests.conftest import Tenant, _api_client, worker_on
 from tests.helpers import assert_error
 from tests.test_agent_tasks import make_agent, make_tool, wait_for
 from tests.test_task_events import read_stream
@@ -620,3 +622,57 @@ async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to
     events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
     tagged = [json.loads(e["data"])["data"] for e in events]
     assert any(d.get("task_id") == delegated["id"] and d["node"] == "billing" for d in tagged)
+
+
+async def test_a_long_workforce_conversation_continues_as_new_and_loses_nothing(
+    eager_env: WorkflowEnvironment,
+    settings: Settings,
+    tenant: Tenant,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    """On a dev server that suggests continue-as-new after 100 history events."""
+    async with worker_on(eager_env.client, settings, session_factory):
+        async for api in _api_client(settings, eager_env.client):
+            await converse(api, tenant, eager_env)
+
+
+async def converse(api: httpx.AsyncClient, tenant: Tenant, env: WorkflowEnvironment) -> None:
+    helper = await echo_agent(api, tenant, "Helper")
+    workforce = await make_workforce(
+        api,
+        tenant,
+        nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
+        entry="helper",
+        idle_timeout_seconds=3600,
+    )
+    created = await start(api, tenant, workforce, "turn 0")
+    messages = tenant.url(f"/tasks/{created['id']}/messages")
+    handle = env.client.get_workflow_handle(created["workflow_id"])
+    first_run = (await handle.describe()).run_id
+
+    async def answered(turns: int) -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            while True:
+                task = await wait_for(api, tenant, created["id"], {"idle"})
+                if len(task["nodes"]) == turns:
+                    return task
+                await asyncio.sleep(0.1)
+
+    await answered(1)
+    turns = 1
+    while (await handle.describe()).run_id == first_run:
+        assert turns < 15, "no continue-as-new after 15 turns"
+        sent = await api.post(messages, json={"message": f"turn {turns}"}, headers=tenant.headers)
+        assert sent.status_code == 202, sent.text
+        turns += 1
+        await answered(turns)
+
+    sent = await api.post(messages, json={"message": "after"}, headers=tenant.headers)
+    assert sent.status_code == 202, sent.text
+    task = await answered(turns + 1)
+    users = [m["content"] for m in task["messages"] if m["role"] == "user"]
+    assert users == [f"turn {i}" for i in range(turns)] + ["after"]
+    assert task["messages"][-1]["content"] == said("after")
+    # Node runs are numbered across runs, so the cap counts the whole task.
+    assert [n["run"] for n in task["nodes"]] == list(range(1, turns + 2))
+    await api.post(tenant.url(f"/tasks/{created['id']}/cancel"), headers=tenant.headers)
