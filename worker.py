@@ -23,6 +23,7 @@ from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
+from activities.workforce_tasks import WorkforceTaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
@@ -36,13 +37,20 @@ from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
+from workflows.workforce import WorkforceWorkflow
 
 logger = logging.getLogger("baton.worker")
 
 SWEEP_INTERVAL_S = 30.0
 SETTLE_LOOKBACK = timedelta(days=1)
 
-WORKFLOWS = [AgentTaskWorkflow, ToolRunWorkflow, EmbedSetWorkflow, EnrichmentWorkflow]
+WORKFLOWS = [
+    AgentTaskWorkflow,
+    ToolRunWorkflow,
+    EmbedSetWorkflow,
+    EnrichmentWorkflow,
+    WorkforceWorkflow,
+]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
 PURE_LIBRARIES = ("jinja2", "markupsafe", "jmespath", "jsonschema", "referencing", "rpds")
@@ -72,6 +80,7 @@ def create_worker(
     settings = settings or Settings()
     provider_configs = project_provider_configs(session_factory, settings)
     task_activities = TaskActivities(session_factory)
+    workforce_tasks = WorkforceTaskActivities(session_factory)
     llm_activities = LlmActivities(provider_configs, session_factory)
     events = EventActivities(session_factory)
     steps = StepActivities(session_factory, settings, provider_configs)
@@ -93,6 +102,8 @@ def create_worker(
             task_activities.set_status,
             task_activities.put_message,
             task_activities.record,
+            workforce_tasks.begin,
+            workforce_tasks.record,
             llm_activities.complete,
             llm_activities.chat,
             events.append,

@@ -31,6 +31,7 @@ from api.routes import (
     tools,
     triggers,
     user_groups,
+    workforce_tasks,
     workforces,
 )
 from api.temporal_codec import WorkflowProjects
@@ -95,4 +96,5 @@ def create_app(
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)
     app.include_router(temporal_codec.router)
+    app.include_router(workforce_tasks.router)
     return app

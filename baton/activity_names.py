@@ -15,6 +15,8 @@ TASK_SET_STATUS: Final = "baton.task.set_status"
 TASK_PUT_MESSAGE: Final = "baton.task.put_message"
 TASK_APPEND_EVENTS: Final = "baton.task.append_events"
 TASK_RECORD: Final = "baton.task.record"
+WORKFORCE_TASK_BEGIN: Final = "baton.workforce_task.begin"
+WORKFORCE_TASK_RECORD: Final = "baton.workforce_task.record"
 LLM_COMPLETE: Final = "baton.llm.complete"
 LLM_CHAT: Final = "baton.llm.chat"
 

@@ -10,6 +10,7 @@ BATON_AGENT = SearchAttributeKey.for_keyword("BatonAgent")
 BATON_STATUS = SearchAttributeKey.for_keyword("BatonStatus")
 BATON_USER_GROUP = SearchAttributeKey.for_keyword("BatonUserGroup")
 BATON_KIND = SearchAttributeKey.for_keyword("BatonKind")
+BATON_WORKFORCE = SearchAttributeKey.for_keyword("BatonWorkforce")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     BATON_PROJECT,
@@ -17,11 +18,17 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     BATON_STATUS,
     BATON_USER_GROUP,
     BATON_KIND,
+    BATON_WORKFORCE,
 )
 
 
 def run_search_attributes(
-    *, project_id: str, kind: str, status: str, agent_id: str | None = None
+    *,
+    project_id: str,
+    kind: str,
+    status: str,
+    agent_id: str | None = None,
+    workforce_id: str | None = None,
 ) -> TypedSearchAttributes:
     """The search attributes a Baton run starts with (its status is upserted as it goes)."""
     pairs = [
@@ -31,4 +38,7 @@ def run_search_attributes(
     ]
     if agent_id is not None:
         pairs.append(SearchAttributePair(BATON_AGENT, agent_id))
+    if workforce_id is not None:
+        # A workforce task, and every run of its nodes: all found by the workforce.
+        pairs.append(SearchAttributePair(BATON_WORKFORCE, workforce_id))
     return TypedSearchAttributes(pairs)

@@ -27,6 +27,7 @@ from baton.search_attributes import BATON_KIND as BATON_KIND
 from baton.search_attributes import BATON_PROJECT as BATON_PROJECT
 from baton.search_attributes import BATON_STATUS as BATON_STATUS
 from baton.search_attributes import BATON_USER_GROUP as BATON_USER_GROUP
+from baton.search_attributes import BATON_WORKFORCE as BATON_WORKFORCE
 from baton.search_attributes import SEARCH_ATTRIBUTES
 from baton.search_attributes import run_search_attributes as run_search_attributes
 from baton.settings import Settings

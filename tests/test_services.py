@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from baton.services import embedding, schedules, tasks, tool_runs
+from baton.services import embedding, schedules, tasks, tool_runs, workforce_tasks
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.knowledge import EmbedSetWorkflow
 from workflows.tool_run import ToolRunWorkflow
+from workflows.workforce import WorkforceWorkflow
 
 
 def test_the_agent_task_workflow_is_started_by_its_registered_name() -> None:
     definition = workflow._Definition.must_from_class(AgentTaskWorkflow)
     assert definition.name == tasks.AGENT_TASK_WORKFLOW
     assert definition.name == schedules.AGENT_TASK_WORKFLOW
+
+
+def test_a_workforce_task_is_started_by_its_registered_name_and_takes_agent_task_updates() -> None:
+    definition = workflow._Definition.must_from_class(WorkforceWorkflow)
+    assert definition.name == workforce_tasks.WORKFORCE_WORKFLOW
+    # The task routes send follow-ups by AgentTaskWorkflow's update, to either kind of task.
+    agent_task = workflow._Definition.must_from_class(AgentTaskWorkflow)
+    assert "post_message" in agent_task.updates
+    assert "post_message" in definition.updates
 
 
 def test_a_tool_run_is_started_and_queried_by_its_registered_names() -> None:

@@ -22,8 +22,16 @@ from api.deps import (
     TemporalDep,
     get_project,
 )
+from api.routes import workforce_tasks
 from api.schemas.paging import Page
-from api.schemas.tasks import ApprovalDecision, MessageCreate, TaskPublic, TaskSummary, Usage
+from api.schemas.tasks import (
+    ApprovalDecision,
+    MessageCreate,
+    TaskPublic,
+    TaskSummary,
+    Usage,
+    WorkforceMessagePublic,
+)
 from api.templates import api_budget, off_loop
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import snippets as snippet_repo
@@ -31,7 +39,8 @@ from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
 from baton.domain.accounts import Principal
 from baton.domain.agents import render_with_params
-from baton.domain.tasks import Decision, PendingApproval, TaskStatus, UserMessage
+from baton.domain.tasks import Decision, Message, PendingApproval, TaskStatus, UserMessage
+from baton.domain.workforce_tasks import NodeRun
 from baton.errors import Conflict, NotFound, ServiceUnavailable
 from baton.services import closed_runs
 from baton.templating import TemplateError, is_template
@@ -55,14 +64,17 @@ async def list_tasks(
     settings: SettingsDep,
     page: PageDep,
     agent_id: str | None = None,
+    workforce_id: str | None = None,
     status: TaskStatus | None = None,
 ) -> Page[TaskSummary]:
-    """Newest first; a user group token sees only its own tasks."""
+    """Newest first; a user group token sees only its own tasks. Agent tasks and workforce
+    tasks (`kind`); a workforce's node runs are tasks too, with their `parent_task_id`."""
     tasks = await task_repo.list_tasks(
         session=session,
         principal=principal,
         project_id=project.id,
         agent_id=agent_id,
+        workforce_id=workforce_id,
         status=status,
         page=page,
     )
@@ -71,6 +83,10 @@ async def list_tasks(
         lambda t: TaskSummary(
             id=t.id,
             agent_id=t.agent_id,
+            kind=t.kind,
+            workforce_id=t.workforce_id,
+            parent_task_id=t.parent_task_id,
+            node=t.node,
             workflow_id=t.workflow_id,
             status=TaskStatus(t.status),
             error=t.error,
@@ -102,11 +118,25 @@ async def get_task(
         await session.commit()
         await session.refresh(task)
     pending: list[PendingApproval] = []
-    if task.status == TaskStatus.waiting_approval.value:
-        pending = await _pending_approvals(temporal_client, task)
+    messages: list[Message | WorkforceMessagePublic] = []
+    nodes: list[NodeRun] = []
+    if workforce_tasks.is_workforce_task(task):
+        pending = await workforce_tasks.pending_approvals(session, task)
+        messages += await workforce_tasks.messages(session, task)
+        nodes = await workforce_tasks.nodes(session, task)
+    else:
+        if task.status == TaskStatus.waiting_approval.value:
+            pending = await _pending_approvals(temporal_client, task)
+        messages += await task_repo.list_messages(session=session, task_id=task.id)
     return TaskPublic(
         id=task.id,
         agent_id=task.agent_id,
+        kind=task.kind,
+        workforce_id=task.workforce_id,
+        workforce_version=task.workforce_version,
+        parent_task_id=task.parent_task_id,
+        node=task.node,
+        nodes=nodes,
         agent_version=task.agent_version,
         params=task.params or {},
         welcome_message=await _welcome_message(session, task),
@@ -114,7 +144,7 @@ async def get_task(
         status=TaskStatus(task.status),
         error=task.error,
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
-        messages=await task_repo.list_messages(session=session, task_id=task.id),
+        messages=messages,
         usage=Usage(input_tokens=task.input_tokens, output_tokens=task.output_tokens),
         pending_approvals=pending,
         created_at=task.created_at,
@@ -166,15 +196,23 @@ async def decide(
     """Approve a waiting tool call (optionally with edited arguments) or reject it with a
     reason the model is told."""
     task = await _open_task(session, principal, project.id, task_id)
-    handle = temporal_client.get_workflow_handle(task.workflow_id)
     decision = Decision(
         call_id=call_id, approve=body.approve, arguments=body.arguments, reason=body.reason
     )
-    try:
-        await _temporal(handle.execute_update(AgentTaskWorkflow.decide, decision))
-    except WorkflowUpdateFailedError as exc:
-        raise NotFound(f"no tool call {call_id!r} of this task is waiting for approval") from exc
-    return {"status": "approved" if body.approve else "rejected"}
+    # A workforce task's calls wait in the node tasks that made them.
+    holders = (
+        await workforce_tasks.approval_holders(session, task, call_id)
+        if workforce_tasks.is_workforce_task(task)
+        else [task]
+    )
+    for holder in holders:
+        handle = temporal_client.get_workflow_handle(holder.workflow_id)
+        try:
+            await _temporal(handle.execute_update(AgentTaskWorkflow.decide, decision))
+        except WorkflowUpdateFailedError:
+            continue
+        return {"status": "approved" if body.approve else "rejected"}
+    raise NotFound(f"no tool call {call_id!r} of this task is waiting for approval")
 
 
 @router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED)

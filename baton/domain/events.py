@@ -26,6 +26,10 @@ class EventType(StrEnum):
     task_error = "task.error"
     llm_retrying = "llm.retrying"
     usage = "usage"
+    # A workforce task's node runs (baton/domain/workforce_tasks.py).
+    node_started = "node.started"
+    node_completed = "node.completed"
+    node_failed = "node.failed"
 
 
 class EventDraft(BaseModel):

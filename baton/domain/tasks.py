@@ -32,6 +32,10 @@ class TaskStatus(StrEnum):
     cancelled = "cancelled"
     timed_out = "timed-out"
     out_of_credits = "out-of-credits"
+    # A workforce task: a node failed and waits for a person's message to run again.
+    escalated = "escalated"
+    # A workforce task that ran its `max_node_runs`.
+    execution_limit_reached = "execution-limit-reached"
 
     @property
     def is_final(self) -> bool:
@@ -50,6 +54,7 @@ _FINAL = frozenset(
         TaskStatus.cancelled,
         TaskStatus.timed_out,
         TaskStatus.out_of_credits,
+        TaskStatus.execution_limit_reached,
     }
 )
 

@@ -52,7 +52,7 @@ _OPEN_TOOL_RUN = [s.value for s in ToolRunStatus if not s.is_final]
 # a run that ended properly upserted its final status, so it is not listed again and again.
 _CLOSED_QUERY = (
     "ExecutionStatus IN ('Terminated', 'Canceled', 'TimedOut', 'Failed') "
-    "AND BatonKind IN ('agent-task', 'tool-run') "
+    "AND BatonKind IN ('agent-task', 'workforce-task', 'tool-run') "
     f"AND BatonStatus IN ({', '.join(repr(s) for s in sorted({*_OPEN_TASK, *_OPEN_TOOL_RUN}))}) "
     "AND CloseTime > '{since}'"
 )
@@ -66,7 +66,7 @@ async def settle(
     how = _HOW.get(closed)
     if how is None:
         return False  # running, completed or continued: the workflow speaks for itself
-    if workflow_id.startswith("task-"):
+    if workflow_id.startswith(("task-", "workforce-task-")):
         return await _settle_task(session, workflow_id, _TASK_STATUS[closed], how)
     if workflow_id.startswith("tool-run-"):
         return await run_repo.close_open_run(

@@ -314,6 +314,51 @@ async def agent_task_results_while_approving(rec: Recording) -> WorkflowHandle[A
     return rec.client.get_workflow_handle(task["workflow_id"])
 
 
+async def workforce_condition_handover_tool_follow_up(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A workforce task through every kind of node: a rule condition, an agent that hands
+    over to a tool node, then to a second agent; then a follow-up message takes a second
+    pass through the graph, and the idle task completes."""
+    tool_id = await rec.echo_tool()
+    triage = await rec.agent(name="Triage", model="scripted:echo")
+    reply = await rec.agent(name="Reply", model="scripted:echo")
+    workforce = await rec.post(
+        "/workforces",
+        {
+            "name": "Support",
+            "nodes": [
+                {
+                    "id": "route",
+                    "type": "condition",
+                    "branches": [{"to": "triage", "rules": [{"op": "contains", "value": "help"}]}],
+                    "default": "reply",
+                },
+                {"id": "triage", "type": "agent", "agent_id": triage},
+                {
+                    "id": "lookup",
+                    "type": "tool",
+                    "tool_id": tool_id,
+                    "params": {"text": "{{ message }}"},
+                },
+                {"id": "reply", "type": "agent", "agent_id": reply},
+            ],
+            "edges": [
+                {"from": "triage", "to": "lookup", "kind": "handover"},
+                {"from": "lookup", "to": "reply", "kind": "handover"},
+            ],
+            "entry": "route",
+            "idle_timeout_seconds": 3,
+        },
+    )
+    task = await rec.post(f"/workforces/{workforce['id']}/tasks", {"message": "help me"})
+    path = f"/tasks/{task['id']}"
+    await rec.until(path, lambda t: t["status"] in {"idle"} | FINAL_TASK, "idle")
+    await rec.post(f"{path}/messages", {"message": "thanks"}, status=202)
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed" or len(done["nodes"]) != 6:
+        raise RuntimeError(f"the workforce task did not take two passes: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -324,6 +369,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_flat_approval_and_follow_up": agent_task_flat_approval_and_follow_up,
     "agent_task_flat_continued_as_new": agent_task_flat_continued_as_new,
     "agent_task_results_while_approving": agent_task_results_while_approving,
+    "workforce_condition_handover_tool_follow_up": workforce_condition_handover_tool_follow_up,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +20,60 @@ async def append_events(
 ) -> list[int]:
     """Appends `events` after the task's last event and returns each one's `seq`, in order.
     A draft whose `key` the task already has is not written again and answers its existing
-    `seq`, so a retried append changes nothing. The caller commits."""
+    `seq`, so a retried append changes nothing. The caller commits.
+
+    A task that works for another (a workforce's node, a delegation) has its events copied
+    into its root task's log too (the task at the top of its `parent_task_id` chain), each
+    copy with `data["task_id"]` and `data["node"]` of the task it comes from, and keyed by
+    that task's id, so a retried append copies nothing twice."""
     if not events:
         return []
     postgres = session.get_bind().dialect.name == "postgresql"
-    await _take_turn(session, task_id, postgres=postgres)
+    parent = await _take_turn(session, task_id, postgres=postgres)
+    seqs = await _append(session, task_id, events, postgres=postgres)
+    if parent is not None:
+        root, node = await _root_of(session, task_id, parent)
+        await _take_turn(session, root, postgres=postgres)
+        copies = [
+            draft.model_copy(
+                update={
+                    "data": {**draft.data, "task_id": task_id, "node": node},
+                    "key": None if draft.key is None else f"{task_id}:{draft.key}"[:200],
+                }
+            )
+            for draft in events
+        ]
+        await _append(session, root, copies, postgres=postgres)
+    return seqs
+
+
+# The root task of a task with a parent, and the task's node: the chain never changes, so
+# it is looked up once per task and process. Bounded: the oldest entries go first.
+_ROOTS: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+_ROOTS_KEPT = 10_000
+
+
+async def _root_of(session: AsyncSession, task_id: str, parent: str) -> tuple[str, str | None]:
+    known = _ROOTS.get(task_id)
+    if known is not None:
+        return known
+    node = await session.scalar(select(Task.node).where(Task.id == task_id))
+    root, seen = parent, {task_id}
+    while root not in seen:
+        seen.add(root)
+        above = await session.scalar(select(Task.parent_task_id).where(Task.id == root))
+        if above is None:
+            break
+        root = above
+    _ROOTS[task_id] = (root, node)
+    if len(_ROOTS) > _ROOTS_KEPT:
+        _ROOTS.popitem(last=False)
+    return root, node
+
+
+async def _append(
+    session: AsyncSession, task_id: str, events: list[EventDraft], *, postgres: bool
+) -> list[int]:
 
     keys = [draft.key for draft in events if draft.key is not None]
     known: dict[str, int] = {}
@@ -65,27 +116,35 @@ async def append_events(
     return seqs
 
 
-async def _take_turn(session: AsyncSession, task_id: str, *, postgres: bool) -> None:
+async def _take_turn(session: AsyncSession, task_id: str, *, postgres: bool) -> str | None:
     """Makes the task's appenders take turns until this transaction ends, so each one reads
-    the last `seq` after the previous one committed. Raises NotFound without a task row."""
+    the last `seq` after the previous one committed; the task's parent, if it has one.
+    Raises NotFound without a task row."""
     if postgres:
         # NO KEY UPDATE: it does not wait for transactions that merely insert rows
         # referencing the task (messages, events) and hold a KEY SHARE lock on it.
-        locked = await session.scalar(
-            select(Task.id).where(Task.id == task_id).with_for_update(key_share=True)
-        )
+        locked = (
+            await session.execute(
+                select(Task.id, Task.parent_task_id)
+                .where(Task.id == task_id)
+                .with_for_update(key_share=True)
+            )
+        ).one_or_none()
     else:
         # SQLite has one writer at a time, but its driver begins a transaction only at the
         # first write: writing first takes the write lock before the last `seq` is read.
-        locked = await session.scalar(
-            update(Task)
-            .where(Task.id == task_id)
-            .values(status=Task.status)
-            .returning(Task.id)
-            .execution_options(synchronize_session=False)
-        )
+        locked = (
+            await session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(status=Task.status)
+                .returning(Task.id, Task.parent_task_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
     if locked is None:
         raise NotFound(f"task {task_id} not found")
+    return locked[1]
 
 
 async def list_events(

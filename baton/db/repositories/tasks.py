@@ -85,6 +85,7 @@ async def list_tasks(
     principal: Principal,
     project_id: str,
     agent_id: str | None = None,
+    workforce_id: str | None = None,
     status: TaskStatus | None = None,
     page: PageRequest = ALL,
 ) -> Paged[Task]:
@@ -92,6 +93,8 @@ async def list_tasks(
     query = _visible_tasks(principal, project_id)
     if agent_id is not None:
         query = query.where(Task.agent_id == agent_id)
+    if workforce_id is not None:
+        query = query.where(Task.workforce_id == workforce_id)
     if status is not None:
         query = query.where(Task.status == status.value)
     order = (Key(Task.created_at, descending=True), Task.id)
