@@ -115,7 +115,6 @@ class EnrichmentActivities:
         plan, progress = batch.plan, batch.progress
         try:
             async with self._sessions() as session:
-                columns = await set_repo.set_columns(session=session, set_id=plan.set_id)
                 rows = await row_repo.read_batch(
                     session=session,
                     set_id=plan.set_id,
@@ -123,6 +122,10 @@ class EnrichmentActivities:
                     last_row_id=plan.last_row_id,
                     limit=plan.batch_size,
                 )
+                # The set after its rows: one deleted between the two reads is then not
+                # found, rather than a set with no rows left, which would end the job
+                # as succeeded.
+                columns = await set_repo.set_columns(session=session, set_id=plan.set_id)
         except BatonError as exc:
             raise as_application_error(exc) from None
         counts = _Counts(

@@ -3,6 +3,7 @@ workflow's history; whether a failure is worth retrying, and when, is the provid
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.errors import as_application_error
 from activities.events import EventWriter
@@ -17,12 +19,23 @@ from activities.heartbeats import with_heartbeats
 from activities.tasks import write_message, write_status
 from baton.db.repositories import tasks as task_repo
 from baton.domain.events import EventType
-from baton.domain.llm import LlmRequest, LlmResponse, Message, MessageRole
+from baton.domain.llm import (
+    LLM_RETRYING_SIGNAL,
+    LlmRequest,
+    LlmResponse,
+    LlmRetrying,
+    Message,
+    MessageRole,
+)
 from baton.domain.tasks import LlmCall, TaskMessageAppend, TaskStatus, TaskStatusUpdate
 from baton.errors import BatonError
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError
 from baton.services.provider_configs import ProviderConfigResolver, no_provider_configs
+
+logger = logging.getLogger("baton.llm")
+# Telling the workflow of a retry must not hold up the attempt's failure for long.
+SIGNAL_TIMEOUT = timedelta(seconds=5)
 
 
 class LlmActivities:
@@ -67,18 +80,18 @@ class LlmActivities:
         except ApplicationError as failure:
             retry_in = next_retry_in(failure)
             if retry_in is not None:
-                # Said in the task's events, so a client does not watch a silent `running`.
+                retrying = LlmRetrying(
+                    attempt=activity.info().attempt,
+                    error=failure.message,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry_in),
+                )
+                # Said in the task's events, so a client does not watch a silent `running`,
+                # and to the workflow, whose details in the Temporal UI say it too.
                 await writer.emit(
                     EventType.llm_retrying,
-                    {
-                        "attempt": activity.info().attempt,
-                        "error": failure.message,
-                        "retry_in_seconds": round(retry_in, 3),
-                        "next_attempt_at": (datetime.now(UTC) + timedelta(seconds=retry_in))
-                        .isoformat()
-                        .replace("+00:00", "Z"),
-                    },
+                    {**retrying.model_dump(mode="json"), "retry_in_seconds": round(retry_in, 3)},
                 )
+                await _tell_workflow(retrying)
             raise
         finally:
             await writer.flush()
@@ -159,6 +172,22 @@ class LlmActivities:
             raise provider_failure(exc) from None
         except BatonError as exc:
             raise as_application_error(exc) from exc
+
+
+async def _tell_workflow(retrying: LlmRetrying) -> None:
+    """Signals the calling workflow: a signal and a workflow task in its history per retry.
+    Best effort: the attempt's own failure is what matters, and it is raised whether or not
+    this reaches Temporal."""
+    info = activity.info()
+    if info.workflow_id is None:
+        return
+    try:
+        handle = activity.client().get_workflow_handle(
+            info.workflow_id, run_id=info.workflow_run_id
+        )
+        await handle.signal(LLM_RETRYING_SIGNAL, retrying, rpc_timeout=SIGNAL_TIMEOUT)
+    except (RPCError, RuntimeError) as exc:  # RuntimeError: no client (ActivityEnvironment)
+        logger.warning("could not tell workflow %s of the retry: %s", info.workflow_id, exc)
 
 
 async def _heartbeat(delta: str) -> None:

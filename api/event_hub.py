@@ -2,14 +2,16 @@
 
 A stream first replays what it missed from the database, then follows its task's `Feed`: the
 hub reads each followed task's new events once (on PostgreSQL when its one LISTEN connection
-is notified, on SQLite by polling) and every stream of that task takes them from the feed's
-buffer, already serialised. So 300 streams on one task cost one read per update, not 300."""
+is notified, on SQLite when the file's change counter says something was committed) and every
+stream of that task takes them from the feed's buffer, already serialised. So 300 streams on
+one task cost one read per update, not 300."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -32,7 +34,10 @@ from baton.errors import NotFound
 
 logger = logging.getLogger("baton.events")
 
-# How often SQLite is asked for new events while a stream is open.
+# How often SQLite's change counter (`PRAGMA data_version`, no table read) is looked at
+# while a stream is open; the events are probed only after something was committed.
+SQLITE_CHANGE_POLL_SECONDS = 0.01
+# Without the counter (a database that is not a file): how often the events are probed.
 SQLITE_POLL_SECONDS = 0.05
 # A notification normally wakes the hub at once; this read covers one that never came, and
 # how often a task's status is checked when it writes no events.
@@ -114,6 +119,7 @@ class EventHub:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._listener: Any = None
+        self._changes = SqliteChanges.of(database_url)
 
     async def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="baton-event-hub")
@@ -126,6 +132,8 @@ class EventHub:
         if self._listener is not None:
             with anyio.CancelScope(shield=True):
                 await self._listener.close(timeout=5)
+        if self._changes is not None:
+            self._changes.close()
 
     @contextlib.asynccontextmanager
     async def follow(self, task_id: str) -> AsyncIterator[Feed]:
@@ -181,8 +189,14 @@ class EventHub:
                 while not self._notified:
                     await self._wake.wait()
                     self._wake.clear()
-        else:
+        elif self._changes is None:
             await asyncio.sleep(SQLITE_POLL_SECONDS)
+        else:
+            # Read when another connection committed, and at least every FALLBACK_POLL_SECONDS
+            # for the status checks.
+            with anyio.move_on_after(FALLBACK_POLL_SECONDS):
+                while not self._changes.changed():
+                    await asyncio.sleep(SQLITE_CHANGE_POLL_SECONDS)
 
     async def _read_feeds(self, postgres: bool) -> None:
         now = time.monotonic()
@@ -246,6 +260,41 @@ class EventHub:
         self._listener = listener
         # Anything written while there was no listener is read now.
         self._notified.update(self._feeds)
+
+
+class SqliteChanges:
+    """Whether anything was committed to a SQLite file since the last look: its
+    `data_version`, read on a connection of its own (the counter moves when any other
+    connection, in any process, commits). Microseconds, and never waits for a lock: a busy
+    database answers "changed", and the hub then reads as it would have anyway."""
+
+    def __init__(self, path: str) -> None:
+        self._connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+        self._version: int | None = None
+
+    @classmethod
+    def of(cls, database_url: str) -> SqliteChanges | None:
+        if not is_sqlite(database_url):
+            return None
+        path = make_url(database_url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        try:
+            return cls(path)
+        except sqlite3.Error:
+            return None
+
+    def changed(self) -> bool:
+        try:
+            row = self._connection.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return True
+        version = int(row[0])
+        changed, self._version = version != self._version, version
+        return changed
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 async def _is_final(session: AsyncSession, task_id: str) -> bool:

@@ -11,6 +11,10 @@ a person would, ending with one machine-readable line:
 `better` and `baseline` are optional; a figure without a baseline shows none.
 
     python bench/run_all.py [--only tool_overhead agent_tasks] [--timeout 1800]
+        [--postgres postgresql+asyncpg://...]
+
+`--postgres` adds the streams figures on PostgreSQL (bench/streams.py --database-url, in a
+database of its own on that server), after the others.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 REPORT = ROOT / "BENCHMARKS.md"
 RESULT_PREFIX = "BENCH_RESULT "
+# A database URL in a command shown in the report: it may name a host and hold a password.
+REDACTED = "<database url>"
 
 
 @dataclass
@@ -40,6 +46,12 @@ class Outcome:
     seconds: float = 0.0
     figures: list[dict[str, Any]] = field(default_factory=list)
     problem: str = ""
+    command: tuple[Path | str, ...] = ()
+
+    def shown_command(self) -> str:
+        script, *args = self.command
+        shown = [f"bench/{Path(script).name}", *(REDACTED if "://" in a else a for a in args)]
+        return "python " + " ".join(shown)
 
 
 def discover() -> list[Path]:
@@ -60,13 +72,15 @@ def first_paragraph(script: Path) -> str:
     return " ".join(paragraph.split())
 
 
-def run(script: Path, timeout: float) -> Outcome:
-    outcome = Outcome(name=script.stem, description=first_paragraph(script))
-    print(f"== {script.name}", flush=True)
+def run(script: Path, timeout: float, *, name: str = "", args: tuple[str, ...] = ()) -> Outcome:
+    outcome = Outcome(
+        name=name or script.stem, description=first_paragraph(script), command=(script, *args)
+    )
+    print(f"== {outcome.name}", flush=True)
     started = time.monotonic()
     try:
         completed = subprocess.run(
-            [sys.executable, str(script)],
+            [sys.executable, str(script), *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -155,7 +169,7 @@ def report(outcomes: list[Outcome], started: datetime) -> str:
             "|---|---|---|---|",
             *(figure_row(figure) for figure in outcome.figures),
             "",
-            f"Ran in {outcome.seconds:.0f} s: `python bench/{outcome.name}.py`.",
+            f"Ran in {outcome.seconds:.0f} s: `{outcome.shown_command()}`.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -164,10 +178,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", nargs="*", help="benchmark names (default: all)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per benchmark")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run bench/streams.py on this PostgreSQL server (postgresql+asyncpg://...)",
+    )
     args = parser.parse_args()
     scripts = [s for s in discover() if not args.only or s.stem in args.only]
     started = datetime.now(UTC)
     outcomes = [run(script, args.timeout) for script in scripts]
+    if args.postgres:
+        streams = BENCH_DIR / "streams.py"
+        postgres = ("--database-url", args.postgres)
+        outcomes.append(run(streams, args.timeout, name="streams_postgresql", args=postgres))
     REPORT.write_text(report(outcomes, started))
     print(f"wrote {REPORT.name}")
     if any(outcome.problem for outcome in outcomes):

@@ -8,7 +8,11 @@ does, and reads all the streams. The bare server gets each event by an HTTP POST
 Prints the CPU each server used (% of one core) and the delays' p50 and p99, then a
 `BENCH_RESULT {json}` line for bench/run_all.py.
 
-    python bench/streams.py [--streams 300] [--seconds 10]
+With `--database-url postgresql+asyncpg://...` the API runs on PostgreSQL instead (its one
+LISTEN connection): the bench makes a database of its own on that server and drops it after,
+leaving the one named in the URL untouched.
+
+    python bench/streams.py [--streams 300] [--seconds 10] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -170,9 +176,30 @@ async def measure(
     return cpu, p50, p99
 
 
-async def main(streams: int, seconds: float) -> None:
+async def own_postgres_database(server_url: str) -> str:
+    """A new, empty database on the server of `server_url`; its URL."""
+    name = f"baton_bench_streams_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(server_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+async def main(streams: int, seconds: float, server_url: str | None) -> None:
     data = Path(tempfile.mkdtemp(prefix="baton-bench-streams-"))
-    database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
+    if server_url:
+        database_url, kind = await own_postgres_database(server_url), "PostgreSQL"
+    else:
+        database_url, kind = f"sqlite+aiosqlite:///{data / 'baton.db'}", "SQLite"
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
@@ -203,7 +230,7 @@ async def main(streams: int, seconds: float) -> None:
     }
     api = subprocess.Popen([sys.executable, "-m", "baton", "api"], env=env)
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
-    print(f"streams: {streams} streams on one task, an event every {EVERY_S * 1000:.0f} ms, SQLite")
+    print(f"streams: {streams} streams on one task, an event every {EVERY_S * 1000:.0f} ms, {kind}")
     try:
         await wait_listening(api_port, api)
         await wait_listening(bare_port, bare)
@@ -247,17 +274,19 @@ async def main(streams: int, seconds: float) -> None:
             process.terminate()
             process.wait(timeout=15)
         await engine.dispose()
+        if server_url:
+            await drop_postgres_database(server_url, database_url)
         shutil.rmtree(data, ignore_errors=True)
     figures = [
         {
-            "name": f"API CPU serving {streams} streams of one task (SQLite)",
+            "name": f"API CPU serving {streams} streams of one task ({kind})",
             "value": baton_cpu,
             "unit": "% of a core",
             "better": "lower",
             "baseline": {"name": "bare sse-starlette fan-out from memory", "value": bare_cpu},
         },
         {
-            "name": f"event written to SSE client, p50, {streams} streams (SQLite)",
+            "name": f"event written to SSE client, p50, {streams} streams ({kind})",
             "value": baton_p50,
             "unit": "ms",
             "better": "lower",
@@ -271,5 +300,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (postgresql+asyncpg://...) to run the API on, in a database "
+        "the bench makes there and drops after",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.streams, args.seconds))
+    asyncio.run(main(args.streams, args.seconds, args.database_url))

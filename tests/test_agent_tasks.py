@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -490,6 +492,45 @@ async def test_a_retried_model_call_says_so_in_the_tasks_events(
     assert all(r["retry_in_seconds"] == 0.2 for r in retrying)
     assert all("503" in r["error"] and "overloaded" in r["error"] for r in retrying)
     assert all(r["next_attempt_at"].endswith("Z") for r in retrying)
+
+
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    """What the Temporal UI shows as the workflow's current details."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
+async def test_while_a_model_call_is_retried_the_tasks_details_in_temporal_say_so(
+    openai_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    temporal_env: WorkflowEnvironment,
+):
+    # Long enough a wait for the details to be read while it lasts.
+    openai_server.reply_error(503, "overloaded", headers={"retry-after": "4"})
+    openai_server.reply_text("Back.")
+    agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
+    task_id = await start(openai_api, tenant, agent, "hello")
+    task = (await openai_api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)).json()
+    handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
+
+    async with asyncio.timeout(30):
+        while not (details := await current_details(handle)).startswith("model call failed"):
+            await asyncio.sleep(0.1)
+    assert details.startswith("model call failed (attempt 1): ")
+    assert "503" in details and "overloaded" in details
+    assert re.search(r"; retrying at \d\d:\d\d:\d\d UTC$", details), details
+
+    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    # The call went through: the details say what the task does again, not the retry.
+    assert await current_details(handle) == "completed"
+    signals = [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        async for event in handle.fetch_history_events()
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == ["llm_retrying"]
 
 
 async def test_after_its_automatic_runs_a_tool_asks_for_approval(

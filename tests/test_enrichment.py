@@ -12,11 +12,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.db.tables import KnowledgeRow
 from baton.domain.enrichment import BATCHES_PER_RUN
+from baton.search_attributes import BATON_STATUS
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, worker_on
 from tests.helpers import assert_error, histories_of
@@ -322,6 +325,45 @@ async def test_a_row_that_fails_records_its_error_and_the_job_still_succeeds(
         ada_row = await session.get(KnowledgeRow, ada)
         assert ada_row is not None and "Hello Ada! x2" in ada_row.content
         assert ada_row.embedding is None
+
+
+async def test_a_job_whose_set_is_deleted_under_it_ends_failed_in_temporal_with_the_reason(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    enrich_worker: Worker,
+    temporal_env: WorkflowEnvironment,
+    local_http: LocalHttp,
+):
+    tool_id = await new_tool(api, tenant, effect_tool(local_http, seconds=0.5))
+    set_id, _ = await new_set(
+        api,
+        tenant,
+        text_columns("name", "receipt", "receipt_error"),
+        [{"name": f"row {i}"} for i in range(20)],
+    )
+    job = await start(
+        api,
+        tenant,
+        set_id,
+        tool_id=tool_id,
+        input_mapping={"name": {"column": "name"}},
+        output_mapping={"receipt": "body.key"},
+        batch_size=1,
+        concurrency=1,
+    )
+    deleted = await api.delete(tenant.url(f"/knowledge/sets/{set_id}"), headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+
+    handle = temporal_env.client.get_workflow_handle(job["workflow_id"])
+    # The next batch finds no set: the job is recorded failed, then its run fails with why.
+    with pytest.raises(WorkflowFailureError) as raised:
+        await handle.result()
+    cause = raised.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "EnrichmentFailed"
+    assert cause.message == f"knowledge set {set_id} not found"
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.FAILED
+    assert description.typed_search_attributes.get(BATON_STATUS) == "failed"
 
 
 async def test_small_batches_continue_as_new_and_the_counts_carry_over(

@@ -40,8 +40,10 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.agents import AgentSpec, AgentTool, Approval, render_with_params
     from baton.domain.events import AppendEvents, EventDraft, EventType
     from baton.domain.llm import (
+        LLM_RETRYING_SIGNAL,
         LlmRequest,
         LlmResponse,
+        LlmRetrying,
         Message,
         MessageRole,
         TokenUsage,
@@ -111,6 +113,8 @@ class AgentTaskWorkflow:
         self._answer = ""
         self._listed: str | None = None
         self._idle_timer: asyncio.Task[None] | None = None
+        # While a model call runs: the current details it will put back when it is over.
+        self._details_before_model: str | None = None
 
     @workflow.run
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
@@ -205,6 +209,13 @@ class AgentTaskWorkflow:
     def send_message(self, message: UserMessage) -> None:
         """How messages arrived before `post_message`; kept for runs that still use it."""
         self._inbox.append(message.content)
+
+    @workflow.signal(name=LLM_RETRYING_SIGNAL)
+    def llm_retrying(self, retrying: LlmRetrying) -> None:
+        """From the LLM activity, as an attempt fails and another is due: the Temporal UI
+        says so until the call is over, as the task's `llm.retrying` events do."""
+        if self._details_before_model is not None:
+            workflow.set_current_details(_retrying_details(retrying))
 
     @workflow.update
     def decide(self, decision: Decision) -> str:
@@ -383,20 +394,14 @@ class AgentTaskWorkflow:
             max_tokens=self._agent.max_output_tokens,
         )
         try:
-            response: LlmResponse = await workflow.execute_activity(
-                activity_names.LLM_CHAT,
+            response = await self._execute_model_call(
                 LlmCall(
                     task_id=self._task_id,
                     request=request,
                     stream_key=f"llm:{workflow.info().run_id}:{len(self._transcript)}",
                     project_id=self._input.project_id,
                     integration=self._agent.integration,
-                ),
-                result_type=LlmResponse,
-                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
-                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
-                retry_policy=policies.LLM_RETRY,
-                summary=f"llm {self._agent.model}",
+                )
             )
         except ActivityError as exc:
             reraise_cancel(exc)
@@ -410,8 +415,7 @@ class AgentTaskWorkflow:
         status, self._status_due = self._status_due, None
         idle_after_answer = self._idle_timeout_seconds > 0 and not self._inbox
         try:
-            response: LlmResponse = await workflow.execute_activity(
-                activity_names.LLM_CHAT,
+            response = await self._execute_model_call(
                 LlmCall(
                     task_id=self._task_id,
                     request=LlmRequest(
@@ -429,12 +433,7 @@ class AgentTaskWorkflow:
                     writes=writes,
                     status=status,
                     idle_after_answer=idle_after_answer,
-                ),
-                result_type=LlmResponse,
-                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
-                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
-                retry_policy=policies.LLM_RETRY,
-                summary=f"llm {self._agent.model}",
+                )
             )
         except ActivityError as exc:
             # Written again (once: by seq) with the status that ends the task.
@@ -444,6 +443,25 @@ class AgentTaskWorkflow:
         if idle_after_answer and not response.tool_calls:
             self._status = TaskStatus.idle  # written by the activity with the answer
             workflow.set_current_details(TaskStatus.idle.value)
+        return response
+
+    async def _execute_model_call(self, call: LlmCall) -> LlmResponse:
+        """The LLM activity; while its attempts fail and are retried, `llm_retrying` shows
+        it in the current details, and what they said before is back once it is over."""
+        self._details_before_model = workflow.get_current_details()
+        try:
+            response: LlmResponse = await workflow.execute_activity(
+                activity_names.LLM_CHAT,
+                call,
+                result_type=LlmResponse,
+                start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
+                heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.LLM_RETRY,
+                summary=f"llm {self._agent.model}",
+            )
+        finally:
+            workflow.set_current_details(self._details_before_model)
+            self._details_before_model = None
         return response
 
     async def _run_call(self, call: ToolCall) -> tuple[str, EventDraft | None]:
@@ -713,6 +731,13 @@ def _system_prompt(
 def _describe(pending: PendingApproval) -> str:
     arguments = ", ".join(f"{k}={json.dumps(v)[:40]}" for k, v in pending.arguments.items())
     return f"{pending.tool}({arguments})"
+
+
+def _retrying_details(retrying: LlmRetrying) -> str:
+    at = retrying.next_attempt_at.strftime("%H:%M:%S UTC")
+    return (
+        f"model call failed (attempt {retrying.attempt}): {retrying.error[:300]}; retrying at {at}"
+    )
 
 
 def _cause(exc: ActivityError) -> str:

@@ -40,6 +40,9 @@ BATCH_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
+# A `workflow.patched` id: a failed job ends Failed (it used to complete), with this type.
+FAIL_FAILED_JOBS = "fail-failed-enrichments"
+JOB_FAILED = "EnrichmentFailed"
 
 
 @workflow.defn(name="EnrichmentWorkflow")
@@ -70,7 +73,12 @@ class EnrichmentWorkflow:
             await self._finish(plan, JobStatus.cancelled, progress=None)
             raise
         except ActivityError as exc:
-            await self._finish(plan, JobStatus.failed, progress=None, error=_cause(exc))
+            error = _cause(exc)
+            await self._finish(plan, JobStatus.failed, progress=None, error=error)
+            if workflow.patched(FAIL_FAILED_JOBS):
+                # Failed in Temporal too, once the job's row says why: the UI's status
+                # filter and `ExecutionStatus="Failed"` find it.
+                raise ApplicationError(error, type=JOB_FAILED, non_retryable=True) from None
             return self._progress
         await self._finish(plan, JobStatus.succeeded, progress=self._progress)
         return self._progress

@@ -5,6 +5,7 @@ model here may travel in workflow history, except `ProviderConfig`, which holds 
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -78,6 +79,19 @@ class LlmResponse(BaseModel):
     usage: TokenUsage = TokenUsage()
     finish_reason: str | None = None
     """As the provider reported it (`stop`, `tool_calls`, `end_turn`, `max_tokens`, ...)."""
+
+
+LLM_RETRYING_SIGNAL = "llm_retrying"
+"""The signal a task's LLM activity sends its workflow before a failed attempt is retried."""
+
+
+class LlmRetrying(BaseModel):
+    """A model call failed and Temporal will try it again at `next_attempt_at`: the workflow
+    shows it in its current details until the call is over."""
+
+    attempt: int
+    error: str
+    next_attempt_at: datetime
 
 
 class ProviderConfig(BaseModel):
