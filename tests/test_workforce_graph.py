@@ -118,6 +118,13 @@ GRAPH_REFUSALS: list[tuple[str, Any, str, str]] = [
         "edge triage->route: a delegation goes to an agent node",
     ),
     (
+        "a handover from a condition",
+        lambda n, e: (n, [*e, {"from": "route", "to": "billing"}]),
+        "edges[4]",
+        "edge route->billing: a condition sends the work on by its branches and default, not "
+        "by edges; make this a branch",
+    ),
+    (
         "a delegation in the same task",
         lambda n, e: (n, [{**e[0], "task": "same"}, *e[1:]]),
         "edges[0].task",

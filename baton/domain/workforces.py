@@ -190,9 +190,10 @@ def delegate_tool_name(target: str) -> str:
 def check_graph(spec: WorkforceSpec) -> None:
     """Refuses a graph that cannot run: a duplicate node, an edge or branch to nowhere, a
     delegate edge from a node that is not an agent (or with `task: same`, not supported yet),
-    two edges the same way between two nodes, a condition without a default, a tool node's
-    param template that does not parse or reads what it cannot see, a node the entry cannot
-    reach. Each error names what is wrong."""
+    a handover edge from a condition (its branches route it), two edges the same way between
+    two nodes, a condition without a default, a tool node's param template that does not parse
+    or reads what it cannot see, a node the entry cannot reach. Each error names what is
+    wrong."""
     ids: set[str] = set()
     for index, node in enumerate(spec.nodes):
         if node.id in ids:
@@ -215,6 +216,12 @@ def check_graph(spec: WorkforceSpec) -> None:
             _refuse(
                 f"edges[{index}]",
                 f"edge {edge.from_}->{edge.to}: a delegation goes to an agent node",
+            )
+        if edge.kind is EdgeKind.handover and spec.node(edge.from_).type == NodeType.condition:
+            _refuse(
+                f"edges[{index}]",
+                f"edge {edge.from_}->{edge.to}: a condition sends the work on by its branches "
+                "and default, not by edges; make this a branch",
             )
         if edge.kind is EdgeKind.delegate and edge.task is DelegateTask.same:
             _refuse(
