@@ -23,6 +23,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import ServerSentEvent
 
 from baton.db.engine import is_sqlite
 from baton.db.repositories import events as event_repo
@@ -51,15 +52,17 @@ LISTENER_NAME = "baton-task-events"
 
 @dataclass(frozen=True)
 class SentEvent:
-    """An event as a stream sends it: serialised once, for every stream."""
+    """An event as a stream sends it: serialised and framed once, for every stream."""
 
     seq: int
-    type: str
-    data: str
+    frame: bytes
+    """`id: <seq>`, `event: <type>`, `data: <TaskEventOut as JSON>`, as sse-starlette frames
+    a `ServerSentEvent`."""
 
 
 def sent(event: TaskEventOut) -> SentEvent:
-    return SentEvent(seq=event.seq, type=event.type.value, data=event.model_dump_json())
+    frame = ServerSentEvent(data=event.model_dump_json(), event=event.type.value, id=str(event.seq))
+    return SentEvent(seq=event.seq, frame=frame.encode())
 
 
 class Feed:
