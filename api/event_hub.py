@@ -95,20 +95,23 @@ class Feed:
         newer.reverse()
         return newer
 
-    async def wait(self, after: int, timeout: float) -> None:
-        """Returns once the feed has events after `after`, is final, or `timeout` passed."""
+    async def wait(self, after: int) -> None:
+        """Returns once the feed has events after `after`, is final, or the hub checked the
+        task's status (at least every FALLBACK_POLL_SECONDS while it runs). No timer of its
+        own: one per wait of each of 300 streams cost more than the rest of their work."""
         if self.after > after or self.final:
             return
-        with anyio.move_on_after(timeout):
-            await self._updated.wait()
+        await self._updated.wait()
 
-    def add(self, events: list[SentEvent], final: bool) -> None:
+    def add(self, events: list[SentEvent], final: bool, *, checked: bool = False) -> None:
+        """New events, and whether the task is final; `checked`: its status was read, so
+        the streams look at the feed again even if nothing came."""
         fresh = [event for event in events if event.seq > self.after]
         self.events.extend(fresh)
         if fresh:
             self.after = fresh[-1].seq
         self.final = self.final or final
-        if fresh or final:
+        if fresh or final or checked:
             updated, self._updated = self._updated, asyncio.Event()
             updated.set()
 
@@ -247,7 +250,7 @@ class EventHub:
                 if len(more) < READ_PAGE:
                     break
         events = [sent(TaskEventOut.model_validate(row, from_attributes=True)) for row in rows]
-        feed.add(events, final)
+        feed.add(events, final, checked=check_status)
         if not final and len(rows) == READ_PAGE:  # more than a page came in: read on at once
             self._notified.add(feed.task_id)
             self._wake.set()

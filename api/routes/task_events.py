@@ -24,8 +24,6 @@ router = APIRouter(prefix="/api/v1/projects/{project_id}/tasks", tags=["tasks"])
 
 PAGE = 500
 PING_SECONDS = 15
-# A stream looks at its feed at least this often, whatever it hears.
-WAIT_SECONDS = 5.0
 
 
 @router.get(
@@ -77,7 +75,7 @@ async def _task_events(
             if final or (feed.final and feed.since(after) == []):
                 return
             if not batch:
-                await feed.wait(after, timeout=WAIT_SECONDS)
+                await feed.wait(after)
 
 
 async def _read(
