@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -275,7 +276,9 @@ class SqliteChanges:
     database answers "changed", and the hub then reads as it would have anyway."""
 
     def __init__(self, path: str) -> None:
-        self._connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+        # mode=rw: never creates the file (the database is made by its migrations).
+        uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+        self._connection = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
         self._version: int | None = None
 
     @classmethod
