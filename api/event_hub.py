@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import ServerSentEvent
 
 from baton.db.engine import is_sqlite
 from baton.db.repositories import events as event_repo
@@ -51,15 +53,17 @@ LISTENER_NAME = "baton-task-events"
 
 @dataclass(frozen=True)
 class SentEvent:
-    """An event as a stream sends it: serialised once, for every stream."""
+    """An event as a stream sends it: serialised and framed once, for every stream."""
 
     seq: int
-    type: str
-    data: str
+    frame: bytes
+    """`id: <seq>`, `event: <type>`, `data: <TaskEventOut as JSON>`, as sse-starlette frames
+    a `ServerSentEvent`."""
 
 
 def sent(event: TaskEventOut) -> SentEvent:
-    return SentEvent(seq=event.seq, type=event.type.value, data=event.model_dump_json())
+    frame = ServerSentEvent(data=event.model_dump_json(), event=event.type.value, id=str(event.seq))
+    return SentEvent(seq=event.seq, frame=frame.encode())
 
 
 class Feed:
@@ -92,20 +96,23 @@ class Feed:
         newer.reverse()
         return newer
 
-    async def wait(self, after: int, timeout: float) -> None:
-        """Returns once the feed has events after `after`, is final, or `timeout` passed."""
+    async def wait(self, after: int) -> None:
+        """Returns once the feed has events after `after`, is final, or the hub checked the
+        task's status (at least every FALLBACK_POLL_SECONDS while it runs). No timer of its
+        own: one per wait of each of 300 streams cost more than the rest of their work."""
         if self.after > after or self.final:
             return
-        with anyio.move_on_after(timeout):
-            await self._updated.wait()
+        await self._updated.wait()
 
-    def add(self, events: list[SentEvent], final: bool) -> None:
+    def add(self, events: list[SentEvent], final: bool, *, checked: bool = False) -> None:
+        """New events, and whether the task is final; `checked`: its status was read, so
+        the streams look at the feed again even if nothing came."""
         fresh = [event for event in events if event.seq > self.after]
         self.events.extend(fresh)
         if fresh:
             self.after = fresh[-1].seq
         self.final = self.final or final
-        if fresh or final:
+        if fresh or final or checked:
             updated, self._updated = self._updated, asyncio.Event()
             updated.set()
 
@@ -244,7 +251,7 @@ class EventHub:
                 if len(more) < READ_PAGE:
                     break
         events = [sent(TaskEventOut.model_validate(row, from_attributes=True)) for row in rows]
-        feed.add(events, final)
+        feed.add(events, final, checked=check_status)
         if not final and len(rows) == READ_PAGE:  # more than a page came in: read on at once
             self._notified.add(feed.task_id)
             self._wake.set()
@@ -269,7 +276,9 @@ class SqliteChanges:
     database answers "changed", and the hub then reads as it would have anyway."""
 
     def __init__(self, path: str) -> None:
-        self._connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+        # mode=rw: never creates the file (the database is made by its migrations).
+        uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+        self._connection = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
         self._version: int | None = None
 
     @classmethod
