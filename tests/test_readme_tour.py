@@ -36,6 +36,7 @@ SECTIONS = (
     "### Tools",
     "### Knowledge",
     "### Triggers",
+    "### Workforces",
     "### Tokens, members and user groups",
 )
 README_BASES = ("http://127.0.0.1:8000", "http://localhost:8000")
