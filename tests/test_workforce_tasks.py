@@ -10,8 +10,9 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -334,8 +335,11 @@ async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
     assert task["status"] == "execution-limit-reached"
     assert "max_node_runs" in task["error"]
     assert [n["node"] for n in task["nodes"]] == ["ping", "pong", "ping", "pong"]
-    described = await temporal_env.client.get_workflow_handle(created["workflow_id"]).describe()
-    assert described.status is WorkflowExecutionStatus.FAILED
+    # The row is written before the run fails: wait for the run's end, then read its status.
+    handle = temporal_env.client.get_workflow_handle(created["workflow_id"])
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
     refused = await api.post(
         tenant.url(f"/tasks/{created['id']}/messages"),
         json={"message": "more"},
@@ -410,8 +414,11 @@ async def test_a_failing_node_that_terminates_fails_the_task(
     task = await wait_for(api, tenant, created["id"], FINAL)
     assert task["status"] == "failed"
     assert task["error"].startswith("node 'fragile' failed:")
-    described = await temporal_env.client.get_workflow_handle(created["workflow_id"]).describe()
-    assert described.status is WorkflowExecutionStatus.FAILED
+    # The row is written before the run fails: wait for the run's end, then read its status.
+    handle = temporal_env.client.get_workflow_handle(created["workflow_id"])
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
 async def test_a_nodes_approval_is_decided_through_the_workforce_task(
