@@ -31,6 +31,8 @@ from tests.conftest import Tenant, auth
 from tests.helpers import assert_error
 
 Sessions = async_sessionmaker[AsyncSession]
+# The live streams below are bounded by each test's own `asyncio.timeout`, not by httpx's 5 s
+# read timeout: on a loaded CI machine the first response once took longer than that.
 
 
 async def new_task(sessions: Sessions, tenant: Tenant, *, user_group_id: str | None = None) -> str:
@@ -250,7 +252,7 @@ async def test_the_stream_follows_a_running_task_live_until_it_is_final(
     url = tenant.url(f"/tasks/{task_id}/events")
     async with (
         asyncio.timeout(15),
-        httpx.AsyncClient(base_url=live_api) as client,
+        httpx.AsyncClient(base_url=live_api, timeout=None) as client,
         client.stream("GET", url, headers=tenant.headers) as response,
     ):
         assert response.status_code == 200
@@ -279,7 +281,7 @@ async def test_without_a_notification_the_stream_still_notices_the_end(
     url = tenant.url(f"/tasks/{task_id}/events")
     async with (
         asyncio.timeout(10),
-        httpx.AsyncClient(base_url=live_api) as client,
+        httpx.AsyncClient(base_url=live_api, timeout=None) as client,
         client.stream("GET", url, headers=tenant.headers) as response,
     ):
         events = sse_events(response)
@@ -306,7 +308,7 @@ async def test_all_streams_of_an_api_process_share_one_listening_connection(
     task_ids = [await new_task(session_factory, tenant) for _ in range(5)]
     for task_id in task_ids:
         await append(session_factory, task_id, delta("a"))
-    async with asyncio.timeout(15), httpx.AsyncClient(base_url=live_api) as client:
+    async with asyncio.timeout(15), httpx.AsyncClient(base_url=live_api, timeout=None) as client:
         async with contextlib.AsyncExitStack() as streams:
             for task_id in task_ids:
                 response = await streams.enter_async_context(
@@ -335,7 +337,7 @@ async def test_many_streams_of_one_task_cost_one_read_per_update(
 
     async with (
         asyncio.timeout(30),
-        httpx.AsyncClient(base_url=live_api) as client,
+        httpx.AsyncClient(base_url=live_api, timeout=None) as client,
         contextlib.AsyncExitStack() as stack,
     ):
         streams = []
