@@ -16,42 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dev_server import start_dev_server
+from baton_stack import ECHO_TOOL, MESSAGE, baton_stack
 
-from api.app import create_app
-from baton.db import migrate
-from baton.db.engine import create_engine, create_session_factory
-from baton.db.repositories import accounts
-from baton.settings import Settings
-
-MESSAGE = 'call echo {"text": "one"}\ncall echo {"text": "two"}'
 FINAL = ("completed", "failed", "cancelled", "timed-out", "execution-limit-reached")
 HANDOVERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def finished(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -90,103 +70,59 @@ async def tree_events(client: Client, workflow_id: str) -> int:
 
 
 async def main(tasks: int, concurrency: int) -> None:
-    data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
-    database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
-    await migrate.aupgrade(database_url)
-    engine = create_engine(database_url)
-    sessions = create_session_factory(engine)
-    env = await start_dev_server(data)
-    port = free_port()
-    settings = Settings(
-        data_dir=data, database_url=database_url, temporal_task_queue="bench", api_port=port
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, temporal_client=env.client),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    async with sessions.begin() as session:
-        created = await accounts.bootstrap_organization(
-            session=session, org_name="Bench", project_name="Bench"
-        )
-    base = f"http://127.0.0.1:{port}/api/v1/projects/{created.project.id}"
-    headers = {"Authorization": f"Token {created.token}"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "baton", "worker"],
-        env={
-            **os.environ,
-            "BATON_DATABASE_URL": database_url,
-            "BATON_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "BATON_TEMPORAL_TASK_QUEUE": "bench",
-            "BATON_DATA_DIR": str(data),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+    async with baton_stack() as stack:
+        base = stack.base
+        async with httpx.AsyncClient(headers=stack.headers, timeout=60) as client:
 
-        async def made(path: str, body: dict[str, Any]) -> str:
-            response = await client.post(f"{base}{path}", json=body)
-            assert response.status_code == 201, response.text
-            made_id: str = response.json()["id"]
-            return made_id
+            async def made(path: str, body: dict[str, Any]) -> str:
+                response = await client.post(f"{base}{path}", json=body)
+                assert response.status_code == 201, response.text
+                made_id: str = response.json()["id"]
+                return made_id
 
-        tool = await made(
-            "/tools",
-            {
-                "name": "echo",
-                "params": [{"name": "text"}],
-                "steps": [{"name": "t", "type": "template", "template": "got {{ params.text }}"}],
-            },
-        )
-        caller = await made(
-            "/agents", {"name": "Caller", "model": "scripted:tools", "tools": [{"tool_id": tool}]}
-        )
-        second = await made("/agents", {"name": "Second", "model": "scripted:echo"})
-        third = await made("/agents", {"name": "Third", "model": "scripted:echo"})
-        workforce = await made(
-            "/workforces",
-            {
-                "name": "Chain",
-                "nodes": [
-                    {"id": "caller", "type": "agent", "agent_id": caller},
-                    {"id": "second", "type": "agent", "agent_id": second},
-                    {"id": "third", "type": "agent", "agent_id": third},
-                ],
-                "edges": [{"from": "caller", "to": "second"}, {"from": "second", "to": "third"}],
-                "entry": "caller",
-            },
-        )
+            tool = await made(
+                "/tools",
+                ECHO_TOOL,
+            )
+            caller = await made(
+                "/agents",
+                {"name": "Caller", "model": "scripted:tools", "tools": [{"tool_id": tool}]},
+            )
+            second = await made("/agents", {"name": "Second", "model": "scripted:echo"})
+            third = await made("/agents", {"name": "Third", "model": "scripted:echo"})
+            workforce = await made(
+                "/workforces",
+                {
+                    "name": "Chain",
+                    "nodes": [
+                        {"id": "caller", "type": "agent", "agent_id": caller},
+                        {"id": "second", "type": "agent", "agent_id": second},
+                        {"id": "third", "type": "agent", "agent_id": third},
+                    ],
+                    "edges": [
+                        {"from": "caller", "to": "second"},
+                        {"from": "second", "to": "third"},
+                    ],
+                    "entry": "caller",
+                },
+            )
 
-        async def agent_task() -> dict[str, Any]:
-            task_id = await made(f"/agents/{caller}/tasks", {"message": MESSAGE})
-            return await finished(client, f"{base}/tasks/{task_id}")
+            async def agent_task() -> dict[str, Any]:
+                task_id = await made(f"/agents/{caller}/tasks", {"message": MESSAGE})
+                return await finished(client, f"{base}/tasks/{task_id}")
 
-        async def workforce_task() -> dict[str, Any]:
-            task_id = await made(f"/workforces/{workforce}/tasks", {"message": MESSAGE})
-            return await finished(client, f"{base}/tasks/{task_id}")
+            async def workforce_task() -> dict[str, Any]:
+                task_id = await made(f"/workforces/{workforce}/tasks", {"message": MESSAGE})
+                return await finished(client, f"{base}/tasks/{task_id}")
 
-        # One of each first: the worker process starts and warms up outside the timings.
-        await agent_task()
-        await workforce_task()
-        agent_rate, agent_done = await rate(tasks, concurrency, agent_task)
-        workforce_rate, workforce_done = await rate(tasks, concurrency, workforce_task)
-        one_agent = await tree_events(env.client, agent_done[0]["workflow_id"])
-        chain = await tree_events(env.client, workforce_done[0]["workflow_id"])
+            # One of each first: the worker process starts and warms up outside the timings.
+            await agent_task()
+            await workforce_task()
+            agent_rate, agent_done = await rate(tasks, concurrency, agent_task)
+            workforce_rate, workforce_done = await rate(tasks, concurrency, workforce_task)
+            one_agent = await tree_events(stack.env.client, agent_done[0]["workflow_id"])
+            chain = await tree_events(stack.env.client, workforce_done[0]["workflow_id"])
 
-    worker.terminate()
-    worker.wait(timeout=30)
-    server.should_exit = True
-    await serving
-    await env.shutdown()
-    await engine.dispose()
-    shutil.rmtree(data, ignore_errors=True)
     per_handover = (chain - one_agent) / HANDOVERS
     print(f"workforce: {tasks} tasks each way, concurrency {concurrency}")
     print(f"  one agent, 2 tool calls:         {agent_rate:.1f} tasks/s")
