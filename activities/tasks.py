@@ -36,8 +36,9 @@ from baton.domain.tasks import (
     TaskRecord,
     TaskStatusUpdate,
 )
-from baton.domain.tool_checks import referenced_snippets, validate_params
+from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
+from baton.domain.workforce_tasks import agent_node_params
 from baton.errors import InvalidInput, NotFound
 
 # How many rows of a prompt-mode set are read at most to fill its token budget.
@@ -88,9 +89,8 @@ def _own_params(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
     """The params of a task another task started (a workforce node's, a delegation's): of
     those it was given, the ones its agent declares, checked, with its defaults. A param the
     agent requires and nobody gave fails the task, naming it."""
-    declared = {param.name for param in spec.params}
     try:
-        return validate_params(spec, {k: v for k, v in given.items() if k in declared})
+        return agent_node_params(spec, given)
     except InvalidInput as exc:
         raise ApplicationError(
             f"params: {exc.message}", type="invalid_input", non_retryable=True

@@ -45,8 +45,9 @@ def agent_task_workflow_id(task_id: str) -> str:
 
 
 def agent_node_params(spec: AgentSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """What a node's agent starts with from the workforce task's params: those it declares,
-    checked, with its defaults (InvalidInput naming the param otherwise)."""
+    """What a node's agent (or a delegation's) starts with from the params of the task that
+    started it: those it declares, checked, with its defaults (InvalidInput naming the param
+    otherwise)."""
     declared = {param.name for param in spec.params}
     return validate_params(spec, {k: v for k, v in params.items() if k in declared})
 
