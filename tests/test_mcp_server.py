@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.tool_name_validation import TOOL_NAME_REGEX
 from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
@@ -32,6 +33,8 @@ INITIALIZE = {
         "clientInfo": {"name": "test", "version": "1"},
     },
 }
+# A call may wait for its run or its answer (briefly here: the tests' runs are quick).
+MCP_TIMEOUT = httpx2.Timeout(30.0)
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
@@ -41,7 +44,7 @@ async def mcp_client(
 ) -> AsyncIterator[ClientSession]:
     """An initialised MCP client session on `/mcp`, sending `Authorization: <authorization>`."""
     async with (
-        create_mcp_http_client(headers={"Authorization": authorization}) as http,
+        httpx2.AsyncClient(headers={"Authorization": authorization}, timeout=MCP_TIMEOUT) as http,
         streamable_http_client(f"{base_url}/mcp{query}", http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -126,6 +129,7 @@ async def test_a_project_token_lists_its_tools_with_their_params_and_its_agents_
         "get_task",
         "get_tool_run",
     }
+    assert all(TOOL_NAME_REGEX.match(name) for name in tools)
     echo = tools["echo_tool"]
     assert echo.description == "Repeats its text"
     assert echo.input_schema == {
@@ -253,11 +257,14 @@ async def test_a_viewer_token_lists_the_tools_but_cannot_call_them(
         tools = by_name(await session.list_tools())
         ran = await session.call_tool("echo_tool", {"text": "hi"})
         asked = await session.call_tool("ask_support_bot", {"message": "hello"})
+        polled = await session.call_tool("get_task", {"task_id": "no-such-task"})
 
     assert {"echo_tool", "ask_support_bot"} <= set(tools)
     for refused in (ran, asked):
         assert refused.is_error
         assert text_of(refused) == "this needs the editor role; the token has viewer"
+    # Polling only reads: a viewer may.
+    assert polled.is_error and text_of(polled) == "task no-such-task not found"
     runs = (await api.get(tenant.url("/tool-runs"), headers=tenant.headers)).json()["items"]
     tasks = (await api.get(tenant.url("/tasks"), headers=tenant.headers)).json()["items"]
     assert runs == [] and tasks == []
@@ -286,6 +293,7 @@ async def test_without_a_valid_token_mcp_answers_401(live_api: str):
         for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic x"}):
             response = await http.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers})
             assert_error(response, 401, "unauthenticated")
+            assert response.headers["www-authenticate"] == "Token"
 
 
 async def test_an_organisation_token_names_its_project_and_the_token_scheme_works(
