@@ -370,3 +370,83 @@ async def test_tools_whose_names_slug_alike_get_distinct_names(
         tools = by_name(await session.list_tools())
     assert set(tools) == {"echo", "echo_2", "get_tool_run"}
     assert (tools["echo"].title, tools["echo_2"].title) == ("Echo", "echo")
+
+
+async def test_an_object_output_is_the_structured_content_as_it_is(
+    api: httpx.AsyncClient, tenant: Tenant, live_api: str, worker: Worker
+):
+    await make_tool(
+        api,
+        tenant,
+        name="Shape",
+        steps=[
+            {
+                "name": "shape",
+                "type": "transform",
+                "input": "{{ params }}",
+                "expression": "{text: text, times: times}",
+            }
+        ],
+    )
+    token = await project_token(api, tenant)
+    async with mcp_client(live_api, f"Bearer {token}") as session:
+        result = await session.call_tool("shape", {"text": "hi", "times": 3})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content == {"text": "hi", "times": 3}
+    assert json.loads(text_of(result)) == {"text": "hi", "times": 3}
+
+
+async def test_past_the_wait_a_tool_call_answers_with_the_run_id_and_get_tool_run_the_output(
+    api: httpx.AsyncClient, tenant: Tenant, settings: Settings, live_api: str, worker: Worker
+):
+    await make_tool(
+        api,
+        tenant,
+        name="Slow echo",
+        steps=[
+            {"name": "pause", "type": "delay", "seconds": 1},
+            {"name": "say", "type": "template", "template": "late {{ params.text }}"},
+        ],
+    )
+    token = await project_token(api, tenant)
+    settings.mcp_wait_seconds = 0.1  # the live server's settings
+
+    async with mcp_client(live_api, f"Bearer {token}") as session:
+        started = await session.call_tool("slow_echo", {"text": "hi"})
+        assert not started.is_error, text_of(started)
+        assert started.structured_content is not None
+        assert started.structured_content["status"] in {"queued", "running"}
+        run_id = started.structured_content["run_id"]
+        assert run_id in text_of(started) and "get_tool_run" in text_of(started)
+
+        async with asyncio.timeout(30):
+            while True:
+                polled = await session.call_tool("get_tool_run", {"run_id": run_id})
+                assert not polled.is_error, text_of(polled)
+                if polled.structured_content == {"result": "late hi"}:
+                    break
+                await asyncio.sleep(0.1)
+    assert text_of(polled) == "late hi"
+
+
+async def test_ask_checks_the_agents_params_and_a_failed_task_is_an_error_result(
+    api: httpx.AsyncClient, tenant: Tenant, live_api: str, worker: Worker
+):
+    await make_agent(api, tenant, params=[{"name": "customer", "type": "text"}])
+    # No key for this provider anywhere: the task fails at its first model call.
+    await make_agent(api, tenant, name="Keyless", model="openai:gpt-4o-mini")
+    token = await project_token(api, tenant)
+
+    async with mcp_client(live_api, f"Bearer {token}") as session:
+        unnamed = await session.call_tool("ask_support_bot", {"message": "hello"})
+        named = await session.call_tool(
+            "ask_support_bot", {"message": "hello", "params": {"customer": "Ada"}}
+        )
+        failed = await session.call_tool("ask_keyless", {"message": "hello"})
+
+    assert unnamed.is_error and "customer" in text_of(unnamed), text_of(unnamed)
+    assert not named.is_error and text_of(named).endswith("You said: hello")
+    assert failed.is_error, text_of(failed)
+    assert text_of(failed).startswith("the task ended failed: ")
+    assert failed.structured_content is not None
+    assert failed.structured_content["status"] == "failed"
