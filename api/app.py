@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.routing import Route
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.limits import BodySizeLimit, refuse_unstorable_text
+from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
 from api.routes import (
     agents,
     health,
@@ -63,9 +65,16 @@ def create_app(
         app.state.payload_keys = payload_keys(settings)
         app.state.workflow_projects = WorkflowProjects(app.state.temporal)
         app.state.event_hub = EventHub(app.state.session_factory, settings.resolved_database_url)
+        app.state.mcp = McpServer(
+            session_factory=app.state.session_factory,
+            temporal_client=app.state.temporal,
+            settings=settings,
+        )
         await app.state.event_hub.start()
         try:
-            yield
+            # The MCP server's session manager runs its requests in a task group of its own.
+            async with app.state.mcp.running():
+                yield
         finally:
             await app.state.event_hub.stop()
             await engine.dispose()
@@ -97,4 +106,8 @@ def create_app(
     app.include_router(workforces.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
+    # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.
+    app.router.routes.append(
+        Route(MCP_PATH, McpEndpoint(), methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    )
     return app

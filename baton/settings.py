@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
 
+    # `/mcp` (Baton as an MCP server): how long a tool call waits for its run, or an
+    # `ask_<agent>` call for the agent's answer, before it answers with the id to poll.
+    mcp_wait_seconds: float = Field(default=60.0, ge=0, le=600)
+
     # Code steps run user Python in a bubblewrap sandbox with these limits (see
     # baton/integrations/sandbox.py); `none` runs it unsandboxed, which production refuses.
     # false turns code steps off.

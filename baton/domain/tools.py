@@ -3,6 +3,7 @@ secret names, so it may travel in workflow history."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -250,9 +251,14 @@ def param_json_schema(param: ToolParam) -> dict[str, Any]:
 
 def parameters_json_schema(spec: ToolSpec) -> dict[str, Any]:
     """What an LLM sees when it calls the tool."""
+    return params_json_schema(spec.params)
+
+
+def params_json_schema(params: Sequence[ToolParam]) -> dict[str, Any]:
+    """Typed params as one JSON Schema object: a tool's, or an agent's task params."""
     return {
         "type": "object",
-        "properties": {p.name: param_json_schema(p) for p in spec.params},
-        "required": [p.name for p in spec.params if p.required and p.default is None],
+        "properties": {p.name: param_json_schema(p) for p in params},
+        "required": [p.name for p in params if p.required and p.default is None],
         "additionalProperties": False,
     }
