@@ -31,6 +31,7 @@ from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
 from baton.services import closed_runs, payload_retention
 from baton.services import embedding as embedding_service
+from baton.services.credits import plan_book
 from baton.services.provider_configs import project_provider_configs
 from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
@@ -79,10 +80,11 @@ def create_worker(
 ) -> Worker:
     settings = settings or Settings()
     provider_configs = project_provider_configs(session_factory, settings)
-    task_activities = TaskActivities(session_factory)
-    workforce_tasks = WorkforceTaskActivities(session_factory)
+    plans = plan_book(settings)
+    task_activities = TaskActivities(session_factory, plans)
+    workforce_tasks = WorkforceTaskActivities(session_factory, plans)
     llm_activities = LlmActivities(provider_configs, session_factory)
-    events = EventActivities(session_factory)
+    events = EventActivities(session_factory, plans)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)

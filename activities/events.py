@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tool_runs as run_repo
+from baton.domain.credits import PlanBook
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.errors import NotFound
 
@@ -19,8 +20,9 @@ logger = logging.getLogger("baton.events")
 
 
 class EventActivities:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], plans: PlanBook) -> None:
         self._sessions = session_factory
+        self._plans = plans
 
     @activity.defn(name="baton.task.append_events")
     async def append(self, batch: AppendEvents) -> None:
@@ -29,7 +31,7 @@ class EventActivities:
         try:
             async with self._sessions.begin() as session:
                 for new_run in batch.tool_runs:
-                    await run_repo.ensure_run(session=session, new_run=new_run)
+                    await run_repo.ensure_run(session=session, new_run=new_run, plans=self._plans)
                 await event_repo.append_events(
                     session=session, task_id=batch.task_id, events=batch.events
                 )

@@ -20,6 +20,7 @@ from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.agents import AgentSpec
+from baton.domain.credits import PlanBook
 from baton.domain.events import EventDraft, EventType
 from baton.domain.knowledge import (
     AttachMode,
@@ -98,8 +99,9 @@ def _own_params(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
 
 
 class TaskActivities:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], plans: PlanBook) -> None:
         self._sessions = session_factory
+        self._plans = plans
 
     @activity.defn(name="baton.task.begin")
     async def begin(self, begin: BeginTask) -> BegunTask:
@@ -178,7 +180,7 @@ class TaskActivities:
         try:
             async with self._sessions.begin() as session:
                 for new_run in record.tool_runs:
-                    await run_repo.ensure_run(session=session, new_run=new_run)
+                    await run_repo.ensure_run(session=session, new_run=new_run, plans=self._plans)
                 if record.events:
                     await event_repo.append_events(
                         session=session, task_id=record.task_id, events=record.events

@@ -19,6 +19,7 @@ from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import workforce_tasks as workforce_task_repo
 from baton.db.tables import Agent
 from baton.domain.agents import AgentSpec
+from baton.domain.credits import PlanBook
 from baton.domain.events import EventDraft, EventType
 from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
@@ -34,8 +35,9 @@ from baton.errors import BatonError, InvalidInput, NotFound
 
 
 class WorkforceTaskActivities:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], plans: PlanBook) -> None:
         self._sessions = session_factory
+        self._plans = plans
 
     @activity.defn(name=activity_names.WORKFORCE_TASK_BEGIN)
     async def begin(self, begin: BeginWorkforceTask) -> BegunWorkforceTask:
@@ -87,7 +89,7 @@ class WorkforceTaskActivities:
         try:
             async with self._sessions.begin() as session:
                 for new_run in record.tool_runs:
-                    await run_repo.ensure_run(session=session, new_run=new_run)
+                    await run_repo.ensure_run(session=session, new_run=new_run, plans=self._plans)
                 if record.events:
                     await event_repo.append_events(
                         session=session, task_id=record.task_id, events=record.events

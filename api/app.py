@@ -16,6 +16,7 @@ from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
 from api.routes import (
     agents,
+    credits,
     health,
     integrations,
     knowledge,
@@ -40,6 +41,7 @@ from api.temporal_codec import WorkflowProjects
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
 from baton.security import SecretBox
+from baton.services.credits import plan_book
 from baton.settings import Settings
 from baton.temporal import payload_keys
 
@@ -53,6 +55,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        plan_book(settings)  # a wrong plans file or default plan stops the start, named
         engine = create_engine(
             settings.resolved_database_url, busy_timeout_s=settings.sqlite_busy_timeout_seconds
         )
@@ -104,6 +107,7 @@ def create_app(
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)
+    app.include_router(credits.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.

@@ -319,6 +319,84 @@ def admin_rotate_key(data_dir: DataDirOption = None) -> None:
     )
 
 
+@admin_app.command("plan")
+def admin_plan(
+    plan: Annotated[str, typer.Argument(help="free, pro, team, enterprise, or a plans file's")],
+    org: Annotated[int, typer.Option("--org", help="The organisation's id")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Put an organisation on a plan: its monthly actions and vendor credits."""
+    credits = _credits_command(_settings(data_dir), org, plan=plan)
+    typer.echo(f"organisation {org} is on plan {credits['plan']}")
+    typer.echo(json.dumps(credits, indent=2))
+
+
+@admin_app.command("grant")
+def admin_grant(
+    org: Annotated[int, typer.Option("--org", help="The organisation's id")],
+    actions: Annotated[int, typer.Option("--actions", min=0)] = 0,
+    vendor_credits: Annotated[float, typer.Option("--vendor-credits", min=0)] = 0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Grant an organisation actions and vendor credits on top of its plan (they roll over
+    from month to month)."""
+    if not actions and not vendor_credits:
+        _say("nothing to grant: give --actions and/or --vendor-credits", err=True)
+        raise typer.Exit(2)
+    credits = _credits_command(
+        _settings(data_dir), org, grants={"actions": actions, "vendor_credits": vendor_credits}
+    )
+    typer.echo(json.dumps(credits, indent=2))
+
+
+def _credits_command(
+    settings: Settings,
+    org_id: int,
+    *,
+    plan: str | None = None,
+    grants: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Sets the plan and makes the grants, then returns the organisation's credits; an
+    unknown organisation or plan ends the command with its message."""
+    import uuid
+
+    from baton.db.repositories import credits as credit_repo
+    from baton.domain.credits import Currency
+    from baton.errors import BatonError
+    from baton.services.credits import plan_book
+
+    async def run() -> dict[str, Any]:
+        plans = plan_book(settings)
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with create_session_factory(engine).begin() as session:
+                if plan is not None:
+                    await credit_repo.set_plan(
+                        session=session, plans=plans, org_id=org_id, plan=plan
+                    )
+                for currency, amount in (grants or {}).items():
+                    if amount:
+                        await credit_repo.grant(
+                            session=session,
+                            org_id=org_id,
+                            currency=Currency(currency),
+                            amount=amount,
+                            key=f"grant:{uuid.uuid4()}",
+                            note="baton admin grant",
+                        )
+                credits = await credit_repo.credits_of(session=session, plans=plans, org_id=org_id)
+                return credits.model_dump(mode="json")
+        finally:
+            await engine.dispose()
+
+    migrate.upgrade(settings.resolved_database_url)
+    try:
+        return asyncio.run(run())
+    except BatonError as exc:
+        _say(exc.message, err=True)
+        raise typer.Exit(1) from exc
+
+
 async def _reencrypt(settings: Settings) -> tuple[int, int]:
     from baton.db.repositories import integrations, secrets
 

@@ -28,6 +28,13 @@ class Unauthenticated(BatonError):
     status_code = 401
 
 
+class OutOfCredits(BatonError):
+    """The organisation's plan and grants cannot pay for what was asked."""
+
+    code = "out_of_credits"
+    status_code = 402
+
+
 class PermissionDenied(BatonError):
     code = "permission_denied"
     status_code = 403

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
 
+    # Plans and credits: the plan a new organisation starts on (one Baton serving one team
+    # wants no limit; one serving many sets `free`), and a YAML file of plans that replaces
+    # or adds to the built-in ones (baton/domain/credits.py).
+    default_plan: str = "enterprise"
+    plans_file: Path | None = None
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_public_url: str = ""

@@ -38,6 +38,7 @@ SECTIONS = (
     "### Triggers",
     "### Workforces",
     "### Tokens, members and user groups",
+    "### Plans and credits",
 )
 README_BASES = ("http://127.0.0.1:8000", "http://localhost:8000")
 RETRY_SECONDS = 30

@@ -25,6 +25,7 @@ from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Agent
 from baton.domain.accounts import UserGroupEnvironment
+from baton.domain.credits import PlanBook
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.domain.tasks import TaskStatus
 from tests.conftest import Tenant, auth
@@ -158,7 +159,7 @@ async def test_the_append_activity_is_idempotent_and_rejects_an_unknown_task(
     session_factory: Sessions, tenant: Tenant
 ):
     task_id = await new_task(session_factory, tenant)
-    activities = EventActivities(session_factory)
+    activities = EventActivities(session_factory, PlanBook())
     batch = AppendEvents(
         task_id=task_id,
         events=[

@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedE
 from temporalio.service import RPCError
 
 from baton import temporal
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tool_runs as run_repo
@@ -25,6 +26,7 @@ from baton.domain.tool_runs import ToolRunInput, ToolRunProgress
 from baton.domain.tools import LlmStep, ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
 from baton.services import closed_runs
+from baton.services.credits import plan_book
 from baton.settings import Settings
 
 logger = logging.getLogger("baton.tool_runs")
@@ -77,6 +79,8 @@ async def start_tool_run(
         project_id=project_id,
         names=set().union(*(referenced_snippets(spec) for spec in specs.values())),
     )
+    plans = plan_book(settings)
+    await credit_repo.require_actions(session=session, plans=plans, project_id=project_id)
     run_id = str(uuid.uuid4())
     run = await run_repo.create_run(
         session=session,
@@ -85,6 +89,7 @@ async def start_tool_run(
         tool_id=tool_id,
         tool_version=version,
         params=values,
+        plans=plans,
     )
     await session.commit()
     try:

@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
 from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
+from baton.db.repositories import credits as credit_repo
 from baton.db.tables import ToolRun, ToolRunStep, utcnow
+from baton.domain.credits import PlanBook
 from baton.domain.tool_runs import (
     RECORDED_OUTPUT_LIMIT,
     NewToolRun,
@@ -29,7 +31,9 @@ async def create_run(
     tool_id: str,
     tool_version: int,
     params: dict[str, Any],
+    plans: PlanBook,
 ) -> ToolRun:
+    """The run's row, and the action it costs its organisation (charged once per run)."""
     run = ToolRun(
         id=run_id,
         project_id=project_id,
@@ -41,10 +45,13 @@ async def create_run(
     )
     session.add(run)
     await session.flush()
+    await credit_repo.charge_tool_run(
+        session=session, plans=plans, project_id=project_id, run_id=run_id
+    )
     return run
 
 
-async def ensure_run(*, session: AsyncSession, new_run: NewToolRun) -> None:
+async def ensure_run(*, session: AsyncSession, new_run: NewToolRun, plans: PlanBook) -> None:
     """The row of a run a workflow starts, once however often its activity is retried."""
     if await session.get(ToolRun, new_run.run_id) is not None:
         return
@@ -55,6 +62,7 @@ async def ensure_run(*, session: AsyncSession, new_run: NewToolRun) -> None:
         tool_id=new_run.tool_id,
         tool_version=new_run.tool_version,
         params=new_run.params,
+        plans=plans,
     )
 
 

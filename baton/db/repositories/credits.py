@@ -1,0 +1,230 @@
+"""The credits ledger: grants, debits, and what an organisation has left this period."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from baton.db.idempotent import insert_once
+from baton.db.tables import CreditEntry, Organization, Project, utcnow
+from baton.domain.credits import (
+    MICROS,
+    Allowance,
+    CreditsOut,
+    Currency,
+    EntryKind,
+    PlanBook,
+    as_amount,
+    period_of,
+    tool_run_key,
+)
+from baton.errors import NotFound, OutOfCredits
+
+
+async def get_org(*, session: AsyncSession, org_id: int) -> Organization:
+    org = await session.get(Organization, org_id)
+    if org is None:
+        raise NotFound(f"organisation {org_id} not found")
+    return org
+
+
+async def set_plan(*, session: AsyncSession, plans: PlanBook, org_id: int, plan: str) -> None:
+    """Moves the organisation to `plan` (InvalidInput for a plan the book does not have)."""
+    plans.plan(plan)
+    org = await get_org(session=session, org_id=org_id)
+    org.plan = plan
+    await session.flush()
+
+
+async def grant(
+    *,
+    session: AsyncSession,
+    org_id: int,
+    currency: Currency,
+    amount: float,
+    key: str,
+    note: str | None = None,
+) -> bool:
+    """Adds `amount` to the organisation's grants (they roll over); once per `key`."""
+    await get_org(session=session, org_id=org_id)
+    return await _insert(
+        session,
+        org_id=org_id,
+        project_id=None,
+        kind=EntryKind.grant,
+        currency=currency,
+        micros=round(amount * MICROS),
+        from_grant=0,
+        key=key,
+        note=note,
+    )
+
+
+async def debit(
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    org_id: int,
+    project_id: str | None,
+    currency: Currency,
+    micros: int,
+    key: str,
+    now: datetime | None = None,
+) -> bool:
+    """Charges `micros` once per `key` (True when this call charged): the period's allowance
+    pays first, grants the rest. A debit is never refused here: what started is paid for
+    (a balance below zero is what the next start is refused for)."""
+    org = await get_org(session=session, org_id=org_id)
+    included = plans.plan(org.plan).included_micros(currency)
+    from_grant = 0
+    if included is not None:
+        used, paid_by_grants = await _period_debits(session, org_id, currency, now or utcnow())
+        allowance_left = max(0, included - (used - paid_by_grants))
+        from_grant = micros - min(micros, allowance_left)
+    return await _insert(
+        session,
+        org_id=org_id,
+        project_id=project_id,
+        kind=EntryKind.debit,
+        currency=currency,
+        micros=micros,
+        from_grant=from_grant,
+        key=key,
+        note=None,
+    )
+
+
+async def charge_tool_run(
+    *, session: AsyncSession, plans: PlanBook, project_id: str, run_id: str
+) -> bool:
+    """The action a tool run costs, once per run (counted whether the tool succeeds or not)."""
+    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
+    if org_id is None:
+        raise NotFound(f"project {project_id} not found")
+    return await debit(
+        session=session,
+        plans=plans,
+        org_id=org_id,
+        project_id=project_id,
+        currency=Currency.actions,
+        micros=MICROS,
+        key=tool_run_key(run_id),
+    )
+
+
+async def require_actions(
+    *, session: AsyncSession, plans: PlanBook, project_id: str, actions: int = 1
+) -> None:
+    """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more."""
+    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
+    if org_id is None:
+        raise NotFound(f"project {project_id} not found")
+    credits = await credits_of(session=session, plans=plans, org_id=org_id)
+    remaining = credits.actions.remaining
+    if remaining is not None and remaining < actions:
+        raise OutOfCredits(
+            f"the organisation has no actions left this period (plan {credits.plan}: "
+            f"{credits.actions.included} a month, {credits.actions.used} used, "
+            f"{credits.actions.granted} granted); it renews at "
+            f"{credits.period_end.isoformat()}, or an operator can grant more",
+            details={"plan": credits.plan, "period_end": credits.period_end.isoformat()},
+        )
+
+
+async def credits_of(
+    *, session: AsyncSession, plans: PlanBook, org_id: int, now: datetime | None = None
+) -> CreditsOut:
+    org = await get_org(session=session, org_id=org_id)
+    plan = plans.plan(org.plan)
+    now = now or utcnow()
+    start, end = period_of(now)
+
+    async def allowance(currency: Currency) -> Allowance:
+        used, paid_by_grants = await _period_debits(session, org_id, currency, now)
+        granted = await _grant_balance(session, org_id, currency)
+        included = plan.included_micros(currency)
+        remaining = None
+        if included is not None:
+            remaining = max(0, included - (used - paid_by_grants)) + granted
+        return Allowance(
+            included=None if included is None else as_amount(included, currency),
+            used=as_amount(used, currency),
+            granted=as_amount(granted, currency),
+            remaining=None if remaining is None else as_amount(remaining, currency),
+        )
+
+    return CreditsOut(
+        plan=plans.plan_name(org.plan),
+        period_start=start,
+        period_end=end,
+        actions=await allowance(Currency.actions),
+        vendor_credits=await allowance(Currency.vendor_credits),
+    )
+
+
+async def _insert(
+    session: AsyncSession,
+    *,
+    org_id: int,
+    project_id: str | None,
+    kind: EntryKind,
+    currency: Currency,
+    micros: int,
+    from_grant: int,
+    key: str,
+    note: str | None,
+) -> bool:
+    values = {
+        "org_id": org_id,
+        "project_id": project_id,
+        "kind": kind.value,
+        "currency": currency.value,
+        "amount": micros,
+        "from_grant": from_grant,
+        "idempotency_key": key,
+        "note": note,
+        "created_at": utcnow(),
+    }
+    return await insert_once(session, CreditEntry, values, key=["idempotency_key"]) > 0
+
+
+async def _period_debits(
+    session: AsyncSession, org_id: int, currency: Currency, now: datetime
+) -> tuple[int, int]:
+    """This period's debits: their total, and the part of it grants paid."""
+    start, end = period_of(now)
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(CreditEntry.amount), 0),
+                func.coalesce(func.sum(CreditEntry.from_grant), 0),
+            ).where(
+                CreditEntry.org_id == org_id,
+                CreditEntry.currency == currency.value,
+                CreditEntry.kind == EntryKind.debit.value,
+                CreditEntry.created_at >= start,
+                CreditEntry.created_at < end,
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def _grant_balance(session: AsyncSession, org_id: int, currency: Currency) -> int:
+    """Grants less what debits took from them, over all time (grants roll over)."""
+    total = await session.scalar(
+        select(
+            func.coalesce(
+                func.sum(
+                    case(
+                        (CreditEntry.kind == EntryKind.grant.value, CreditEntry.amount),
+                        else_=-CreditEntry.from_grant,
+                    )
+                ),
+                0,
+            )
+        ).where(CreditEntry.org_id == org_id, CreditEntry.currency == currency.value)
+    )
+    return int(total or 0)

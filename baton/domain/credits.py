@@ -1,0 +1,130 @@
+"""Plans and credits, as Relevance AI has them: two currencies per organisation, **actions**
+(one per tool run, counted even when the tool fails; an agent's tool call is a tool run) and
+**vendor credits** (what model calls cost). A plan gives a monthly allowance of each, which
+resets when the calendar month (UTC) ends; grants (top-ups) come on top and roll over.
+
+Amounts are kept in micro-units (integers), so vendor credits add up exactly on every
+database; the API shows them as numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from baton.errors import InvalidInput
+
+MICROS = 1_000_000
+
+
+class Currency(StrEnum):
+    actions = "actions"
+    vendor_credits = "vendor_credits"
+
+
+class EntryKind(StrEnum):
+    grant = "grant"
+    debit = "debit"
+
+
+class Plan(BaseModel):
+    """A plan's monthly allowances; None is no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_actions: int | None = Field(default=None, ge=0)
+    monthly_vendor_credits: float | None = Field(default=None, ge=0)
+
+    def included_micros(self, currency: Currency) -> int | None:
+        included = (
+            self.monthly_actions if currency is Currency.actions else self.monthly_vendor_credits
+        )
+        return None if included is None else round(included * MICROS)
+
+
+BUILT_IN_PLANS: dict[str, Plan] = {
+    "free": Plan(monthly_actions=200, monthly_vendor_credits=2),
+    "pro": Plan(monthly_actions=10_000, monthly_vendor_credits=20),
+    "team": Plan(monthly_actions=70_000, monthly_vendor_credits=50),
+    "enterprise": Plan(),
+}
+
+
+def load_plans(plans_file: Path | None) -> dict[str, Plan]:
+    """The built-in plans, with those of `plans_file` (a YAML mapping of plan name to its
+    fields) replacing or adding to them."""
+    plans = dict(BUILT_IN_PLANS)
+    if plans_file is None:
+        return plans
+    try:
+        document = yaml.safe_load(plans_file.read_text()) or {}
+        if not isinstance(document, dict):
+            raise InvalidInput(f"{plans_file.name}: a mapping of plan name to its allowances")
+        plans.update({str(name): Plan.model_validate(fields) for name, fields in document.items()})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise InvalidInput(f"plans file {plans_file.name}: {exc}") from exc
+    return plans
+
+
+class PlanBook(BaseModel):
+    """The plans an installation offers, and the one an organisation without a plan of its
+    own is on (Settings.default_plan, Settings.plans_file)."""
+
+    plans: dict[str, Plan] = Field(default_factory=lambda: dict(BUILT_IN_PLANS))
+    default_plan: str = "enterprise"
+
+    def plan_name(self, chosen: str | None) -> str:
+        return chosen or self.default_plan
+
+    def plan(self, chosen: str | None) -> Plan:
+        name = self.plan_name(chosen)
+        if name not in self.plans:
+            raise InvalidInput(f"unknown plan {name!r}; the plans are {', '.join(self.plans)}")
+        return self.plans[name]
+
+
+def period_of(now: datetime) -> tuple[datetime, datetime]:
+    """The calendar month (UTC) `now` falls in: its start, and its end (the next start)."""
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return start, end
+
+
+def as_amount(micros: int, currency: Currency) -> int | float:
+    """Micro-units as the API shows them: actions whole, vendor credits as a number."""
+    if currency is Currency.actions:
+        return micros // MICROS
+    return micros / MICROS
+
+
+def tool_run_key(run_id: str) -> str:
+    """The idempotency key of a tool run's action: one run, one debit, however often the
+    write that records the run is retried."""
+    return f"tool-run:{run_id}"
+
+
+class Allowance(BaseModel):
+    """One currency of an organisation in the current period."""
+
+    included: int | float | None = Field(description="The plan's monthly allowance; null: none")
+    used: int | float = Field(description="Spent this period")
+    granted: int | float = Field(description="Grants not yet spent (they roll over)")
+    remaining: int | float | None = Field(
+        description="What may still be spent: the allowance left plus the grants; null: no limit"
+    )
+
+
+class CreditsOut(BaseModel):
+    plan: str
+    period_start: datetime
+    period_end: datetime
+    actions: Allowance
+    vendor_credits: Allowance

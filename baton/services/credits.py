@@ -1,0 +1,19 @@
+"""The installation's plans, as its settings give them."""
+
+from __future__ import annotations
+
+from baton.domain.credits import PlanBook, load_plans
+from baton.errors import InvalidInput
+from baton.settings import Settings
+
+
+def plan_book(settings: Settings) -> PlanBook:
+    """The built-in plans with those of BATON_PLANS_FILE, and BATON_DEFAULT_PLAN, which must
+    be one of them."""
+    book = PlanBook(plans=load_plans(settings.plans_file), default_plan=settings.default_plan)
+    if settings.default_plan not in book.plans:
+        raise InvalidInput(
+            f"BATON_DEFAULT_PLAN={settings.default_plan!r} is not a plan; the plans are "
+            f"{', '.join(book.plans)}"
+        )
+    return book

@@ -1,0 +1,322 @@
+"""Plans and credits: every tool run is one action, charged once however often its record is
+written; a tool run the organisation cannot pay for is refused with 402 and creates nothing;
+monthly allowances reset, grants roll over; operators set plans and grant from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.worker import Worker
+
+from baton.db.repositories import credits as credit_repo
+from baton.db.repositories import tool_runs as run_repo
+from baton.db.repositories import tools as tool_repo
+from baton.db.tables import CreditEntry, ToolRun
+from baton.domain.credits import Currency, PlanBook, load_plans, period_of, tool_run_key
+from baton.domain.tool_runs import NewToolRun
+from baton.domain.tools import ToolSpec
+from baton.errors import InvalidInput
+from baton.settings import Settings
+from tests.conftest import Tenant, auth
+from tests.helpers import assert_error, create_token
+from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.test_tools import wait_for_run
+
+Sessions = async_sessionmaker[AsyncSession]
+PLANS = PlanBook()
+FAILING_TOOL = {
+    "name": "broken",
+    "steps": [{"name": "boom", "type": "code", "code": "raise ValueError('no')"}],
+}
+
+
+async def credits(api: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
+    response = await api.get("/api/v1/credits", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def set_plan(sessions: Sessions, tenant: Tenant, plan: str) -> None:
+    async with sessions.begin() as session:
+        await credit_repo.set_plan(session=session, plans=PLANS, org_id=tenant.org_id, plan=plan)
+
+
+async def run_tool(
+    api: httpx.AsyncClient, tenant: Tenant, tool_id: str, params: dict[str, Any] | None = None
+) -> httpx.Response:
+    return await api.post(
+        tenant.url(f"/tools/{tool_id}/runs"), json={"params": params or {}}, headers=tenant.headers
+    )
+
+
+async def debits(sessions: Sessions, org_id: int) -> list[CreditEntry]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(CreditEntry).where(CreditEntry.org_id == org_id, CreditEntry.kind == "debit")
+        )
+        return list(rows)
+
+
+async def test_a_new_organisation_is_on_the_default_plan_with_no_limit(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    body = await credits(api, tenant)
+    assert body["plan"] == "enterprise"
+    assert body["actions"] == {"included": None, "used": 0, "granted": 0, "remaining": None}
+    start_, end = period_of(datetime.now(UTC))
+    assert datetime.fromisoformat(body["period_start"]) == start_
+    assert datetime.fromisoformat(body["period_end"]) == end
+
+
+async def test_every_tool_run_costs_one_action_whether_it_succeeds_or_fails(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "free")
+    good = await make_tool(api, tenant)
+    made = await api.post(tenant.url("/tools"), json=FAILING_TOOL, headers=tenant.headers)
+    assert made.status_code == 201, made.text
+    ran = [
+        await run_tool(api, tenant, good, {"text": "x"}),
+        await run_tool(api, tenant, made.json()["id"]),
+    ]
+    assert [r.status_code for r in ran] == [201, 201], [r.text for r in ran]
+    statuses = [(await wait_for_run(api, tenant, r.json()["id"]))["status"] for r in ran]
+    assert statuses == ["succeeded", "failed"]
+
+    body = await credits(api, tenant)
+    assert body["plan"] == "free"
+    assert body["actions"] == {"included": 200, "used": 2, "granted": 0, "remaining": 198}
+    keys = {entry.idempotency_key for entry in await debits(session_factory, tenant.org_id)}
+    assert keys == {tool_run_key(r.json()["id"]) for r in ran}
+
+
+async def test_an_agents_tool_call_is_a_tool_run_and_costs_an_action(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, session_factory: Sessions
+):
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(
+        api, tenant, agent, 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
+    )
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    async with session_factory() as session:
+        runs = await session.scalar(
+            select(func.count()).select_from(ToolRun).where(ToolRun.project_id == tenant.project_id)
+        )
+    assert runs == 2
+    assert (await credits(api, tenant))["actions"]["used"] == 2
+
+
+async def test_a_retried_record_of_a_run_charges_it_once(session_factory: Sessions, tenant: Tenant):
+    """The activity that records an agent's tool run may run again after a crash: the run's
+    row and its debit are both written once."""
+    async with session_factory.begin() as session:
+        tool = await tool_repo.create_tool(
+            session=session,
+            project_id=tenant.project_id,
+            spec=ToolSpec.model_validate(
+                {"name": "t", "steps": [{"name": "s", "type": "template", "template": "x"}]}
+            ),
+        )
+    new_run = NewToolRun(
+        run_id="00000000-0000-4000-8000-000000000001",
+        project_id=tenant.project_id,
+        tool_id=tool.id,
+        tool_version=1,
+        params={},
+    )
+    for _ in range(3):
+        async with session_factory.begin() as session:
+            await run_repo.ensure_run(session=session, new_run=new_run, plans=PLANS)
+    charged = await debits(session_factory, tenant.org_id)
+    assert [(e.idempotency_key, e.amount) for e in charged] == [
+        (tool_run_key(new_run.run_id), 1_000_000)
+    ]
+
+
+async def test_out_of_actions_a_tool_run_is_refused_with_402_and_nothing_is_created(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "free")
+    tool = await make_tool(api, tenant)
+    async with session_factory.begin() as session:
+        for n in range(200):
+            await credit_repo.debit(
+                session=session,
+                plans=PLANS,
+                org_id=tenant.org_id,
+                project_id=tenant.project_id,
+                currency=Currency.actions,
+                micros=1_000_000,
+                key=f"test:{n}",
+            )
+    refused = await run_tool(api, tenant, tool, {"text": "x"})
+    error = assert_error(refused, 402, "out_of_credits")["error"]
+    assert "no actions left" in error["message"] and "plan free" in error["message"]
+    runs = await api.get(tenant.url("/tool-runs"), headers=tenant.headers)
+    assert runs.json()["items"] == []
+    assert (await credits(api, tenant))["actions"]["remaining"] == 0
+
+    # A grant pays for the next run; the allowance was spent first.
+    async with session_factory.begin() as session:
+        await credit_repo.grant(
+            session=session, org_id=tenant.org_id, currency=Currency.actions, amount=5, key="g1"
+        )
+    assert (await credits(api, tenant))["actions"]["remaining"] == 5
+    accepted = await run_tool(api, tenant, tool, {"text": "x"})
+    assert accepted.status_code == 201, accepted.text
+    assert (await credits(api, tenant))["actions"] == {
+        "included": 200,
+        "used": 201,
+        "granted": 4,
+        "remaining": 4,
+    }
+
+
+async def test_the_allowance_resets_each_month_and_grants_roll_over(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "free")
+    async with session_factory.begin() as session:
+        await credit_repo.grant(
+            session=session, org_id=tenant.org_id, currency=Currency.actions, amount=10, key="g"
+        )
+        # Last month: the whole allowance and 3 actions of the grant.
+        for n in range(203):
+            await credit_repo.debit(
+                session=session,
+                plans=PLANS,
+                org_id=tenant.org_id,
+                project_id=tenant.project_id,
+                currency=Currency.actions,
+                micros=1_000_000,
+                key=f"last-month:{n}",
+            )
+        start_, _ = period_of(datetime.now(UTC))
+        await session.execute(
+            update(CreditEntry)
+            .where(CreditEntry.org_id == tenant.org_id, CreditEntry.kind == "debit")
+            .values(created_at=start_ - timedelta(days=1))
+        )
+    body = await credits(api, tenant)
+    assert body["actions"] == {"included": 200, "used": 0, "granted": 7, "remaining": 207}
+
+
+async def test_vendor_credits_of_a_plan_are_shown_as_numbers(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "pro")
+    async with session_factory.begin() as session:
+        await credit_repo.grant(
+            session=session,
+            org_id=tenant.org_id,
+            currency=Currency.vendor_credits,
+            amount=1.25,
+            key="v",
+        )
+    body = await credits(api, tenant)
+    assert body["vendor_credits"] == {
+        "included": 20.0,
+        "used": 0.0,
+        "granted": 1.25,
+        "remaining": 21.25,
+    }
+
+
+async def test_each_organisation_sees_only_its_own_credits(
+    api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "team")
+    async with session_factory.begin() as session:
+        await credit_repo.grant(
+            session=session, org_id=tenant.org_id, currency=Currency.actions, amount=3, key="t"
+        )
+    mine, theirs = await credits(api, tenant), await credits(api, other_tenant)
+    assert (mine["plan"], mine["actions"]["granted"]) == ("team", 3)
+    assert (theirs["plan"], theirs["actions"]["granted"]) == ("enterprise", 0)
+
+
+async def test_a_user_group_token_cannot_read_credits(api: httpx.AsyncClient, tenant: Tenant):
+    created = await api.post(
+        "/api/user",
+        json={"current_token": "", "name": "Customers", "provided_id": "customers"},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 200, created.text
+    token = created.json()["user_group"]["token"]
+    refused = await api.get("/api/v1/credits", headers=auth(token))
+    assert_error(refused, 403)
+
+
+async def test_a_viewer_of_the_organisation_reads_its_credits(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    viewer = await create_token(api, tenant.headers, role="viewer")
+    response = await api.get("/api/v1/credits", headers=auth(viewer["token"]))
+    assert response.status_code == 200, response.text
+    assert response.json()["plan"] == "enterprise"
+
+
+def test_a_plans_file_replaces_and_adds_plans(tmp_path: Path):
+    path = tmp_path / "plans.yaml"
+    path.write_text("free:\n  monthly_actions: 50\nstartup:\n  monthly_actions: 1000\n")
+    plans = load_plans(path)
+    assert plans["free"].monthly_actions == 50
+    assert plans["startup"].monthly_actions == 1000
+    assert plans["pro"].monthly_actions == 10_000
+    path.write_text("free:\n  monthly_actions: -1\n")
+    with pytest.raises(InvalidInput, match=r"plans file plans\.yaml"):
+        load_plans(path)
+
+
+def baton_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "BATON_DATABASE_URL": settings.resolved_database_url,
+        "BATON_DATA_DIR": str(settings.data_dir),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "baton", "admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_operators_set_a_plan_and_grant_from_the_command_line(
+    api: httpx.AsyncClient, tenant: Tenant, settings: Settings
+):
+    planned = baton_cli(settings, "plan", "--org", str(tenant.org_id), "pro")
+    assert planned.returncode == 0, planned.stderr
+    granted = baton_cli(
+        settings, "grant", "--org", str(tenant.org_id), "--actions", "7", "--vendor-credits", "0.5"
+    )
+    assert granted.returncode == 0, granted.stderr
+    shown = json.loads(granted.stdout)
+    assert (shown["plan"], shown["actions"]["granted"], shown["vendor_credits"]["granted"]) == (
+        "pro",
+        7,
+        0.5,
+    )
+    body = await credits(api, tenant)
+    assert body["actions"]["remaining"] == 10_007
+
+    unknown = baton_cli(settings, "plan", "--org", str(tenant.org_id), "platinum")
+    assert unknown.returncode == 1
+    assert "unknown plan 'platinum'" in unknown.stderr
+    nobody = baton_cli(settings, "grant", "--org", "999999999", "--actions", "1")
+    assert nobody.returncode == 1
+    assert "organisation 999999999 not found" in nobody.stderr
