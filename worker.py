@@ -83,7 +83,7 @@ def create_worker(
     plans = plan_book(settings)
     task_activities = TaskActivities(session_factory, plans)
     workforce_tasks = WorkforceTaskActivities(session_factory, plans)
-    llm_activities = LlmActivities(provider_configs, session_factory)
+    llm_activities = LlmActivities(provider_configs, session_factory, plans)
     events = EventActivities(session_factory, plans)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)

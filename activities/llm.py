@@ -17,7 +17,9 @@ from activities.errors import as_application_error
 from activities.events import EventWriter
 from activities.heartbeats import with_heartbeats
 from activities.tasks import write_message, write_status
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import tasks as task_repo
+from baton.domain.credits import PlanBook, llm_call_key
 from baton.domain.events import EventType
 from baton.domain.llm import (
     LLM_RETRYING_SIGNAL,
@@ -43,13 +45,18 @@ class LlmActivities:
         self,
         provider_configs: ProviderConfigResolver = no_provider_configs,
         session_factory: async_sessionmaker[AsyncSession] | None = None,
+        plans: PlanBook | None = None,
     ) -> None:
+        """`plans`: what a task's model calls on the installation's keys cost its
+        organisation (None: not metered, for tests of the adapters alone)."""
         self._provider_configs = provider_configs
         self._sessions = session_factory
+        self._plans = plans
 
     @activity.defn(name="baton.llm.complete")
     async def complete(self, request: LlmRequest) -> LlmResponse:
-        return await self._complete(request, _heartbeat)
+        response, _ = await self._complete(request, _heartbeat)
+        return response
 
     @activity.defn(name="baton.llm.chat")
     async def chat(self, call: LlmCall) -> LlmResponse:
@@ -58,7 +65,8 @@ class LlmActivities:
         With `call.seq`, the conversation is read from the database and the answer written
         there (see `LlmCall`)."""
         if self._sessions is None:
-            return await self._complete(call.request, _heartbeat, call)
+            response, _ = await self._complete(call.request, _heartbeat, call)
+            return response
         request = call.request
         if call.seq is not None:
             prepared = await self._prepare(self._sessions, call, call.seq)
@@ -76,7 +84,7 @@ class LlmActivities:
             await writer.emit(EventType.message_delta, {"text": delta, "at": time.time()})
 
         try:
-            response = await self._complete(request, on_delta, call)
+            response, billed = await self._complete(request, on_delta, call)
         except ApplicationError as failure:
             retry_in = next_retry_in(failure)
             if retry_in is not None:
@@ -96,7 +104,7 @@ class LlmActivities:
         finally:
             await writer.flush()
         if call.seq is not None:
-            await self._answer(self._sessions, call, call.seq, response)
+            await self._answer(self._sessions, call, call.seq, response, billed=billed)
         return response
 
     async def _prepare(
@@ -136,17 +144,31 @@ class LlmActivities:
         call: LlmCall,
         seq: int,
         response: LlmResponse,
+        *,
+        billed: bool,
     ) -> None:
+        """Writes the answer once; a call on the installation's key (`billed`) is charged
+        its vendor credits with it, so once too."""
         answer = Message(
             role=MessageRole.assistant, content=response.content, tool_calls=response.tool_calls
         )
         async with sessions.begin() as session:
-            await write_message(
+            new = await write_message(
                 session,
                 TaskMessageAppend(
                     task_id=call.task_id, seq=seq, message=answer, usage=response.usage
                 ),
             )
+            if new and billed and self._plans is not None and call.project_id is not None:
+                await credit_repo.charge_llm_call(
+                    session=session,
+                    plans=self._plans,
+                    project_id=call.project_id,
+                    key=llm_call_key(call.task_id, seq),
+                    model=call.request.model,
+                    input_tokens=response.usage.input_tokens,
+                    output_tokens=response.usage.output_tokens,
+                )
             if call.idle_after_answer and not response.tool_calls:
                 update = TaskStatusUpdate(task_id=call.task_id, status=TaskStatus.idle)
                 await write_status(session, update, key=f"status:{call.stream_key}:answered")
@@ -156,7 +178,9 @@ class LlmActivities:
         request: LlmRequest,
         on_delta: Callable[[str], Awaitable[None]],
         call: LlmCall | None = None,
-    ) -> LlmResponse:
+    ) -> tuple[LlmResponse, bool]:
+        """The answer, and whether the call ran on the installation's own key (what vendor
+        credits pay for) rather than a project's integration or an offline model."""
         try:
             config = await self._provider_configs(
                 llm.provider_of(request.model),
@@ -165,7 +189,10 @@ class LlmActivities:
             )
             # Heartbeats go on while the model thinks: a dead worker's call is retried
             # within the heartbeat timeout, not after the whole call timeout.
-            return await with_heartbeats(llm.complete(request, config=config, on_delta=on_delta))
+            response = await with_heartbeats(
+                llm.complete(request, config=config, on_delta=on_delta)
+            )
+            return response, config is not None and config.trusted
         except ProviderError as exc:
             # `from None`: the client library's own exception is not redacted, and a failure's
             # causes are recorded in history.

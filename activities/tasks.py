@@ -208,10 +208,11 @@ async def write_status(session: AsyncSession, update: TaskStatusUpdate, *, key: 
     )
 
 
-async def write_message(session: AsyncSession, append: TaskMessageAppend) -> None:
+async def write_message(session: AsyncSession, append: TaskMessageAppend) -> bool:
     """Message `seq` once, after its events, with its `message.completed` event and its
-    usage (added to the task's totals once): a retry writes nothing twice."""
-    await task_repo.put_message(
+    usage (added to the task's totals once): a retry writes nothing twice. True when the
+    message was new."""
+    new = await task_repo.put_message(
         session=session,
         task_id=append.task_id,
         seq=append.seq,
@@ -235,6 +236,7 @@ async def write_message(session: AsyncSession, append: TaskMessageAppend) -> Non
             )
         )
     await event_repo.append_events(session=session, task_id=append.task_id, events=events)
+    return new
 
 
 def _key(kind: str) -> str:

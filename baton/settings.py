@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # or adds to the built-in ones (baton/domain/credits.py).
     default_plan: str = "enterprise"
     plans_file: Path | None = None
+    # Vendor credits per 1,000 tokens of each `provider:model`, replacing or adding to the
+    # built-in list prices (a YAML mapping; baton/domain/credits.py).
+    model_prices_file: Path | None = None
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.db.repositories import credits as credit_repo
@@ -27,7 +29,8 @@ from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
 from baton.errors import InvalidInput
 from baton.settings import Settings
-from tests.conftest import Tenant, auth
+from tests.conftest import Tenant, _api_client, auth, worker_on
+from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import assert_error, create_token
 from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
 from tests.test_tools import wait_for_run
@@ -320,3 +323,81 @@ async def test_operators_set_a_plan_and_grant_from_the_command_line(
     nobody = baton_cli(settings, "grant", "--org", "999999999", "--actions", "1")
     assert nobody.returncode == 1
     assert "organisation 999999999 not found" in nobody.stderr
+
+
+# Vendor credits: model calls on the installation's key
+
+
+@pytest.fixture
+async def metered_api(
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: Sessions,
+    openai_server: FakeOpenAI,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API and a worker whose `openai` provider is the local OpenAI server, on the
+    installation's key; a project may also reach it through an integration of its own."""
+    openai_server.reset()
+    configured = settings.model_copy(
+        update={
+            "openai_api_key": "sk-test-installation-key-1",
+            "openai_base_url": openai_server.base_url,
+            "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
+        }
+    )
+    async with worker_on(temporal_env.client, configured, session_factory):
+        async for client in _api_client(configured, temporal_env.client):
+            yield client
+
+
+async def answer_once(
+    api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI, **agent: Any
+) -> dict[str, Any]:
+    openai_server.reply_text("Hello", prompt_tokens=1000, completion_tokens=500)
+    made = await api.post(
+        tenant.url("/agents"),
+        json={
+            "name": "Priced",
+            "model": "openai:gpt-4o-mini",
+            "idle_timeout_seconds": 0,
+            **agent,
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    task_id = await start(api, tenant, made.json()["id"], "hi")
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    return task
+
+
+async def test_a_model_call_on_the_installations_key_spends_its_price_once(
+    metered_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: Sessions,
+):
+    task = await answer_once(metered_api, tenant, openai_server)
+    # gpt-4o-mini: 1,000 input tokens at 0.00015 and 500 output tokens at 0.0006 per 1,000.
+    body = await credits(metered_api, tenant)
+    assert body["vendor_credits"]["used"] == pytest.approx(0.00045)
+    charged = [e for e in await debits(session_factory, tenant.org_id) if e.currency != "actions"]
+    assert [(e.idempotency_key, e.amount) for e in charged] == [(f"llm:{task['id']}:1", 450)]
+
+
+async def test_a_model_call_on_the_projects_own_key_spends_no_vendor_credits(
+    metered_api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI
+):
+    made = await metered_api.post(
+        tenant.url("/integrations"),
+        json={
+            "name": "ours",
+            "kind": "openai",
+            "base_url": openai_server.base_url,
+            "api_key": "sk-the-projects-own-key",
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    await answer_once(metered_api, tenant, openai_server, integration="ours")
+    assert (await credits(metered_api, tenant))["vendor_credits"]["used"] == 0

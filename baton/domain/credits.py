@@ -69,12 +69,67 @@ def load_plans(plans_file: Path | None) -> dict[str, Plan]:
     return plans
 
 
+class ModelPrice(BaseModel):
+    """What a model call costs in vendor credits, per 1,000 tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    output: float = Field(ge=0)
+
+    def cost_micros(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> int:
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        credits = (
+            (input_tokens - cached_tokens) * self.input
+            + cached_tokens * cached_rate
+            + output_tokens * self.output
+        ) / 1000
+        return round(credits * MICROS)
+
+
+# List prices in US dollars at the time of writing (a vendor credit is a dollar's worth); an
+# operator sets their own with BATON_MODEL_PRICES_FILE. A model without a price costs nothing.
+BUILT_IN_PRICES: dict[str, ModelPrice] = {
+    "openai:gpt-4o-mini": ModelPrice(input=0.00015, cached_input=0.000075, output=0.0006),
+    "openai:gpt-4o": ModelPrice(input=0.0025, cached_input=0.00125, output=0.01),
+    "openai:gpt-4.1-mini": ModelPrice(input=0.0004, cached_input=0.0001, output=0.0016),
+    "openai:gpt-4.1": ModelPrice(input=0.002, cached_input=0.0005, output=0.008),
+    "anthropic:claude-3-5-haiku-latest": ModelPrice(
+        input=0.0008, cached_input=0.00008, output=0.004
+    ),
+    "anthropic:claude-sonnet-4-0": ModelPrice(input=0.003, cached_input=0.0003, output=0.015),
+}
+
+
+def load_prices(prices_file: Path | None) -> dict[str, ModelPrice]:
+    """The built-in prices, with those of `prices_file` (a YAML mapping of `provider:model`
+    to `{input, cached_input, output}` per 1,000 tokens) replacing or adding to them."""
+    prices = dict(BUILT_IN_PRICES)
+    if prices_file is None:
+        return prices
+    try:
+        document = yaml.safe_load(prices_file.read_text()) or {}
+        if not isinstance(document, dict):
+            raise InvalidInput(f"{prices_file.name}: a mapping of model to its prices")
+        prices.update({str(model): ModelPrice.model_validate(p) for model, p in document.items()})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise InvalidInput(f"model prices file {prices_file.name}: {exc}") from exc
+    return prices
+
+
+def llm_call_key(task_id: str, seq: int) -> str:
+    """The idempotency key of a model answer's vendor credits: message `seq` of the task."""
+    return f"llm:{task_id}:{seq}"
+
+
 class PlanBook(BaseModel):
     """The plans an installation offers, and the one an organisation without a plan of its
     own is on (Settings.default_plan, Settings.plans_file)."""
 
     plans: dict[str, Plan] = Field(default_factory=lambda: dict(BUILT_IN_PLANS))
     default_plan: str = "enterprise"
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(BUILT_IN_PRICES))
 
     def plan_name(self, chosen: str | None) -> str:
         return chosen or self.default_plan

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from baton.domain.credits import PlanBook, load_plans
+from baton.domain.credits import PlanBook, load_plans, load_prices
 from baton.errors import InvalidInput
 from baton.settings import Settings
 
 
 def plan_book(settings: Settings) -> PlanBook:
-    """The built-in plans with those of BATON_PLANS_FILE, and BATON_DEFAULT_PLAN, which must
-    be one of them."""
-    book = PlanBook(plans=load_plans(settings.plans_file), default_plan=settings.default_plan)
+    """The built-in plans with those of BATON_PLANS_FILE, BATON_DEFAULT_PLAN (which must be
+    one of them), and the model prices with those of BATON_MODEL_PRICES_FILE."""
+    book = PlanBook(
+        plans=load_plans(settings.plans_file),
+        default_plan=settings.default_plan,
+        prices=load_prices(settings.model_prices_file),
+    )
     if settings.default_plan not in book.plans:
         raise InvalidInput(
             f"BATON_DEFAULT_PLAN={settings.default_plan!r} is not a plan; the plans are "

@@ -100,13 +100,10 @@ async def charge_tool_run(
     *, session: AsyncSession, plans: PlanBook, project_id: str, run_id: str
 ) -> bool:
     """The action a tool run costs, once per run (counted whether the tool succeeds or not)."""
-    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
-    if org_id is None:
-        raise NotFound(f"project {project_id} not found")
     return await debit(
         session=session,
         plans=plans,
-        org_id=org_id,
+        org_id=await _org_of(session, project_id),
         project_id=project_id,
         currency=Currency.actions,
         micros=MICROS,
@@ -114,13 +111,41 @@ async def charge_tool_run(
     )
 
 
+async def charge_llm_call(
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    project_id: str,
+    key: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+) -> bool:
+    """The vendor credits of one model call on the installation's key, once per `key`. A
+    model without a price (and every call on a project's own key, which the caller does not
+    charge) costs nothing."""
+    price = plans.prices.get(model)
+    if price is None:
+        return False
+    micros = price.cost_micros(input_tokens, output_tokens)
+    if micros == 0:
+        return False
+    return await debit(
+        session=session,
+        plans=plans,
+        org_id=await _org_of(session, project_id),
+        project_id=project_id,
+        currency=Currency.vendor_credits,
+        micros=micros,
+        key=key,
+    )
+
+
 async def require_actions(
     *, session: AsyncSession, plans: PlanBook, project_id: str, actions: int = 1
 ) -> None:
     """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more."""
-    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
-    if org_id is None:
-        raise NotFound(f"project {project_id} not found")
+    org_id = await _org_of(session, project_id)
     credits = await credits_of(session=session, plans=plans, org_id=org_id)
     remaining = credits.actions.remaining
     if remaining is not None and remaining < actions:
@@ -162,6 +187,13 @@ async def credits_of(
         actions=await allowance(Currency.actions),
         vendor_credits=await allowance(Currency.vendor_credits),
     )
+
+
+async def _org_of(session: AsyncSession, project_id: str) -> int:
+    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
+    if org_id is None:
+        raise NotFound(f"project {project_id} not found")
+    return int(org_id)
 
 
 async def _insert(
