@@ -126,11 +126,16 @@ class WorkforceWorkflow:
         self._events: list[EventDraft] = []
         self._messages: list[WorkforceMessage] = []
 
+    # Set as the run starts, or (a scheduled start) once the task has begun.
+    _spec: WorkforceSpec
+
     @workflow.run
     async def run(self, task: WorkforceTaskInput) -> WorkforceTaskResult:
         self._input = task
-        self._spec: WorkforceSpec = task.workforce
-        self._task_id = task.task_id
+        if task.workforce is not None:
+            self._spec = task.workforce
+        # A schedule starts the workflow with no task: this run makes it.
+        self._task_id = task.task_id or str(workflow.uuid4())
         self._inbox[:0] = task.inbox
         self._listed = workflow.info().typed_search_attributes.get(BATON_STATUS)
         self._node_runs = task.node_runs
@@ -194,7 +199,7 @@ class WorkforceWorkflow:
             begun: BegunWorkforceTask = await workflow.execute_activity(
                 activity_names.WORKFORCE_TASK_BEGIN,
                 BeginWorkforceTask(
-                    task_id=task.task_id,
+                    task_id=self._task_id,
                     workflow_id=workflow.info().workflow_id,
                     project_id=task.project_id,
                     workforce_id=task.workforce_id,
@@ -214,6 +219,15 @@ class WorkforceWorkflow:
             raise TaskStopped(
                 TaskStatus.failed, f"the task could not begin: {_cause(exc)}"
             ) from exc
+        if begun.workforce is not None:  # a scheduled start: carried as if it were given
+            self._spec = begun.workforce
+            self._input = task.model_copy(
+                update={
+                    "task_id": self._task_id,
+                    "workforce": begun.workforce,
+                    "workforce_version": begun.workforce_version or 0,
+                }
+            )
         return begun
 
     async def _work(self, message: str | None) -> WorkforceTaskResult:

@@ -74,11 +74,13 @@ class AgentNodeSetup(BaseModel):
 
 
 class WorkforceTaskInput(BaseModel):
+    # Empty, with no `workforce`: a scheduled start, whose task the workflow names and
+    # whose workforce (its current version) it loads as the task begins.
     task_id: str
     project_id: str
     workforce_id: str
     workforce_version: int
-    workforce: WorkforceSpec
+    workforce: WorkforceSpec | None
     message: str
     params: dict[str, Any] = Field(default_factory=dict)
     user_group_id: str | None = None
@@ -114,7 +116,8 @@ class BeginWorkforceTask(BaseModel):
     project_id: str
     workforce_id: str
     workforce_version: int
-    workforce: WorkforceSpec
+    # None: load the workforce's current version (a scheduled start).
+    workforce: WorkforceSpec | None
     message: str
     params: dict[str, Any] = Field(default_factory=dict)
     user_group_id: str | None = None
@@ -122,12 +125,15 @@ class BeginWorkforceTask(BaseModel):
 
 class BegunWorkforceTask(BaseModel):
     """What the task pins as it begins: the tools of its tool nodes (with every tool they
-    call) and their snippets, and each agent node's agent name and params."""
+    call) and their snippets, each agent node's agent name and params, and the workforce
+    when it was loaded."""
 
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     tool_versions: dict[str, int] = Field(default_factory=dict)
     snippets: dict[str, str] = Field(default_factory=dict)
     agents: dict[str, AgentNodeSetup] = Field(default_factory=dict)
+    workforce: WorkforceSpec | None = None
+    workforce_version: int | None = None
 
 
 class WorkforceMessage(BaseModel):
