@@ -273,6 +273,7 @@ async def test_a_rule_condition_sends_two_messages_two_ways(
         "author": "reply",
         "from": None,
         "to": None,
+        "task_id": None,
     }
 
 
@@ -629,6 +630,106 @@ async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to
     events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
     tagged = [json.loads(e["data"])["data"] for e in events]
     assert any(d.get("task_id") == delegated["id"] and d["node"] == "billing" for d in tagged)
+
+
+async def delegating_desk(
+    api: httpx.AsyncClient, tenant: Tenant, triage_tools: list[dict[str, Any]] | None = None
+) -> str:
+    """Triage may ask Billing, which may ask Ledger; then triage hands over to Reply. Triage
+    and Billing call the tools their message names, Ledger and Reply echo."""
+    agents = {
+        "triage": await make_agent(api, tenant, tools=triage_tools or [], name="Triage"),
+        "billing": await make_agent(api, tenant, tools=[], name="Billing"),
+        "ledger": await echo_agent(api, tenant, "Ledger"),
+        "reply": await echo_agent(api, tenant, "Reply"),
+    }
+    return await make_workforce(
+        api,
+        tenant,
+        nodes=[{"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()],
+        edges=[
+            {"from": "triage", "to": "billing", "kind": "delegate"},
+            {"from": "billing", "to": "ledger", "kind": "delegate"},
+            *chain("triage", "reply"),
+        ],
+        entry="triage",
+    )
+
+
+async def test_each_delegation_is_a_message_of_its_own_before_the_callers_answer(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    workforce = await delegating_desk(api, tenant)
+    inner = 'call ask_ledger {"message": "book it"}'
+    message = "call ask_billing " + json.dumps({"message": inner})
+    created = await start(api, tenant, workforce, message)
+    task = await wait_for(api, tenant, created["id"], FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    shown = [
+        (m["type"], m.get("author"), m.get("from"), m.get("to"), m["content"])
+        for m in task["messages"]
+    ]
+    triage_answer = task["messages"][3]["content"]
+    assert shown == [
+        ("message", None, None, None, message),
+        ("delegation", None, "triage", "billing", inner),
+        # Billing's own delegation, made while it worked for triage.
+        ("delegation", None, "billing", "ledger", "book it"),
+        ("message", "triage", None, None, triage_answer),
+        ("handover", None, "triage", "reply", triage_answer),
+        (
+            "message",
+            "reply",
+            None,
+            None,
+            said(f"{message}\n\nHanded over by triage:\n{triage_answer}"),
+        ),
+    ]
+    # The ledger's answer came back through billing's to triage's.
+    assert f"ask_ledger: {said('book it')}" in triage_answer
+    # Each delegation names the task the asked node worked in, a child of the asker's.
+    billing_id, ledger_id = (m["task_id"] for m in task["messages"][1:3])
+    billing = await wait_for(api, tenant, billing_id, FINAL)
+    ledger = await wait_for(api, tenant, ledger_id, FINAL)
+    assert (billing["node"], billing["parent_task_id"]) == ("billing", task["nodes"][0]["task_id"])
+    assert (ledger["node"], ledger["parent_task_id"]) == ("ledger", billing_id)
+    assert ledger["messages"][-1]["content"] == said("book it")
+    assert all(m.get("task_id") is None for m in task["messages"] if m["type"] != "delegation")
+
+
+async def test_every_run_under_a_workforce_task_is_found_by_its_workforce_in_temporal(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    tool = await make_tool(api, tenant)
+    workforce = await delegating_desk(api, tenant, triage_tools=[{"tool_id": tool}])
+    created = await start(
+        api, tenant, workforce, 'call echo_tool {"text": "ok"}\ncall ask_billing {"message": "hi"}'
+    )
+    task = await wait_for(api, tenant, created["id"], FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    [delegation] = [m for m in task["messages"] if m["type"] == "delegation"]
+    events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
+    datas = [(e["event"], json.loads(e["data"])["data"]) for e in events]
+    [run_id] = [d["run_id"] for kind, d in datas if kind == "tool.run.started" and "run_id" in d]
+    tree = {
+        (created["workflow_id"], "WorkforceWorkflow"),
+        *((f"task-{n['task_id']}", "AgentTaskWorkflow") for n in task["nodes"]),
+        (f"task-{delegation['task_id']}", "AgentTaskWorkflow"),
+        (f"tool-run-{run_id}", "ToolRunWorkflow"),
+    }
+    assert len(tree) == 5
+    # Visibility is eventually consistent: wait until the query shows the whole tree.
+    query = f"BatonWorkforce = '{workforce}'"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        found = {(w.id, w.workflow_type) async for w in temporal_env.client.list_workflows(query)}
+        if found == tree or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert found == tree
 
 
 async def test_a_long_workforce_conversation_continues_as_new_and_loses_nothing(

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.tools import ToolRunStatus
     from baton.domain.workforce_tasks import (
         AGENT_TASK_KIND,
+        DELEGATION_ROLE,
         HANDOVER_ROLE,
         NODE_OUTPUT_PREVIEW,
         AgentNodeSetup,
@@ -384,6 +385,7 @@ class WorkforceWorkflow:
                     node=node.id,
                     workforce=self._spec,
                     single_turn=True,
+                    workforce_id=self._input.workforce_id,
                 ),
                 id=agent_task_workflow_id(child_id),
                 static_summary=f"node {node.id}: agent {setup.agent_name}",
@@ -400,6 +402,17 @@ class WorkforceWorkflow:
             error = _child_cause(exc)
             self._events.append(_node_event(EventType.node_failed, number, error=error))
             raise NodeFailed(error) from exc
+        for delegation in result.delegations:
+            self._say(
+                WorkforceMessage(
+                    seq=self._seq,
+                    role=DELEGATION_ROLE,
+                    content=delegation.message,
+                    author=delegation.caller,
+                    to=delegation.to,
+                    task_id=delegation.task_id,
+                )
+            )
         if result.status is not TaskStatus.completed:
             error = result.error or result.status.value
             self._events.append(_node_event(EventType.node_failed, number, error=error))

@@ -244,6 +244,7 @@ class TaskMessage(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     tool_calls: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
+    # A tool message: the call it answers; a workforce task's delegation: the task it ran in.
     tool_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
     # In a workforce task: the node whose agent wrote it.

@@ -77,6 +77,7 @@ async def put_message(*, session: AsyncSession, task_id: str, message: Workforce
         "content": message.content,
         "author": message.author,
         "name": message.to,
+        "tool_call_id": message.task_id,
         "created_at": utcnow(),
     }
     return await insert_once(session, TaskMessage, values, key=["task_id", "seq"]) > 0
