@@ -21,19 +21,19 @@ from baton.temporal import BATON_KIND, BATON_PROJECT, BATON_WORKFORCE
 from tests.conftest import Tenant
 from tests.helpers import assert_error
 from tests.test_agent_tasks import wait_for
-from tests.test_triggers import call_hook, schedule_handle
-from tests.test_workforce_tasks import FINAL, chain, echo_agent, make_workforce, said
+from tests.test_triggers import (
+    assert_hidden_from,
+    assert_not_under,
+    call_hook,
+    schedule_handle,
+)
+from tests.test_workforce_tasks import FINAL, echo_agent, echo_workforce, make_workforce, said
 
 
 async def two_agent_workforce(api: httpx.AsyncClient, tenant: Tenant) -> str:
     """Triage hands over to reply; both echo."""
-    nodes = [
-        {"id": node, "type": "agent", "agent_id": await echo_agent(api, tenant, node.title())}
-        for node in ("triage", "reply")
-    ]
-    return await make_workforce(
-        api, tenant, nodes=nodes, edges=chain("triage", "reply"), entry="triage"
-    )
+    workforce, _ = await echo_workforce(api, tenant, "triage", "reply")
+    return workforce
 
 
 async def create_trigger(
@@ -200,33 +200,14 @@ async def test_another_tenant_and_another_owner_cannot_reach_a_workforces_trigge
     workforce = await two_agent_workforce(api, tenant)
     hook = await create_trigger(api, tenant, workforce, "webhooks", message_template="x")
     schedule = await create_trigger(api, tenant, workforce, "schedules", cron="@daily", message="x")
-    hooks_path = f"/workforces/{workforce}/webhooks"
-    schedules_path = f"/workforces/{workforce}/schedules"
-    for method, path, body in (
-        ("GET", hooks_path, None),
-        ("POST", hooks_path, {"message_template": "x"}),
-        ("DELETE", f"{hooks_path}/{hook['id']}", None),
-        ("GET", schedules_path, None),
-        ("POST", schedules_path, {"cron": "@daily", "message": "x"}),
-        ("POST", f"{schedules_path}/{schedule['id']}/pause", None),
-        ("POST", f"{schedules_path}/{schedule['id']}/resume", None),
-        ("DELETE", f"{schedules_path}/{schedule['id']}", None),
-    ):
-        for url in (tenant.url(path), other_tenant.url(path)):
-            response = await api.request(method, url, json=body, headers=other_tenant.headers)
-            assert_error(response, 404)
+    owner = f"/workforces/{workforce}"
+    await assert_hidden_from(api, other_tenant, tenant, owner, hook, schedule)
 
     # A workforce's trigger ids mean nothing under another workforce or an agent.
-    other = await two_agent_workforce(api, tenant)
-    agent = await echo_agent(api, tenant, "Loner")
-    for owner in (f"/workforces/{other}", f"/agents/{agent}"):
-        for method, path in (
-            ("DELETE", f"{owner}/webhooks/{hook['id']}"),
-            ("POST", f"{owner}/schedules/{schedule['id']}/pause"),
-            ("DELETE", f"{owner}/schedules/{schedule['id']}"),
-        ):
-            assert_error(await api.request(method, tenant.url(path), headers=tenant.headers), 404)
-    await api.delete(tenant.url(f"{schedules_path}/{schedule['id']}"), headers=tenant.headers)
+    other, agent = await two_agent_workforce(api, tenant), await echo_agent(api, tenant, "Loner")
+    for elsewhere in (f"/workforces/{other}", f"/agents/{agent}"):
+        await assert_not_under(api, tenant, elsewhere, hook, schedule)
+    await api.delete(tenant.url(f"{owner}/schedules/{schedule['id']}"), headers=tenant.headers)
 
 
 async def test_the_database_refuses_a_trigger_of_both_an_agent_and_a_workforce_or_of_neither(
