@@ -139,49 +139,42 @@ def temporal_schedule(schedule: AgentSchedule, settings: Settings) -> Schedule:
 
 
 def _start_action(schedule: AgentSchedule, settings: Settings) -> ScheduleActionStartWorkflow:
-    summary = f"scheduled: {schedule.cron} ({schedule.timezone})"
+    start: AgentTaskInput | WorkforceTaskInput
     if schedule.workforce_id is not None:
-        return ScheduleActionStartWorkflow(
-            WORKFORCE_WORKFLOW,
-            WorkforceTaskInput(
-                task_id="",
-                project_id=schedule.project_id,
-                workforce_id=schedule.workforce_id,
-                workforce_version=0,
-                workforce=None,
-                message=schedule.message,
-                params=schedule.params or {},
-            ),
-            id=f"workforce-task-schedule-{schedule.id}",
-            task_queue=settings.temporal_task_queue,
-            typed_search_attributes=run_search_attributes(
-                project_id=schedule.project_id,
-                kind=WORKFORCE_TASK_KIND,
-                status=TaskStatus.queued.value,
-                workforce_id=schedule.workforce_id,
-            ),
-            static_summary=summary,
+        workflow, run_prefix, kind = WORKFORCE_WORKFLOW, "workforce-task", WORKFORCE_TASK_KIND
+        start = WorkforceTaskInput(
+            task_id="",
+            project_id=schedule.project_id,
+            workforce_id=schedule.workforce_id,
+            workforce_version=0,
+            workforce=None,
+            message=schedule.message,
+            params=schedule.params or {},
         )
-    assert schedule.agent_id is not None
-    return ScheduleActionStartWorkflow(
-        AGENT_TASK_WORKFLOW,
-        AgentTaskInput(
+    else:
+        assert schedule.agent_id is not None
+        workflow, run_prefix, kind = AGENT_TASK_WORKFLOW, "task", "agent-task"
+        start = AgentTaskInput(
             task_id="",
             project_id=schedule.project_id,
             agent_id=schedule.agent_id,
             agent=None,
             message=schedule.message,
             params=schedule.params or {},
-        ),
-        id=f"task-schedule-{schedule.id}",
+        )
+    return ScheduleActionStartWorkflow(
+        workflow,
+        start,
+        id=f"{run_prefix}-schedule-{schedule.id}",
         task_queue=settings.temporal_task_queue,
         typed_search_attributes=run_search_attributes(
             project_id=schedule.project_id,
-            kind="agent-task",
+            kind=kind,
             status=TaskStatus.queued.value,
             agent_id=schedule.agent_id,
+            workforce_id=schedule.workforce_id,
         ),
-        static_summary=summary,
+        static_summary=f"scheduled: {schedule.cron} ({schedule.timezone})",
     )
 
 
