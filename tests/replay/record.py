@@ -359,6 +359,54 @@ async def workforce_condition_handover_tool_follow_up(rec: Recording) -> Workflo
     return rec.client.get_workflow_handle(task["workflow_id"])
 
 
+async def workforce_task_from_schedule_with_delegation(
+    rec: Recording,
+) -> WorkflowHandle[Any, Any]:
+    """A workforce's schedule, triggered once, starts a task that makes its own row and loads
+    the workforce; triage delegates to billing, then hands over to reply."""
+    triage = await rec.agent(name="Triage", model="scripted:tools")
+    billing = await rec.agent(name="Billing", model="scripted:echo")
+    reply = await rec.agent(name="Reply", model="scripted:echo")
+    workforce = await rec.post(
+        "/workforces",
+        {
+            "name": "Support desk",
+            "nodes": [
+                {"id": "triage", "type": "agent", "agent_id": triage},
+                {"id": "billing", "type": "agent", "agent_id": billing},
+                {"id": "reply", "type": "agent", "agent_id": reply},
+            ],
+            "edges": [
+                {"from": "triage", "to": "billing", "kind": "delegate"},
+                {"from": "triage", "to": "reply", "kind": "handover"},
+            ],
+            "entry": "triage",
+        },
+    )
+    schedules = f"/workforces/{workforce['id']}/schedules"
+    schedule = await rec.post(
+        schedules, {"cron": "@daily", "message": 'call ask_billing {"message": "refund order 7"}'}
+    )
+    await rec.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
+    query = f'WorkflowId STARTS_WITH "workforce-task-schedule-{schedule["id"]}"'
+    async with asyncio.timeout(30):
+        while not (found := [w.id async for w in rec.client.list_workflows(query)]):
+            await asyncio.sleep(0.2)
+    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(found[0])
+    await handle.result()
+    listed = (await rec.get(f"/tasks?workforce_id={workforce['id']}"))["items"]
+    [task] = [t for t in listed if t["workflow_id"] == handle.id]
+    done = await rec.get(f"/tasks/{task['id']}")
+    if [m["type"] for m in done["messages"]].count("delegation") != 1:
+        raise RuntimeError(f"the scheduled workforce task did not delegate: {done}")
+    deleted = await rec.api.delete(
+        rec.tenant.url(f"{schedules}/{schedule['id']}"), headers=rec.tenant.headers
+    )
+    if deleted.status_code >= 300:
+        raise RuntimeError(f"could not delete the schedule: {deleted.text}")
+    return handle
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -370,6 +418,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_flat_continued_as_new": agent_task_flat_continued_as_new,
     "agent_task_results_while_approving": agent_task_results_while_approving,
     "workforce_condition_handover_tool_follow_up": workforce_condition_handover_tool_follow_up,
+    "workforce_task_from_schedule_with_delegation": workforce_task_from_schedule_with_delegation,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}
