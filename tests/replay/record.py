@@ -83,6 +83,25 @@ class Recording:
         except TimeoutError:
             raise RuntimeError(f"{path}: never {what}") from None
 
+    async def delete(self, path: str) -> None:
+        response = await self.api.delete(self.tenant.url(path), headers=self.tenant.headers)
+        if response.status_code >= 300:
+            raise RuntimeError(f"DELETE {path}: {response.status_code} {response.text}")
+
+    async def scheduled_run(
+        self, schedule: dict[str, Any], run_prefix: str
+    ) -> WorkflowHandle[Any, Any]:
+        """Triggers the schedule and waits for the run it starts (`<run_prefix>-schedule-
+        <id>-<time>`) to end."""
+        await self.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
+        query = f'WorkflowId STARTS_WITH "{run_prefix}-schedule-{schedule["id"]}"'
+        async with asyncio.timeout(30):
+            while not (found := [w.id async for w in self.client.list_workflows(query)]):
+                await asyncio.sleep(0.2)
+        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(found[0])
+        await handle.result()
+        return handle
+
     async def echo_tool(self) -> str:
         tool = await self.post(
             "/tools",
@@ -259,19 +278,8 @@ async def agent_task_from_schedule(rec: Recording) -> WorkflowHandle[Any, Any]:
         f"/agents/{agent_id}/schedules",
         {"cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "message": "Daily report"},
     )
-    await rec.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
-    query = f'WorkflowId STARTS_WITH "task-schedule-{schedule["id"]}"'
-    async with asyncio.timeout(30):
-        while not (found := [w.id async for w in rec.client.list_workflows(query)]):
-            await asyncio.sleep(0.2)
-    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(found[0])
-    await handle.result()
-    deleted = await rec.api.delete(
-        rec.tenant.url(f"/agents/{agent_id}/schedules/{schedule['id']}"),
-        headers=rec.tenant.headers,
-    )
-    if deleted.status_code >= 300:
-        raise RuntimeError(f"could not delete the schedule: {deleted.text}")
+    handle = await rec.scheduled_run(schedule, "task")
+    await rec.delete(f"/agents/{agent_id}/schedules/{schedule['id']}")
     return handle
 
 
@@ -387,23 +395,13 @@ async def workforce_task_from_schedule_with_delegation(
     schedule = await rec.post(
         schedules, {"cron": "@daily", "message": 'call ask_billing {"message": "refund order 7"}'}
     )
-    await rec.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
-    query = f'WorkflowId STARTS_WITH "workforce-task-schedule-{schedule["id"]}"'
-    async with asyncio.timeout(30):
-        while not (found := [w.id async for w in rec.client.list_workflows(query)]):
-            await asyncio.sleep(0.2)
-    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(found[0])
-    await handle.result()
+    handle = await rec.scheduled_run(schedule, "workforce-task")
     listed = (await rec.get(f"/tasks?workforce_id={workforce['id']}"))["items"]
     [task] = [t for t in listed if t["workflow_id"] == handle.id]
     done = await rec.get(f"/tasks/{task['id']}")
     if [m["type"] for m in done["messages"]].count("delegation") != 1:
         raise RuntimeError(f"the scheduled workforce task did not delegate: {done}")
-    deleted = await rec.api.delete(
-        rec.tenant.url(f"{schedules}/{schedule['id']}"), headers=rec.tenant.headers
-    )
-    if deleted.status_code >= 300:
-        raise RuntimeError(f"could not delete the schedule: {deleted.text}")
+    await rec.delete(f"{schedules}/{schedule['id']}")
     return handle
 
 
