@@ -17,6 +17,7 @@ from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import workforce_tasks as workforce_task_repo
+from baton.db.repositories import workforces as workforce_repo
 from baton.db.tables import Agent
 from baton.domain.agents import AgentSpec
 from baton.domain.credits import PlanBook
@@ -43,19 +44,28 @@ class WorkforceTaskActivities:
     async def begin(self, begin: BeginWorkforceTask) -> BegunWorkforceTask:
         """Makes sure the task's row exists and pins what its nodes need: each tool node's
         tool (with every tool it calls) and their snippets, each agent node's agent name and
-        its params from the task's. A node whose agent or tool is gone fails the task."""
-        spec = begin.workforce
+        its params from the task's. A node whose agent or tool is gone fails the task; a
+        scheduled start loads the workforce (gone: the task fails, with no row to write)."""
         try:
             async with self._sessions.begin() as session:
+                spec, version = begin.workforce, begin.workforce_version
+                if spec is None:
+                    workforce = await workforce_repo.get_workforce(
+                        session=session,
+                        project_id=begin.project_id,
+                        workforce_id=begin.workforce_id,
+                    )
+                    spec, version = workforce_repo.workforce_spec(workforce), workforce.version
                 await workforce_task_repo.ensure_workforce_task(
                     session=session,
                     task_id=begin.task_id,
                     project_id=begin.project_id,
                     workforce_id=begin.workforce_id,
-                    workforce_version=begin.workforce_version,
+                    workforce_version=version,
                     first_message=begin.message,
                     user_group_id=begin.user_group_id,
                     params=begin.params,
+                    workflow_id=begin.workflow_id,
                 )
                 tools: dict[str, ToolSpec] = {}
                 versions: dict[str, int] = {}
@@ -78,8 +88,14 @@ class WorkforceTaskActivities:
                 )
         except BatonError as exc:
             raise as_application_error(exc) from exc
+        loaded = begin.workforce is None
         return BegunWorkforceTask(
-            tools=tools, tool_versions=versions, snippets=snippets, agents=agents
+            tools=tools,
+            tool_versions=versions,
+            snippets=snippets,
+            agents=agents,
+            workforce=spec if loaded else None,
+            workforce_version=version if loaded else None,
         )
 
     @activity.defn(name=activity_names.WORKFORCE_TASK_RECORD)

@@ -17,9 +17,8 @@ from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import tools as tool_repo
-from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
-from baton.db.tables import Agent, AgentSchedule, KnowledgeSet, Project, Tool, Workforce
+from baton.db.tables import Agent, KnowledgeSet, Project, Tool, Workforce
 from baton.domain.accounts import Principal, Role
 from baton.errors import PermissionDenied, Unauthenticated
 from baton.knowledge.embeddings import EmbedderFactory
@@ -146,12 +145,6 @@ async def get_agent(agent_id: str, project: ProjectDep, session: SessionDep) -> 
     return await agent_repo.get_agent(session=session, project_id=project.id, agent_id=agent_id)
 
 
-async def get_schedule(schedule_id: str, agent: AgentDep, session: SessionDep) -> AgentSchedule:
-    return await trigger_repo.get_schedule(
-        session=session, project_id=agent.project_id, agent_id=agent.id, schedule_id=schedule_id
-    )
-
-
 async def get_tool(tool_id: str, project: ProjectDep, session: SessionDep) -> Tool:
     return await tool_repo.get_tool(session=session, project_id=project.id, tool_id=tool_id)
 
@@ -167,7 +160,6 @@ async def get_workforce(workforce_id: str, project: ProjectDep, session: Session
 
 
 AgentDep = Annotated[Agent, Depends(get_agent)]
-ScheduleDep = Annotated[AgentSchedule, Depends(get_schedule)]
 ToolDep = Annotated[Tool, Depends(get_tool)]
 KnowledgeSetDep = Annotated[KnowledgeSet, Depends(get_knowledge_set)]
 WorkforceDep = Annotated[Workforce, Depends(get_workforce)]

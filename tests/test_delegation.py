@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -129,33 +130,95 @@ def echo(message: str) -> str:
     return f"{SCRIPTED_LABEL} You said: {message}"
 
 
-async def test_a_node_run_answers_once_and_records_its_parent_and_node(
+@dataclass
+class Desk:
+    """A project with a worker running, where node runs start and are read back."""
+
+    api: httpx.AsyncClient
+    tenant: Tenant
+    temporal_env: WorkflowEnvironment
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def agent(self, name: str, *, echoes: bool = False, **spec: Any) -> str:
+        """An agent that calls the tools its message names, or that `echoes` it."""
+        if echoes:
+            spec["model"] = "scripted:echo"
+        return await make_agent(self.api, self.tenant, tools=[], name=name, **spec)
+
+    async def triage_and_billing(self, **edge: Any) -> tuple[str, WorkforceSpec]:
+        """Billing (which echoes) and a graph where Triage may ask it, by an edge with these
+        settings."""
+        triage = await self.agent("Triage")
+        billing = await self.agent("Billing", echoes=True)
+        spec = workforce(
+            {"triage": triage, "billing": billing}, {"from": "triage", "to": "billing", **edge}
+        )
+        return billing, spec
+
+    async def start(
+        self, spec: WorkforceSpec, message: str, params: dict[str, Any] | None = None
+    ) -> tuple[str, WorkflowHandle[Any, AgentTaskResult]]:
+        return await start_node(
+            self.temporal_env, self.settings, self.tenant, spec, message, params
+        )
+
+    async def completed(
+        self, task_id: str, handle: WorkflowHandle[Any, AgentTaskResult]
+    ) -> dict[str, Any]:
+        """The node run, once it has completed, as the API reads it."""
+        result = await handle.result()
+        assert result.status is TaskStatus.completed, result.error
+        return await read_task(self.api, self.tenant, task_id)
+
+    async def run(
+        self, spec: WorkforceSpec, message: str, params: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Starts a node run and reads it once it has completed."""
+        task_id, handle = await self.start(spec, message, params)
+        return task_id, await self.completed(task_id, handle)
+
+    async def children(self, task_id: str) -> list[Task]:
+        return await children_of(self.sessions, task_id)
+
+    async def event(self, task_id: str, kind: str) -> dict[str, Any]:
+        """The data of the task's first event of this kind."""
+        async with self.sessions() as session:
+            rows = await event_repo.list_events(session=session, task_id=task_id)
+        data: dict[str, Any] = next(row.data for row in rows if row.type == kind)
+        return data
+
+
+@pytest.fixture
+def desk(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
-):
+) -> Desk:
+    return Desk(api, tenant, temporal_env, settings, session_factory)
+
+
+async def test_a_node_run_answers_once_and_records_its_parent_and_node(desk: Desk):
     # An agent that would wait an hour for a follow-up: a node run completes at once.
-    agent = await make_agent(
-        api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=3600
-    )
+    agent = await desk.agent("Helper", echoes=True, idle_timeout_seconds=3600)
     parent_id = str(uuid.uuid4())
-    async with session_factory.begin() as session:
+    async with desk.sessions.begin() as session:
         await task_repo.create_task(
             session=session,
             task_id=parent_id,
-            project_id=tenant.project_id,
+            project_id=desk.tenant.project_id,
             agent_id=agent,
             first_message="the parent's message",
         )
     task_id = str(uuid.uuid4())
-    handle = await temporal_env.client.start_workflow(
+    handle = await desk.temporal_env.client.start_workflow(
         "AgentTaskWorkflow",
         AgentTaskInput(
             task_id=task_id,
-            project_id=tenant.project_id,
+            project_id=desk.tenant.project_id,
             agent_id=agent,
             message="what is the plan?",
             parent_task_id=parent_id,
@@ -163,14 +226,14 @@ async def test_a_node_run_answers_once_and_records_its_parent_and_node(
             single_turn=True,
         ),
         id=task_repo.workflow_id_for(task_id),
-        task_queue=settings.temporal_task_queue,
+        task_queue=desk.settings.temporal_task_queue,
         result_type=AgentTaskResult,
     )
     result = await handle.result()
 
     assert result.status is TaskStatus.completed
     assert result.answer == f"{SCRIPTED_LABEL} You said: what is the plan?"
-    async with session_factory() as session:
+    async with desk.sessions() as session:
         row = await session.get(Task, task_id)
     assert row is not None
     assert (row.parent_task_id, row.node, row.kind, row.agent_id) == (
@@ -207,82 +270,54 @@ def test_a_delegate_edge_gives_its_source_an_ask_tool_described_by_its_when():
 
 
 async def test_a_delegation_runs_the_target_in_a_child_task_and_returns_its_answer(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
+    desk: Desk,
 ):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
-    spec = workforce(
-        {"triage": triage, "billing": billing},
-        {"from": "triage", "to": "billing", "when": "Billing questions"},
-    )
-    task_id, handle = await start_node(
-        temporal_env, settings, tenant, spec, 'call ask_billing {"message": "refund order 7?"}'
-    )
-    result = await handle.result()
+    billing, spec = await desk.triage_and_billing(when="Billing questions")
+    task_id, handle = await desk.start(spec, 'call ask_billing {"message": "refund order 7?"}')
+    task = await desk.completed(task_id, handle)
 
-    assert result.status is TaskStatus.completed, result.error
-    assert f"ask_billing: {echo('refund order 7?')}" in (result.answer or "")
-    task = await read_task(api, tenant, task_id)
+    assert f"ask_billing: {echo('refund order 7?')}" in task["messages"][-1]["content"]
     assert tool_results(task) == [echo("refund order 7?")]
     # The child is a task of its own: the billing agent's, working for the caller's task.
-    [child] = await children_of(session_factory, task_id)
+    [child] = await desk.children(task_id)
     assert (child.node, child.agent_id, child.kind, child.status) == (
         "billing",
         billing,
         "agent-task",
         "completed",
     )
-    child_task = await read_task(api, tenant, child.id)
+    child_task = await read_task(desk.api, desk.tenant, child.id)
     assert [m["content"] for m in child_task["messages"]] == [
         "refund order 7?",
         echo("refund order 7?"),
     ]
     # The caller's events say which task did the work.
-    async with session_factory() as session:
-        events = await event_repo.list_events(session=session, task_id=task_id)
-    started = next(e.data for e in events if e.type == "tool.run.started")
+    started = await desk.event(task_id, "tool.run.started")
     assert started["delegation"] is True and started["task_id"] == child.id
-    completed = next(e.data for e in events if e.type == "tool.run.completed")
+    completed = await desk.event(task_id, "tool.run.completed")
     assert completed["output"] == echo("refund order 7?")
     # In Temporal, the child hangs under its caller, named for the node.
-    described = await temporal_env.client.get_workflow_handle(child.workflow_id).describe()
+    described = await desk.temporal_env.client.get_workflow_handle(child.workflow_id).describe()
     assert described.parent_id == handle.id
     assert await described.static_summary() == "delegation to billing"
 
 
-async def test_two_delegations_of_one_turn_run_at_once(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    helper = await make_agent(api, tenant, tools=[], name="Helper", model="scripted:echo")
+async def test_two_delegations_of_one_turn_run_at_once(desk: Desk):
+    triage = await desk.agent("Triage")
+    helper = await desk.agent("Helper", echoes=True)
     spec = workforce(
         {"triage": triage, "billing": helper, "shipping": helper},
         {"from": "triage", "to": "billing"},
         {"from": "triage", "to": "shipping"},
     )
-    task_id, handle = await start_node(
-        temporal_env,
-        settings,
-        tenant,
+    task_id, handle = await desk.start(
         spec,
         'call ask_billing {"message": "the invoice"}\ncall ask_shipping {"message": "the parcel"}',
     )
-    result = await handle.result()
+    task = await desk.completed(task_id, handle)
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == [echo("the invoice"), echo("the parcel")]
-    children = await children_of(session_factory, task_id)
+    children = await desk.children(task_id)
     assert [(c.node, c.status) for c in children] == [
         ("billing", "completed"),
         ("shipping", "completed"),
@@ -304,133 +339,83 @@ async def test_two_delegations_of_one_turn_run_at_once(
 
 
 async def test_a_required_edge_waits_for_approval_and_a_rejection_is_told_to_the_caller(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
+    desk: Desk,
 ):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
-    spec = workforce(
-        {"triage": triage, "billing": billing},
-        {"from": "triage", "to": "billing", "approval": "required"},
-    )
-    task_id, handle = await start_node(
-        temporal_env, settings, tenant, spec, 'call ask_billing {"message": "refund it all"}'
-    )
+    _, spec = await desk.triage_and_billing(approval="required")
+    task_id, handle = await desk.start(spec, 'call ask_billing {"message": "refund it all"}')
     [pending] = await pending_approvals(handle)
     assert (pending.tool, pending.arguments) == ("ask_billing", {"message": "refund it all"})
-    waiting = await read_task(api, tenant, task_id)
+    waiting = await read_task(desk.api, desk.tenant, task_id)
     assert waiting["status"] == "waiting-approval"
     assert [p["tool"] for p in waiting["pending_approvals"]] == ["ask_billing"]
 
-    rejected = await api.post(
-        tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
+    rejected = await desk.api.post(
+        desk.tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
         json={"approve": False, "reason": "refunds need a manager"},
-        headers=tenant.headers,
+        headers=desk.tenant.headers,
     )
     assert rejected.status_code == 200, rejected.text
-    result = await handle.result()
+    task = await desk.completed(task_id, handle)
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == ["The user rejected this call: refunds need a manager."]
-    assert await children_of(session_factory, task_id) == []
+    assert await desk.children(task_id) == []
 
 
-async def test_after_max_auto_runs_a_delegation_waits_for_approval(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
-    spec = workforce(
-        {"triage": triage, "billing": billing},
-        {"from": "triage", "to": "billing", "max_auto_runs": 1},
-    )
-    task_id, handle = await start_node(
-        temporal_env,
-        settings,
-        tenant,
-        spec,
-        'call ask_billing {"message": "first"}\ncall ask_billing {"message": "second"}',
+async def test_after_max_auto_runs_a_delegation_waits_for_approval(desk: Desk):
+    _, spec = await desk.triage_and_billing(max_auto_runs=1)
+    task_id, handle = await desk.start(
+        spec, 'call ask_billing {"message": "first"}\ncall ask_billing {"message": "second"}'
     )
     # The first runs on its own; the second, over the cap, waits for a person.
     [pending] = await pending_approvals(handle)
     assert (pending.tool, pending.arguments) == ("ask_billing", {"message": "second"})
-    approved = await api.post(
-        tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
+    approved = await desk.api.post(
+        desk.tenant.url(f"/tasks/{task_id}/approvals/{pending.call_id}"),
         json={"approve": True, "arguments": {"message": "second, edited"}},
-        headers=tenant.headers,
+        headers=desk.tenant.headers,
     )
     assert approved.status_code == 200, approved.text
-    result = await handle.result()
+    task = await desk.completed(task_id, handle)
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == [echo("first"), echo("second, edited")]
-    assert len(await children_of(session_factory, task_id)) == 2
+    assert len(await desk.children(task_id)) == 2
 
 
-async def test_delegations_nest_only_so_deep(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
+async def test_delegations_nest_only_so_deep(desk: Desk):
     # An agent that delegates to itself, told to do it one level more than allowed.
-    looper = await make_agent(api, tenant, tools=[], name="Looper")
+    looper = await desk.agent("Looper")
     spec = workforce({"looper": looper}, {"from": "looper", "to": "looper"})
     message = 'call ask_looper {"message": "the bottom"}'
     for _ in range(MAX_DELEGATION_DEPTH):
         message = "call ask_looper " + json.dumps({"message": message})
-    task_id, handle = await start_node(temporal_env, settings, tenant, spec, message)
-    result = await handle.result()
-    assert result.status is TaskStatus.completed, result.error
+    task_id, _ = await desk.run(spec, message)
 
     chain = [task_id]
-    while children := await children_of(session_factory, chain[-1]):
+    while children := await desk.children(chain[-1]):
         [child] = children
         chain.append(child.id)
     assert len(chain) == MAX_DELEGATION_DEPTH + 1
-    deepest = await read_task(api, tenant, chain[-1])
+    deepest = await read_task(desk.api, desk.tenant, chain[-1])
     assert deepest["status"] == "completed"
     [refused] = tool_results(deepest)
     assert refused.startswith("Error: the tool ask_looper failed:")
     assert f"at most {MAX_DELEGATION_DEPTH} deep" in refused
 
 
-async def test_cancelling_the_caller_cancels_the_delegation_it_waits_for(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(api, tenant, tools=[], name="Billing")
-    ledger = await make_agent(api, tenant, tools=[], name="Ledger", model="scripted:echo")
+async def test_cancelling_the_caller_cancels_the_delegation_it_waits_for(desk: Desk):
+    triage = await desk.agent("Triage")
+    billing = await desk.agent("Billing")
+    ledger = await desk.agent("Ledger", echoes=True)
     spec = workforce(
         {"triage": triage, "billing": billing, "ledger": ledger},
         {"from": "triage", "to": "billing"},
         {"from": "billing", "to": "ledger", "approval": "required"},
     )
     inner = 'call ask_ledger {"message": "book it"}'
-    task_id, handle = await start_node(
-        temporal_env, settings, tenant, spec, "call ask_billing " + json.dumps({"message": inner})
-    )
+    task_id, handle = await desk.start(spec, "call ask_billing " + json.dumps({"message": inner}))
     # The billing agent's own delegation waits for approval in the billing task.
-    [child] = await _eventually_children(session_factory, task_id)
-    child_handle = temporal_env.client.get_workflow_handle(child.workflow_id)
+    [child] = await _eventually_children(desk.sessions, task_id)
+    child_handle = desk.temporal_env.client.get_workflow_handle(child.workflow_id)
     [pending] = await pending_approvals(child_handle)
     assert pending.tool == "ask_ledger"
 
@@ -441,8 +426,8 @@ async def test_cancelling_the_caller_cancels_the_delegation_it_waits_for(
         while (await child_handle.describe()).status is WorkflowExecutionStatus.RUNNING:
             await asyncio.sleep(0.1)
     assert (await child_handle.describe()).status is WorkflowExecutionStatus.CANCELED
-    assert (await read_task(api, tenant, child.id))["status"] == "cancelled"
-    assert (await read_task(api, tenant, task_id))["status"] == "cancelled"
+    assert (await read_task(desk.api, desk.tenant, child.id))["status"] == "cancelled"
+    assert (await read_task(desk.api, desk.tenant, task_id))["status"] == "cancelled"
 
 
 async def _eventually_children(
@@ -454,111 +439,66 @@ async def _eventually_children(
     return children
 
 
-async def test_a_delegation_that_cannot_run_is_a_tool_error_the_caller_reads(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(api, tenant, tools=[], name="Billing", model="scripted:echo")
-    spec = workforce({"triage": triage, "billing": billing}, {"from": "triage", "to": "billing"})
+async def test_a_delegation_that_cannot_run_is_a_tool_error_the_caller_reads(desk: Desk):
+    billing, spec = await desk.triage_and_billing()
     # The graph was pinned before the billing agent was deleted.
-    deleted = await api.delete(tenant.url(f"/agents/{billing}"), headers=tenant.headers)
-    assert deleted.status_code == 204, deleted.text
-    task_id, handle = await start_node(
-        temporal_env,
-        settings,
-        tenant,
-        spec,
-        'call ask_billing {"message": "hello?"}\ncall ask_billing {"message": ""}',
+    deleted = await desk.api.delete(
+        desk.tenant.url(f"/agents/{billing}"), headers=desk.tenant.headers
     )
-    result = await handle.result()
+    assert deleted.status_code == 204, deleted.text
+    task_id, task = await desk.run(
+        spec, 'call ask_billing {"message": "hello?"}\ncall ask_billing {"message": ""}'
+    )
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == [
         f"Error: the tool ask_billing failed: agent {billing} not found",
         "Error: invalid arguments for ask_billing: message must be a non-empty text",
     ]
-    async with session_factory() as session:
-        events = await event_repo.list_events(session=session, task_id=task_id)
-    failed = next(e.data for e in events if e.type == "tool.run.failed")
+    failed = await desk.event(task_id, "tool.run.failed")
     assert failed["tool"] == "ask_billing"
 
 
-async def test_a_delegation_never_runs_another_projects_agent(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    other_tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    theirs = await make_agent(api, other_tenant, tools=[], name="Theirs", model="scripted:echo")
-    spec = workforce({"triage": triage, "theirs": theirs}, {"from": "triage", "to": "theirs"})
-    task_id, handle = await start_node(
-        temporal_env, settings, tenant, spec, 'call ask_theirs {"message": "your secrets?"}'
+async def test_a_delegation_never_runs_another_projects_agent(desk: Desk, other_tenant: Tenant):
+    triage = await desk.agent("Triage")
+    theirs = await make_agent(
+        desk.api, other_tenant, tools=[], name="Theirs", model="scripted:echo"
     )
-    result = await handle.result()
+    spec = workforce({"triage": triage, "theirs": theirs}, {"from": "triage", "to": "theirs"})
+    _, task = await desk.run(spec, 'call ask_theirs {"message": "your secrets?"}')
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == [f"Error: the tool ask_theirs failed: agent {theirs} not found"]
-    async with session_factory() as session:
+    async with desk.sessions() as session:
         ran = await session.scalars(select(Task).where(Task.agent_id == theirs))
         assert list(ran.all()) == []
 
 
-async def test_a_delegation_starts_with_the_params_its_own_agent_declares(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-    temporal_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-):
-    triage = await make_agent(api, tenant, tools=[], name="Triage")
-    billing = await make_agent(
-        api,
-        tenant,
-        tools=[],
-        name="Billing",
-        model="scripted:echo",
+async def test_a_delegation_starts_with_the_params_its_own_agent_declares(desk: Desk):
+    triage = await desk.agent("Triage")
+    billing = await desk.agent(
+        "Billing",
+        echoes=True,
         system_prompt="Answer in a {{ params.tone }} tone; currency {{ params.currency }}.",
         params=[
             {"name": "tone", "type": "text"},
             {"name": "currency", "type": "text", "default": "EUR"},
         ],
     )
-    legal = await make_agent(
-        api, tenant, tools=[], name="Legal", params=[{"name": "case", "type": "text"}]
-    )
+    legal = await desk.agent("Legal", params=[{"name": "case", "type": "text"}])
     spec = workforce(
         {"triage": triage, "billing": billing, "legal": legal},
         {"from": "triage", "to": "billing"},
         {"from": "triage", "to": "legal"},
     )
-    task_id, handle = await start_node(
-        temporal_env,
-        settings,
-        tenant,
+    task_id, task = await desk.run(
         spec,
         'call ask_billing {"message": "my invoice"}\ncall ask_legal {"message": "can I sue?"}',
         params={"tone": "friendly", "customer": "ACME"},
     )
-    result = await handle.result()
 
-    assert result.status is TaskStatus.completed, result.error
-    task = await read_task(api, tenant, task_id)
     assert tool_results(task) == [
         echo("my invoice"),
         "Error: the tool ask_legal failed: params: param 'case': required",
     ]
-    [child] = await children_of(session_factory, task_id)
+    [child] = await desk.children(task_id)
     assert child.node == "billing"
     assert child.params == {"tone": "friendly", "currency": "EUR"}

@@ -77,6 +77,48 @@ async def workflows_of_schedule(client: Client, schedule_id: str) -> list[str]:
             await asyncio.sleep(0.2)
 
 
+async def assert_hidden_from(
+    api: httpx.AsyncClient,
+    other: Tenant,
+    tenant: Tenant,
+    owner: str,
+    hook: dict[str, Any],
+    schedule: dict[str, Any],
+) -> None:
+    """`other`'s token reaches none of the triggers of `owner` (`/agents/<id>` or
+    `/workforces/<id>` in `tenant`'s project), through either project's URL: 404 each."""
+    hooks_path, schedules_path = f"{owner}/webhooks", f"{owner}/schedules"
+    for method, path, body in (
+        ("GET", hooks_path, None),
+        ("POST", hooks_path, {"message_template": "x"}),
+        ("DELETE", f"{hooks_path}/{hook['id']}", None),
+        ("GET", schedules_path, None),
+        ("POST", schedules_path, {"cron": "@daily", "message": "x"}),
+        ("POST", f"{schedules_path}/{schedule['id']}/pause", None),
+        ("POST", f"{schedules_path}/{schedule['id']}/resume", None),
+        ("DELETE", f"{schedules_path}/{schedule['id']}", None),
+    ):
+        for url in (tenant.url(path), other.url(path)):
+            response = await api.request(method, url, json=body, headers=other.headers)
+            assert_error(response, 404)
+
+
+async def assert_not_under(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    owner: str,
+    hook: dict[str, Any],
+    schedule: dict[str, Any],
+) -> None:
+    """Under another owner of the same project, the trigger ids are unknown: 404 each."""
+    for method, path in (
+        ("DELETE", f"{owner}/webhooks/{hook['id']}"),
+        ("POST", f"{owner}/schedules/{schedule['id']}/pause"),
+        ("DELETE", f"{owner}/schedules/{schedule['id']}"),
+    ):
+        assert_error(await api.request(method, tenant.url(path), headers=tenant.headers), 404)
+
+
 # Webhooks
 
 
@@ -249,28 +291,11 @@ async def test_another_tenant_and_a_viewer_cannot_touch_the_triggers(
     schedule = await create_schedule(api, tenant, agent["id"])
     hooks_path = f"/agents/{agent['id']}/webhooks"
     schedules_path = f"/agents/{agent['id']}/schedules"
-
-    for method, path, body in (
-        ("GET", hooks_path, None),
-        ("POST", hooks_path, {"message_template": "x"}),
-        ("DELETE", f"{hooks_path}/{hook['id']}", None),
-        ("GET", schedules_path, None),
-        ("POST", schedules_path, {"cron": "@daily", "message": "x"}),
-        ("POST", f"{schedules_path}/{schedule['id']}/pause", None),
-        ("DELETE", f"{schedules_path}/{schedule['id']}", None),
-    ):
-        for url in (tenant.url(path), other_tenant.url(path)):
-            response = await api.request(method, url, json=body, headers=other_tenant.headers)
-            assert_error(response, 404)
+    await assert_hidden_from(api, other_tenant, tenant, f"/agents/{agent['id']}", hook, schedule)
 
     # Ids of one agent's triggers mean nothing under another agent of the same project.
     second = await create_agent(api, tenant, name="Second")
-    for method, path in (
-        ("DELETE", f"/agents/{second['id']}/webhooks/{hook['id']}"),
-        ("POST", f"/agents/{second['id']}/schedules/{schedule['id']}/pause"),
-        ("DELETE", f"/agents/{second['id']}/schedules/{schedule['id']}"),
-    ):
-        assert_error(await api.request(method, tenant.url(path), headers=tenant.headers), 404)
+    await assert_not_under(api, tenant, f"/agents/{second['id']}", hook, schedule)
 
     viewer = await create_token(api, tenant.headers, role="viewer", project_id=tenant.project_id)
     viewer_headers = {"Authorization": f"Token {viewer['token']}"}

@@ -60,21 +60,35 @@ def chain(*node_ids: str) -> list[dict[str, str]]:
     return [{"from": a, "to": b, "kind": "handover"} for a, b in itertools.pairwise(node_ids)]
 
 
+async def echo_workforce(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    *node_ids: str,
+    edges: list[dict[str, str]] | None = None,
+    **spec: Any,
+) -> tuple[str, dict[str, str]]:
+    """A workforce of agent nodes whose agents echo, each named for its node; the entry is
+    the first, and the work goes on in this order unless `edges` says otherwise. The
+    workforce and each node's agent."""
+    agents = {node: await echo_agent(api, tenant, node.title()) for node in node_ids}
+    workforce = await make_workforce(
+        api,
+        tenant,
+        nodes=[{"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()],
+        edges=chain(*node_ids) if edges is None else edges,
+        entry=node_ids[0],
+        **spec,
+    )
+    return workforce, agents
+
+
 async def test_three_agents_hand_the_work_on_and_each_answer_names_its_node(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
     temporal_env: WorkflowEnvironment,
 ):
-    agents = {name: await echo_agent(api, tenant, name.title()) for name in ("triage", "billing")}
-    agents["reply"] = await echo_agent(api, tenant, "Reply")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()],
-        edges=chain("triage", "billing", "reply"),
-        entry="triage",
-    )
+    workforce, agents = await echo_workforce(api, tenant, "triage", "billing", "reply")
     created = await start(api, tenant, workforce, "refund order 7")
     assert created["workflow_id"] == f"workforce-task-{created['id']}"
     assert created["temporal_ui_url"].endswith(created["workflow_id"])
@@ -148,17 +162,7 @@ async def test_the_workforce_task_streams_its_nodes_events_tagged_with_their_nod
     tenant: Tenant,
     worker: Worker,
 ):
-    first, second = await echo_agent(api, tenant, "First"), await echo_agent(api, tenant, "Second")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[
-            {"id": "first", "type": "agent", "agent_id": first},
-            {"id": "second", "type": "agent", "agent_id": second},
-        ],
-        edges=chain("first", "second"),
-        entry="first",
-    )
+    workforce, _ = await echo_workforce(api, tenant, "first", "second")
     created = await start(api, tenant, workforce, "hello")
     task = await wait_for(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
@@ -228,29 +232,28 @@ async def test_a_tool_node_runs_the_tool_on_what_the_agent_before_it_said(
     )
 
 
+async def routing_workforce(api: httpx.AsyncClient, tenant: Tenant, **route: Any) -> str:
+    """A condition node `route` (with these settings) before two agents that echo, `billing`
+    and `reply`, which is its default."""
+    agents = {node: await echo_agent(api, tenant, node.title()) for node in ("billing", "reply")}
+    return await make_workforce(
+        api,
+        tenant,
+        nodes=[
+            {"id": "route", "type": "condition", "default": "reply", **route},
+            *({"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()),
+        ],
+        entry="route",
+    )
+
+
 async def test_a_rule_condition_sends_two_messages_two_ways(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
 ):
-    billing, reply = (
-        await echo_agent(api, tenant, "Billing"),
-        await echo_agent(api, tenant, "Reply"),
-    )
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[
-            {
-                "id": "route",
-                "type": "condition",
-                "branches": [{"to": "billing", "rules": [{"op": "contains", "value": "refund"}]}],
-                "default": "reply",
-            },
-            {"id": "billing", "type": "agent", "agent_id": billing},
-            {"id": "reply", "type": "agent", "agent_id": reply},
-        ],
-        entry="route",
+    workforce = await routing_workforce(
+        api, tenant, branches=[{"to": "billing", "rules": [{"op": "contains", "value": "refund"}]}]
     )
     refund = await start(api, tenant, workforce, "I want a REFUND")
     hello = await start(api, tenant, workforce, "hello there")
@@ -273,34 +276,21 @@ async def test_a_rule_condition_sends_two_messages_two_ways(
         "author": "reply",
         "from": None,
         "to": None,
+        "task_id": None,
     }
 
 
 async def test_a_model_condition_takes_the_branch_whose_label_the_model_names(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):
-    billing, reply = (
-        await echo_agent(api, tenant, "Billing"),
-        await echo_agent(api, tenant, "Reply"),
-    )
-    workforce = await make_workforce(
+    workforce = await routing_workforce(
         api,
         tenant,
-        nodes=[
-            {
-                "id": "route",
-                "type": "condition",
-                "mode": "model",
-                # The scripted model echoes the message: it names the label the message names.
-                "model": "scripted:echo",
-                "prompt": "Which team should take this message?",
-                "branches": [{"to": "billing", "label": "invoices"}],
-                "default": "reply",
-            },
-            {"id": "billing", "type": "agent", "agent_id": billing},
-            {"id": "reply", "type": "agent", "agent_id": reply},
-        ],
-        entry="route",
+        mode="model",
+        # The scripted model echoes the message: it names the label the message names.
+        model="scripted:echo",
+        prompt="Which team should take this message?",
+        branches=[{"to": "billing", "label": "invoices"}],
     )
     invoice = await start(api, tenant, workforce, "two invoices are wrong")
     other = await start(api, tenant, workforce, "where is my parcel")
@@ -317,17 +307,8 @@ async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
     worker: Worker,
     temporal_env: WorkflowEnvironment,
 ):
-    ping, pong = await echo_agent(api, tenant, "Ping"), await echo_agent(api, tenant, "Pong")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[
-            {"id": "ping", "type": "agent", "agent_id": ping},
-            {"id": "pong", "type": "agent", "agent_id": pong},
-        ],
-        edges=chain("ping", "pong", "ping"),
-        entry="ping",
-        max_node_runs=4,
+    workforce, _ = await echo_workforce(
+        api, tenant, "ping", "pong", edges=chain("ping", "pong", "ping"), max_node_runs=4
     )
     created = await start(api, tenant, workforce, "go")
     task = await wait_for(api, tenant, created["id"], FINAL)
@@ -348,28 +329,25 @@ async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
     assert_error(refused, 409)
 
 
+async def fragile_workforce(api: httpx.AsyncClient, tenant: Tenant, **node: Any) -> str:
+    """One node, `fragile` (with these settings), whose agent fails on a message that makes
+    it call a tool: with one model call per turn, it is left without an answer."""
+    tool = await make_tool(api, tenant)
+    fragile = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_iterations=1)
+    return await make_workforce(
+        api,
+        tenant,
+        nodes=[{"id": "fragile", "type": "agent", "agent_id": fragile, **node}],
+        entry="fragile",
+    )
+
+
 async def test_a_failing_node_escalates_and_a_persons_message_runs_it_again(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
 ):
-    tool = await make_tool(api, tenant)
-    # One model call per turn: a message that makes it call a tool leaves it without an answer.
-    fragile = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_iterations=1)
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[
-            {
-                "id": "fragile",
-                "type": "agent",
-                "agent_id": fragile,
-                "retries": 1,
-                "on_failure": "escalate",
-            }
-        ],
-        entry="fragile",
-    )
+    workforce = await fragile_workforce(api, tenant, retries=1, on_failure="escalate")
     created = await start(api, tenant, workforce, 'call echo_tool {"text": "x"}')
     escalated = await wait_for(api, tenant, created["id"], {"escalated"} | FINAL)
     assert escalated["status"] == "escalated"
@@ -402,14 +380,7 @@ async def test_a_failing_node_that_terminates_fails_the_task(
     worker: Worker,
     temporal_env: WorkflowEnvironment,
 ):
-    tool = await make_tool(api, tenant)
-    fragile = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_iterations=1)
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": "fragile", "type": "agent", "agent_id": fragile}],
-        entry="fragile",
-    )
+    workforce = await fragile_workforce(api, tenant)
     created = await start(api, tenant, workforce, "call echo_tool")
     task = await wait_for(api, tenant, created["id"], FINAL)
     assert task["status"] == "failed"
@@ -421,11 +392,11 @@ async def test_a_failing_node_that_terminates_fails_the_task(
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
-async def test_a_nodes_approval_is_decided_through_the_workforce_task(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    worker: Worker,
-):
+async def waiting_for_approval(
+    api: httpx.AsyncClient, tenant: Tenant, message: str
+) -> tuple[str, dict[str, Any]]:
+    """A task of a one-node workforce whose agent's tool needs approval, started with
+    `message` and read once it waits for one: its URL and its body."""
     tool = await make_tool(api, tenant)
     careful = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
     workforce = await make_workforce(
@@ -434,13 +405,22 @@ async def test_a_nodes_approval_is_decided_through_the_workforce_task(
         nodes=[{"id": "careful", "type": "agent", "agent_id": careful}],
         entry="careful",
     )
-    created = await start(api, tenant, workforce, 'call echo_tool {"text": "ok"}')
+    created = await start(api, tenant, workforce, message)
     url = tenant.url(f"/tasks/{created['id']}")
     async with asyncio.timeout(30):
         while not (task := (await api.get(url, headers=tenant.headers)).json())[
             "pending_approvals"
         ]:
             await asyncio.sleep(0.1)
+    return url, task
+
+
+async def test_a_nodes_approval_is_decided_through_the_workforce_task(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+):
+    url, task = await waiting_for_approval(api, tenant, 'call echo_tool {"text": "ok"}')
     [pending] = task["pending_approvals"]
     assert pending["tool"] == "echo_tool"
     unknown = await api.post(
@@ -452,7 +432,7 @@ async def test_a_nodes_approval_is_decided_through_the_workforce_task(
         f"{url}/approvals/{pending['call_id']}", json={"approve": True}, headers=tenant.headers
     )
     assert decided.status_code == 200, decided.text
-    done = await wait_for(api, tenant, created["id"], FINAL)
+    done = await wait_for(api, tenant, task["id"], FINAL)
     assert done["status"] == "completed", done["error"]
     assert done["pending_approvals"] == []
     assert "echo_tool: tool got ok" in done["messages"][-1]["content"]
@@ -463,27 +443,26 @@ async def test_cancelling_a_workforce_task_cancels_the_node_at_work(
     tenant: Tenant,
     worker: Worker,
 ):
-    tool = await make_tool(api, tenant)
-    careful = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": "careful", "type": "agent", "agent_id": careful}],
-        entry="careful",
-    )
-    created = await start(api, tenant, workforce, "call echo_tool")
-    url = tenant.url(f"/tasks/{created['id']}")
-    async with asyncio.timeout(30):
-        while not (await api.get(url, headers=tenant.headers)).json()["pending_approvals"]:
-            await asyncio.sleep(0.1)
+    url, waiting = await waiting_for_approval(api, tenant, "call echo_tool")
 
     cancelled = await api.post(f"{url}/cancel", headers=tenant.headers)
     assert cancelled.status_code == 202, cancelled.text
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await wait_for(api, tenant, waiting["id"], FINAL)
     assert task["status"] == "cancelled"
     [node] = task["nodes"]
     child = await wait_for(api, tenant, node["task_id"], FINAL)
     assert child["status"] == "cancelled"
+
+
+async def idle_task(
+    api: httpx.AsyncClient, tenant: Tenant, message: str
+) -> tuple[str, str, dict[str, Any]]:
+    """A task of a one-node workforce (its agent echoes) that waits an hour for a follow-up,
+    started with `message` and read once it waits (or has ended): the workforce, its agent
+    and the task."""
+    workforce, agents = await echo_workforce(api, tenant, "helper", idle_timeout_seconds=3600)
+    created = await start(api, tenant, workforce, message)
+    return workforce, agents["helper"], await wait_for(api, tenant, created["id"], {"idle"} | FINAL)
 
 
 async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_entry(
@@ -491,17 +470,8 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
     tenant: Tenant,
     worker: Worker,
 ):
-    helper = await echo_agent(api, tenant, "Helper")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
-        entry="helper",
-        idle_timeout_seconds=3600,
-    )
-    created = await start(api, tenant, workforce, "first")
-    idle = await wait_for(api, tenant, created["id"], {"idle"} | FINAL)
-    assert idle["status"] == "idle"
+    workforce, helper, created = await idle_task(api, tenant, "first")
+    assert created["status"] == "idle"
     # A new version of the workforce: the task keeps the one it started with.
     other = await echo_agent(api, tenant, "Other")
     patched = await api.patch(
@@ -546,19 +516,8 @@ async def test_another_tenant_reaches_neither_the_workforce_nor_its_tasks(
     other_tenant: Tenant,
     worker: Worker,
 ):
-    helper = await echo_agent(api, tenant, "Helper")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
-        entry="helper",
-        idle_timeout_seconds=3600,
-    )
-    created = await start(api, tenant, workforce, "mine")
-    await wait_for(api, tenant, created["id"], {"idle"} | FINAL)
-    [node] = (await api.get(tenant.url(f"/tasks/{created['id']}"), headers=tenant.headers)).json()[
-        "nodes"
-    ]
+    workforce, _, created = await idle_task(api, tenant, "mine")
+    [node] = created["nodes"]
 
     theirs = other_tenant.headers
     for task_id in (created["id"], node["task_id"]):
@@ -631,6 +590,106 @@ async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to
     assert any(d.get("task_id") == delegated["id"] and d["node"] == "billing" for d in tagged)
 
 
+async def delegating_desk(
+    api: httpx.AsyncClient, tenant: Tenant, triage_tools: list[dict[str, Any]] | None = None
+) -> str:
+    """Triage may ask Billing, which may ask Ledger; then triage hands over to Reply. Triage
+    and Billing call the tools their message names, Ledger and Reply echo."""
+    agents = {
+        "triage": await make_agent(api, tenant, tools=triage_tools or [], name="Triage"),
+        "billing": await make_agent(api, tenant, tools=[], name="Billing"),
+        "ledger": await echo_agent(api, tenant, "Ledger"),
+        "reply": await echo_agent(api, tenant, "Reply"),
+    }
+    return await make_workforce(
+        api,
+        tenant,
+        nodes=[{"id": n, "type": "agent", "agent_id": a} for n, a in agents.items()],
+        edges=[
+            {"from": "triage", "to": "billing", "kind": "delegate"},
+            {"from": "billing", "to": "ledger", "kind": "delegate"},
+            *chain("triage", "reply"),
+        ],
+        entry="triage",
+    )
+
+
+async def test_each_delegation_is_a_message_of_its_own_before_the_callers_answer(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    workforce = await delegating_desk(api, tenant)
+    inner = 'call ask_ledger {"message": "book it"}'
+    message = "call ask_billing " + json.dumps({"message": inner})
+    created = await start(api, tenant, workforce, message)
+    task = await wait_for(api, tenant, created["id"], FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    shown = [
+        (m["type"], m.get("author"), m.get("from"), m.get("to"), m["content"])
+        for m in task["messages"]
+    ]
+    triage_answer = task["messages"][3]["content"]
+    assert shown == [
+        ("message", None, None, None, message),
+        ("delegation", None, "triage", "billing", inner),
+        # Billing's own delegation, made while it worked for triage.
+        ("delegation", None, "billing", "ledger", "book it"),
+        ("message", "triage", None, None, triage_answer),
+        ("handover", None, "triage", "reply", triage_answer),
+        (
+            "message",
+            "reply",
+            None,
+            None,
+            said(f"{message}\n\nHanded over by triage:\n{triage_answer}"),
+        ),
+    ]
+    # The ledger's answer came back through billing's to triage's.
+    assert f"ask_ledger: {said('book it')}" in triage_answer
+    # Each delegation names the task the asked node worked in, a child of the asker's.
+    billing_id, ledger_id = (m["task_id"] for m in task["messages"][1:3])
+    billing = await wait_for(api, tenant, billing_id, FINAL)
+    ledger = await wait_for(api, tenant, ledger_id, FINAL)
+    assert (billing["node"], billing["parent_task_id"]) == ("billing", task["nodes"][0]["task_id"])
+    assert (ledger["node"], ledger["parent_task_id"]) == ("ledger", billing_id)
+    assert ledger["messages"][-1]["content"] == said("book it")
+    assert all(m.get("task_id") is None for m in task["messages"] if m["type"] != "delegation")
+
+
+async def test_every_run_under_a_workforce_task_is_found_by_its_workforce_in_temporal(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
+):
+    tool = await make_tool(api, tenant)
+    workforce = await delegating_desk(api, tenant, triage_tools=[{"tool_id": tool}])
+    created = await start(
+        api, tenant, workforce, 'call echo_tool {"text": "ok"}\ncall ask_billing {"message": "hi"}'
+    )
+    task = await wait_for(api, tenant, created["id"], FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    [delegation] = [m for m in task["messages"] if m["type"] == "delegation"]
+    events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
+    datas = [(e["event"], json.loads(e["data"])["data"]) for e in events]
+    [run_id] = [d["run_id"] for kind, d in datas if kind == "tool.run.started" and "run_id" in d]
+    tree = {
+        (created["workflow_id"], "WorkforceWorkflow"),
+        *((f"task-{n['task_id']}", "AgentTaskWorkflow") for n in task["nodes"]),
+        (f"task-{delegation['task_id']}", "AgentTaskWorkflow"),
+        (f"tool-run-{run_id}", "ToolRunWorkflow"),
+    }
+    assert len(tree) == 5
+    # Visibility is eventually consistent: wait until the query shows the whole tree.
+    query = f"BatonWorkforce = '{workforce}'"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        found = {(w.id, w.workflow_type) async for w in temporal_env.client.list_workflows(query)}
+        if found == tree or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert found == tree
+
+
 async def test_a_long_workforce_conversation_continues_as_new_and_loses_nothing(
     eager_env: WorkflowEnvironment,
     settings: Settings,
@@ -644,14 +703,7 @@ async def test_a_long_workforce_conversation_continues_as_new_and_loses_nothing(
 
 
 async def converse(api: httpx.AsyncClient, tenant: Tenant, env: WorkflowEnvironment) -> None:
-    helper = await echo_agent(api, tenant, "Helper")
-    workforce = await make_workforce(
-        api,
-        tenant,
-        nodes=[{"id": "helper", "type": "agent", "agent_id": helper}],
-        entry="helper",
-        idle_timeout_seconds=3600,
-    )
+    workforce, _ = await echo_workforce(api, tenant, "helper", idle_timeout_seconds=3600)
     created = await start(api, tenant, workforce, "turn 0")
     messages = tenant.url(f"/tasks/{created['id']}/messages")
     handle = env.client.get_workflow_handle(created["workflow_id"])

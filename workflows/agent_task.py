@@ -273,7 +273,9 @@ class AgentTaskWorkflow:
     async def _complete(self, answer: str) -> AgentTaskResult:
         self._ending = True
         await self._set_status(TaskStatus.completed)
-        return AgentTaskResult(status=TaskStatus.completed, answer=answer)
+        return AgentTaskResult(
+            status=TaskStatus.completed, answer=answer, delegations=self._context.delegations
+        )
 
     async def _wait_for_message(self) -> bool:
         """Idle until a message arrives (True) or the idle timeout passes (False). One timer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from temporalio import workflow
@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_DELEGATION_DEPTH,
         AgentTaskInput,
         AgentTaskResult,
+        Delegation,
         TaskStatus,
         task_workflow_id,
     )
@@ -73,6 +74,8 @@ class TaskContext:
     snippets: dict[str, str]
     params: dict[str, Any]
     write_events: EventWriter
+    # The delegations the task made, which its result carries to the workforce task.
+    delegations: list[Delegation] = field(default_factory=list)
 
 
 # Runs an approved call with its (possibly edited) arguments, after `leading` events (the
@@ -203,7 +206,10 @@ async def run_tool(
             id=tool_run_workflow_id(run_id),
             static_summary=f"tool {spec.name} for {call.id}",
             search_attributes=run_search_attributes(
-                project_id=project_id, kind="tool-run", status=ToolRunStatus.queued.value
+                project_id=project_id,
+                kind="tool-run",
+                status=ToolRunStatus.queued.value,
+                workforce_id=context.input.workforce_id,
             )
             if persist
             else None,
@@ -293,6 +299,8 @@ async def delegate(
     target = task.workforce.node(edge.to)
     assert isinstance(target, AgentNode)  # check_graph: a delegation goes to an agent node
     child_id = str(workflow.uuid4())
+    delegation = Delegation(caller=edge.from_, to=edge.to, message=message, task_id=child_id)
+    context.delegations.append(delegation)
     await context.write_events(
         *leading,
         EventDraft(
@@ -322,6 +330,7 @@ async def delegate(
                 workforce=task.workforce,
                 single_turn=True,
                 delegation_depth=task.delegation_depth + 1,
+                workforce_id=task.workforce_id,
             ),
             id=task_workflow_id(child_id),
             result_type=AgentTaskResult,
@@ -331,6 +340,7 @@ async def delegate(
                 kind="agent-task",
                 status=TaskStatus.queued.value,
                 agent_id=target.agent_id,
+                workforce_id=task.workforce_id,
             ),
             # A caller that ends any other way than by its own cancel still cancels the
             # child, which then records its task as cancelled.
@@ -339,6 +349,9 @@ async def delegate(
     except ChildWorkflowError as exc:
         reraise_cancel(exc)
         return tool_failed(call, _reason(exc))
+    # The child's own delegations follow this one (others may have started meanwhile).
+    after = context.delegations.index(delegation) + 1
+    context.delegations[after:after] = result.delegations
     if result.status is not TaskStatus.completed:
         return tool_failed(call, result.error or result.status.value)
     return _completed(call, as_text(result.answer or ""), task_id=child_id)

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.tools import ToolRunStatus
     from baton.domain.workforce_tasks import (
         AGENT_TASK_KIND,
+        DELEGATION_ROLE,
         HANDOVER_ROLE,
         NODE_OUTPUT_PREVIEW,
         AgentNodeSetup,
@@ -126,11 +127,16 @@ class WorkforceWorkflow:
         self._events: list[EventDraft] = []
         self._messages: list[WorkforceMessage] = []
 
+    # Set as the run starts, or (a scheduled start) once the task has begun.
+    _spec: WorkforceSpec
+
     @workflow.run
     async def run(self, task: WorkforceTaskInput) -> WorkforceTaskResult:
         self._input = task
-        self._spec: WorkforceSpec = task.workforce
-        self._task_id = task.task_id
+        if task.workforce is not None:
+            self._spec = task.workforce
+        # A schedule starts the workflow with no task: this run makes it.
+        self._task_id = task.task_id or str(workflow.uuid4())
         self._inbox[:0] = task.inbox
         self._listed = workflow.info().typed_search_attributes.get(BATON_STATUS)
         self._node_runs = task.node_runs
@@ -194,7 +200,7 @@ class WorkforceWorkflow:
             begun: BegunWorkforceTask = await workflow.execute_activity(
                 activity_names.WORKFORCE_TASK_BEGIN,
                 BeginWorkforceTask(
-                    task_id=task.task_id,
+                    task_id=self._task_id,
                     workflow_id=workflow.info().workflow_id,
                     project_id=task.project_id,
                     workforce_id=task.workforce_id,
@@ -214,6 +220,15 @@ class WorkforceWorkflow:
             raise TaskStopped(
                 TaskStatus.failed, f"the task could not begin: {_cause(exc)}"
             ) from exc
+        if begun.workforce is not None:  # a scheduled start: carried as if it were given
+            self._spec = begun.workforce
+            self._input = task.model_copy(
+                update={
+                    "task_id": self._task_id,
+                    "workforce": begun.workforce,
+                    "workforce_version": begun.workforce_version or 0,
+                }
+            )
         return begun
 
     async def _work(self, message: str | None) -> WorkforceTaskResult:
@@ -370,6 +385,7 @@ class WorkforceWorkflow:
                     node=node.id,
                     workforce=self._spec,
                     single_turn=True,
+                    workforce_id=self._input.workforce_id,
                 ),
                 id=agent_task_workflow_id(child_id),
                 static_summary=f"node {node.id}: agent {setup.agent_name}",
@@ -386,6 +402,17 @@ class WorkforceWorkflow:
             error = _child_cause(exc)
             self._events.append(_node_event(EventType.node_failed, number, error=error))
             raise NodeFailed(error) from exc
+        for delegation in result.delegations:
+            self._say(
+                WorkforceMessage(
+                    seq=self._seq,
+                    role=DELEGATION_ROLE,
+                    content=delegation.message,
+                    author=delegation.caller,
+                    to=delegation.to,
+                    task_id=delegation.task_id,
+                )
+            )
         if result.status is not TaskStatus.completed:
             error = result.error or result.status.value
             self._events.append(_node_event(EventType.node_failed, number, error=error))

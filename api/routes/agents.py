@@ -29,6 +29,7 @@ from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
+from baton.db.repositories.triggers import Target
 from baton.domain.agents import (
     PARAM_TEXTS,
     AgentSpec,
@@ -111,7 +112,7 @@ async def delete_agent(
         )
     # Its schedules live in Temporal too: stop them before the rows go.
     schedules = await trigger_repo.list_schedules(
-        session=session, project_id=project.id, agent_id=agent.id
+        session=session, target=Target(project_id=project.id, agent_id=agent.id)
     )
     for schedule in schedules.items:
         await delete_in_temporal(temporal_client, schedule)

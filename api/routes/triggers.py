@@ -1,4 +1,5 @@
-"""Triggers that start an agent's tasks without a person: webhooks and schedules.
+"""Triggers that start tasks of an agent or a workforce without a person: webhooks and
+schedules, under `/agents/{agent_id}/...` and `/workforces/{workforce_id}/...` alike.
 
 A webhook is a secret URL (`/api/hooks/<token>`) that turns any JSON body into a task; the
 token is the credential, so that route takes no Authorization header. A schedule is a
@@ -15,17 +16,18 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.deps import (
     AgentDep,
     Editor,
     PageDep,
-    ScheduleDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
     Viewer,
+    WorkforceDep,
     get_project,
 )
 from api.limits import bounded_definition
@@ -44,12 +46,15 @@ from api.templates import api_budget, off_loop
 from baton import templating
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.db.tables import AgentSchedule, Task
+from baton.db.repositories import workforces as workforce_repo
+from baton.db.repositories.triggers import Target
+from baton.db.tables import AgentSchedule, AgentWebhook, Task
 from baton.domain.tasks import TaskStatus
 from baton.errors import BatonError, InvalidInput
 from baton.security import new_token
 from baton.services import schedules as schedule_service
 from baton.services.tasks import start_agent_task
+from baton.services.workforce_tasks import start_workforce_task
 from baton.settings import Settings
 
 WEBHOOK_TOKEN_PREFIX = "bthk_"
@@ -61,62 +66,72 @@ class PayloadTooLarge(BatonError):
     status_code = 413
 
 
-webhooks = APIRouter(
-    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/webhooks",
-    tags=["webhooks"],
-    dependencies=[Depends(get_project)],
-)
+async def agent_target(agent: AgentDep) -> Target:
+    return Target(project_id=agent.project_id, agent_id=agent.id)
+
+
+async def workforce_target(workforce: WorkforceDep) -> Target:
+    return Target(project_id=workforce.project_id, workforce_id=workforce.id)
+
+
+_AGENT = Depends(agent_target)
+_WORKFORCE = Depends(workforce_target)
 hooks = APIRouter(prefix="/api/hooks", tags=["webhooks"])
-schedules = APIRouter(
-    prefix="/api/v1/projects/{project_id}/agents/{agent_id}/schedules",
-    tags=["schedules"],
-    dependencies=[Depends(get_project)],
-)
 
 
 # Webhooks
 
+# `Depends(agent_target)` or `Depends(workforce_target)`: the target the path names.
+TargetOf = Any
 
-@webhooks.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)])
-async def create_webhook(
-    body: WebhookCreate,
-    _: Editor,
-    agent: AgentDep,
-    session: SessionDep,
-    settings: SettingsDep,
-) -> WebhookCreated:
-    token = new_token(WEBHOOK_TOKEN_PREFIX)
-    webhook = await trigger_repo.create_webhook(
-        session=session,
-        project_id=agent.project_id,
-        agent_id=agent.id,
-        token=token,
-        message_template=body.message_template,
-        dedupe_key_template=body.dedupe_key_template,
-        params_template=body.params_template,
-    )
-    return WebhookCreated(
-        **WebhookPublic.of(webhook).model_dump(),
-        url=f"{settings.public_api_url.rstrip('/')}{hooks.prefix}/{token}",
-        token=token,
+
+def webhook_routes(prefix: str, target_of: TargetOf) -> APIRouter:
+    """Create, list and revoke the webhooks of the target `target_of` finds in the path."""
+    router = APIRouter(
+        prefix=f"/api/v1/projects/{{project_id}}/{prefix}/webhooks",
+        tags=["webhooks"],
+        dependencies=[Depends(get_project)],
     )
 
-
-@webhooks.get("")
-async def list_webhooks(
-    _: Viewer, agent: AgentDep, session: SessionDep, page: PageDep
-) -> Page[WebhookPublic]:
-    rows = await trigger_repo.list_webhooks(
-        session=session, project_id=agent.project_id, agent_id=agent.id, page=page
+    @router.post(
+        "", status_code=status.HTTP_201_CREATED, dependencies=[Depends(bounded_definition)]
     )
-    return Page[WebhookPublic].of(rows, WebhookPublic.of)
+    async def create_webhook(
+        body: WebhookCreate,
+        _: Editor,
+        session: SessionDep,
+        settings: SettingsDep,
+        target: Target = target_of,
+    ) -> WebhookCreated:
+        token = new_token(WEBHOOK_TOKEN_PREFIX)
+        webhook = await trigger_repo.create_webhook(
+            session=session,
+            target=target,
+            token=token,
+            message_template=body.message_template,
+            dedupe_key_template=body.dedupe_key_template,
+            params_template=body.params_template,
+        )
+        return WebhookCreated(
+            **WebhookPublic.of(webhook).model_dump(),
+            url=f"{settings.public_api_url.rstrip('/')}{hooks.prefix}/{token}",
+            token=token,
+        )
 
+    @router.get("")
+    async def list_webhooks(
+        _: Viewer, session: SessionDep, page: PageDep, target: Target = target_of
+    ) -> Page[WebhookPublic]:
+        rows = await trigger_repo.list_webhooks(session=session, target=target, page=page)
+        return Page[WebhookPublic].of(rows, WebhookPublic.of)
 
-@webhooks.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_webhook(webhook_id: str, _: Editor, agent: AgentDep, session: SessionDep) -> None:
-    await trigger_repo.revoke_webhook(
-        session=session, project_id=agent.project_id, agent_id=agent.id, webhook_id=webhook_id
-    )
+    @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def revoke_webhook(
+        webhook_id: str, _: Editor, session: SessionDep, target: Target = target_of
+    ) -> None:
+        await trigger_repo.revoke_webhook(session=session, target=target, webhook_id=webhook_id)
+
+    return router
 
 
 @hooks.post(
@@ -145,10 +160,47 @@ async def receive_hook(
     message, key, params = await off_loop(lambda: _render_hook(templates, payload))
     task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
     deduplicated = task_id is not None and await session.get(Task, task_id) is not None
+    task = await _start_task(
+        session, temporal_client, settings, webhook, message=message, task_id=task_id, params=params
+    )
+    return HookAccepted(
+        task_id=task.id,
+        workflow_id=task.workflow_id,
+        status=TaskStatus(task.status),
+        deduplicated=deduplicated,
+    )
+
+
+async def _start_task(
+    session: AsyncSession,
+    temporal_client: Client,
+    settings: Settings,
+    webhook: AgentWebhook,
+    *,
+    message: str,
+    task_id: str | None,
+    params: dict[str, Any],
+) -> Task:
+    """A task of the webhook's workforce, or of its agent."""
+    if webhook.workforce_id is not None:
+        workforce = await workforce_repo.get_workforce(
+            session=session, project_id=webhook.project_id, workforce_id=webhook.workforce_id
+        )
+        return await start_workforce_task(
+            session=session,
+            temporal_client=temporal_client,
+            settings=settings,
+            workforce=workforce,
+            spec=workforce_repo.workforce_spec(workforce),
+            message=message,
+            params=params,
+            task_id=task_id,
+        )
+    assert webhook.agent_id is not None
     agent = await agent_repo.get_agent(
         session=session, project_id=webhook.project_id, agent_id=webhook.agent_id
     )
-    task = await start_agent_task(
+    return await start_agent_task(
         session=session,
         temporal_client=temporal_client,
         settings=settings,
@@ -156,12 +208,6 @@ async def receive_hook(
         message=message,
         task_id=task_id,
         params=params,
-    )
-    return HookAccepted(
-        task_id=task.id,
-        workflow_id=task.workflow_id,
-        status=TaskStatus(task.status),
-        deduplicated=deduplicated,
     )
 
 
@@ -228,79 +274,94 @@ def _render_hook(templates: HookTemplates, payload: Any) -> tuple[str, str | Non
 # Schedules
 
 
-@schedules.post("", status_code=status.HTTP_201_CREATED)
-async def create_schedule(
-    body: ScheduleCreate,
-    _: Editor,
-    agent: AgentDep,
-    session: SessionDep,
-    temporal_client: TemporalDep,
-    settings: SettingsDep,
-) -> SchedulePublic:
-    schedule = await schedule_service.create_schedule(
-        session=session,
-        temporal_client=temporal_client,
-        settings=settings,
-        agent=agent,
-        cron=body.cron,
-        timezone=body.timezone,
-        message=body.message,
-        params=body.params,
-    )
-    return _view(schedule, settings, await schedule_service.next_run(temporal_client, schedule))
-
-
-@schedules.get("")
-async def list_schedules(
-    _: Viewer,
-    agent: AgentDep,
-    session: SessionDep,
-    temporal_client: TemporalDep,
-    settings: SettingsDep,
-    page: PageDep,
-) -> Page[SchedulePublic]:
-    """Each with its next run, which Temporal is asked for."""
-    rows = await trigger_repo.list_schedules(
-        session=session, project_id=agent.project_id, agent_id=agent.id, page=page
-    )
-    next_runs = await asyncio.gather(
-        *(schedule_service.next_run(temporal_client, s) for s in rows.items)
-    )
-    return Page[SchedulePublic](
-        items=[_view(s, settings, n) for s, n in zip(rows.items, next_runs, strict=True)],
-        next_cursor=rows.next_cursor,
+def schedule_routes(prefix: str, target_of: TargetOf) -> APIRouter:
+    """Create, list, pause, resume and delete the schedules of the target `target_of` finds
+    in the path."""
+    router = APIRouter(
+        prefix=f"/api/v1/projects/{{project_id}}/{prefix}/schedules",
+        tags=["schedules"],
+        dependencies=[Depends(get_project)],
     )
 
+    async def schedule_of(
+        schedule_id: str, session: SessionDep, target: Target = target_of
+    ) -> AgentSchedule:
+        return await trigger_repo.get_schedule(
+            session=session, target=target, schedule_id=schedule_id
+        )
 
-@schedules.post("/{schedule_id}/pause")
-async def pause_schedule(
-    _: Editor,
-    schedule: ScheduleDep,
-    temporal_client: TemporalDep,
-    settings: SettingsDep,
-) -> SchedulePublic:
-    return await _set_paused(temporal_client, settings, schedule, paused=True)
+    found: Any = Depends(schedule_of)
 
+    @router.post("", status_code=status.HTTP_201_CREATED)
+    async def create_schedule(
+        body: ScheduleCreate,
+        _: Editor,
+        session: SessionDep,
+        temporal_client: TemporalDep,
+        settings: SettingsDep,
+        target: Target = target_of,
+    ) -> SchedulePublic:
+        schedule = await schedule_service.create_schedule(
+            session=session,
+            temporal_client=temporal_client,
+            settings=settings,
+            target=target,
+            cron=body.cron,
+            timezone=body.timezone,
+            message=body.message,
+            params=body.params,
+        )
+        next_run = await schedule_service.next_run(temporal_client, schedule)
+        return _view(schedule, settings, next_run)
 
-@schedules.post("/{schedule_id}/resume")
-async def resume_schedule(
-    _: Editor,
-    schedule: ScheduleDep,
-    temporal_client: TemporalDep,
-    settings: SettingsDep,
-) -> SchedulePublic:
-    return await _set_paused(temporal_client, settings, schedule, paused=False)
+    @router.get("")
+    async def list_schedules(
+        _: Viewer,
+        session: SessionDep,
+        temporal_client: TemporalDep,
+        settings: SettingsDep,
+        page: PageDep,
+        target: Target = target_of,
+    ) -> Page[SchedulePublic]:
+        """Each with its next run, which Temporal is asked for."""
+        rows = await trigger_repo.list_schedules(session=session, target=target, page=page)
+        next_runs = await asyncio.gather(
+            *(schedule_service.next_run(temporal_client, s) for s in rows.items)
+        )
+        return Page[SchedulePublic](
+            items=[_view(s, settings, n) for s, n in zip(rows.items, next_runs, strict=True)],
+            next_cursor=rows.next_cursor,
+        )
 
+    @router.post("/{schedule_id}/pause")
+    async def pause_schedule(
+        _: Editor,
+        temporal_client: TemporalDep,
+        settings: SettingsDep,
+        schedule: AgentSchedule = found,
+    ) -> SchedulePublic:
+        return await _set_paused(temporal_client, settings, schedule, paused=True)
 
-@schedules.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(
-    _: Editor,
-    schedule: ScheduleDep,
-    session: SessionDep,
-    temporal_client: TemporalDep,
-) -> None:
-    await schedule_service.delete_in_temporal(temporal_client, schedule)
-    await session.delete(schedule)
+    @router.post("/{schedule_id}/resume")
+    async def resume_schedule(
+        _: Editor,
+        temporal_client: TemporalDep,
+        settings: SettingsDep,
+        schedule: AgentSchedule = found,
+    ) -> SchedulePublic:
+        return await _set_paused(temporal_client, settings, schedule, paused=False)
+
+    @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_schedule(
+        _: Editor,
+        session: SessionDep,
+        temporal_client: TemporalDep,
+        schedule: AgentSchedule = found,
+    ) -> None:
+        await schedule_service.delete_in_temporal(temporal_client, schedule)
+        await session.delete(schedule)
+
+    return router
 
 
 async def _set_paused(
@@ -318,6 +379,7 @@ def _view(
     return SchedulePublic(
         id=schedule.id,
         agent_id=schedule.agent_id,
+        workforce_id=schedule.workforce_id,
         cron=schedule.cron,
         timezone=schedule.timezone,
         message=schedule.message,
@@ -331,5 +393,11 @@ def _view(
 
 
 router = APIRouter()
-for _part in (webhooks, hooks, schedules):
+for _part in (
+    webhook_routes("agents/{agent_id}", _AGENT),
+    webhook_routes("workforces/{workforce_id}", _WORKFORCE),
+    hooks,
+    schedule_routes("agents/{agent_id}", _AGENT),
+    schedule_routes("workforces/{workforce_id}", _WORKFORCE),
+):
     router.include_router(_part)

@@ -13,9 +13,14 @@ from baton.db.repositories import accounts
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import workforce_tasks as workforce_task_repo
 from baton.db.repositories import workforces as workforce_repo
-from baton.db.tables import Task
+from baton.db.tables import Task, TaskMessage
 from baton.domain.tasks import PendingApproval, TaskStatus
-from baton.domain.workforce_tasks import HANDOVER_ROLE, WORKFORCE_TASK_KIND, NodeRun
+from baton.domain.workforce_tasks import (
+    DELEGATION_ROLE,
+    HANDOVER_ROLE,
+    WORKFORCE_TASK_KIND,
+    NodeRun,
+)
 from baton.services.workforce_tasks import start_workforce_task
 
 router = APIRouter(
@@ -72,16 +77,26 @@ def is_workforce_task(task: Task) -> bool:
 
 async def messages(session: AsyncSession, task: Task) -> list[WorkforceMessagePublic]:
     rows = await workforce_task_repo.list_messages(session=session, task_id=task.id)
-    return [
-        WorkforceMessagePublic(
+    return [_message(row) for row in rows]
+
+
+def _message(row: TaskMessage) -> WorkforceMessagePublic:
+    if row.role == HANDOVER_ROLE:
+        return WorkforceMessagePublic(
             type="handover", role=row.role, content=row.content, from_=row.author, to=row.name
         )
-        if row.role == HANDOVER_ROLE
-        else WorkforceMessagePublic(
-            type="message", role=row.role, content=row.content, author=row.author
+    if row.role == DELEGATION_ROLE:
+        return WorkforceMessagePublic(
+            type="delegation",
+            role=row.role,
+            content=row.content,
+            from_=row.author,
+            to=row.name,
+            task_id=row.tool_call_id,
         )
-        for row in rows
-    ]
+    return WorkforceMessagePublic(
+        type="message", role=row.role, content=row.content, author=row.author
+    )
 
 
 async def nodes(session: AsyncSession, task: Task) -> list[NodeRun]:

@@ -15,6 +15,7 @@ from api.deps import (
     PageDep,
     ProjectDep,
     SessionDep,
+    TemporalDep,
     Viewer,
     WorkforceDep,
     get_project,
@@ -27,9 +28,12 @@ from api.schemas.workforces import (
     WorkforceUpdate,
     WorkforceVersionPublic,
 )
+from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
+from baton.db.repositories.triggers import Target
 from baton.domain.workforces import NAME_MAX_LENGTH, WorkforceSpec
 from baton.errors import Conflict
+from baton.services.schedules import delete_in_temporal
 from baton.services.workforce_definitions import (
     check_before_save,
     export_definition,
@@ -111,14 +115,25 @@ async def list_versions(
 
 @router.delete("/{workforce_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workforce(
-    project: ProjectDep, session: SessionDep, _: Editor, workforce: WorkforceDep
+    project: ProjectDep,
+    session: SessionDep,
+    _: Editor,
+    workforce: WorkforceDep,
+    temporal_client: TemporalDep,
 ) -> None:
-    """Refused while one of its tasks runs: deleting it would delete the task's record."""
+    """Refused while one of its tasks runs: deleting it would delete the task's record. Its
+    webhooks and schedules go with it."""
     if await workforce_repo.has_unfinished_tasks(session=session, workforce_id=workforce.id):
         raise Conflict(
             f"workforce {workforce.id} has tasks that have not ended; cancel them or wait "
             "for them to end first"
         )
+    # Its schedules live in Temporal too: stop them before the rows go.
+    schedules = await trigger_repo.list_schedules(
+        session=session, target=Target(project_id=project.id, workforce_id=workforce.id)
+    )
+    for schedule in schedules.items:
+        await delete_in_temporal(temporal_client, schedule)
     await workforce_repo.delete_workforce(
         session=session, project_id=project.id, workforce_id=workforce.id
     )

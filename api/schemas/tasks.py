@@ -70,16 +70,19 @@ class WorkforceTaskCreate(BaseModel):
 
 class WorkforceMessagePublic(BaseModel):
     """A message of a workforce task: `author` is the node whose agent wrote it (none for
-    the user's); a handover has `from` and `to`, and its content is what was handed over."""
+    the user's); a handover has `from` and `to`, and its content is what was handed over; a
+    delegation has `from` (the node that asked), `to`, `task_id` (the task the asked node
+    worked in), and its content is what was asked."""
 
     model_config = ConfigDict(populate_by_name=True)
 
-    type: Literal["message", "handover"]
+    type: Literal["message", "handover", "delegation"]
     role: str
     content: str
     author: str | None = None
     from_: str | None = Field(default=None, alias="from")
     to: str | None = None
+    task_id: str | None = None
 
 
 class TaskKindFields(BaseModel):

@@ -1,4 +1,4 @@
-"""Webhooks and schedules of an agent."""
+"""Webhooks and schedules of an agent or a workforce (`agent_id` or `workforce_id`)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ class WebhookCreate(BaseModel):
     dedupe_key_template: str | None = Field(default=None, max_length=2_000)
     params_template: dict[str, str] = Field(
         default_factory=dict,
-        description="The agent's task params: each a template over the payload; a lone "
+        description="The task params (an agent's, or a workforce's agent nodes'): each a "
+        "template over the payload; a lone "
         "{{ payload.x }} keeps the value's JSON type",
     )
 
@@ -61,7 +62,8 @@ class WebhookCreate(BaseModel):
 
 class WebhookPublic(BaseModel):
     id: str
-    agent_id: str
+    agent_id: str | None
+    workforce_id: str | None = None
     message_template: str
     dedupe_key_template: str | None
     params_template: dict[str, str]
@@ -72,6 +74,7 @@ class WebhookPublic(BaseModel):
         return cls(
             id=webhook.id,
             agent_id=webhook.agent_id,
+            workforce_id=webhook.workforce_id,
             message_template=webhook.message_template,
             dedupe_key_template=webhook.dedupe_key_template,
             params_template=webhook.params_template or {},
@@ -107,7 +110,9 @@ class ScheduleCreate(BaseModel):
     timezone: str = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Paris"])
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
     params: dict[str, Any] = Field(
-        default_factory=dict, description="The agent's task params every run starts with"
+        default_factory=dict,
+        description="The task params every run starts with (an agent's, or a workforce's "
+        "agent nodes')",
     )
 
     @field_validator("cron")
@@ -132,7 +137,8 @@ class ScheduleCreate(BaseModel):
 
 class SchedulePublic(BaseModel):
     id: str
-    agent_id: str
+    agent_id: str | None
+    workforce_id: str | None = None
     cron: str
     timezone: str
     message: str

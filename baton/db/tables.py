@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -268,6 +269,7 @@ class TaskMessage(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     tool_calls: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
+    # A tool message: the call it answers; a workforce task's delegation: the task it ran in.
     tool_call_id: Mapped[str | None] = mapped_column(String(200), default=None)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
     # In a workforce task: the node whose agent wrote it.
@@ -294,14 +296,28 @@ class TaskEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _one_target(table: str) -> CheckConstraint:
+    """A trigger starts tasks of one agent or of one workforce, never both or neither."""
+    return CheckConstraint(
+        "(agent_id IS NULL) <> (workforce_id IS NULL)", name=f"ck_{table}_one_target"
+    )
+
+
 class AgentWebhook(Base):
-    """A secret URL that starts a task of the agent from any JSON payload."""
+    """A secret URL that starts a task of an agent, or of a workforce (exactly one of the
+    two is set), from any JSON payload."""
 
     __tablename__ = "agent_webhooks"
+    __table_args__ = (_one_target("agent_webhooks"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), index=True, default=None
+    )
+    workforce_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workforces.id", ondelete="CASCADE"), index=True, default=None
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     message_template: Mapped[str] = mapped_column(Text)
     dedupe_key_template: Mapped[str | None] = mapped_column(Text, default=None)
@@ -312,13 +328,20 @@ class AgentWebhook(Base):
 
 
 class AgentSchedule(Base):
-    """A Temporal Schedule (`baton-schedule-<id>`) that starts a task with a fixed message."""
+    """A Temporal Schedule (`baton-schedule-<id>`) that starts a task of an agent, or of a
+    workforce (exactly one of the two is set), with a fixed message."""
 
     __tablename__ = "agent_schedules"
+    __table_args__ = (_one_target("agent_schedules"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), index=True, default=None
+    )
+    workforce_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workforces.id", ondelete="CASCADE"), index=True, default=None
+    )
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     message: Mapped[str] = mapped_column(Text)

@@ -102,12 +102,28 @@ class AgentTaskInput(BaseModel):
     single_turn: bool = False
     # How many delegations led to this task: beyond `MAX_DELEGATION_DEPTH` it may not delegate.
     delegation_depth: int = 0
+    # The workforce whose task this works for: every run under that task carries it as the
+    # `BatonWorkforce` search attribute, so one query lists the whole tree.
+    workforce_id: str | None = None
+
+
+class Delegation(BaseModel):
+    """A delegation a task made (or one made under it, by the tasks it delegated to), as
+    its workforce task shows it: the node that asked, the node asked, what it was asked, and
+    the task the asked node worked in."""
+
+    caller: str
+    to: str
+    message: str
+    task_id: str
 
 
 class AgentTaskResult(BaseModel):
     status: TaskStatus
     answer: str | None = None
     error: str | None = None
+    # A node run's delegations, in the order they started, each followed by those it made.
+    delegations: list[Delegation] = Field(default_factory=list)
 
 
 class BeginTask(BaseModel):

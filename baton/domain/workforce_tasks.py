@@ -4,7 +4,12 @@ A workforce task is a row of `tasks` (kind `workforce-task`) whose conversation 
 user's messages, each agent node's answer (an assistant message whose `author` is the node)
 and the handovers between them. A handover is stored as a message of role `handover`: its
 `author` is the node the work comes from, its `name` the node it goes to, its content what
-was handed over; the API shows it as `{"type": "handover", "from", "to", "content"}`.
+was handed over; the API shows it as `{"type": "handover", "from", "to", "content"}`. A
+delegation made while a node worked (by its agent, or by an agent it delegated to) is a
+message of role `delegation`, written before the node's answer: `author` the node that
+asked, `name` the node asked, its content what was asked, `tool_call_id` the task the asked
+node worked in; the API shows it as `{"type": "delegation", "from", "to", "content",
+"task_id"}`.
 
 Each node run is announced in the task's events (`node.started`, then `node.completed` or
 `node.failed`), numbered by the task's count of node runs; the API lists them as `nodes`.
@@ -31,6 +36,7 @@ from baton.domain.workforces import WorkforceSpec
 WORKFORCE_TASK_KIND = "workforce-task"
 AGENT_TASK_KIND = "agent-task"
 HANDOVER_ROLE = "handover"
+DELEGATION_ROLE = "delegation"
 # How much of a node's output its `node.completed` event (and the API's `nodes`) shows.
 NODE_OUTPUT_PREVIEW = 2000
 
@@ -75,11 +81,13 @@ class AgentNodeSetup(BaseModel):
 
 
 class WorkforceTaskInput(BaseModel):
+    # Empty, with no `workforce`: a scheduled start, whose task the workflow names and
+    # whose workforce (its current version) it loads as the task begins.
     task_id: str
     project_id: str
     workforce_id: str
     workforce_version: int
-    workforce: WorkforceSpec
+    workforce: WorkforceSpec | None
     message: str
     params: dict[str, Any] = Field(default_factory=dict)
     user_group_id: str | None = None
@@ -115,7 +123,8 @@ class BeginWorkforceTask(BaseModel):
     project_id: str
     workforce_id: str
     workforce_version: int
-    workforce: WorkforceSpec
+    # None: load the workforce's current version (a scheduled start).
+    workforce: WorkforceSpec | None
     message: str
     params: dict[str, Any] = Field(default_factory=dict)
     user_group_id: str | None = None
@@ -123,23 +132,28 @@ class BeginWorkforceTask(BaseModel):
 
 class BegunWorkforceTask(BaseModel):
     """What the task pins as it begins: the tools of its tool nodes (with every tool they
-    call) and their snippets, and each agent node's agent name and params."""
+    call) and their snippets, each agent node's agent name and params, and the workforce
+    when it was loaded."""
 
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     tool_versions: dict[str, int] = Field(default_factory=dict)
     snippets: dict[str, str] = Field(default_factory=dict)
     agents: dict[str, AgentNodeSetup] = Field(default_factory=dict)
+    workforce: WorkforceSpec | None = None
+    workforce_version: int | None = None
 
 
 class WorkforceMessage(BaseModel):
-    """Message `seq` of a workforce task: `role` user, assistant or handover; `author` the
-    node that wrote it (a handover: the node it comes from), `to` where a handover goes."""
+    """Message `seq` of a workforce task: `role` user, assistant, handover or delegation;
+    `author` the node that wrote it (a handover or delegation: the node it comes from), `to`
+    where a handover or delegation goes, `task_id` the task a delegation ran in."""
 
     seq: int
     role: str
     content: str
     author: str | None = None
     to: str | None = None
+    task_id: str | None = None
 
 
 class WorkforceRecord(BaseModel):

@@ -1,9 +1,11 @@
-"""An agent's schedules as Temporal Schedules: `baton-schedule-<id>`, whose action starts
-`AgentTaskWorkflow` directly. Temporal owns the timing, and the workflow creates its own task
-row when it fires. The row in Baton is what a project manages the schedule by.
+"""Schedules of an agent or a workforce as Temporal Schedules: `baton-schedule-<id>`, whose
+action starts `AgentTaskWorkflow` (or `WorkforceWorkflow`) directly. Temporal owns the
+timing, and the workflow creates its own task row when it fires, loading the agent (or the
+workforce) as it is at that moment. The row in Baton is what a project manages the schedule
+by.
 
-The workflow is named by its registered name, so this library does not import the workflow
-layer (tests/test_services.py checks it against `AgentTaskWorkflow`)."""
+The workflows are named by their registered names, so this library does not import the
+workflow layer (tests/test_services.py checks them against the workflows)."""
 
 from __future__ import annotations
 
@@ -27,12 +29,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.db.tables import Agent, AgentSchedule
+from baton.db.repositories import workforces as workforce_repo
+from baton.db.repositories.triggers import Target
+from baton.db.tables import AgentSchedule
 from baton.domain.tasks import AgentTaskInput, TaskStatus
+from baton.domain.workforce_tasks import WORKFORCE_TASK_KIND, WorkforceTaskInput
 from baton.errors import BatonError, Conflict, InvalidInput, ServiceUnavailable
 from baton.services.tasks import AGENT_TASK_WORKFLOW, task_params
+from baton.services.workforce_tasks import WORKFORCE_WORKFLOW, check_params
 from baton.settings import Settings
-from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT, run_search_attributes
+from baton.temporal import (
+    BATON_AGENT,
+    BATON_KIND,
+    BATON_PROJECT,
+    BATON_WORKFORCE,
+    run_search_attributes,
+)
 
 logger = logging.getLogger("baton.schedules")
 
@@ -47,22 +59,22 @@ async def create_schedule(
     session: AsyncSession,
     temporal_client: Client,
     settings: Settings,
-    agent: Agent,
+    target: Target,
     cron: str,
     timezone: str,
     message: str,
     params: dict[str, Any],
 ) -> AgentSchedule:
     """The schedule's row and its Temporal Schedule, both or neither. `params` are checked
-    against the agent's typed params (defaults applied)."""
+    against the agent's typed params (defaults applied), or those of the workforce's agent
+    nodes."""
     schedule = await trigger_repo.create_schedule(
         session=session,
-        project_id=agent.project_id,
-        agent_id=agent.id,
+        target=target,
         cron=cron,
         timezone=timezone,
         message=message,
-        params=task_params(agent_repo.agent_spec(agent), params),
+        params=await _checked_params(session, target, params),
     )
     # The row is only flushed: if Temporal refuses the cron or is down, the request fails
     # and the session rolls it back. Once Temporal has the schedule, a failed commit must
@@ -93,30 +105,29 @@ def temporal_schedule_id(schedule: AgentSchedule) -> str:
     return f"baton-schedule-{schedule.id}"
 
 
+async def _checked_params(
+    session: AsyncSession, target: Target, params: dict[str, Any]
+) -> dict[str, Any]:
+    if target.workforce_id is not None:
+        workforce = await workforce_repo.get_workforce(
+            session=session, project_id=target.project_id, workforce_id=target.workforce_id
+        )
+        spec = workforce_repo.workforce_spec(workforce)
+        await check_params(session, target.project_id, spec, params)
+        return params  # each agent node takes its own, with its defaults, as a task begins
+    assert target.agent_id is not None
+    agent = await agent_repo.get_agent(
+        session=session, project_id=target.project_id, agent_id=target.agent_id
+    )
+    return task_params(agent_repo.agent_spec(agent), params)
+
+
 def temporal_schedule(schedule: AgentSchedule, settings: Settings) -> Schedule:
     """Each run gets its own workflow id (Temporal appends the fire time to `task-schedule-
-    <id>`) and creates its own task, loading the agent as it is at that moment."""
+    <id>` or `workforce-task-schedule-<id>`) and creates its own task, loading the agent (or
+    the workforce) as it is at that moment."""
     return Schedule(
-        action=ScheduleActionStartWorkflow(
-            AGENT_TASK_WORKFLOW,
-            AgentTaskInput(
-                task_id="",
-                project_id=schedule.project_id,
-                agent_id=schedule.agent_id,
-                agent=None,
-                message=schedule.message,
-                params=schedule.params or {},
-            ),
-            id=f"task-schedule-{schedule.id}",
-            task_queue=settings.temporal_task_queue,
-            typed_search_attributes=run_search_attributes(
-                project_id=schedule.project_id,
-                kind="agent-task",
-                status=TaskStatus.queued.value,
-                agent_id=schedule.agent_id,
-            ),
-            static_summary=f"scheduled: {schedule.cron} ({schedule.timezone})",
-        ),
+        action=_start_action(schedule, settings),
         spec=ScheduleSpec(cron_expressions=[schedule.cron], time_zone_name=schedule.timezone),
         # A task may stay open (idle, waiting for a message), which must not hold back the
         # next run.
@@ -127,18 +138,67 @@ def temporal_schedule(schedule: AgentSchedule, settings: Settings) -> Schedule:
     )
 
 
+def _start_action(schedule: AgentSchedule, settings: Settings) -> ScheduleActionStartWorkflow:
+    start: AgentTaskInput | WorkforceTaskInput
+    if schedule.workforce_id is not None:
+        workflow, run_prefix, kind = WORKFORCE_WORKFLOW, "workforce-task", WORKFORCE_TASK_KIND
+        start = WorkforceTaskInput(
+            task_id="",
+            project_id=schedule.project_id,
+            workforce_id=schedule.workforce_id,
+            workforce_version=0,
+            workforce=None,
+            message=schedule.message,
+            params=schedule.params or {},
+        )
+    else:
+        assert schedule.agent_id is not None
+        workflow, run_prefix, kind = AGENT_TASK_WORKFLOW, "task", "agent-task"
+        start = AgentTaskInput(
+            task_id="",
+            project_id=schedule.project_id,
+            agent_id=schedule.agent_id,
+            agent=None,
+            message=schedule.message,
+            params=schedule.params or {},
+        )
+    return ScheduleActionStartWorkflow(
+        workflow,
+        start,
+        id=f"{run_prefix}-schedule-{schedule.id}",
+        task_queue=settings.temporal_task_queue,
+        typed_search_attributes=run_search_attributes(
+            project_id=schedule.project_id,
+            kind=kind,
+            status=TaskStatus.queued.value,
+            agent_id=schedule.agent_id,
+            workforce_id=schedule.workforce_id,
+        ),
+        static_summary=f"scheduled: {schedule.cron} ({schedule.timezone})",
+    )
+
+
+def _schedule_search_attributes(schedule: AgentSchedule) -> TypedSearchAttributes:
+    if schedule.workforce_id is not None:
+        owner, kind = SearchAttributePair(BATON_WORKFORCE, schedule.workforce_id), "workforce"
+    else:
+        assert schedule.agent_id is not None
+        owner, kind = SearchAttributePair(BATON_AGENT, schedule.agent_id), "agent"
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(BATON_PROJECT, schedule.project_id),
+            owner,
+            SearchAttributePair(BATON_KIND, f"{kind}-schedule"),
+        ]
+    )
+
+
 async def _create_in_temporal(client: Client, settings: Settings, schedule: AgentSchedule) -> None:
     try:
         await client.create_schedule(
             temporal_schedule_id(schedule),
             temporal_schedule(schedule, settings),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(BATON_PROJECT, schedule.project_id),
-                    SearchAttributePair(BATON_AGENT, schedule.agent_id),
-                    SearchAttributePair(BATON_KIND, "agent-schedule"),
-                ]
-            ),
+            search_attributes=_schedule_search_attributes(schedule),
         )
     except RPCError as exc:
         if exc.status == RPCStatusCode.INVALID_ARGUMENT:

@@ -52,7 +52,7 @@ async def start_workforce_task(
     against its agent's typed params (422 naming the node and the param)."""
     task_id = task_id or str(uuid.uuid4())
     values = params or {}
-    await _check_agent_params(session, workforce.project_id, spec, values)
+    await check_params(session, workforce.project_id, spec, values)
     existing = await session.get(Task, task_id)
     if existing is not None and existing.workforce_id != workforce.id:
         raise Conflict(f"task {task_id} belongs to another workforce or agent")
@@ -110,9 +110,11 @@ async def start_workforce_task(
     return task
 
 
-async def _check_agent_params(
+async def check_params(
     session: AsyncSession, project_id: str, spec: WorkforceSpec, params: dict[str, Any]
 ) -> None:
+    """Params of a task of `spec`: those each agent node reads, checked against its agent's
+    typed params (422 naming the node and the param)."""
     for index, node in enumerate(spec.nodes):
         if not isinstance(node, AgentNode):
             continue

@@ -83,6 +83,25 @@ class Recording:
         except TimeoutError:
             raise RuntimeError(f"{path}: never {what}") from None
 
+    async def delete(self, path: str) -> None:
+        response = await self.api.delete(self.tenant.url(path), headers=self.tenant.headers)
+        if response.status_code >= 300:
+            raise RuntimeError(f"DELETE {path}: {response.status_code} {response.text}")
+
+    async def scheduled_run(
+        self, schedule: dict[str, Any], run_prefix: str
+    ) -> WorkflowHandle[Any, Any]:
+        """Triggers the schedule and waits for the run it starts (`<run_prefix>-schedule-
+        <id>-<time>`) to end."""
+        await self.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
+        query = f'WorkflowId STARTS_WITH "{run_prefix}-schedule-{schedule["id"]}"'
+        async with asyncio.timeout(30):
+            while not (found := [w.id async for w in self.client.list_workflows(query)]):
+                await asyncio.sleep(0.2)
+        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(found[0])
+        await handle.result()
+        return handle
+
     async def echo_tool(self) -> str:
         tool = await self.post(
             "/tools",
@@ -259,19 +278,8 @@ async def agent_task_from_schedule(rec: Recording) -> WorkflowHandle[Any, Any]:
         f"/agents/{agent_id}/schedules",
         {"cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "message": "Daily report"},
     )
-    await rec.client.get_schedule_handle(schedule["temporal_schedule_id"]).trigger()
-    query = f'WorkflowId STARTS_WITH "task-schedule-{schedule["id"]}"'
-    async with asyncio.timeout(30):
-        while not (found := [w.id async for w in rec.client.list_workflows(query)]):
-            await asyncio.sleep(0.2)
-    handle: WorkflowHandle[Any, Any] = rec.client.get_workflow_handle(found[0])
-    await handle.result()
-    deleted = await rec.api.delete(
-        rec.tenant.url(f"/agents/{agent_id}/schedules/{schedule['id']}"),
-        headers=rec.tenant.headers,
-    )
-    if deleted.status_code >= 300:
-        raise RuntimeError(f"could not delete the schedule: {deleted.text}")
+    handle = await rec.scheduled_run(schedule, "task")
+    await rec.delete(f"/agents/{agent_id}/schedules/{schedule['id']}")
     return handle
 
 
@@ -359,6 +367,44 @@ async def workforce_condition_handover_tool_follow_up(rec: Recording) -> Workflo
     return rec.client.get_workflow_handle(task["workflow_id"])
 
 
+async def workforce_task_from_schedule_with_delegation(
+    rec: Recording,
+) -> WorkflowHandle[Any, Any]:
+    """A workforce's schedule, triggered once, starts a task that makes its own row and loads
+    the workforce; triage delegates to billing, then hands over to reply."""
+    triage = await rec.agent(name="Triage", model="scripted:tools")
+    billing = await rec.agent(name="Billing", model="scripted:echo")
+    reply = await rec.agent(name="Reply", model="scripted:echo")
+    workforce = await rec.post(
+        "/workforces",
+        {
+            "name": "Support desk",
+            "nodes": [
+                {"id": "triage", "type": "agent", "agent_id": triage},
+                {"id": "billing", "type": "agent", "agent_id": billing},
+                {"id": "reply", "type": "agent", "agent_id": reply},
+            ],
+            "edges": [
+                {"from": "triage", "to": "billing", "kind": "delegate"},
+                {"from": "triage", "to": "reply", "kind": "handover"},
+            ],
+            "entry": "triage",
+        },
+    )
+    schedules = f"/workforces/{workforce['id']}/schedules"
+    schedule = await rec.post(
+        schedules, {"cron": "@daily", "message": 'call ask_billing {"message": "refund order 7"}'}
+    )
+    handle = await rec.scheduled_run(schedule, "workforce-task")
+    listed = (await rec.get(f"/tasks?workforce_id={workforce['id']}"))["items"]
+    [task] = [t for t in listed if t["workflow_id"] == handle.id]
+    done = await rec.get(f"/tasks/{task['id']}")
+    if [m["type"] for m in done["messages"]].count("delegation") != 1:
+        raise RuntimeError(f"the scheduled workforce task did not delegate: {done}")
+    await rec.delete(f"{schedules}/{schedule['id']}")
+    return handle
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -370,6 +416,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_flat_continued_as_new": agent_task_flat_continued_as_new,
     "agent_task_results_while_approving": agent_task_results_while_approving,
     "workforce_condition_handover_tool_follow_up": workforce_condition_handover_tool_follow_up,
+    "workforce_task_from_schedule_with_delegation": workforce_task_from_schedule_with_delegation,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}

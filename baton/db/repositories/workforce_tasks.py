@@ -34,8 +34,10 @@ async def ensure_workforce_task(
     first_message: str,
     user_group_id: str | None,
     params: dict[str, Any] | None = None,
+    workflow_id: str | None = None,
 ) -> bool:
-    """The task's row and first message, unless they exist; True when the row was new."""
+    """The task's row and first message, unless they exist; True when the row was new. A
+    scheduled run's workflow id is Temporal's; any other is `workforce-task-<task id>`."""
     now = utcnow()
     new = await insert_once(
         session,
@@ -49,7 +51,7 @@ async def ensure_workforce_task(
             "workforce_version": workforce_version,
             "user_group_id": user_group_id,
             "params": params,
-            "workflow_id": workforce_task_workflow_id(task_id),
+            "workflow_id": workflow_id or workforce_task_workflow_id(task_id),
             "status": TaskStatus.queued.value,
             "input_tokens": 0,
             "output_tokens": 0,
@@ -75,6 +77,7 @@ async def put_message(*, session: AsyncSession, task_id: str, message: Workforce
         "content": message.content,
         "author": message.author,
         "name": message.to,
+        "tool_call_id": message.task_id,
         "created_at": utcnow(),
     }
     return await insert_once(session, TaskMessage, values, key=["task_id", "seq"]) > 0
