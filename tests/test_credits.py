@@ -63,6 +63,20 @@ async def run_tool(
     )
 
 
+async def spend_actions(session: AsyncSession, tenant: Tenant, actions: int, key: str) -> None:
+    """`actions` debits of one action each, as that many tool runs would make."""
+    for n in range(actions):
+        await credit_repo.debit(
+            session=session,
+            plans=PLANS,
+            org_id=tenant.org_id,
+            project_id=tenant.project_id,
+            currency=Currency.actions,
+            micros=1_000_000,
+            key=f"{key}:{n}",
+        )
+
+
 async def debits(sessions: Sessions, org_id: int) -> list[CreditEntry]:
     async with sessions() as session:
         rows = await session.scalars(
@@ -155,16 +169,7 @@ async def test_out_of_actions_a_tool_run_is_refused_with_402_and_nothing_is_crea
     await set_plan(session_factory, tenant, "free")
     tool = await make_tool(api, tenant)
     async with session_factory.begin() as session:
-        for n in range(200):
-            await credit_repo.debit(
-                session=session,
-                plans=PLANS,
-                org_id=tenant.org_id,
-                project_id=tenant.project_id,
-                currency=Currency.actions,
-                micros=1_000_000,
-                key=f"test:{n}",
-            )
+        await spend_actions(session, tenant, 200, "test")
     refused = await run_tool(api, tenant, tool, {"text": "x"})
     error = assert_error(refused, 402, "out_of_credits")["error"]
     assert "no actions left" in error["message"] and "plan free" in error["message"]
@@ -197,16 +202,7 @@ async def test_the_allowance_resets_each_month_and_grants_roll_over(
             session=session, org_id=tenant.org_id, currency=Currency.actions, amount=10, key="g"
         )
         # Last month: the whole allowance and 3 actions of the grant.
-        for n in range(203):
-            await credit_repo.debit(
-                session=session,
-                plans=PLANS,
-                org_id=tenant.org_id,
-                project_id=tenant.project_id,
-                currency=Currency.actions,
-                micros=1_000_000,
-                key=f"last-month:{n}",
-            )
+        await spend_actions(session, tenant, 203, "last-month")
         start_, _ = period_of(datetime.now(UTC))
         await session.execute(
             update(CreditEntry)
