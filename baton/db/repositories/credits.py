@@ -144,17 +144,24 @@ async def charge_llm_call(
 async def require_actions(
     *, session: AsyncSession, plans: PlanBook, project_id: str, actions: int = 1
 ) -> None:
-    """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more."""
-    org_id = await _org_of(session, project_id)
-    credits = await credits_of(session=session, plans=plans, org_id=org_id)
-    remaining = credits.actions.remaining
-    if remaining is not None and remaining < actions:
+    """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more.
+    On a plan without a limit this reads nothing but the organisation's plan."""
+    org = await get_org(session=session, org_id=await _org_of(session, project_id))
+    plan = plans.plan(org.plan)
+    if plan.monthly_actions is None:
+        return
+    now = utcnow()
+    left = await _allowance(
+        session, org.id, plan.included_micros(Currency.actions), now, Currency.actions
+    )
+    if left.remaining is not None and left.remaining < actions:
+        _, renews = period_of(now)
+        name = plans.plan_name(org.plan)
         raise OutOfCredits(
-            f"the organisation has no actions left this period (plan {credits.plan}: "
-            f"{credits.actions.included} a month, {credits.actions.used} used, "
-            f"{credits.actions.granted} granted); it renews at "
-            f"{credits.period_end.isoformat()}, or an operator can grant more",
-            details={"plan": credits.plan, "period_end": credits.period_end.isoformat()},
+            f"the organisation has no actions left this period (plan {name}: "
+            f"{left.included} a month, {left.used} used, {left.granted} granted); it "
+            f"renews at {renews.isoformat()}, or an operator can grant more",
+            details={"plan": name, "period_end": renews.isoformat()},
         )
 
 
@@ -165,27 +172,38 @@ async def credits_of(
     plan = plans.plan(org.plan)
     now = now or utcnow()
     start, end = period_of(now)
-
-    async def allowance(currency: Currency) -> Allowance:
-        used, paid_by_grants = await _period_debits(session, org_id, currency, now)
-        granted = await _grant_balance(session, org_id, currency)
-        included = plan.included_micros(currency)
-        remaining = None
-        if included is not None:
-            remaining = max(0, included - (used - paid_by_grants)) + granted
-        return Allowance(
-            included=None if included is None else as_amount(included, currency),
-            used=as_amount(used, currency),
-            granted=as_amount(granted, currency),
-            remaining=None if remaining is None else as_amount(remaining, currency),
-        )
-
     return CreditsOut(
         plan=plans.plan_name(org.plan),
         period_start=start,
         period_end=end,
-        actions=await allowance(Currency.actions),
-        vendor_credits=await allowance(Currency.vendor_credits),
+        actions=await _allowance(
+            session, org_id, plan.included_micros(Currency.actions), now, Currency.actions
+        ),
+        vendor_credits=await _allowance(
+            session,
+            org_id,
+            plan.included_micros(Currency.vendor_credits),
+            now,
+            Currency.vendor_credits,
+        ),
+    )
+
+
+async def _allowance(
+    session: AsyncSession, org_id: int, included: int | None, now: datetime, currency: Currency
+) -> Allowance:
+    """One currency this period: what the plan includes, what was used, what grants remain,
+    and what may still be spent (the allowance left, then the grants)."""
+    used, paid_by_grants = await _period_debits(session, org_id, currency, now)
+    granted = await _grant_balance(session, org_id, currency)
+    remaining = None
+    if included is not None:
+        remaining = max(0, included - (used - paid_by_grants)) + granted
+    return Allowance(
+        included=None if included is None else as_amount(included, currency),
+        used=as_amount(used, currency),
+        granted=as_amount(granted, currency),
+        remaining=None if remaining is None else as_amount(remaining, currency),
     )
 
 
