@@ -15,6 +15,7 @@ from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.routes import (
     agents,
     health,
+    integration_kinds,
     integrations,
     knowledge,
     knowledge_enrichment,
@@ -92,6 +93,7 @@ def create_app(
     for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)
     app.include_router(integrations.router)
+    app.include_router(integration_kinds.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)

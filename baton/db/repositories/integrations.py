@@ -14,7 +14,7 @@ from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
-from baton.domain.integrations import IntegrationConfig, IntegrationKind, IntegrationSpec
+from baton.domain.integrations import MODEL_KINDS, IntegrationSpec, LlmProviderConfig
 from baton.domain.llm import ProviderConfig
 from baton.domain.tools import LlmStep
 from baton.errors import Conflict, InvalidInput, NotFound
@@ -101,7 +101,7 @@ def spec_of(row: Integration) -> IntegrationSpec:
 
 def reveal(*, box: SecretBox, row: Integration) -> ProviderConfig:
     """The integration as a provider client needs it, key decrypted: activities only."""
-    config = IntegrationConfig.model_validate(row.config)
+    config = LlmProviderConfig.model_validate(row.config)
     key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
     return ProviderConfig(
         api_key=SecretStr(key) if key else None,
@@ -127,7 +127,7 @@ async def resolve_provider_config(
                 f"integration {integration!r} is for {row.kind} models, not {provider} ones"
             )
         return reveal(box=box, row=row)
-    if provider not in {kind.value for kind in IntegrationKind}:
+    if provider not in {kind.value for kind in MODEL_KINDS}:
         return None
     query = select(Integration).where(
         Integration.project_id == project_id, Integration.kind == provider
@@ -138,9 +138,7 @@ async def resolve_provider_config(
 
 
 def _config_of(spec: IntegrationSpec) -> dict[str, Any]:
-    return IntegrationConfig.model_validate(
-        spec.model_dump(include={"base_url", "default"})
-    ).model_dump(mode="json")
+    return spec.config().model_dump(mode="json")
 
 
 async def _clear_other_defaults(session: AsyncSession, row: Integration) -> None:
