@@ -12,12 +12,21 @@ uses it, so it is never part of an integration's public view or of history."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
+from baton.domain.egress import EgressPolicy
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
 from baton.domain.tools import IDENTIFIER
 
@@ -27,6 +36,8 @@ class IntegrationKind(StrEnum):
     # kind is the provider of the model refs it serves (`openai:gpt-4o-mini`).
     openai = OPENAI_PROVIDER
     anthropic = ANTHROPIC_PROVIDER
+    # A Model Context Protocol server, whose tools become steps and agents' tools.
+    mcp = "mcp"
 
 
 class Offer(StrEnum):
@@ -52,6 +63,74 @@ class LlmProviderConfig(BaseModel):
         description="Used for models of its kind when an agent or step names no integration "
         "and the project has several of that kind",
     )
+
+
+class McpTransport(StrEnum):
+    # A process the worker starts, spoken to over its stdin and stdout.
+    stdio = "stdio"
+    # Streamable HTTP.
+    http = "http"
+
+
+def _one_transport_schema(schema: dict[str, Any]) -> None:
+    schema["if"] = {"properties": {"transport": {"const": "stdio"}}}
+    schema["then"] = {"required": ["command"], "not": {"required": ["url"]}}
+    schema["else"] = {"required": ["url"], "not": {"required": ["command"]}}
+
+
+class McpConfig(BaseModel):
+    """An MCP server: a process on the worker (stdio), or an endpoint (http)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_transport_schema)
+
+    transport: McpTransport = Field(
+        description="stdio: a process the worker starts (only when the operator allows it, "
+        "BATON_MCP_STDIO_ENABLED); http: a streamable HTTP endpoint"
+    )
+    command: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="stdio: the server's executable, an absolute path or a name looked up on "
+        "the worker's PATH",
+    )
+    args: list[str] = Field(
+        default_factory=list, max_length=100, description="stdio: the command's arguments"
+    )
+    url: HttpUrl | None = Field(
+        default=None,
+        description="http: the server's endpoint (https://.../mcp); the API key, if any, is "
+        "sent as `Authorization: Bearer`",
+    )
+
+    @model_validator(mode="after")
+    def _what_its_transport_needs(self) -> McpConfig:
+        if self.transport is McpTransport.stdio:
+            if self.command is None or self.url is not None:
+                raise ValueError("a stdio MCP server has a command (and args), not a url")
+        elif self.url is None or self.command is not None or self.args:
+            raise ValueError("an http MCP server has a url, not a command or args")
+        return self
+
+
+@dataclass(frozen=True)
+class McpServer:
+    """How to reach one server, key included: built where it is used (an activity, the
+    API's connection test), never an argument or a result of an activity."""
+
+    name: str
+    transport: McpTransport
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    url: str | None = None
+    api_key: SecretStr | None = field(default=None, repr=False)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+
+    @property
+    def where(self) -> str:
+        """The server as an error names it: never its key."""
+        target = self.url if self.transport is McpTransport.http else self.command
+        return f"MCP server {self.name!r} ({target})"
 
 
 API_KEY = "api_key"
@@ -119,6 +198,15 @@ KINDS: Mapping[IntegrationKind, KindInfo] = {
             offers=frozenset({Offer.models}),
             secrets={API_KEY: _LLM_KEY},
         ),
+        KindInfo(
+            IntegrationKind.mcp,
+            title="MCP server",
+            description="A Model Context Protocol server over streamable HTTP or stdio: its "
+            "tools as `mcp` steps of tools",
+            config=McpConfig,
+            offers=frozenset({Offer.tools, Offer.steps}),
+            secrets={API_KEY: "http: sent as `Authorization: Bearer`; a stdio server gets none"},
+        ),
     )
 }
 
@@ -141,6 +229,15 @@ class IntegrationSpec(BaseModel):
         description="LLM kinds: used for models of its kind when an agent or step names no "
         "integration and the project has several of that kind",
     )
+    # MCP servers
+    transport: McpTransport | None = Field(default=None, description="mcp: stdio or http")
+    command: str | None = Field(
+        default=None, min_length=1, max_length=4096, description="mcp stdio: the executable"
+    )
+    args: list[str] | None = Field(
+        default=None, max_length=100, description="mcp stdio: its arguments"
+    )
+    url: HttpUrl | None = Field(default=None, description="mcp http: the server's endpoint")
 
     @model_validator(mode="after")
     def _only_its_kinds_fields(self) -> IntegrationSpec:
@@ -155,13 +252,31 @@ class IntegrationSpec(BaseModel):
                 f"{', '.join(sorted(foreign))}: not a field of {self.kind.value} integrations, "
                 f"whose fields are {', '.join(sorted(own))} (see GET /api/v1/integration-kinds)"
             )
-        self.config()  # its kind's own rules
+        try:
+            self.config()  # its kind's own rules
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}" if where else first["msg"]) from None
         return self
 
     def config(self) -> BaseModel:
         """The config of its kind: what is stored beside the key."""
         model = KINDS[self.kind].config
-        return model.model_validate({name: getattr(self, name) for name in model.model_fields})
+        fields = {name: getattr(self, name) for name in model.model_fields}
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+
+    def endpoint(self) -> tuple[str, str] | None:
+        """The URL Baton sends the key to, and the field that holds it."""
+        for name in ("base_url", "url"):
+            value = getattr(self, name)
+            if value is not None:
+                return name, str(value)
+        return None
+
+    @property
+    def takes_key(self) -> bool:
+        return not (self.kind is IntegrationKind.mcp and self.transport is McpTransport.stdio)
 
 
 CONFIG_FIELDS = frozenset(IntegrationSpec.model_fields) - {"name", "kind"}

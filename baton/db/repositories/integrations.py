@@ -14,7 +14,15 @@ from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
-from baton.domain.integrations import MODEL_KINDS, IntegrationSpec, LlmProviderConfig
+from baton.domain.egress import EgressPolicy
+from baton.domain.integrations import (
+    MODEL_KINDS,
+    IntegrationKind,
+    IntegrationSpec,
+    LlmProviderConfig,
+    McpConfig,
+    McpServer,
+)
 from baton.domain.llm import ProviderConfig
 from baton.domain.tools import LlmStep
 from baton.errors import Conflict, InvalidInput, NotFound
@@ -106,6 +114,24 @@ def reveal(*, box: SecretBox, row: Integration) -> ProviderConfig:
     return ProviderConfig(
         api_key=SecretStr(key) if key else None,
         base_url=str(config.base_url) if config.base_url else None,
+    )
+
+
+def reveal_mcp_server(*, box: SecretBox, row: Integration, egress: EgressPolicy) -> McpServer:
+    """An MCP integration as the client needs it, key decrypted: activities and the
+    connection test only."""
+    if row.kind != IntegrationKind.mcp:
+        raise InvalidInput(f"integration {row.name!r} is a {row.kind} integration, not an MCP one")
+    config = McpConfig.model_validate(row.config)
+    key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    return McpServer(
+        name=row.name,
+        transport=config.transport,
+        command=config.command,
+        args=tuple(config.args),
+        url=str(config.url) if config.url else None,
+        api_key=SecretStr(key) if key else None,
+        egress=egress,
     )
 
 

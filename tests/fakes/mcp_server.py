@@ -1,0 +1,92 @@
+"""A small MCP server built with the `mcp` package, so tests run Baton's MCP client against
+the real protocol: `FakeMcp` serves it over streamable HTTP on 127.0.0.1 and a free port (in a
+thread of the test process) and records the `Authorization` header of every request; run as a
+script (`python -m tests.fakes.mcp_server`, or this file with `sys.executable`) it speaks
+stdio.
+
+Its tools: `get_current_time` (structured content), `shout` (text only) and `fail` (an
+`isError` result with the server's text)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+FIXED_TIME = "2026-12-01T12:00:00"
+
+
+def build_server() -> MCPServer:
+    server: MCPServer = MCPServer("baton-test-tools")
+
+    @server.tool(description="The current time in a timezone (always noon, for tests)")
+    def get_current_time(timezone: str) -> dict[str, Any]:
+        return {"timezone": timezone, "datetime": FIXED_TIME, "is_dst": False}
+
+    @server.tool(description="The text in capitals", structured_output=False)
+    def shout(text: str) -> str:
+        return text.upper() + "!"
+
+    @server.tool(description="Always fails, with the reason given")
+    def fail(reason: str) -> str:
+        raise ToolError(f"the server refused: {reason}")
+
+    return server
+
+
+class _RecordAuthorization:
+    def __init__(self, app: ASGIApp, seen: list[str]) -> None:
+        self._app = app
+        self._seen = seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            self._seen.append(headers.get(b"authorization", b"").decode("latin-1"))
+        await self._app(scope, receive, send)
+
+
+class FakeMcp:
+    """The server over streamable HTTP at `url`, served by uvicorn in a thread."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        app = build_server().streamable_http_app(stateless_http=True, json_response=True)
+        config = uvicorn.Config(
+            _RecordAuthorization(app, self.authorizations), log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the MCP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+if __name__ == "__main__":
+    build_server().run("stdio")
