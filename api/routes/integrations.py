@@ -7,16 +7,33 @@ An MCP server over stdio is a process on the worker: refused unless the operator
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Depends, Request, status
 
-from api.deps import Admin, PageDep, ProjectDep, SessionDep, SettingsDep, Viewer, get_project
-from api.schemas.integrations import IntegrationCreate, IntegrationPublic, IntegrationUpdate
+from api.deps import (
+    Admin,
+    Editor,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    Viewer,
+    get_project,
+)
+from api.schemas.integrations import (
+    IntegrationCreate,
+    IntegrationPublic,
+    IntegrationTestResult,
+    IntegrationUpdate,
+)
 from api.schemas.paging import Page
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.integrations import IntegrationSpec, McpTransport
 from baton.errors import Conflict, InvalidInput
 from baton.integrations import http, mcp
 from baton.security import SecretBox
+from baton.services.integration_checks import check_integration
 from baton.settings import Settings
 
 router = APIRouter(
@@ -108,6 +125,26 @@ async def update_integration(
         key=body.api_key.get_secret_value() if body.api_key else None,
     )
     return IntegrationPublic.of(row)
+
+
+@router.post("/{ref}/test")
+async def test_integration(
+    ref: str,
+    request: Request,
+    settings: SettingsDep,
+    project: ProjectDep,
+    session: SessionDep,
+    _: Editor,
+) -> IntegrationTestResult:
+    """Connects as its calls will, with the stored key: an LLM kind lists its models, an MCP
+    server is initialised and lists its tools. Always 200 when the integration exists: `ok`
+    says whether it answered, `error` what failed (never the key)."""
+    row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
+    await session.commit()  # no transaction held open while a remote server answers
+    check = await check_integration(
+        row=row, box=_box(request), egress=http.EgressPolicy.from_settings(settings)
+    )
+    return IntegrationTestResult(**dataclasses.asdict(check))
 
 
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)

@@ -88,3 +88,12 @@ class IntegrationKindPublic(BaseModel):
             secret_fields=list(info.secrets),
             json_schema=info.json_schema(),
         )
+
+
+class IntegrationTestResult(BaseModel):
+    """Whether the integration answered; the reason when it did not."""
+
+    ok: bool
+    error: str | None = Field(default=None, description="What failed, when ok is false")
+    models: list[str] = Field(default_factory=list, description="LLM kinds: the models listed")
+    tools: list[str] = Field(default_factory=list, description="MCP: the server's tools")

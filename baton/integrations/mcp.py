@@ -118,10 +118,11 @@ async def call_tool(
 async def _session(server: McpServer, timeout: float) -> AsyncIterator[Client]:
     """A connected, initialised client; every failure inside, the caller's included, comes
     out as McpUnavailable unless it is a BatonError already."""
+    failed_statuses: list[int] = []
     try:
         async with asyncio.timeout(timeout):
             async with (
-                _http_client(server) as http_client,
+                _http_client(server, failed_statuses) as http_client,
                 Client(_transport(server, http_client), read_timeout_seconds=timeout) as c,
             ):
                 yield c
@@ -132,16 +133,28 @@ async def _session(server: McpServer, timeout: float) -> AsyncIterator[Client]:
     except BatonError:
         raise
     except Exception as exc:
-        raise _unavailable(server, exc) from None
+        raise _unavailable(server, exc, failed_statuses) from None
 
 
 @asynccontextmanager
-async def _http_client(server: McpServer) -> AsyncIterator[httpx2.AsyncClient | None]:
+async def _http_client(
+    server: McpServer, failed_statuses: list[int]
+) -> AsyncIterator[httpx2.AsyncClient | None]:
+    """The guarded client, which notes the HTTP error status of each message it sends in
+    `failed_statuses`: the `mcp` transport turns them into a JSON-RPC error that no longer
+    says which it was."""
     if server.transport is not McpTransport.http:
         yield None
         return
+
+    async def note_status(response: httpx2.Response) -> None:
+        # The messages go by POST; a GET stream a server does not offer (405) is no failure.
+        if response.status_code >= 400 and response.request.method == "POST":
+            failed_statuses.append(response.status_code)
+
     client = http.provider_client(server.egress)
     client.timeout = httpx2.Timeout(DEFAULT_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)
+    client.event_hooks["response"].append(note_status)
     if server.api_key is not None:
         client.headers["Authorization"] = f"Bearer {server.api_key.get_secret_value()}"
     async with client:
@@ -160,17 +173,17 @@ def _transport(server: McpServer, client: httpx2.AsyncClient | None) -> Any:
     return StdioServerParameters(command=command, args=list(server.args))
 
 
-def _unavailable(server: McpServer, exc: BaseException) -> BatonError:
+def _unavailable(server: McpServer, exc: BaseException, failed_statuses: list[int]) -> BatonError:
     cause = _root_cause(exc)
     if isinstance(cause, http.BlockedDestination):
         return http.BlockedDestination(f"{server.where} was not called: {cause.message}")
-    if isinstance(cause, MCPError):
-        return McpUnavailable(f"{server.where} answered an error: {cause.message}", retryable=False)
-    if isinstance(cause, httpx2.HTTPStatusError):
-        status = cause.response.status_code
+    if failed_statuses:
+        status = failed_statuses[-1]
         retryable = status in (408, 409, 429) or status >= 500
         hint = " (is its API key right?)" if status in (401, 403) else ""
         return McpUnavailable(f"{server.where} answered HTTP {status}{hint}", retryable=retryable)
+    if isinstance(cause, MCPError):
+        return McpUnavailable(f"{server.where} answered an error: {cause.message}", retryable=False)
     if isinstance(cause, httpx2.TransportError | OSError):
         return McpUnavailable(f"could not reach {server.where}: {cause}", retryable=True)
     return McpUnavailable(f"{server.where} failed: {type(cause).__name__}: {cause}", retryable=True)

@@ -1,7 +1,7 @@
 """A small MCP server built with the `mcp` package, so tests run Baton's MCP client against
 the real protocol: `FakeMcp` serves it over streamable HTTP on 127.0.0.1 and a free port (in a
-thread of the test process) and records the `Authorization` header of every request; run as a
-script (`python -m tests.fakes.mcp_server`, or this file with `sys.executable`) it speaks
+thread of the test process), records the `Authorization` header of every request and may
+require a key (`required_key`); run as a script (this file with `sys.executable`) it speaks
 stdio.
 
 Its tools: `get_current_time` (structured content), `shout` (text only) and `fail` (an
@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 FIXED_TIME = "2026-12-01T12:00:00"
@@ -40,15 +41,22 @@ def build_server() -> MCPServer:
     return server
 
 
-class _RecordAuthorization:
-    def __init__(self, app: ASGIApp, seen: list[str]) -> None:
+class _Authorization:
+    """Records each request's `Authorization` header, and answers 401 to a request without
+    the required one, when the test requires one."""
+
+    def __init__(self, app: ASGIApp, fake: FakeMcp) -> None:
         self._app = app
-        self._seen = seen
+        self._fake = fake
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            self._seen.append(headers.get(b"authorization", b"").decode("latin-1"))
+            sent = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            self._fake.authorizations.append(sent)
+            required = self._fake.required_key
+            if required is not None and sent != f"Bearer {required}":
+                await PlainTextResponse("unauthorized", 401)(scope, receive, send)
+                return
         await self._app(scope, receive, send)
 
 
@@ -57,18 +65,21 @@ class FakeMcp:
 
     def __init__(self) -> None:
         self.authorizations: list[str] = []
+        self.required_key: str | None = None
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         app = build_server().streamable_http_app(stateless_http=True, json_response=True)
-        config = uvicorn.Config(
-            _RecordAuthorization(app, self.authorizations), log_level="warning", lifespan="on"
-        )
+        config = uvicorn.Config(_Authorization(app, self), log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
         )
+
+    def reset(self) -> None:
+        self.authorizations.clear()
+        self.required_key = None
 
     @property
     def url(self) -> str:
