@@ -24,7 +24,7 @@ from baton.domain.integrations import (
     McpServer,
 )
 from baton.domain.llm import ProviderConfig
-from baton.domain.tools import LlmStep
+from baton.domain.tools import LlmStep, McpStep
 from baton.errors import Conflict, InvalidInput, NotFound
 from baton.security import SecretBox
 
@@ -200,6 +200,24 @@ async def check_reference(
         )
 
 
+async def check_mcp_reference(
+    *, session: AsyncSession, project_id: str, name: str, field: str
+) -> None:
+    """Refuses (422 naming `field`) a step that names no MCP integration of the project."""
+    try:
+        row = await get_integration(session=session, project_id=project_id, ref=name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"{field}: no integration {name!r} in this project",
+            details=[{"field": field, "message": "unknown integration"}],
+        ) from exc
+    if row.kind != IntegrationKind.mcp:
+        raise InvalidInput(
+            f"{field}: integration {name!r} is a {row.kind} integration, not an MCP server",
+            details=[{"field": field, "message": "not an MCP integration"}],
+        )
+
+
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
     """The agents and tools whose current definition names the integration."""
     users = [
@@ -208,7 +226,7 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         if agent.spec.get("integration") == name
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
-        if any(isinstance(s, LlmStep) and s.integration == name for s in spec.steps):
+        if any(isinstance(s, LlmStep | McpStep) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     return users
 
