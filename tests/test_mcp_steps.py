@@ -143,9 +143,10 @@ async def test_a_step_returns_the_text_of_a_tool_without_structured_content(
     assert body["output"] == "HELLO!"
 
 
-async def test_a_stdio_server_answers_a_step_too(
-    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+async def test_a_stdio_server_answers_a_step_too_and_sees_none_of_the_workers_settings(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setenv("BATON_SECRET_KEY_FOR_THIS_TEST", "not for the server")
     await integrate(
         api,
         tenant,
@@ -159,6 +160,10 @@ async def test_a_stdio_server_answers_a_step_too(
     )
     assert body["status"] == "succeeded", body["error"]
     assert body["output"] == "QUIET!"
+    names = await run_step(api, tenant, {"integration": "local", "tool": "environment_names"})
+    assert names["status"] == "succeeded", names["error"]
+    assert "PATH" in names["output"]["result"]
+    assert not [name for name in names["output"]["result"] if name.startswith("BATON_")]
 
 
 async def test_an_is_error_result_fails_the_step_with_the_servers_text_and_no_retry(

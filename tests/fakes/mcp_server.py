@@ -4,11 +4,12 @@ thread of the test process), records the `Authorization` header of every request
 require a key (`required_key`); run as a script (this file with `sys.executable`) it speaks
 stdio.
 
-Its tools: `get_current_time` (structured content), `shout` (text only) and `fail` (an
-`isError` result with the server's text)."""
+Its tools: `get_current_time` (structured content), `shout` (text only), `fail` (an
+`isError` result with the server's text) and `environment_names`."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -37,6 +38,10 @@ def build_server() -> MCPServer:
     @server.tool(description="Always fails, with the reason given")
     def fail(reason: str) -> str:
         raise ToolError(f"the server refused: {reason}")
+
+    @server.tool(description="The names of the server's environment variables")
+    def environment_names() -> list[str]:
+        return sorted(os.environ)
 
     return server
 
