@@ -138,6 +138,42 @@ async def test_an_mcp_url_on_an_internal_address_is_refused_when_saved(
     assert_error(refused, 422, "blocked_destination")
 
 
+async def test_moving_an_mcp_servers_url_needs_its_key_again(
+    api: httpx.AsyncClient, tenant: Tenant, mcp: FakeMcp
+):
+    created = await create(
+        api, tenant, name="docs", kind="mcp", transport="http", url=mcp.url, api_key=MCP_KEY
+    )
+    assert created.status_code == 201, created.text
+    url = tenant.url("/integrations/docs")
+    moved = await api.patch(
+        url, json={"url": "https://elsewhere.example/mcp"}, headers=tenant.headers
+    )
+    error = assert_error(moved, 422, "invalid_input")["error"]
+    assert "re-enter the key" in error["message"]
+    with_key = await api.patch(
+        url,
+        json={"url": "https://elsewhere.example/mcp", "api_key": "a key for elsewhere"},
+        headers=tenant.headers,
+    )
+    assert with_key.status_code == 200, with_key.text
+    assert with_key.json()["url"] == "https://elsewhere.example/mcp"
+
+
+async def test_an_agent_cannot_take_an_mcp_integration_for_its_model(
+    api: httpx.AsyncClient, tenant: Tenant, mcp: FakeMcp
+):
+    created = await create(api, tenant, name="docs", kind="mcp", transport="http", url=mcp.url)
+    assert created.status_code == 201, created.text
+    refused = await api.post(
+        tenant.url("/agents"),
+        json={"name": "a", "model": "openai:gpt-test", "integration": "docs"},
+        headers=tenant.headers,
+    )
+    error = assert_error(refused, 422, "invalid_input")["error"]
+    assert "(kind mcp) serves no models" in error["message"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

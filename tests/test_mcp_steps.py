@@ -194,6 +194,27 @@ async def test_a_server_that_cannot_be_reached_fails_the_step_naming_the_cause(
     assert time.monotonic() - started < 30  # its retries, not a stuck run
 
 
+async def test_a_server_that_does_not_answer_fails_the_step_within_its_timeout(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, mcp: FakeMcp
+):
+    await http_server(api, tenant, mcp)
+    started = time.monotonic()
+    body = await run_step(
+        api,
+        tenant,
+        {
+            "integration": "time",
+            "tool": "sleep",
+            "arguments": {"seconds": 6},
+            "timeout_seconds": 2,
+            "retries": 0,
+        },
+    )
+    assert body["status"] == "failed"
+    assert f"MCP server 'time' ({mcp.url}) did not answer within 1.8s" in body["error"]
+    assert time.monotonic() - started < 15
+
+
 async def test_a_step_must_name_an_mcp_integration_of_the_project(
     api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, mcp: FakeMcp
 ):
@@ -205,7 +226,7 @@ async def test_a_step_must_name_an_mcp_integration_of_the_project(
     step = {"name": "call", "type": "mcp", "tool": "shout"}
     for owner, integration, reason in (
         (tenant, "nope", "no integration 'nope' in this project"),
-        (tenant, "gpt", "is a openai integration, not an MCP server"),
+        (tenant, "gpt", "(kind openai) is not an MCP server"),
         (other_tenant, "time", "no integration 'time' in this project"),  # another project's
     ):
         refused = await api.post(

@@ -5,7 +5,7 @@ require a key (`required_key`); run as a script (this file with `sys.executable`
 stdio.
 
 Its tools: `get_current_time` (structured content), `shout` (text only), `fail` (an
-`isError` result with the server's text) and `environment_names`."""
+`isError` result with the server's text), `sleep` and `environment_names`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -38,6 +39,11 @@ def build_server() -> MCPServer:
     @server.tool(description="Always fails, with the reason given")
     def fail(reason: str) -> str:
         raise ToolError(f"the server refused: {reason}")
+
+    @server.tool(description="Answers after `seconds`")
+    async def sleep(seconds: float) -> str:
+        await anyio.sleep(seconds)
+        return "awake"
 
     @server.tool(description="The names of the server's environment variables")
     def environment_names() -> list[str]:

@@ -121,7 +121,7 @@ def reveal_mcp_server(*, box: SecretBox, row: Integration, egress: EgressPolicy)
     """An MCP integration as the client needs it, key decrypted: activities and the
     connection test only."""
     if row.kind != IntegrationKind.mcp:
-        raise InvalidInput(f"integration {row.name!r} is a {row.kind} integration, not an MCP one")
+        raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not an MCP server")
     config = McpConfig.model_validate(row.config)
     key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
     return McpServer(
@@ -193,6 +193,11 @@ async def check_reference(
             details=[{"field": field, "message": "unknown integration"}],
         ) from exc
     provider = model.partition(":")[0]
+    if row.kind not in MODEL_KINDS:
+        raise InvalidInput(
+            f"{field}: integration {name!r} (kind {row.kind}) serves no models",
+            details=[{"field": field, "message": "not an LLM integration"}],
+        )
     if row.kind != provider:
         raise InvalidInput(
             f"{field}: integration {name!r} is for {row.kind} models, not {model!r}",
@@ -213,7 +218,7 @@ async def check_mcp_reference(
         ) from exc
     if row.kind != IntegrationKind.mcp:
         raise InvalidInput(
-            f"{field}: integration {name!r} is a {row.kind} integration, not an MCP server",
+            f"{field}: integration {name!r} (kind {row.kind}) is not an MCP server",
             details=[{"field": field, "message": "not an MCP integration"}],
         )
 
