@@ -83,7 +83,7 @@ async def test_an_mcp_server_over_http_answers_with_its_tools(
         "ok": True,
         "error": None,
         "models": [],
-        "tools": ["get_current_time", "shout", "fail", "environment_names"],
+        "tools": ["get_current_time", "shout", "fail", "sleep", "environment_names"],
     }
     assert mcp.authorizations and set(mcp.authorizations) == {f"Bearer {KEY}"}
 
@@ -99,7 +99,7 @@ async def test_an_mcp_server_over_stdio_answers_with_its_tools(
     }
     result = await check(api, tenant, body)
     assert result["ok"] is True, result
-    assert result["tools"] == ["get_current_time", "shout", "fail", "environment_names"]
+    assert result["tools"] == ["get_current_time", "shout", "fail", "sleep", "environment_names"]
 
 
 async def test_an_mcp_server_that_is_down_or_refuses_the_key_fails_the_check_saying_why(
