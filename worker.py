@@ -113,6 +113,8 @@ def create_worker(
             steps.http,
             steps.code,
             mcp.step,
+            mcp.list_tools,
+            mcp.call,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

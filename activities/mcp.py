@@ -1,10 +1,12 @@
-"""Calls to the tools of MCP servers: the `mcp` step of a tool run. The integration is read and
-its key decrypted here, at call time, from the name the step holds; the server's failures
+"""Calls to the tools of MCP servers: the `mcp` step of a tool run, and agents' MCP tools
+(listed once when a task begins, then called). The integration is read and its key
+decrypted here, at call time, from the name the step or agent holds; the server's failures
 are named, and those that cannot improve on retry (a tool's `isError`, a refused address, a
-missing command) fail the step at once."""
+missing command) fail at once."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +19,13 @@ from activities.steps import render_value
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.egress import EgressPolicy
 from baton.domain.integrations import McpServer
+from baton.domain.tasks import (
+    ListMcpTools,
+    McpToolCall,
+    McpToolList,
+    McpToolOffer,
+    McpToolOutcome,
+)
 from baton.domain.tool_runs import StepCall, StepOutcome
 from baton.domain.tools import McpStep
 from baton.errors import BatonError, NotFound
@@ -25,6 +34,11 @@ from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
 from baton.settings import Settings
 
+logger = logging.getLogger("baton.mcp")
+
+# An agent's MCP activities: the listing of every attached server, and one call.
+_LIST_TIMEOUT_S = 20.0
+_CALL_TIMEOUT_S = 60.0
 # Of a step's timeout, the share the call itself may take: the rest is for the activity to
 # report why it failed before Temporal times it out.
 _CALL_SHARE = 0.9
@@ -52,6 +66,61 @@ class McpActivities:
         except ApplicationError as exc:
             raise scrubber.error(exc) from None
         return StepOutcome(output=scrubber.value(output))
+
+    @activity.defn(name="baton.mcp.list_tools")
+    async def list_tools(self, request: ListMcpTools) -> McpToolList:
+        """The tools each attachment offers, in order. A server that cannot be listed is
+        named in `unavailable` and offers nothing: the task goes on without it."""
+        listed = McpToolList()
+        for attached in request.attachments:
+            try:
+                server = await self._server(request.project_id, attached.integration)
+                tools = await with_heartbeats(mcp.list_tools(server, timeout=_LIST_TIMEOUT_S))
+            except (ApplicationError, BatonError) as exc:
+                reason = exc.message
+                logger.warning("MCP tools of %r not offered: %s", attached.integration, reason)
+                listed.unavailable.append(f"{attached.integration}: {reason}")
+                continue
+            wanted = set(attached.tools) if attached.tools is not None else None
+            listed.tools += [
+                McpToolOffer(
+                    integration=attached.integration,
+                    tool=tool.name,
+                    description=tool.description,
+                    input_schema=tool.input_schema,
+                )
+                for tool in tools
+                if wanted is None or tool.name in wanted
+            ]
+        return listed
+
+    @activity.defn(name="baton.mcp.call")
+    async def call(self, request: McpToolCall) -> McpToolOutcome:
+        """An agent's call: an `isError` result is the model's to read, not a failure."""
+        server = await self._server(request.project_id, request.integration)
+        scrubber = SecretScrubber(
+            {"api_key": server.api_key.get_secret_value()} if server.api_key else {}
+        )
+
+        async def work() -> mcp.McpResult:
+            try:
+                return await mcp.call_tool(
+                    server, request.tool, request.arguments, timeout=_CALL_TIMEOUT_S
+                )
+            except mcp.McpUnavailable as exc:
+                raise ApplicationError(
+                    exc.message, type=exc.code, non_retryable=not exc.retryable
+                ) from None
+            except BatonError as exc:
+                raise as_application_error(exc) from None
+
+        try:
+            result = await with_heartbeats(work())
+        except ApplicationError as exc:
+            raise scrubber.error(exc) from None
+        if result.is_error:
+            return McpToolOutcome(error=scrubber.text(result.text or "no reason given"))
+        return McpToolOutcome(output=scrubber.value(result.output))
 
     async def _call(self, server: McpServer, step: McpStep, arguments: dict[str, Any]) -> Any:
         try:

@@ -19,6 +19,8 @@ WORKFORCE_TASK_BEGIN: Final = "baton.workforce_task.begin"
 WORKFORCE_TASK_RECORD: Final = "baton.workforce_task.record"
 LLM_COMPLETE: Final = "baton.llm.complete"
 LLM_CHAT: Final = "baton.llm.chat"
+MCP_LIST_TOOLS: Final = "baton.mcp.list_tools"
+MCP_CALL: Final = "baton.mcp.call"
 
 STEP_LLM: Final = "baton.step.llm"
 STEP_HTTP: Final = "baton.step.http"

@@ -208,7 +208,8 @@ async def check_reference(
 async def check_mcp_reference(
     *, session: AsyncSession, project_id: str, name: str, field: str
 ) -> None:
-    """Refuses (422 naming `field`) a step that names no MCP integration of the project."""
+    """Refuses (422 naming `field`) a step or agent that names no MCP integration of the
+    project."""
     try:
         row = await get_integration(session=session, project_id=project_id, ref=name)
     except NotFound as exc:
@@ -224,11 +225,13 @@ async def check_mcp_reference(
 
 
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
-    """The agents and tools whose current definition names the integration."""
+    """The agents and tools whose current definition names the integration (for their model,
+    an MCP attachment or a step)."""
     users = [
         f"agent {agent.name!r}"
         for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items
         if agent.spec.get("integration") == name
+        or any(attached.get("integration") == name for attached in agent.spec.get("mcp", []))
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
         if any(isinstance(s, LlmStep | McpStep) and s.integration == name for s in spec.steps):
