@@ -54,18 +54,23 @@ class McpActivities:
 
     @activity.defn(name="baton.step.mcp")
     async def step(self, call: StepCall) -> StepOutcome:
+        """A tool run's step: an `isError` result fails it, without a retry (the same call
+        would get the same answer)."""
         step = call.step
         assert isinstance(step, McpStep)
         arguments = render_value(step.arguments, call.context)
         server = await self._server(call.project_id, step.integration)
-        scrubber = SecretScrubber(
-            {"api_key": server.api_key.get_secret_value()} if server.api_key else {}
-        )
-        try:
-            output = await with_heartbeats(self._call(server, step, arguments))
-        except ApplicationError as exc:
-            raise scrubber.error(exc) from None
-        return StepOutcome(output=scrubber.value(output))
+        timeout = step.timeout_seconds * _CALL_SHARE
+        result, scrubber = await _call(server, step.tool, arguments, timeout)
+        if result.is_error:
+            raise ApplicationError(
+                scrubber.text(
+                    f"{step.integration}.{step.tool} failed: {result.text or 'no reason given'}"
+                ),
+                type="mcp_tool_error",
+                non_retryable=True,
+            )
+        return StepOutcome(output=scrubber.value(result.output))
 
     @activity.defn(name="baton.mcp.list_tools")
     async def list_tools(self, request: ListMcpTools) -> McpToolList:
@@ -98,49 +103,10 @@ class McpActivities:
     async def call(self, request: McpToolCall) -> McpToolOutcome:
         """An agent's call: an `isError` result is the model's to read, not a failure."""
         server = await self._server(request.project_id, request.integration)
-        scrubber = SecretScrubber(
-            {"api_key": server.api_key.get_secret_value()} if server.api_key else {}
-        )
-
-        async def work() -> mcp.McpResult:
-            try:
-                return await mcp.call_tool(
-                    server, request.tool, request.arguments, timeout=_CALL_TIMEOUT_S
-                )
-            except mcp.McpUnavailable as exc:
-                raise ApplicationError(
-                    exc.message, type=exc.code, non_retryable=not exc.retryable
-                ) from None
-            except BatonError as exc:
-                raise as_application_error(exc) from None
-
-        try:
-            result = await with_heartbeats(work())
-        except ApplicationError as exc:
-            raise scrubber.error(exc) from None
+        result, scrubber = await _call(server, request.tool, request.arguments, _CALL_TIMEOUT_S)
         if result.is_error:
             return McpToolOutcome(error=scrubber.text(result.text or "no reason given"))
         return McpToolOutcome(output=scrubber.value(result.output))
-
-    async def _call(self, server: McpServer, step: McpStep, arguments: dict[str, Any]) -> Any:
-        try:
-            result = await mcp.call_tool(
-                server, step.tool, arguments, timeout=step.timeout_seconds * _CALL_SHARE
-            )
-        except mcp.McpUnavailable as exc:
-            raise ApplicationError(
-                exc.message, type=exc.code, non_retryable=not exc.retryable
-            ) from None
-        except BatonError as exc:
-            raise as_application_error(exc) from None
-        if result.is_error:
-            # The server's own answer: the same call would get it again.
-            raise ApplicationError(
-                f"{step.integration}.{step.tool} failed: {result.text or 'no reason given'}",
-                type="mcp_tool_error",
-                non_retryable=True,
-            )
-        return result.output
 
     async def _server(self, project_id: str, integration: str) -> McpServer:
         try:
@@ -159,3 +125,23 @@ class McpActivities:
             ) from None
         except BatonError as exc:
             raise as_application_error(exc) from None
+
+
+async def _call(
+    server: McpServer, tool: str, arguments: dict[str, Any], timeout: float
+) -> tuple[mcp.McpResult, SecretScrubber]:
+    """The tool's result, with heartbeats, and the scrubber of the server's key for what is
+    made of it. A failure to get one is an ApplicationError, retryable when trying again may
+    help, scrubbed."""
+    scrubber = SecretScrubber(
+        {"api_key": server.api_key.get_secret_value()} if server.api_key else {}
+    )
+    try:
+        result = await with_heartbeats(mcp.call_tool(server, tool, arguments, timeout=timeout))
+    except mcp.McpUnavailable as exc:
+        raise scrubber.error(
+            ApplicationError(exc.message, type=exc.code, non_retryable=not exc.retryable)
+        ) from None
+    except BatonError as exc:
+        raise scrubber.error(as_application_error(exc)) from None
+    return result, scrubber
