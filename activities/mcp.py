@@ -74,7 +74,8 @@ class McpActivities:
 
     @activity.defn(name="baton.mcp.list_tools")
     async def list_tools(self, request: ListMcpTools) -> McpToolList:
-        """The tools each attachment offers, in order. A server that cannot be listed is
+        """The tools each attachment offers, in order, each once (a server attached twice,
+        with other tools or approvals, is listed for each). A server that cannot be listed is
         named in `unavailable` and offers nothing: the task goes on without it."""
         listed = McpToolList()
         for attached in request.attachments:
@@ -87,6 +88,7 @@ class McpActivities:
                 listed.unavailable.append(f"{attached.integration}: {reason}")
                 continue
             wanted = set(attached.tools) if attached.tools is not None else None
+            offered = {(offer.integration, offer.tool) for offer in listed.tools}
             listed.tools += [
                 McpToolOffer(
                     integration=attached.integration,
@@ -95,7 +97,8 @@ class McpActivities:
                     input_schema=tool.input_schema,
                 )
                 for tool in tools
-                if wanted is None or tool.name in wanted
+                if (wanted is None or tool.name in wanted)
+                and (attached.integration, tool.name) not in offered
             ]
         return listed
 

@@ -47,7 +47,15 @@ def settings(settings: Settings, mcp: FakeMcp) -> Settings:
     )
 
 
-async def setup(api: httpx.AsyncClient, tenant: Tenant, mcp: FakeMcp, **attachment: Any) -> str:
+async def setup(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    mcp: FakeMcp,
+    *more: dict[str, Any],
+    **attachment: Any,
+) -> str:
+    """The MCP server as the integration `time`, and an agent attaching it (`attachment`,
+    then `more` attachments)."""
     mcp.reset()
     mcp.required_key = KEY
     created = await api.post(
@@ -61,7 +69,7 @@ async def setup(api: httpx.AsyncClient, tenant: Tenant, mcp: FakeMcp, **attachme
         json={
             "name": "Clock",
             "model": "scripted:tools",
-            "mcp": [{"integration": "time", **attachment}],
+            "mcp": [{"integration": "time", **attachment}, *more],
         },
         headers=tenant.headers,
     )
@@ -146,8 +154,20 @@ async def test_an_is_error_result_is_told_to_the_model_and_the_task_goes_on(
 async def test_an_mcp_tool_that_needs_approval_waits_for_it(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker, mcp: FakeMcp
 ):
-    agent = await setup(api, tenant, mcp, tools=["shout"], approval="required")
-    task_id = await start(api, tenant, agent, 'call time_shout {"text": "careful"}')
+    # The same server twice: its clock runs at once, its shout only once approved.
+    agent = await setup(
+        api,
+        tenant,
+        mcp,
+        {"integration": "time", "tools": ["shout"], "approval": "required"},
+        tools=["get_current_time"],
+    )
+    task_id = await start(
+        api,
+        tenant,
+        agent,
+        'call time_get_current_time {"timezone": "UTC"}\ncall time_shout {"text": "careful"}',
+    )
     waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval", waiting["error"]
     [pending] = waiting["pending_approvals"]
@@ -160,7 +180,8 @@ async def test_an_mcp_tool_that_needs_approval_waits_for_it(
     )
     assert approved.status_code == 200, approved.text
     task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
-    assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == ["CAREFUL!"]
+    results = [m["content"] for m in task["messages"] if m["role"] == "tool"]
+    assert len(results) == 2 and "CAREFUL!" in results and FIXED_TIME in "".join(results)
     assert len(mcp.authorizations) > calls_before  # called only once approved
 
 

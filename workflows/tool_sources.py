@@ -357,10 +357,18 @@ async def delegate(
 def _mcp_tools(
     task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
 ) -> list[CallableTool]:
-    policies = {attached.integration: attached for attached in agent.mcp}
     found: list[CallableTool] = []
     for offer in task.mcp_tools or []:
-        attached = policies.get(offer.integration)
+        # The first attachment that offers it says how it is approved.
+        attached = next(
+            (
+                attached
+                for attached in agent.mcp
+                if attached.integration == offer.integration
+                and (attached.tools is None or offer.tool in attached.tools)
+            ),
+            None,
+        )
         if attached is None:
             continue
         schema = dict(offer.input_schema) or {"type": "object", "properties": {}}

@@ -34,6 +34,7 @@ SCENARIOS = (
     "agent_task_flat_continued_as_new",
     "agent_task_results_while_approving",
     "workforce_condition_handover_tool_follow_up",
+    "agent_task_mcp_tools",
 )
 
 
