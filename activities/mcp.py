@@ -51,6 +51,7 @@ class McpActivities:
         self._sessions = session_factory
         self._box = SecretBox.from_settings(settings)
         self._egress = EgressPolicy.from_settings(settings)
+        self._stdio_enabled = settings.mcp_stdio_enabled
 
     @activity.defn(name="baton.step.mcp")
     async def step(self, call: StepCall) -> StepOutcome:
@@ -118,7 +119,7 @@ class McpActivities:
                     session=session, project_id=project_id, ref=integration
                 )
                 return integration_repo.reveal_mcp_server(
-                    box=self._box, row=row, egress=self._egress
+                    box=self._box, row=row, egress=self._egress, stdio_enabled=self._stdio_enabled
                 )
         except NotFound:
             raise ApplicationError(

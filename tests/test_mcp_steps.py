@@ -18,12 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant
+from tests.conftest import Tenant, worker_on
 from tests.fakes import mcp_server, unused_port
 from tests.fakes.mcp_server import FIXED_TIME, FakeMcp
 from tests.helpers import assert_error, decoded, histories_of
@@ -164,6 +165,29 @@ async def test_a_stdio_server_answers_a_step_too_and_sees_none_of_the_workers_se
     assert names["status"] == "succeeded", names["error"]
     assert "PATH" in names["output"]["result"]
     assert not [name for name in names["output"]["result"] if name.startswith("BATON_")]
+
+
+async def test_a_stdio_server_is_refused_once_the_operator_no_longer_allows_stdio(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+):
+    await integrate(
+        api,
+        tenant,
+        "local",
+        transport="stdio",
+        command=sys.executable,
+        args=[str(Path(mcp_server.__file__))],
+    )
+    off = settings.model_copy(update={"mcp_stdio_enabled": False})
+    async with worker_on(temporal_env.client, off, session_factory):
+        body = await run_step(api, tenant, {"integration": "local", "tool": "shout"})
+    assert body["status"] == "failed"
+    assert "runs over stdio, which this server does not allow" in body["error"]
+    assert "BATON_MCP_STDIO_ENABLED=true" in body["error"]
 
 
 async def test_an_is_error_result_fails_the_step_with_the_servers_text_and_no_retry(

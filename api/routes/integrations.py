@@ -142,7 +142,10 @@ async def test_integration(
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     await session.commit()  # no transaction held open while a remote server answers
     check = await check_integration(
-        row=row, box=_box(request), egress=http.EgressPolicy.from_settings(settings)
+        row=row,
+        box=_box(request),
+        egress=http.EgressPolicy.from_settings(settings),
+        stdio_enabled=settings.mcp_stdio_enabled,
     )
     return IntegrationTestResult(**dataclasses.asdict(check))
 

@@ -32,13 +32,20 @@ class IntegrationCheck:
 
 
 async def check_integration(
-    *, row: Integration, box: SecretBox, egress: EgressPolicy, timeout: float = CHECK_TIMEOUT_S
+    *,
+    row: Integration,
+    box: SecretBox,
+    egress: EgressPolicy,
+    stdio_enabled: bool,
+    timeout: float = CHECK_TIMEOUT_S,
 ) -> IntegrationCheck:
     key: str | None = None
     try:
         async with asyncio.timeout(timeout):
             if row.kind == IntegrationKind.mcp:
-                server = integration_repo.reveal_mcp_server(box=box, row=row, egress=egress)
+                server = integration_repo.reveal_mcp_server(
+                    box=box, row=row, egress=egress, stdio_enabled=stdio_enabled
+                )
                 key = _value(server.api_key)
                 tools = await mcp.list_tools(server, timeout=timeout)
                 return IntegrationCheck(ok=True, tools=[tool.name for tool in tools])

@@ -22,6 +22,7 @@ from baton.domain.integrations import (
     LlmProviderConfig,
     McpConfig,
     McpServer,
+    McpTransport,
 )
 from baton.domain.llm import ProviderConfig
 from baton.domain.tools import LlmStep, McpStep
@@ -117,12 +118,20 @@ def reveal(*, box: SecretBox, row: Integration) -> ProviderConfig:
     )
 
 
-def reveal_mcp_server(*, box: SecretBox, row: Integration, egress: EgressPolicy) -> McpServer:
+def reveal_mcp_server(
+    *, box: SecretBox, row: Integration, egress: EgressPolicy, stdio_enabled: bool
+) -> McpServer:
     """An MCP integration as the client needs it, key decrypted: activities and the
-    connection test only."""
+    connection test only. A stdio server saved while the operator allowed them is refused
+    once they no longer do (`stdio_enabled`)."""
     if row.kind != IntegrationKind.mcp:
         raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not an MCP server")
     config = McpConfig.model_validate(row.config)
+    if config.transport is McpTransport.stdio and not stdio_enabled:
+        raise InvalidInput(
+            f"MCP server {row.name!r} runs over stdio, which this server does not allow "
+            "(BATON_MCP_STDIO_ENABLED=true allows it)"
+        )
     key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
     return McpServer(
         name=row.name,
