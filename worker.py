@@ -21,6 +21,7 @@ from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
 from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities
+from activities.mcp import McpActivities
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from activities.workforce_tasks import WorkforceTaskActivities
@@ -87,6 +88,7 @@ def create_worker(
     events = EventActivities(session_factory, plans)
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
+    mcp = McpActivities(session_factory, settings)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
@@ -112,6 +114,9 @@ def create_worker(
             steps.llm,
             steps.http,
             steps.code,
+            mcp.step,
+            mcp.list_tools,
+            mcp.call,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

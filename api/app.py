@@ -18,6 +18,7 @@ from api.routes import (
     agents,
     credits,
     health,
+    integration_kinds,
     integrations,
     knowledge,
     knowledge_enrichment,
@@ -104,6 +105,7 @@ def create_app(
     for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
         app.include_router(module.router)
     app.include_router(integrations.router)
+    app.include_router(integration_kinds.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)

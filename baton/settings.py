@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     http_allow_hosts: list[str] = []
     http_allow_networks: list[str] = []
 
+    # MCP integrations over stdio start a process on the worker, with its rights: refused
+    # unless the operator turns them on.
+    mcp_stdio_enabled: bool = False
+
     @field_validator("http_allow_hosts")
     @classmethod
     def _hosts_are_host_or_host_port(cls, hosts: list[str]) -> list[str]:

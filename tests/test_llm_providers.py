@@ -24,7 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.llm import LlmActivities
 from baton.domain.agents import AgentSpec
 from baton.domain.egress import EgressPolicy
-from baton.domain.integrations import IntegrationKind
+from baton.domain.integrations import MODEL_KINDS
 from baton.domain.llm import (
     LlmRequest,
     LlmResponse,
@@ -808,7 +808,7 @@ def test_agents_may_use_openai_anthropic_and_both_scripted_models():
 def test_every_provider_has_an_adapter_and_each_that_needs_a_key_an_integration_kind():
     assert set(llm.ADAPTERS) == set(PROVIDERS)
     needs_a_key = {name for name, provider in PROVIDERS.items() if not provider.offline}
-    assert {kind.value for kind in IntegrationKind} == needs_a_key
+    assert {kind.value for kind in MODEL_KINDS} == needs_a_key
     with pytest.raises(ValueError, match="the scripted provider offers echo, tools, not 'gpt'"):
         AgentSpec(name="a", model="scripted:gpt")
     with pytest.raises(ValueError, match="provider 'mistral' is not available"):

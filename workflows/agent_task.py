@@ -56,7 +56,10 @@ with workflow.unsafe.imports_passed_through():
         BeginTask,
         BegunTask,
         Decision,
+        ListMcpTools,
         LlmCall,
+        McpToolList,
+        McpToolOffer,
         PendingApproval,
         TaskMessageAppend,
         TaskRecord,
@@ -160,6 +163,10 @@ class AgentTaskWorkflow:
             self._started_at = workflow.now()
             self._params = task.params if begun.params is None else begun.params
         assert agent is not None
+        if task.mcp_tools is None and agent.mcp:
+            # Listed once: a replay, or a run continued as new, never asks the servers again.
+            task = task.model_copy(update={"mcp_tools": await self._list_mcp_tools(task, agent)})
+            self._input = task
         self._agent: AgentSpec = agent
         self._tools: dict[str, ToolSpec] = tools
         self._auto_runs: dict[str, int] = dict(task.auto_runs)
@@ -558,6 +565,25 @@ class AgentTaskWorkflow:
         if workflow.now() >= self._deadline:
             raise TaskStopped(TaskStatus.timed_out, "the task ran out of its time budget")
 
+    async def _list_mcp_tools(self, task: AgentTaskInput, agent: AgentSpec) -> list[McpToolOffer]:
+        """The tools of the agent's MCP servers; a server that cannot be listed offers none
+        (the activity names it), and the task goes on without them."""
+        try:
+            listed: McpToolList = await workflow.execute_activity(
+                activity_names.MCP_LIST_TOOLS,
+                ListMcpTools(project_id=task.project_id, attachments=agent.mcp),
+                result_type=McpToolList,
+                start_to_close_timeout=policies.MCP_LIST_TIMEOUT,
+                heartbeat_timeout=policies.MCP_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.MCP_RETRY,
+                summary="list mcp tools",
+            )
+        except ActivityError as exc:
+            reraise_cancel(exc)
+            workflow.logger.warning("MCP tools not listed: %s", _cause(exc))
+            return []
+        return listed.tools
+
     def _continue_as_new(self) -> None:
         workflow.continue_as_new(
             AgentTaskInput(
@@ -582,6 +608,7 @@ class AgentTaskWorkflow:
                 workforce=self._input.workforce,
                 single_turn=self._input.single_turn,
                 delegation_depth=self._input.delegation_depth,
+                mcp_tools=self._input.mcp_tools,
             )
         )
 

@@ -25,3 +25,16 @@ LLM_RETRY = RetryPolicy(
 # An LLM call heartbeats every few seconds however long the model thinks, so a call lost
 # with its worker is retried after this long, not after LLM_CALL_TIMEOUT.
 LLM_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+
+# An agent's MCP tools: a call (its own bound inside is 60 s) and the listing of every
+# attached server when a task begins (20 s each). A server that is down fails a call after
+# three attempts (the model is told) and leaves its tools out of a listing.
+MCP_CALL_TIMEOUT = timedelta(seconds=75)
+MCP_LIST_TIMEOUT = timedelta(minutes=8)
+MCP_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+MCP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)

@@ -3,9 +3,11 @@
 A source turns what the task pinned into callables: the definition the model sees, the
 approval policy the task applies before a call runs (`AgentTool`: approval, max automatic
 runs), and how a call runs. The sources today: the agent's project tools and the knowledge
-sets it searches (each call a child `ToolRunWorkflow`), and in a workforce the agents its
-node may delegate to (each call a child `AgentTaskWorkflow`). The agent workflow only gates
-and runs callables, so a new source is one function here and its runner."""
+sets it searches (each call a child `ToolRunWorkflow`), in a workforce the agents its node
+may delegate to (each call a child `AgentTaskWorkflow`), and the tools of the MCP servers it
+attaches (listed when the task began, `task.mcp_tools`; each call an activity). The agent
+workflow only gates and runs callables, so a new source is one function here and its
+runner."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from baton import activity_names
     from baton.domain.agents import AgentSpec, AgentTool, Approval, tool_function_name
     from baton.domain.events import EventDraft, EventType
     from baton.domain.knowledge import KNOWLEDGE_TOOL_PREFIX, AttachMode, knowledge_tool_id
@@ -34,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
         AgentTaskInput,
         AgentTaskResult,
         Delegation,
+        McpToolCall,
+        McpToolOffer,
+        McpToolOutcome,
         TaskStatus,
         task_workflow_id,
     )
@@ -43,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.workforces import AgentNode, Edge, delegate_tool_name
     from baton.errors import BatonError
     from baton.search_attributes import run_search_attributes
+    from workflows import policies
     from workflows.tool_run import ToolRunWorkflow
 
 NEEDS_APPROVAL_ARG = "needs_approval"
@@ -357,7 +364,92 @@ async def delegate(
     return _completed(call, as_text(result.answer or ""), task_id=child_id)
 
 
-SOURCES: tuple[Source, ...] = (_delegations, _project_tools)
+# MCP servers: the tools listed when the task began, each call an activity.
+
+
+def _mcp_tools(
+    task: AgentTaskInput, agent: AgentSpec, tools: dict[str, ToolSpec]
+) -> list[CallableTool]:
+    found: list[CallableTool] = []
+    for offer in task.mcp_tools or []:
+        # The first attachment that offers it says how it is approved.
+        attached = next(
+            (
+                attached
+                for attached in agent.mcp
+                if attached.integration == offer.integration
+                and (attached.tools is None or offer.tool in attached.tools)
+            ),
+            None,
+        )
+        if attached is None:
+            continue
+        schema = dict(offer.input_schema) or {"type": "object", "properties": {}}
+        schema.setdefault("properties", {})
+        definition = ToolDefinition(
+            name=tool_function_name(f"{offer.integration}_{offer.tool}"),
+            description=offer.description,
+            parameters=_offered(schema, attached.approval),
+        )
+        policy = AgentTool(
+            tool_id=f"mcp:{offer.integration}.{offer.tool}",
+            approval=attached.approval,
+            max_auto_runs=attached.max_auto_runs,
+        )
+        found.append(CallableTool(definition=definition, policy=policy, run=_mcp_runner(offer)))
+    return found
+
+
+def _mcp_runner(offer: McpToolOffer) -> Runner:
+    async def run(
+        context: TaskContext, call: ToolCall, arguments: dict[str, Any], leading: list[EventDraft]
+    ) -> Outcome:
+        return await call_mcp_tool(context, call, offer, arguments, leading)
+
+    return run
+
+
+async def call_mcp_tool(
+    context: TaskContext,
+    call: ToolCall,
+    offer: McpToolOffer,
+    arguments: dict[str, Any],
+    leading: list[EventDraft],
+) -> Outcome:
+    await context.write_events(
+        *leading,
+        EventDraft(
+            type=EventType.tool_run_started,
+            data={"call_id": call.id, "tool": call.name, "mcp": offer.integration},
+            key=f"started:{call.id}",
+        ),
+    )
+    try:
+        outcome: McpToolOutcome = await workflow.execute_activity(
+            activity_names.MCP_CALL,
+            McpToolCall(
+                project_id=context.input.project_id,
+                integration=offer.integration,
+                tool=offer.tool,
+                arguments=arguments,
+            ),
+            result_type=McpToolOutcome,
+            start_to_close_timeout=policies.MCP_CALL_TIMEOUT,
+            heartbeat_timeout=policies.MCP_HEARTBEAT_TIMEOUT,
+            retry_policy=policies.MCP_RETRY,
+            summary=f"mcp {offer.integration}.{offer.tool}",
+        )
+    except ActivityError as exc:
+        reraise_cancel(exc)
+        failure: BaseException = exc.cause or exc
+        reason = failure.message if isinstance(failure, FailureError) else str(failure)
+        return tool_failed(call, reason)
+    if outcome.error is not None:
+        return tool_failed(call, outcome.error)
+    return _completed(call, as_text(outcome.output))
+
+
+SOURCES: tuple[Source, ...] = (_delegations, _project_tools, _mcp_tools)
 
 
 # What a call's end looks like

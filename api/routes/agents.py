@@ -161,6 +161,13 @@ async def _check_references(session: AsyncSession, project_id: str, spec: AgentS
     await _check_tools(session, project_id, spec)
     await _check_knowledge(session, project_id, spec)
     await _check_snippets(session, project_id, spec)
+    for index, attached in enumerate(spec.mcp):
+        await integration_repo.check_mcp_reference(
+            session=session,
+            project_id=project_id,
+            name=attached.integration,
+            field=f"mcp[{index}].integration",
+        )
     if spec.integration is not None:
         await integration_repo.check_reference(
             session=session,

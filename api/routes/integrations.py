@@ -1,20 +1,39 @@
-"""Project integrations: how a project's agents and llm steps reach a provider with the
-project's own key. The key is written, replaced and used, never read back, and never sent to
-an address it was not entered for: a base URL passes the egress guard when it is saved (and
-again at every call), and a new base URL or kind needs the key again."""
+"""Project integrations: how a project's agents and steps reach a provider or an MCP server
+with the project's own key. The key is written, replaced and used, never read back, and never
+sent to an address it was not entered for: a base URL or MCP url passes the egress guard when
+it is saved (and again at every connection), and a new address or kind needs the key again.
+An MCP server over stdio is a process on the worker: refused unless the operator allows it
+(BATON_MCP_STDIO_ENABLED), and its command must exist when it is saved."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Depends, Request, status
 
-from api.deps import Admin, PageDep, ProjectDep, SessionDep, SettingsDep, Viewer, get_project
-from api.schemas.integrations import IntegrationCreate, IntegrationPublic, IntegrationUpdate
+from api.deps import (
+    Admin,
+    Editor,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    Viewer,
+    get_project,
+)
+from api.schemas.integrations import (
+    IntegrationCreate,
+    IntegrationPublic,
+    IntegrationTestResult,
+    IntegrationUpdate,
+)
 from api.schemas.paging import Page
 from baton.db.repositories import integrations as integration_repo
-from baton.domain.integrations import IntegrationSpec
+from baton.domain.integrations import IntegrationSpec, McpTransport
 from baton.errors import Conflict, InvalidInput
-from baton.integrations import http
+from baton.integrations import http, mcp
 from baton.security import SecretBox
+from baton.services.integration_checks import check_integration
 from baton.settings import Settings
 
 router = APIRouter(
@@ -44,10 +63,10 @@ async def create_integration(
     session: SessionDep,
     _: Admin,
 ) -> IntegrationPublic:
-    """A base URL that resolves to a loopback, private or link-local address is a 422 unless
-    the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
+    """A base URL or MCP url that resolves to a loopback, private or link-local address is a
+    422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
     spec = IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"}))
-    await _check_base_url(spec, settings)
+    await _check_usable(spec, settings, key_given=body.api_key is not None)
     row = await integration_repo.create_integration(
         session=session,
         box=_box(request),
@@ -84,14 +103,18 @@ async def update_integration(
     current = integration_repo.spec_of(row)
     changes = body.model_dump(exclude_unset=True, exclude={"api_key"})
     spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
-    moved = [name for name in ("base_url", "kind") if getattr(spec, name) != getattr(current, name)]
-    if moved and row.key_ciphertext is not None and body.api_key is None:
+    moved = [
+        name
+        for name in ("base_url", "url", "kind")
+        if getattr(spec, name) != getattr(current, name)
+    ]
+    if moved and spec.takes_key and row.key_ciphertext is not None and body.api_key is None:
         raise InvalidInput(
             f"changing an integration's {' and '.join(moved)} needs its key: re-enter the key "
             "(api_key) in the same request, so the stored one is never sent to a new address",
             details=[{"field": "api_key", "message": "re-enter the key"}],
         )
-    await _check_base_url(spec, settings)
+    await _check_usable(spec, settings, key_given=body.api_key is not None)
     if spec.name != current.name or spec.kind != current.kind:
         await _refuse_if_used(session, project.id, current.name, "renamed or change its kind")
     row = await integration_repo.update_integration(
@@ -104,6 +127,29 @@ async def update_integration(
     return IntegrationPublic.of(row)
 
 
+@router.post("/{ref}/test")
+async def test_integration(
+    ref: str,
+    request: Request,
+    settings: SettingsDep,
+    project: ProjectDep,
+    session: SessionDep,
+    _: Editor,
+) -> IntegrationTestResult:
+    """Connects as its calls will, with the stored key: an LLM kind lists its models, an MCP
+    server is initialised and lists its tools. Always 200 when the integration exists: `ok`
+    says whether it answered, `error` what failed (never the key)."""
+    row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
+    await session.commit()  # no transaction held open while a remote server answers
+    check = await check_integration(
+        row=row,
+        box=_box(request),
+        egress=http.EgressPolicy.from_settings(settings),
+        stdio_enabled=settings.mcp_stdio_enabled,
+    )
+    return IntegrationTestResult(**dataclasses.asdict(check))
+
+
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_integration(ref: str, project: ProjectDep, session: SessionDep, _: Admin) -> None:
     """Refused (409) while an agent or a tool names the integration: their next task or run
@@ -113,17 +159,31 @@ async def delete_integration(ref: str, project: ProjectDep, session: SessionDep,
     await integration_repo.delete_integration(session=session, row=row)
 
 
-async def _check_base_url(spec: IntegrationSpec, settings: Settings) -> None:
-    if spec.base_url is None:
-        return
-    try:
-        await http.check_destination(
-            str(spec.base_url), policy=http.EgressPolicy.from_settings(settings)
+async def _check_usable(spec: IntegrationSpec, settings: Settings, *, key_given: bool) -> None:
+    if key_given and not spec.takes_key:
+        raise InvalidInput(
+            "api_key: a stdio MCP server is given no key",
+            details=[{"field": "api_key", "message": "not used by a stdio server"}],
         )
-    except http.BlockedDestination as exc:
-        raise http.BlockedDestination(
-            f"base_url: {exc.message}", details=[{"field": "base_url", "message": exc.message}]
-        ) from exc
+    endpoint = spec.endpoint()
+    if endpoint is not None:
+        field, url = endpoint
+        try:
+            await http.check_destination(url, policy=http.EgressPolicy.from_settings(settings))
+        except http.BlockedDestination as exc:
+            raise http.BlockedDestination(
+                f"{field}: {exc.message}", details=[{"field": field, "message": exc.message}]
+            ) from exc
+    if spec.transport is McpTransport.stdio:
+        if not settings.mcp_stdio_enabled:
+            raise InvalidInput(
+                "transport: an MCP server over stdio is a process on the worker, with its "
+                "rights; this server does not allow them (its operator may, with "
+                "BATON_MCP_STDIO_ENABLED=true)",
+                details=[{"field": "transport", "message": "stdio is not enabled"}],
+            )
+        assert spec.command is not None
+        mcp.find_command(spec.command)
 
 
 async def _refuse_if_used(session: SessionDep, project_id: str, name: str, action: str) -> None:

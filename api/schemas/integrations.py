@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.schemas.updates import update_of
 from baton.db.repositories.integrations import spec_of
 from baton.db.tables import Integration
-from baton.domain.integrations import IntegrationSpec
+from baton.domain.integrations import IntegrationSpec, KindInfo, Offer
 
 
 class IntegrationCreate(IntegrationSpec):
@@ -62,3 +62,38 @@ class IntegrationPublic(IntegrationSpec):
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+class IntegrationKindPublic(BaseModel):
+    """One kind of the catalog: how to create an integration of it and what it gives."""
+
+    kind: str
+    title: str
+    description: str
+    offers: list[Offer] = Field(description="What its integrations give a project")
+    secret_fields: list[str] = Field(
+        description="Stored encrypted and never returned (`writeOnly` in the schema)"
+    )
+    json_schema: dict[str, Any] = Field(
+        description="The JSON Schema of the body that creates one (POST .../integrations)"
+    )
+
+    @classmethod
+    def of(cls, info: KindInfo) -> IntegrationKindPublic:
+        return cls(
+            kind=info.kind.value,
+            title=info.title,
+            description=info.description,
+            offers=sorted(info.offers),
+            secret_fields=list(info.secrets),
+            json_schema=info.json_schema(),
+        )
+
+
+class IntegrationTestResult(BaseModel):
+    """Whether the integration answered; the reason when it did not."""
+
+    ok: bool
+    error: str | None = Field(default=None, description="What failed, when ok is false")
+    models: list[str] = Field(default_factory=list, description="LLM kinds: the models listed")
+    tools: list[str] = Field(default_factory=list, description="MCP: the server's tools")

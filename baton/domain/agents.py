@@ -33,6 +33,22 @@ class AgentTool(BaseModel):
     )
 
 
+class AgentMcp(BaseModel):
+    """Tools of a project's MCP integration, offered to the model as `<integration>_<tool>`
+    with the server's description and input schema, listed once when a task starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    integration: str = Field(pattern=IDENTIFIER)
+    tools: list[str] | None = Field(
+        default=None, max_length=200, description="The tools offered; all of them when unset"
+    )
+    approval: Approval = Approval.auto
+    max_auto_runs: int | None = Field(
+        default=None, ge=0, description="After this many automatic runs, ask for approval"
+    )
+
+
 class AgentSpec(BaseModel):
     """The part of an agent a task pins when it starts. Holds no secret, so it may travel in
     workflow history."""
@@ -46,6 +62,7 @@ class AgentSpec(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_output_tokens: int | None = Field(default=None, ge=1, le=200_000)
     tools: list[AgentTool] = Field(default_factory=list)
+    mcp: list[AgentMcp] = Field(default_factory=list, max_length=20)
     max_iterations: int = Field(default=10, ge=1, le=200, description="LLM calls per turn")
     autonomy_limit: int = Field(
         default=20, ge=1, le=500, description="Tool calls in a row before it must ask the user"

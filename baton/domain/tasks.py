@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from baton.domain.agents import AgentSpec
+from baton.domain.agents import AgentMcp, AgentSpec
 from baton.domain.events import EventDraft
 
 # The LLM vocabulary lives in baton.domain.llm; these names stay importable from here.
@@ -65,6 +65,40 @@ def task_workflow_id(task_id: str) -> str:
     return f"task-{task_id}"
 
 
+class McpToolOffer(BaseModel):
+    """A tool of an MCP server as a task's model is offered it."""
+
+    integration: str
+    tool: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+class ListMcpTools(BaseModel):
+    project_id: str
+    attachments: list[AgentMcp]
+
+
+class McpToolList(BaseModel):
+    tools: list[McpToolOffer] = Field(default_factory=list)
+    # The servers that could not be listed, each with why: their tools are not offered.
+    unavailable: list[str] = Field(default_factory=list)
+
+
+class McpToolCall(BaseModel):
+    project_id: str
+    integration: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class McpToolOutcome(BaseModel):
+    """The call's output (structured content, else text), or the server's error text."""
+
+    output: Any = None
+    error: str | None = None
+
+
 class AgentTaskInput(BaseModel):
     """How a task starts. An empty `task_id` (a scheduled start) makes the workflow create
     its own task; an absent `agent` is loaded at start. Fields are only ever added, with
@@ -105,6 +139,8 @@ class AgentTaskInput(BaseModel):
     # The workforce whose task this works for: every run under that task carries it as the
     # `BatonWorkforce` search attribute, so one query lists the whole tree.
     workforce_id: str | None = None
+    # The MCP tools the agent is offered, listed when the task began (None: not yet).
+    mcp_tools: list[McpToolOffer] | None = None
 
 
 class Delegation(BaseModel):

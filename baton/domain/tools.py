@@ -128,6 +128,18 @@ class DelayStep(StepBase):
     seconds: float = Field(ge=0, le=30 * 24 * 3600)
 
 
+class McpStep(StepBase):
+    """Calls a tool of the project's MCP integration; output: the result's structured
+    content, else its text. A result the server marks `isError` fails the step."""
+
+    type: Literal["mcp"]
+    integration: str = Field(pattern=IDENTIFIER, description="The project's MCP integration")
+    tool: str = Field(min_length=1, max_length=200, description="The server's tool")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="The tool's arguments; strings may be templates"
+    )
+
+
 class KnowledgeStepBase(StepBase):
     knowledge_set: str = Field(
         min_length=1, description="The set's id, or a template giving it: {{ params.set }}"
@@ -176,6 +188,7 @@ Step = Annotated[
     | TransformStep
     | ToolCallStep
     | DelayStep
+    | McpStep
     | KnowledgeSearchStep
     | KnowledgeInsertStep
     | KnowledgeUpdateStep

@@ -53,20 +53,29 @@ class ReceivedRequest:
 
 
 class FakeProvider:
-    """One provider endpoint on 127.0.0.1 and a free port, served by uvicorn in a thread."""
+    """One provider endpoint on 127.0.0.1 and a free port, served by uvicorn in a thread, and
+    its models list (`GET models_path`), which answers `models()` to any key and records the
+    key in `model_listings`."""
 
     path: str
+    models_path = "/v1/models"
 
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
         self.requests: list[ReceivedRequest] = []
         # When (time.monotonic()) a client hung up on a reply it was waiting for.
         self.hung_up_at: list[float] = []
+        self.model_listings: list[str] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
-        app = Starlette(routes=[Route(self.path, self._handle, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route(self.path, self._handle, methods=["POST"]),
+                Route(self.models_path, self._list_models, methods=["GET"]),
+            ]
+        )
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
@@ -93,11 +102,15 @@ class FakeProvider:
         self.replies.clear()
         self.requests.clear()
         self.hung_up_at.clear()
+        self.model_listings.clear()
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
     def error_body(self, status: int, message: str) -> Any:
+        raise NotImplementedError
+
+    def models(self) -> Any:
         raise NotImplementedError
 
     def reply_error(
@@ -118,6 +131,13 @@ class FakeProvider:
                 return False
             await asyncio.sleep(min(0.05, deadline - time.monotonic()))
         return True
+
+    async def _list_models(self, request: Request) -> Response:
+        received = ReceivedRequest(
+            headers={k.lower(): v for k, v in request.headers.items()}, body={}
+        )
+        self.model_listings.append(received.credential)
+        return JSONResponse(self.models())
 
     async def _handle(self, request: Request) -> Response:
         received = ReceivedRequest(

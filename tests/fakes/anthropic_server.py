@@ -34,6 +34,20 @@ class FakeAnthropic(FakeProvider):
     def base_url(self) -> str:
         return self.origin
 
+    def models(self) -> Any:
+        model = {
+            "id": "claude-fake",
+            "type": "model",
+            "display_name": "Claude Fake",
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+        return {
+            "data": [model],
+            "has_more": False,
+            "first_id": "claude-fake",
+            "last_id": "claude-fake",
+        }
+
     def error_body(self, status: int, message: str) -> Any:
         return {
             "type": "error",

@@ -19,6 +19,12 @@ class FakeOpenAI(FakeProvider):
     def error_body(self, status: int, message: str) -> Any:
         return {"error": {"message": message, "type": "invalid_request_error", "code": None}}
 
+    def models(self) -> Any:
+        return {
+            "object": "list",
+            "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+        }
+
     def reply_chunks(self, *chunks: dict[str, Any]) -> None:
         events: list[tuple[str | None, str]] = [(None, json.dumps(c)) for c in chunks]
         self.queue(Reply(events=[*events, (None, "[DONE]")]))

@@ -35,6 +35,7 @@ SCENARIOS = (
     "agent_task_results_while_approving",
     "workforce_condition_handover_tool_follow_up",
     "workforce_task_from_schedule_with_delegation",
+    "agent_task_mcp_tools",
 )
 
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from baton.db.repositories import accounts
 from baton.domain.knowledge import embed_workflow_id
 from baton.settings import Settings
 from tests.conftest import Tenant, venv_binary
+from tests.fakes import mcp_server
 from tests.replay import HISTORIES, SCENARIOS, replay_settings
 from worker import create_worker
 
@@ -403,6 +405,47 @@ async def workforce_task_from_schedule_with_delegation(
         raise RuntimeError(f"the scheduled workforce task did not delegate: {done}")
     await rec.delete(f"{schedules}/{schedule['id']}")
     return handle
+async def agent_task_mcp_tools(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """An agent with an MCP server's tools (tests/fakes/mcp_server.py over stdio): the tools
+    listed when the task begins, one call answered, one that waits for an approval, an
+    `isError` result the model reads; the idle task completes."""
+    await rec.post(
+        "/integrations",
+        {
+            "name": "time",
+            "kind": "mcp",
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": [str(Path(mcp_server.__file__))],
+        },
+    )
+    agent_id = await rec.agent(
+        model="scripted:tools",
+        mcp=[
+            {"integration": "time", "tools": ["get_current_time", "fail"]},
+            {"integration": "time", "tools": ["shout"], "approval": "required"},
+        ],
+        idle_timeout_seconds=3,
+    )
+    message = (
+        'call time_get_current_time {"timezone": "UTC"}\n'
+        'call time_fail {"reason": "closed"}\n'
+        'call time_shout {"text": "careful"}'
+    )
+    task = await rec.post(f"/agents/{agent_id}/tasks", {"message": message})
+    path = f"/tasks/{task['id']}"
+    waiting = await rec.until(
+        path, lambda t: t["status"] in {"waiting-approval"} | FINAL_TASK, "waiting for approval"
+    )
+    if waiting["status"] != "waiting-approval":
+        raise RuntimeError(f"the task did not wait for an approval: {waiting}")
+    [pending] = waiting["pending_approvals"]
+    await rec.post(f"{path}/approvals/{pending['call_id']}", {"approve": True}, status=200)
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished", timeout=90)
+    results = [m["content"] for m in done["messages"] if m["role"] == "tool"]
+    if done["status"] != "completed" or len(results) != 3 or "CAREFUL!" not in results:
+        raise RuntimeError(f"the task did not call its three MCP tools: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
 
 
 RECORDERS: dict[str, Scenario] = {
@@ -417,6 +460,7 @@ RECORDERS: dict[str, Scenario] = {
     "agent_task_results_while_approving": agent_task_results_while_approving,
     "workforce_condition_handover_tool_follow_up": workforce_condition_handover_tool_follow_up,
     "workforce_task_from_schedule_with_delegation": workforce_task_from_schedule_with_delegation,
+    "agent_task_mcp_tools": agent_task_mcp_tools,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}
@@ -431,6 +475,7 @@ async def record(names: list[str], out: Path) -> None:
             database_url=database_url,
             temporal_task_queue=TASK_QUEUE,
             temporal_ui_url="http://localhost:8233",
+            mcp_stdio_enabled=True,
         )
         engine = create_engine(database_url)
         session_factory = create_session_factory(engine)

@@ -14,9 +14,18 @@ from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
-from baton.domain.integrations import IntegrationConfig, IntegrationKind, IntegrationSpec
+from baton.domain.egress import EgressPolicy
+from baton.domain.integrations import (
+    MODEL_KINDS,
+    IntegrationKind,
+    IntegrationSpec,
+    LlmProviderConfig,
+    McpConfig,
+    McpServer,
+    McpTransport,
+)
 from baton.domain.llm import ProviderConfig
-from baton.domain.tools import LlmStep
+from baton.domain.tools import LlmStep, McpStep
 from baton.errors import Conflict, InvalidInput, NotFound
 from baton.security import SecretBox
 
@@ -101,11 +110,37 @@ def spec_of(row: Integration) -> IntegrationSpec:
 
 def reveal(*, box: SecretBox, row: Integration) -> ProviderConfig:
     """The integration as a provider client needs it, key decrypted: activities only."""
-    config = IntegrationConfig.model_validate(row.config)
+    config = LlmProviderConfig.model_validate(row.config)
     key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
     return ProviderConfig(
         api_key=SecretStr(key) if key else None,
         base_url=str(config.base_url) if config.base_url else None,
+    )
+
+
+def reveal_mcp_server(
+    *, box: SecretBox, row: Integration, egress: EgressPolicy, stdio_enabled: bool
+) -> McpServer:
+    """An MCP integration as the client needs it, key decrypted: activities and the
+    connection test only. A stdio server saved while the operator allowed them is refused
+    once they no longer do (`stdio_enabled`)."""
+    if row.kind != IntegrationKind.mcp:
+        raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not an MCP server")
+    config = McpConfig.model_validate(row.config)
+    if config.transport is McpTransport.stdio and not stdio_enabled:
+        raise InvalidInput(
+            f"MCP server {row.name!r} runs over stdio, which this server does not allow "
+            "(BATON_MCP_STDIO_ENABLED=true allows it)"
+        )
+    key = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    return McpServer(
+        name=row.name,
+        transport=config.transport,
+        command=config.command,
+        args=tuple(config.args),
+        url=str(config.url) if config.url else None,
+        api_key=SecretStr(key) if key else None,
+        egress=egress,
     )
 
 
@@ -127,7 +162,7 @@ async def resolve_provider_config(
                 f"integration {integration!r} is for {row.kind} models, not {provider} ones"
             )
         return reveal(box=box, row=row)
-    if provider not in {kind.value for kind in IntegrationKind}:
+    if provider not in {kind.value for kind in MODEL_KINDS}:
         return None
     query = select(Integration).where(
         Integration.project_id == project_id, Integration.kind == provider
@@ -138,9 +173,7 @@ async def resolve_provider_config(
 
 
 def _config_of(spec: IntegrationSpec) -> dict[str, Any]:
-    return IntegrationConfig.model_validate(
-        spec.model_dump(include={"base_url", "default"})
-    ).model_dump(mode="json")
+    return spec.config().model_dump(mode="json")
 
 
 async def _clear_other_defaults(session: AsyncSession, row: Integration) -> None:
@@ -169,6 +202,11 @@ async def check_reference(
             details=[{"field": field, "message": "unknown integration"}],
         ) from exc
     provider = model.partition(":")[0]
+    if row.kind not in MODEL_KINDS:
+        raise InvalidInput(
+            f"{field}: integration {name!r} (kind {row.kind}) serves no models",
+            details=[{"field": field, "message": "not an LLM integration"}],
+        )
     if row.kind != provider:
         raise InvalidInput(
             f"{field}: integration {name!r} is for {row.kind} models, not {model!r}",
@@ -176,15 +214,36 @@ async def check_reference(
         )
 
 
+async def check_mcp_reference(
+    *, session: AsyncSession, project_id: str, name: str, field: str
+) -> None:
+    """Refuses (422 naming `field`) a step or agent that names no MCP integration of the
+    project."""
+    try:
+        row = await get_integration(session=session, project_id=project_id, ref=name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"{field}: no integration {name!r} in this project",
+            details=[{"field": field, "message": "unknown integration"}],
+        ) from exc
+    if row.kind != IntegrationKind.mcp:
+        raise InvalidInput(
+            f"{field}: integration {name!r} (kind {row.kind}) is not an MCP server",
+            details=[{"field": field, "message": "not an MCP integration"}],
+        )
+
+
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
-    """The agents and tools whose current definition names the integration."""
+    """The agents and tools whose current definition names the integration (for their model,
+    an MCP attachment or a step)."""
     users = [
         f"agent {agent.name!r}"
         for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items
         if agent.spec.get("integration") == name
+        or any(attached.get("integration") == name for attached in agent.spec.get("mcp", []))
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
-        if any(isinstance(s, LlmStep) and s.integration == name for s in spec.steps):
+        if any(isinstance(s, LlmStep | McpStep) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     return users
 

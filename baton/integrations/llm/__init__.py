@@ -6,7 +6,7 @@ may name), its adapter module here and its line in `ADAPTERS`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from baton.domain.llm import LlmRequest, LlmResponse, ProviderConfig
@@ -24,6 +24,7 @@ from baton.integrations.llm.streaming import DeltaSink
 
 __all__ = [
     "ADAPTERS",
+    "MODEL_LISTS",
     "DeltaSink",
     "ProviderError",
     "ProviderNotConfigured",
@@ -51,6 +52,11 @@ ADAPTERS: Mapping[str, Adapter] = {
     SCRIPTED_PROVIDER: scripted.complete,
     OPENAI_PROVIDER: openai_compat.complete,
     ANTHROPIC_PROVIDER: anthropic.complete,
+}
+# Each provider's models list, which checks that its endpoint and key work.
+MODEL_LISTS: Mapping[str, Callable[[ProviderConfig], Awaitable[list[str]]]] = {
+    OPENAI_PROVIDER: openai_compat.list_models,
+    ANTHROPIC_PROVIDER: anthropic.list_models,
 }
 if set(ADAPTERS) != set(PROVIDERS):
     raise RuntimeError(f"LLM providers {sorted(PROVIDERS)} have adapters {sorted(ADAPTERS)}")

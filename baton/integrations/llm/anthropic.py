@@ -8,6 +8,8 @@ speaks (2026-10-21) refuses sampling parameters."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,18 +59,9 @@ _PLACEHOLDER_KEY = "no-key"
 async def complete(
     name: str, request: LlmRequest, *, config: ProviderConfig, on_delta: DeltaSink | None = None
 ) -> LlmResponse:
-    api_key = config.api_key.get_secret_value() if config.api_key else None
-    if not api_key and config.base_url is None:
-        raise errors.ProviderNotConfigured(ANTHROPIC_PROVIDER)
-    base_url = config.base_url or DEFAULT_BASE_URL
+    client, base_url, api_key = _client(config)
     system, messages = _conversation(request.messages)
-    client = anthropic.AsyncAnthropic(
-        api_key=api_key or _PLACEHOLDER_KEY,
-        base_url=base_url,
-        max_retries=0,
-        http_client=egress.http_client(config),
-    )
-    try:
+    with _failures(base_url, api_key):
         async with client:
             stream = await client.messages.create(
                 model=name,
@@ -80,6 +73,38 @@ async def complete(
                 stream=True,
             )
             return await _read(stream, model=request.model, on_delta=on_delta)
+
+
+async def list_models(config: ProviderConfig) -> list[str]:
+    """The first page of the API's models (`GET /v1/models`): a connection check."""
+    client, base_url, api_key = _client(config)
+    with _failures(base_url, api_key):
+        async with client:
+            page = await client.models.list(limit=100)
+            return [model.id for model in page.data]
+
+
+def _client(config: ProviderConfig) -> tuple[anthropic.AsyncAnthropic, str, str | None]:
+    """A client with its own retries off (Temporal's are the ones), its base URL and the key
+    a failure must not show."""
+    api_key = config.api_key.get_secret_value() if config.api_key else None
+    if not api_key and config.base_url is None:
+        raise errors.ProviderNotConfigured(ANTHROPIC_PROVIDER)
+    base_url = config.base_url or DEFAULT_BASE_URL
+    client = anthropic.AsyncAnthropic(
+        api_key=api_key or _PLACEHOLDER_KEY,
+        base_url=base_url,
+        max_retries=0,
+        http_client=egress.http_client(config),
+    )
+    return client, base_url, api_key
+
+
+@contextmanager
+def _failures(base_url: str, api_key: str | None) -> Iterator[None]:
+    """The client's failures as ProviderErrors: retryable or not, the key redacted."""
+    try:
+        yield
     except anthropic.APIStatusError as exc:
         if exc.status_code < 400:  # an `error` event inside a stream that began well
             raise errors.stream_failed(

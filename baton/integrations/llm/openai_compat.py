@@ -113,6 +113,15 @@ async def complete(
             return await _read(stream, model=request.model, on_delta=on_delta)
 
 
+async def list_models(config: ProviderConfig) -> list[str]:
+    """The first page of the endpoint's models (`GET /models`): a connection check."""
+    connection = connect(config)
+    with failures(connection):
+        async with connection.client:
+            page = await connection.client.models.list()
+            return [model.id for model in page.data]
+
+
 async def _read(
     stream: AsyncStream[ChatCompletionChunk], *, model: str, on_delta: DeltaSink | None
 ) -> LlmResponse:
