@@ -405,6 +405,8 @@ async def workforce_task_from_schedule_with_delegation(
         raise RuntimeError(f"the scheduled workforce task did not delegate: {done}")
     await rec.delete(f"{schedules}/{schedule['id']}")
     return handle
+
+
 async def agent_task_mcp_tools(rec: Recording) -> WorkflowHandle[Any, Any]:
     """An agent with an MCP server's tools (tests/fakes/mcp_server.py over stdio): the tools
     listed when the task begins, one call answered, one that waits for an approval, an
