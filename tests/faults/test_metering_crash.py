@@ -1,5 +1,5 @@
 """Metering under crashes: a worker is killed (SIGKILL) 20 times while agents' tool calls
-are in flight (three workers poll; each round the oldest dies), and afterwards the
+are in flight (four workers poll; each round the oldest dies), and afterwards the
 organisation has been charged exactly one action per tool run: none lost with a worker that
 died, none charged twice by the one that retried."""
 
@@ -35,9 +35,9 @@ async def test_killed_twenty_times_the_worker_charges_each_tool_run_exactly_once
     local_http.reset()
     local_http.effects.clear()
     agent_id = await stack.effect_agent(tenant, local_http, seconds=2)
-    # Three workers at a time, started one a round: each round kills the oldest, which has
-    # had time to take work, while its successor is still starting.
-    workers = deque(stack.start_worker() for _ in range(3))
+    # Four workers at a time, started one a round: each round kills the oldest, which has
+    # had time to take work, while its successors are still starting.
+    workers = deque(stack.start_worker() for _ in range(4))
     tasks: list[str] = []
     for _ in range(KILLS):
         hits = hit_count(local_http, "/effect")
