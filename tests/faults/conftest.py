@@ -62,9 +62,12 @@ class FaultStack:
             for path in sorted(self.tmp_path.glob("*.log"))
         )
 
-    async def effect_agent(self, tenant: Tenant, local_http: LocalHttp, seconds: float) -> str:
+    async def effect_agent(
+        self, tenant: Tenant, local_http: LocalHttp, seconds: float, *, retries: int = 2
+    ) -> str:
         """An agent on the scripted model whose `effect` tool POSTs to the local server with
-        an Idempotency-Key, taking `seconds` to answer: a side effect that can be counted."""
+        an Idempotency-Key, taking `seconds` to answer: a side effect that can be counted.
+        `retries`: the step's (a worker killed mid-call costs the call an attempt)."""
         tool = await self.client.post(
             tenant.url("/tools"),
             json={
@@ -76,6 +79,7 @@ class FaultStack:
                         "method": "POST",
                         "url": f"{local_http.base}/effect?seconds={seconds}",
                         "body": {"charge": 10},
+                        "retries": retries,
                     }
                 ],
                 "output": "{{ steps.post.output.body.done }}",
