@@ -32,6 +32,8 @@ from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory, is_sqlite
 from baton.db.repositories import accounts
 from baton.settings import Settings
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.mcp_server import FakeMcp
 from tests.fakes.openai_server import FakeOpenAI
 from worker import create_worker
 
@@ -214,6 +216,25 @@ async def live_api(settings: Settings, temporal_env: WorkflowEnvironment) -> Asy
         server.should_exit = True
         await serving
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def mcp() -> Iterator[FakeMcp]:
+    """A local MCP server built with the `mcp` package (tests/fakes/mcp_server.py), over
+    streamable HTTP, one per test module."""
+    server = FakeMcp()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    """A local server speaking Anthropic's wire protocol, one per test module."""
+    server = FakeAnthropic()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

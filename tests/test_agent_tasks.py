@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -565,14 +565,6 @@ async def test_a_task_past_its_time_budget_times_out(
 
 
 # Anthropic over its wire protocol
-
-
-@pytest.fixture(scope="module")
-def anthropic_server() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_task_on_an_anthropic_model_runs_the_whole_loop(

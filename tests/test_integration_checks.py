@@ -9,7 +9,6 @@ host and port."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,6 @@ from tests.helpers import assert_error, create_token
 
 KEY = "sk-checked-key-3c4d5e6f"
 DOWN = unused_port()  # nothing listens there
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[FakeMcp]:
-    server = FakeMcp()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def anthropic_server() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

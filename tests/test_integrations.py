@@ -38,14 +38,6 @@ FINAL = {"completed", "failed", "cancelled", "timed-out"}
 
 
 @pytest.fixture(scope="module")
-def anthropic_server() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def attacker_server() -> Iterator[FakeOpenAI]:
     """A server of a project admin's own, which the operator happens to allow too."""
     server = FakeOpenAI()

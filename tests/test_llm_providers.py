@@ -7,7 +7,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -50,14 +49,6 @@ WEATHER = ToolDefinition(
     description="The weather in a city now.",
     parameters={"type": "object", "properties": {"city": {"type": "string"}}},
 )
-
-
-@pytest.fixture(scope="module")
-def anthropic_server() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,14 +29,6 @@ from tests.helpers import assert_error, decoded, histories_of
 KEY = "mcp-agent-key-4d5e6f7a"
 FINAL = {"completed", "failed", "cancelled", "timed-out"}
 DOWN = unused_port()
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[FakeMcp]:
-    server = FakeMcp()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

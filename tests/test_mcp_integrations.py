@@ -9,7 +9,6 @@ this Python."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,6 @@ from tests.helpers import assert_error
 
 MCP_KEY = "mcp-key-5e6f7a8b9c"
 STDIO_SERVER = {"command": sys.executable, "args": [str(Path(mcp_server.__file__))]}
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[FakeMcp]:
-    server = FakeMcp()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from tests.helpers import assert_error, decoded, histories_of
 
 KEY = "mcp-step-key-0a1b2c3d"
 DOWN = unused_port()
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[FakeMcp]:
-    server = FakeMcp()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
