@@ -36,6 +36,7 @@ from baton.domain.tasks import (
     TaskMessageAppend,
     TaskRecord,
     TaskStatusUpdate,
+    continued_conversation,
 )
 from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
@@ -118,6 +119,9 @@ class TaskActivities:
                 raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
             spec = agent_repo.agent_spec(agent_row)
             params = begin.params
+            message = begin.message
+            if begin.conversation_of is not None:
+                message = await _continued(session, begin)
             if begin.parent_task_id is not None:
                 params = _own_params(spec, begin.params)
             await task_repo.ensure_task(
@@ -126,7 +130,7 @@ class TaskActivities:
                 workflow_id=begin.workflow_id,
                 project_id=begin.project_id,
                 agent_id=begin.agent_id,
-                first_message=begin.message,
+                first_message=message,
                 user_group_id=begin.user_group_id,
                 params=params,
                 parent_task_id=begin.parent_task_id,
@@ -237,6 +241,23 @@ async def write_message(session: AsyncSession, append: TaskMessageAppend) -> boo
         )
     await event_repo.append_events(session=session, task_id=append.task_id, events=events)
     return new
+
+
+async def _continued(session: AsyncSession, begin: BeginTask) -> str:
+    """The first message of a task that continues another's conversation (a `task: same`
+    delegation): that conversation so far, then the request. Only a task of the same
+    project is read."""
+    assert begin.conversation_of is not None
+    try:
+        caller = await task_repo.get_task_by_id(session=session, task_id=begin.conversation_of)
+    except NotFound as exc:
+        raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
+    if caller.project_id != begin.project_id:
+        raise ApplicationError(
+            f"task {begin.conversation_of} not found", type="not_found", non_retryable=True
+        )
+    messages = await task_repo.list_messages(session=session, task_id=caller.id)
+    return continued_conversation(messages, caller.node or "the caller", begin.message)
 
 
 def _key(kind: str) -> str:

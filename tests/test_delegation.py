@@ -502,3 +502,104 @@ async def test_a_delegation_starts_with_the_params_its_own_agent_declares(desk: 
     [child] = await desk.children(task_id)
     assert child.node == "billing"
     assert child.params == {"tone": "friendly", "currency": "EUR"}
+
+
+async def test_a_same_task_delegation_continues_the_callers_conversation(desk: Desk):
+    billing, spec = await desk.triage_and_billing(task="same")
+    ask = 'call ask_billing {"message": "and the refund?"}'
+    task_id, handle = await desk.start(spec, ask)
+    task = await desk.completed(task_id, handle)
+
+    [child] = await desk.children(task_id)
+    assert (child.node, child.agent_id, child.status) == ("billing", billing, "completed")
+    child_task = await read_task(desk.api, desk.tenant, child.id)
+    first = child_task["messages"][0]["content"]
+    # The target read what was said so far, the call that asked it included, then the ask.
+    assert first == (
+        "You continue a conversation triage was having.\n\n"
+        f"The conversation so far:\nuser: {ask}\n"
+        f"triage: {SCRIPTED_LABEL} Calling ask_billing.\n"
+        'triage called ask_billing {"message": "and the refund?"}\n\n'
+        "triage asks you:\nand the refund?"
+    )
+    assert tool_results(task) == [echo(first)]
+    started = await desk.event(task_id, "tool.run.started")
+    assert (started["task"], started["task_id"]) == ("same", child.id)
+    described = await desk.temporal_env.client.get_workflow_handle(child.workflow_id).describe()
+    assert await described.static_summary() == "delegation to billing (same conversation)"
+
+
+async def test_same_task_delegations_of_one_turn_run_one_at_a_time(desk: Desk):
+    triage = await desk.agent("Triage")
+    helper = await desk.agent("Helper", echoes=True)
+    spec = workforce(
+        {"triage": triage, "billing": helper, "shipping": helper},
+        {"from": "triage", "to": "billing", "task": "same"},
+        {"from": "triage", "to": "shipping", "task": "same"},
+    )
+    task_id, handle = await desk.start(
+        spec,
+        'call ask_billing {"message": "the invoice"}\ncall ask_shipping {"message": "the parcel"}',
+    )
+    task = await desk.completed(task_id, handle)
+
+    results = tool_results(task)
+    assert len(results) == 2
+    assert results[0].endswith("triage asks you:\nthe invoice")
+    assert results[1].endswith("triage asks you:\nthe parcel")
+    assert [(c.node, c.status) for c in await desk.children(task_id)] == [
+        ("billing", "completed"),
+        ("shipping", "completed"),
+    ]
+    # The second started only once the first had finished.
+    kinds = [event.event_type async for event in handle.fetch_history_events()]
+    started = [
+        i
+        for i, k in enumerate(kinds)
+        if k == HistoryEventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    finished = [
+        i
+        for i, k in enumerate(kinds)
+        if k == HistoryEventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    ]
+    assert len(started) == 2 and len(finished) == 2
+    assert started[0] < finished[0] < started[1] < finished[1]
+
+
+async def test_a_task_never_continues_another_projects_conversation(
+    desk: Desk, other_tenant: Tenant
+):
+    theirs = await make_agent(desk.api, other_tenant, tools=[], name="Theirs")
+    their_task = str(uuid.uuid4())
+    async with desk.sessions.begin() as session:
+        await task_repo.create_task(
+            session=session,
+            task_id=their_task,
+            project_id=other_tenant.project_id,
+            agent_id=theirs,
+            first_message="their private message",
+        )
+    mine = await desk.agent("Mine", echoes=True)
+    task_id = str(uuid.uuid4())
+    handle = await desk.temporal_env.client.start_workflow(
+        "AgentTaskWorkflow",
+        AgentTaskInput(
+            task_id=task_id,
+            project_id=desk.tenant.project_id,
+            agent_id=mine,
+            message="what did they say?",
+            conversation_of=their_task,
+            single_turn=True,
+        ),
+        id=task_repo.workflow_id_for(task_id),
+        task_queue=desk.settings.temporal_task_queue,
+        result_type=AgentTaskResult,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+
+    assert f"task {their_task} not found" in str(failed.value.cause.cause)
+    async with desk.sessions() as session:
+        messages = await task_repo.list_messages(session=session, task_id=task_id)
+    assert all("their private message" not in m.content for m in messages)

@@ -125,12 +125,6 @@ GRAPH_REFUSALS: list[tuple[str, Any, str, str]] = [
         "by edges; make this a branch",
     ),
     (
-        "a delegation in the same task",
-        lambda n, e: (n, [{**e[0], "task": "same"}, *e[1:]]),
-        "edges[0].task",
-        "edge triage->billing: task: same is not supported yet; use new",
-    ),
-    (
         "a second edge the same way",
         lambda n, e: (n, [*e, {"from": "triage", "to": "lookup", "kind": "handover"}]),
         "edges[4]",

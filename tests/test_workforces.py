@@ -374,9 +374,6 @@ async def test_saving_refuses_a_definition_that_cannot_run_naming_the_field(
     message = await refused(api, tenant, with_node(3, mode="model"), "nodes[3].model")
     assert message == "condition 'route' needs a model"
     await refused(api, tenant, with_node(3, default=None), "nodes[3].default")
-    same = [{**body["edges"][0], "task": "same"}, *body["edges"][1:]]
-    message = await refused(api, tenant, {**body, "edges": same}, "edges[0].task")
-    assert message == "edge triage->billing: task: same is not supported yet; use new"
     unreachable = {**body, "edges": body["edges"][:2]}
     message = await refused(api, tenant, unreachable, "nodes[3]")
     assert message == "node 'route' cannot be reached from the entry"

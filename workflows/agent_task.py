@@ -149,6 +149,7 @@ class AgentTaskWorkflow:
                     params=task.params,
                     parent_task_id=task.parent_task_id,
                     node=task.node,
+                    conversation_of=task.conversation_of,
                 ),
                 result_type=BegunTask,
                 start_to_close_timeout=policies.DB_WRITE_TIMEOUT,

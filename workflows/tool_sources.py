@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.domain.tool_checks import validate_params
     from baton.domain.tool_runs import NewToolRun, ToolRunInput, tool_run_workflow_id
     from baton.domain.tools import ToolRunStatus, ToolSpec, parameters_json_schema
-    from baton.domain.workforces import AgentNode, Edge, delegate_tool_name
+    from baton.domain.workforces import AgentNode, DelegateTask, Edge, delegate_tool_name
     from baton.errors import BatonError
     from baton.search_attributes import run_search_attributes
     from workflows import policies
@@ -83,6 +83,8 @@ class TaskContext:
     write_events: EventWriter
     # The delegations the task made, which its result carries to the workforce task.
     delegations: list[Delegation] = field(default_factory=list)
+    # Held by a `task: same` delegation: one continues the conversation at a time.
+    conversation: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 # Runs an approved call with its (possibly edited) arguments, after `leading` events (the
@@ -291,7 +293,9 @@ async def delegate(
     leading: list[EventDraft],
 ) -> Outcome:
     """Runs the target node's agent in a task of its own (a child `AgentTaskWorkflow` that
-    answers once, working for this task); its answer is the call's result."""
+    answers once, working for this task); its answer is the call's result. With `task:
+    same` the child continues this task's conversation (its first message is the
+    conversation so far, then the request), one such delegation at a time."""
     message = arguments.get("message")
     unknown = sorted(set(arguments) - {"message"})
     if not isinstance(message, str) or not message.strip() or unknown:
@@ -301,12 +305,24 @@ async def delegate(
             f"unknown argument {unknown[0]!r}" if unknown else "message must be a non-empty text"
         )
         return f"Error: invalid arguments for {call.name}: {problem}", None
+    if edge.task is DelegateTask.same:
+        async with context.conversation:
+            return await _run_delegation(context, call, edge, message, leading)
+    return await _run_delegation(context, call, edge, message, leading)
+
+
+async def _run_delegation(
+    context: TaskContext, call: ToolCall, edge: Edge, message: str, leading: list[EventDraft]
+) -> Outcome:
     task = context.input
     assert task.workforce is not None  # only a workforce's task has delegations
     target = task.workforce.node(edge.to)
     assert isinstance(target, AgentNode)  # check_graph: a delegation goes to an agent node
+    same = edge.task is DelegateTask.same
     child_id = str(workflow.uuid4())
-    delegation = Delegation(caller=edge.from_, to=edge.to, message=message, task_id=child_id)
+    delegation = Delegation(
+        caller=edge.from_, to=edge.to, message=message, task_id=child_id, task=edge.task
+    )
     context.delegations.append(delegation)
     await context.write_events(
         *leading,
@@ -318,6 +334,7 @@ async def delegate(
                 "delegation": True,
                 "task_id": child_id,
                 "node": edge.to,
+                "task": edge.task.value,
             },
             key=f"started:{call.id}",
         ),
@@ -338,10 +355,11 @@ async def delegate(
                 single_turn=True,
                 delegation_depth=task.delegation_depth + 1,
                 workforce_id=task.workforce_id,
+                conversation_of=context.task_id if same else None,
             ),
             id=task_workflow_id(child_id),
             result_type=AgentTaskResult,
-            static_summary=f"delegation to {edge.to}",
+            static_summary=f"delegation to {edge.to}" + (" (same conversation)" if same else ""),
             search_attributes=run_search_attributes(
                 project_id=task.project_id,
                 kind="agent-task",

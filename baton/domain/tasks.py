@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,7 +20,7 @@ from baton.domain.llm import MessageRole as MessageRole
 from baton.domain.llm import TokenUsage as TokenUsage
 from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
-from baton.domain.workforces import WorkforceSpec
+from baton.domain.workforces import DelegateTask, WorkforceSpec
 
 
 class TaskStatus(StrEnum):
@@ -141,6 +142,9 @@ class AgentTaskInput(BaseModel):
     workforce_id: str | None = None
     # The MCP tools the agent is offered, listed when the task began (None: not yet).
     mcp_tools: list[McpToolOffer] | None = None
+    # A `task: same` delegation: the task whose conversation this one continues (its
+    # messages so far come before `message`, as the task's first message).
+    conversation_of: str | None = None
 
 
 class Delegation(BaseModel):
@@ -152,6 +156,8 @@ class Delegation(BaseModel):
     to: str
     message: str
     task_id: str
+    # `same`: the asked node continued the caller's conversation.
+    task: DelegateTask = DelegateTask.new
 
 
 class AgentTaskResult(BaseModel):
@@ -173,6 +179,7 @@ class BeginTask(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     parent_task_id: str | None = None
     node: str | None = None
+    conversation_of: str | None = None
 
 
 class BegunTask(BaseModel):
@@ -261,3 +268,33 @@ class TaskState(BaseModel):
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
     queued_messages: int = 0
     iterations: int = 0
+
+
+# How much of a conversation a `task: same` delegation reads (its latest part).
+CONTINUED_CONVERSATION_CHARS = 20_000
+
+
+def continued_conversation(messages: list[Message], caller: str, request: str) -> str:
+    """The first message of a task that continues `caller`'s conversation: what was said so
+    far (its latest part, tool calls and results included), then what it is asked."""
+    lines: list[str] = []
+    for message in messages:
+        if message.role is MessageRole.user:
+            lines.append(f"user: {message.content}")
+        elif message.role is MessageRole.assistant:
+            if message.content:
+                lines.append(f"{caller}: {message.content}")
+            lines.extend(
+                f"{caller} called {call.name} {json.dumps(call.arguments)}"
+                for call in message.tool_calls
+            )
+        elif message.role is MessageRole.tool:
+            lines.append(f"result of {message.name or 'a tool'}: {message.content}")
+    so_far = "\n".join(lines)
+    if len(so_far) > CONTINUED_CONVERSATION_CHARS:
+        so_far = "…" + so_far[-CONTINUED_CONVERSATION_CHARS:]
+    return (
+        f"You continue a conversation {caller} was having.\n\n"
+        f"The conversation so far:\n{so_far}\n\n"
+        f"{caller} asks you:\n{request}"
+    )

@@ -145,7 +145,12 @@ class Edge(BaseModel):
     max_auto_runs: int | None = Field(
         default=None, ge=0, description="After this many automatic delegations, ask a person"
     )
-    task: DelegateTask = DelegateTask.new
+    task: DelegateTask = Field(
+        default=DelegateTask.new,
+        description="A delegate edge: `new`, the target works in a task of its own (several "
+        "may run at once); `same`, it continues the caller's conversation, reading what was "
+        "said so far (one at a time)",
+    )
 
 
 class WorkforceSpec(BaseModel):
@@ -189,7 +194,7 @@ def delegate_tool_name(target: str) -> str:
 
 def check_graph(spec: WorkforceSpec) -> None:
     """Refuses a graph that cannot run: a duplicate node, an edge or branch to nowhere, a
-    delegate edge from a node that is not an agent (or with `task: same`, not supported yet),
+    delegate edge from a node that is not an agent,
     a handover edge from a condition (its branches route it), two edges the same way between
     two nodes, a condition without a default, a tool node's param template that does not parse
     or reads what it cannot see, a node the entry cannot reach. Each error names what is
@@ -222,11 +227,6 @@ def check_graph(spec: WorkforceSpec) -> None:
                 f"edges[{index}]",
                 f"edge {edge.from_}->{edge.to}: a condition sends the work on by its branches "
                 "and default, not by edges; make this a branch",
-            )
-        if edge.kind is EdgeKind.delegate and edge.task is DelegateTask.same:
-            _refuse(
-                f"edges[{index}].task",
-                f"edge {edge.from_}->{edge.to}: task: same is not supported yet; use new",
             )
         if (edge.from_, edge.to, edge.kind) in seen_edges:
             _refuse(
