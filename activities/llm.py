@@ -19,7 +19,7 @@ from activities.heartbeats import with_heartbeats
 from activities.tasks import write_message, write_status
 from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import tasks as task_repo
-from baton.domain.credits import PlanBook, llm_call_key
+from baton.domain.credits import OUT_OF_CREDITS, Currency, PlanBook, llm_call_key
 from baton.domain.events import EventType
 from baton.domain.llm import (
     LLM_RETRYING_SIGNAL,
@@ -30,7 +30,7 @@ from baton.domain.llm import (
     MessageRole,
 )
 from baton.domain.tasks import LlmCall, TaskMessageAppend, TaskStatus, TaskStatusUpdate
-from baton.errors import BatonError
+from baton.errors import BatonError, OutOfCredits
 from baton.integrations import llm
 from baton.integrations.llm import ProviderError
 from baton.services.provider_configs import ProviderConfigResolver, no_provider_configs
@@ -120,6 +120,8 @@ class LlmActivities:
                     tool_calls=written.tool_calls,
                     model=call.request.model,
                 )
+            # Before any write: a call that cannot be paid for leaves the task as it was.
+            await self._require_credits(session, call)
             for append in call.writes:
                 await write_message(session, append)
             if call.status is not None:
@@ -137,6 +139,38 @@ class LlmActivities:
         if call.system_prompt:
             messages.insert(0, Message(role=MessageRole.system, content=call.system_prompt))
         return call.request.model_copy(update={"messages": messages})
+
+    async def _require_credits(self, session: AsyncSession, call: LlmCall) -> None:
+        """A task's model call its organisation cannot pay for is not made: with tools to
+        call (each call a tool run, an action) it needs an action left, and on the
+        installation's key a priced model needs vendor credits left. Raised as the
+        non-retryable `OutOfCredits`, on which the task pauses until credits arrive."""
+        request = call.request
+        if self._plans is None or call.project_id is None:
+            return
+        needed = [Currency.actions] if request.tools else []
+        if request.model in self._plans.prices:
+            config = await self._provider_configs(
+                llm.provider_of(request.model),
+                project_id=call.project_id,
+                integration=call.integration,
+            )
+            if config is not None and config.trusted:
+                needed.append(Currency.vendor_credits)
+        if not needed:
+            return
+        try:
+            for currency in needed:
+                await credit_repo.require(
+                    session=session,
+                    plans=self._plans,
+                    project_id=call.project_id,
+                    currency=currency,
+                )
+        except OutOfCredits as exc:
+            raise ApplicationError(
+                exc.message, exc.details, type=OUT_OF_CREDITS, non_retryable=True
+            ) from None
 
     async def _answer(
         self,

@@ -423,6 +423,12 @@ class McpServer:
                 f"task_id {task.id} once it is decided.",
                 about,
             ), True
+        if status is TaskStatus.out_of_credits:
+            return _reply(
+                "The task is paused: its organisation is out of credits. It resumes when "
+                f"credits arrive; call {GET_TASK} with task_id {task.id} later.",
+                about,
+            ), True
         return _reply(
             f"The task is still {status.value}; call {GET_TASK} with task_id {task.id} for "
             "its answer.",

@@ -360,7 +360,10 @@ def _credits_command(
     unknown organisation or plan ends the command with its message."""
     import uuid
 
+    from sqlalchemy import select
+
     from baton.db.repositories import credits as credit_repo
+    from baton.db.tables import Project
     from baton.domain.credits import Currency
     from baton.errors import BatonError
     from baton.services.credits import plan_book
@@ -385,9 +388,12 @@ def _credits_command(
                             note="baton admin grant",
                         )
                 credits = await credit_repo.credits_of(session=session, plans=plans, org_id=org_id)
-                return credits.model_dump(mode="json")
+                projects = await session.scalars(select(Project.id).where(Project.org_id == org_id))
+                project_ids = list(projects)
         finally:
             await engine.dispose()
+        await _wake_paused_tasks(settings, project_ids)
+        return credits.model_dump(mode="json")
 
     migrate.upgrade(settings.resolved_database_url)
     try:
@@ -395,6 +401,37 @@ def _credits_command(
     except BatonError as exc:
         _say(exc.message, err=True)
         raise typer.Exit(1) from exc
+
+
+async def _wake_paused_tasks(settings: Settings, project_ids: list[str]) -> None:
+    """Tasks paused `out-of-credits` try again now; with Temporal out of reach they do by
+    themselves within CREDITS_RECHECK (said on stderr: stdout stays the JSON)."""
+    from temporalio.service import RPCError
+
+    from baton.domain.credits import CREDITS_RECHECK
+    from baton.services.credits import wake_paused_tasks
+    from baton.temporal import connect
+
+    minutes = int(CREDITS_RECHECK.total_seconds() // 60)
+    later = f"tasks paused out of credits resume by themselves within {minutes} minutes"
+    # Reached first with a plain connection: the SDK's client can abort the process as it
+    # exits after a connection it could not make.
+    host, _, port = settings.temporal_address.rpartition(":")
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        writer.close()
+    except (OSError, TimeoutError, ValueError) as exc:
+        _say(f"Temporal at {settings.temporal_address} was not reached ({exc}); {later}", err=True)
+        return
+    try:
+        async with asyncio.timeout(30):
+            told = await wake_paused_tasks(await connect(settings), project_ids)
+    except (RuntimeError, TimeoutError, RPCError) as exc:
+        _say(f"paused tasks were not told ({exc}); {later}", err=True)
+        return
+    if told:
+        _say(f"{told} paused task(s) told to resume", err=True)
 
 
 async def _reencrypt(settings: Settings) -> tuple[int, int]:

@@ -4,6 +4,7 @@ monthly allowances reset, grants roll over; operators set plans and grant from t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,10 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.db.repositories import credits as credit_repo
+from baton.db.repositories import events as event_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import CreditEntry, ToolRun
@@ -280,11 +283,15 @@ def test_a_plans_file_replaces_and_adds_plans(tmp_path: Path):
         load_plans(path)
 
 
-def baton_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def baton_cli(
+    settings: Settings, *args: str, temporal_address: str = "127.0.0.1:1"
+) -> subprocess.CompletedProcess[str]:
+    """`baton admin ...` on the test's database; its Temporal is out of reach unless given."""
     env = {
         **os.environ,
         "BATON_DATABASE_URL": settings.resolved_database_url,
         "BATON_DATA_DIR": str(settings.data_dir),
+        "BATON_TEMPORAL_ADDRESS": temporal_address,
     }
     return subprocess.run(
         [sys.executable, "-m", "baton", "admin", *args],
@@ -300,6 +307,7 @@ async def test_operators_set_a_plan_and_grant_from_the_command_line(
 ):
     planned = baton_cli(settings, "plan", "--org", str(tenant.org_id), "pro")
     assert planned.returncode == 0, planned.stderr
+    assert "tasks paused out of credits resume by themselves within 15 minutes" in (planned.stderr)
     granted = baton_cli(
         settings, "grant", "--org", str(tenant.org_id), "--actions", "7", "--vendor-credits", "0.5"
     )
@@ -397,3 +405,108 @@ async def test_a_model_call_on_the_projects_own_key_spends_no_vendor_credits(
     assert made.status_code == 201, made.text
     await answer_once(metered_api, tenant, openai_server, integration="ours")
     assert (await credits(metered_api, tenant))["vendor_credits"]["used"] == 0
+
+
+async def spend_vendor_credits(sessions: Sessions, tenant: Tenant, amount: float) -> None:
+    async with sessions.begin() as session:
+        await credit_repo.debit(
+            session=session,
+            plans=PLANS,
+            org_id=tenant.org_id,
+            project_id=tenant.project_id,
+            currency=Currency.vendor_credits,
+            micros=round(amount * 1_000_000),
+            key="spent-elsewhere",
+        )
+
+
+async def listed_as_paused(temporal_env: WorkflowEnvironment, workflow_id: str) -> None:
+    """Until Temporal's visibility lists the workflow as paused (it may lag a moment)."""
+    query = f"WorkflowId = '{workflow_id}' AND BatonStatus = 'out-of-credits'"
+    async with asyncio.timeout(20):
+        while not [w async for w in temporal_env.client.list_workflows(query)]:
+            await asyncio.sleep(0.2)
+
+
+async def test_a_task_out_of_vendor_credits_pauses_and_resumes_when_credits_arrive(
+    metered_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: Sessions,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+):
+    await set_plan(session_factory, tenant, "free")
+    await spend_vendor_credits(session_factory, tenant, 2)  # the free plan's whole month
+    openai_server.reply_text("Hello", prompt_tokens=1000, completion_tokens=500)
+    made = await metered_api.post(
+        tenant.url("/agents"),
+        json={"name": "Priced", "model": "openai:gpt-4o-mini", "idle_timeout_seconds": 0},
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    task_id = await start(metered_api, tenant, made.json()["id"], "hi")
+
+    paused = await wait_for(metered_api, tenant, task_id, {"out-of-credits", *FINAL})
+    assert paused["status"] == "out-of-credits"
+    assert openai_server.requests == []  # the call that could not be paid was not made
+    async with session_factory() as session:
+        events = await event_repo.list_events(session=session, task_id=task_id)
+    said = [e.data for e in events if e.type == "task.status"]
+    assert said[-1]["status"] == "out-of-credits"
+    assert "no vendor credits left" in said[-1]["details"]
+    handle = temporal_env.client.get_workflow_handle(paused["workflow_id"])
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    # The grant tells the paused task, once Temporal lists it as paused.
+    await listed_as_paused(temporal_env, handle.id)
+    granted = baton_cli(
+        settings,
+        "grant",
+        "--org",
+        str(tenant.org_id),
+        "--vendor-credits",
+        "1",
+        temporal_address=temporal_env.client.service_client.config.target_host,
+    )
+    assert granted.returncode == 0, granted.stderr
+    assert "1 paused task(s) told to resume" in granted.stderr
+    task = await wait_for(metered_api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+    assert task["messages"][-1]["content"] == "Hello"
+    assert len(openai_server.requests) == 1
+    body = await credits(metered_api, tenant)
+    assert body["vendor_credits"]["granted"] == pytest.approx(1 - 0.00045)
+
+
+async def test_a_task_out_of_actions_pauses_before_calling_tools_and_its_owner_can_cancel_it(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "free")
+    async with session_factory.begin() as session:
+        await spend_actions(session, tenant, 200, "spent")
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "a"}')
+
+    paused = await wait_for(api, tenant, task_id, {"out-of-credits", *FINAL})
+    assert paused["status"] == "out-of-credits"
+    assert [m["role"] for m in paused["messages"]] == ["user"]  # no model call, no tool run
+    cancelled = await api.post(tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers)
+    assert cancelled.status_code == 202, cancelled.text
+    task = await wait_for(api, tenant, task_id, FINAL)
+    assert task["status"] == "cancelled"
+    assert (await credits(api, tenant))["actions"]["used"] == 200
+
+
+async def test_a_task_with_nothing_to_pay_for_runs_on_an_empty_balance(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, session_factory: Sessions
+):
+    """An offline model with no tools costs neither actions nor vendor credits."""
+    await set_plan(session_factory, tenant, "free")
+    async with session_factory.begin() as session:
+        await spend_actions(session, tenant, 200, "spent")
+    agent = await make_agent(api, tenant, tools=[], model="scripted:echo")
+    task_id = await start(api, tenant, agent, "hello")
+    task = await wait_for(api, tenant, task_id, FINAL | {"out-of-credits", "idle"})
+    assert task["status"] in {"completed", "idle"}, task["error"]

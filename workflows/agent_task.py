@@ -25,6 +25,7 @@ carries only a message count across continue-as-new. Runs recorded before keep t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names
     from baton.domain.agents import AgentSpec, AgentTool, Approval, render_with_params
+    from baton.domain.credits import CREDITS_ARRIVED_SIGNAL, CREDITS_RECHECK, OUT_OF_CREDITS
     from baton.domain.events import AppendEvents, EventDraft, EventType
     from baton.domain.llm import (
         LLM_RETRYING_SIGNAL,
@@ -118,6 +120,7 @@ class AgentTaskWorkflow:
         self._idle_timer: asyncio.Task[None] | None = None
         # While a model call runs: the current details it will put back when it is over.
         self._details_before_model: str | None = None
+        self._credits_arrived = False
 
     @workflow.run
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
@@ -224,6 +227,11 @@ class AgentTaskWorkflow:
         says so until the call is over, as the task's `llm.retrying` events do."""
         if self._details_before_model is not None:
             workflow.set_current_details(_retrying_details(retrying))
+
+    @workflow.signal(name=CREDITS_ARRIVED_SIGNAL)
+    def credits_arrived(self) -> None:
+        """From a grant or a plan change: a task paused `out-of-credits` tries again now."""
+        self._credits_arrived = True
 
     @workflow.update
     def decide(self, decision: Decision) -> str:
@@ -420,40 +428,71 @@ class AgentTaskWorkflow:
 
     async def _call_model_flat(self) -> LlmResponse:
         """The model call that reads the conversation and writes its answer itself, with the
-        messages and the status waiting to be written."""
-        writes, self._writes = self._writes, []
-        status, self._status_due = self._status_due, None
-        idle_after_answer = self._idle_timeout_seconds > 0 and not self._inbox
-        try:
-            response = await self._execute_model_call(
-                LlmCall(
-                    task_id=self._task_id,
-                    request=LlmRequest(
-                        model=self._agent.model,
-                        messages=[],
-                        tools=[tool.definition for tool in self._by_name.values()],
-                        temperature=self._agent.temperature,
-                        max_tokens=self._agent.max_output_tokens,
-                    ),
-                    stream_key=f"llm:{workflow.info().run_id}:{self._seq}",
-                    project_id=self._input.project_id,
-                    integration=self._agent.integration,
-                    seq=self._seq,
-                    system_prompt=self._system_prompt,
-                    writes=writes,
-                    status=status,
-                    idle_after_answer=idle_after_answer,
+        messages and the status waiting to be written. A call the organisation cannot pay
+        for pauses the task until credits arrive, then is made again."""
+        while True:
+            writes, self._writes = self._writes, []
+            status, self._status_due = self._status_due, None
+            idle_after_answer = self._idle_timeout_seconds > 0 and not self._inbox
+            try:
+                response = await self._execute_model_call(
+                    LlmCall(
+                        task_id=self._task_id,
+                        request=LlmRequest(
+                            model=self._agent.model,
+                            messages=[],
+                            tools=[tool.definition for tool in self._by_name.values()],
+                            temperature=self._agent.temperature,
+                            max_tokens=self._agent.max_output_tokens,
+                        ),
+                        stream_key=f"llm:{workflow.info().run_id}:{self._seq}",
+                        project_id=self._input.project_id,
+                        integration=self._agent.integration,
+                        seq=self._seq,
+                        system_prompt=self._system_prompt,
+                        writes=writes,
+                        status=status,
+                        idle_after_answer=idle_after_answer,
+                    )
                 )
+            except ActivityError as exc:
+                # Written again (once: by seq) by the next call, or with the status that
+                # ends the task.
+                self._writes[:0] = writes
+                reraise_cancel(exc)
+                if _failure_type(exc) == OUT_OF_CREDITS:
+                    await self._wait_for_credits(_cause(exc))
+                    continue
+                raise TaskStopped(
+                    TaskStatus.failed, f"the model call failed: {_cause(exc)}"
+                ) from exc
+            if self._status is TaskStatus.out_of_credits and status is not None:
+                self._status = status  # the call wrote it: the task runs again
+                self._list(status)
+                workflow.set_current_details(status.value)
+            if idle_after_answer and not response.tool_calls:
+                self._status = TaskStatus.idle  # written by the activity with the answer
+                workflow.set_current_details(TaskStatus.idle.value)
+            return response
+
+    async def _wait_for_credits(self, reason: str) -> None:
+        """Paused in `out-of-credits` (not failed) until credits arrive (a grant or a plan
+        change signals it) or `CREDITS_RECHECK` passes (a new period renews the allowance);
+        the next call checks again. The time paused does not count against the task's time
+        budget. A cancel ends the wait like any other."""
+        self._credits_arrived = False
+        if self._status is not TaskStatus.out_of_credits:
+            await self._record(
+                status=TaskStatus.out_of_credits, details=f"paused until credits arrive: {reason}"
             )
-        except ActivityError as exc:
-            # Written again (once: by seq) with the status that ends the task.
-            self._writes[:0] = writes
-            reraise_cancel(exc)
-            raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
-        if idle_after_answer and not response.tool_calls:
-            self._status = TaskStatus.idle  # written by the activity with the answer
-            workflow.set_current_details(TaskStatus.idle.value)
-        return response
+        paused_at = workflow.now()
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._credits_arrived, timeout=CREDITS_RECHECK)
+        paused = workflow.now() - paused_at
+        self._deadline += paused
+        self._started_at += paused
+        # The next call writes it, unless it cannot be paid for either.
+        self._status_due = TaskStatus.running
 
     async def _execute_model_call(self, call: LlmCall) -> LlmResponse:
         """The LLM activity; while its attempts fail and are retried, `llm_retrying` shows
@@ -768,6 +807,11 @@ def _retrying_details(retrying: LlmRetrying) -> str:
     return (
         f"model call failed (attempt {retrying.attempt}): {retrying.error[:300]}; retrying at {at}"
     )
+
+
+def _failure_type(exc: ActivityError) -> str | None:
+    cause = exc.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 def _cause(exc: ActivityError) -> str:

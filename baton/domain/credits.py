@@ -8,7 +8,7 @@ database; the API shows them as numbers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -18,6 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from baton.errors import InvalidInput
 
 MICROS = 1_000_000
+
+
+# The failure type of a task's model call its organisation cannot pay for: the task pauses
+# (`out-of-credits`) until a grant or a new period, instead of failing.
+OUT_OF_CREDITS = "OutOfCredits"
+# The signal that tells paused tasks credits arrived (a grant, a plan change), and how long
+# a paused task waits before it checks again by itself (a new period's allowance tells none).
+CREDITS_ARRIVED_SIGNAL = "credits_arrived"
+CREDITS_RECHECK = timedelta(minutes=15)
 
 
 class Currency(StrEnum):

@@ -32,6 +32,7 @@ class TaskStatus(StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     timed_out = "timed-out"
+    # Paused: a model call its organisation cannot pay for waits for credits to arrive.
     out_of_credits = "out-of-credits"
     # A workforce task: a node failed and waits for a person's message to run again.
     escalated = "escalated"
@@ -54,7 +55,6 @@ _FINAL = frozenset(
         TaskStatus.failed,
         TaskStatus.cancelled,
         TaskStatus.timed_out,
-        TaskStatus.out_of_credits,
         TaskStatus.execution_limit_reached,
     }
 )

@@ -1,9 +1,17 @@
-"""The installation's plans, as its settings give them."""
+"""The installation's plans, as its settings give them, and waking the tasks that wait for
+credits."""
 
 from __future__ import annotations
 
-from baton.domain.credits import PlanBook, load_plans, load_prices
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from baton.domain.credits import CREDITS_ARRIVED_SIGNAL, PlanBook, load_plans, load_prices
+from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput
+from baton.search_attributes import BATON_PROJECT, BATON_STATUS
 from baton.settings import Settings
 
 
@@ -21,3 +29,32 @@ def plan_book(settings: Settings) -> PlanBook:
             f"{', '.join(book.plans)}"
         )
     return book
+
+
+async def wake_paused_tasks(client: Client, project_ids: Sequence[str]) -> int:
+    """Tells every task of these projects paused `out-of-credits` that credits arrived, so
+    each tries its model call again now rather than at its next check; how many were told.
+    A task that finished meanwhile is skipped."""
+    if not project_ids:
+        return 0
+    projects = ", ".join(f"'{_quoted(p)}'" for p in project_ids)
+    query = (
+        f"WorkflowType = 'AgentTaskWorkflow' AND ExecutionStatus = 'Running' AND "
+        f"{BATON_STATUS.name} = '{TaskStatus.out_of_credits.value}' AND "
+        f"{BATON_PROJECT.name} IN ({projects})"
+    )
+    told = 0
+    async for execution in client.list_workflows(query):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        try:
+            await handle.signal(CREDITS_ARRIVED_SIGNAL)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        told += 1
+    return told
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")

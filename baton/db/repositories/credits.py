@@ -146,23 +146,47 @@ async def require_actions(
 ) -> None:
     """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more.
     On a plan without a limit this reads nothing but the organisation's plan."""
+    await require(
+        session=session,
+        plans=plans,
+        project_id=project_id,
+        currency=Currency.actions,
+        micros=actions * MICROS,
+    )
+
+
+async def require(
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    project_id: str,
+    currency: Currency,
+    micros: int = 1,
+) -> None:
+    """Raises OutOfCredits unless the project's organisation has at least `micros` of
+    `currency` left (its allowance this period, then its grants)."""
     org = await get_org(session=session, org_id=await _org_of(session, project_id))
     plan = plans.plan(org.plan)
-    if plan.monthly_actions is None:
+    included = plan.included_micros(currency)
+    if included is None:
         return
     now = utcnow()
-    left = await _allowance(
-        session, org.id, plan.included_micros(Currency.actions), now, Currency.actions
+    used, paid_by_grants = await _period_debits(session, org.id, currency, now)
+    left = max(0, included - (used - paid_by_grants)) + await _grant_balance(
+        session, org.id, currency
     )
-    if left.remaining is not None and left.remaining < actions:
-        _, renews = period_of(now)
-        name = plans.plan_name(org.plan)
-        raise OutOfCredits(
-            f"the organisation has no actions left this period (plan {name}: "
-            f"{left.included} a month, {left.used} used, {left.granted} granted); it "
-            f"renews at {renews.isoformat()}, or an operator can grant more",
-            details={"plan": name, "period_end": renews.isoformat()},
-        )
+    if left >= micros:
+        return
+    allowance = await _allowance(session, org.id, included, now, currency)
+    _, renews = period_of(now)
+    name = plans.plan_name(org.plan)
+    what = "actions" if currency is Currency.actions else "vendor credits"
+    raise OutOfCredits(
+        f"the organisation has no {what} left this period (plan {name}: "
+        f"{allowance.included} a month, {allowance.used} used, {allowance.granted} granted); "
+        f"it renews at {renews.isoformat()}, or an operator can grant more",
+        details={"plan": name, "period_end": renews.isoformat(), "currency": currency.value},
+    )
 
 
 async def credits_of(
