@@ -43,7 +43,7 @@ class Plan(BaseModel):
     monthly_vendor_credits: float | None = Field(default=None, ge=0)
     max_projects: int | None = Field(default=None, ge=0)
     max_members: int | None = Field(
-        default=None, ge=0, description="API tokens of the organisation (its members' keys)"
+        default=None, ge=0, description="People with a role in the organisation or its projects"
     )
     max_concurrent_tasks: int | None = Field(default=None, ge=1)
     requests_per_minute: int | None = Field(
