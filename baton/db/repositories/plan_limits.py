@@ -7,14 +7,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.tables import Membership, Organization, Project, User
-from baton.domain.credits import PlanBook
+from baton.domain.credits import PlanBook, PlanLimits
 from baton.errors import PlanLimitReached
 
 
 async def require_room_for_project(*, session: AsyncSession, plans: PlanBook, org_id: int) -> None:
     """Raises PlanLimitReached (402) when the organisation already has the projects its plan
     allows."""
-    plan_name, limit = await _limit(session, plans, org_id, "max_projects")
+    plan_name, limits = await _locked_limits(session, plans, org_id)
+    limit = limits.max_projects
     if limit is None:
         return
     projects = await session.scalar(
@@ -30,7 +31,8 @@ async def require_room_for_member(
     """Raises PlanLimitReached (402) when `email` would be one person more than the plan's
     `max_members`. A member of the organisation or of any of its projects counts once; one
     already counted may be given another role without room."""
-    plan_name, limit = await _limit(session, plans, org_id, "max_members")
+    plan_name, limits = await _locked_limits(session, plans, org_id)
+    limit = limits.max_members
     if limit is None:
         return
     members = select(Membership.user_id).where(Membership.org_id == org_id)
@@ -48,17 +50,16 @@ async def require_room_for_member(
         raise _reached("max_members", limit, plan_name, f"{limit} member(s)")
 
 
-async def _limit(
-    session: AsyncSession, plans: PlanBook, org_id: int, name: str
-) -> tuple[str, int | None]:
-    """The plan's limit `name`, with the organisation's row locked (PostgreSQL; SQLite has
-    one writer at a time anyway), so two requests on two replicas cannot both take the
-    last place."""
+async def _locked_limits(
+    session: AsyncSession, plans: PlanBook, org_id: int
+) -> tuple[str, PlanLimits]:
+    """The organisation's plan and its limits, read with the organisation's row locked until
+    the transaction ends (PostgreSQL; SQLite has one writer at a time anyway), so two requests
+    on two replicas cannot both take the last place."""
     chosen = await session.scalar(
         select(Organization.plan).where(Organization.id == org_id).with_for_update()
     )
-    limit: int | None = getattr(plans.limits(chosen), name)
-    return plans.plan_name(chosen), limit
+    return plans.plan_name(chosen), plans.limits(chosen)
 
 
 def _reached(name: str, limit: int, plan: str, what: str) -> PlanLimitReached:
