@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
+from api.rate_limits import RateLimitHeaders
 from api.routes import (
     agents,
     credits,
@@ -56,7 +57,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        plan_book(settings)  # a wrong plans file or default plan stops the start, named
+        # A wrong plans file or default plan stops the start, named.
+        app.state.plans = plan_book(settings)
         engine = create_engine(
             settings.resolved_database_url, busy_timeout_s=settings.sqlite_busy_timeout_seconds
         )
@@ -95,6 +97,7 @@ def create_app(
         dependencies=[Depends(refuse_unstorable_text)],
     )
     install_error_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(temporal_codec.CodecCORS, ui_url=settings.temporal_ui_url)
     app.add_middleware(
         BodySizeLimit,

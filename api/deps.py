@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.rate_limits import count_request
 from baton.db.paging import PageRequest
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
@@ -20,6 +21,7 @@ from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.tables import Agent, KnowledgeSet, Project, Tool, Workforce
 from baton.domain.accounts import Principal, Role
+from baton.domain.credits import PlanBook
 from baton.errors import PermissionDenied, Unauthenticated
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.services.embedding import RowChanges
@@ -42,6 +44,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+def get_plans(request: Request) -> PlanBook:
+    """The installation's plans, read once when the app starts."""
+    plans: PlanBook = request.app.state.plans
+    return plans
+
+
 def get_temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
@@ -51,6 +59,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # "function" scope commits before the response is sent, so a client's next request sees it.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+PlansDep = Annotated[PlanBook, Depends(get_plans)]
 
 
 def presented_token(request: Request) -> str:
@@ -75,7 +84,9 @@ async def get_principal(
     session: SessionDep,
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
-    return await accounts.authenticate(session=session, token=presented_token(request))
+    principal = await accounts.authenticate(session=session, token=presented_token(request))
+    await count_request(request, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

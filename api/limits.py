@@ -4,8 +4,10 @@ Request bodies over the size limit are refused with 413 before they are read who
 
 A pure ASGI middleware rather than Starlette's `BaseHTTPMiddleware`: it must see the body as it
 streams through `receive`, so a chunked upload with no Content-Length is cut off once it passes
-the limit instead of being buffered first. Knowledge imports legitimately send files of up to
-100 MB; every other route takes JSON, for which a small limit is plenty."""
+the limit instead of being buffered first. Knowledge imports legitimately send files up to the
+installation's upload ceiling (BATON_MAX_UPLOAD_BYTES, 100 MB by default; an organisation's
+plan may allow less, which the import enforces as it reads); every other route takes JSON, for
+which a small limit is plenty."""
 
 from __future__ import annotations
 

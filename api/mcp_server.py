@@ -36,6 +36,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.deps import presented_token, require_role
+from api.rate_limits import count_request
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import tasks as task_repo
@@ -187,6 +188,7 @@ class McpServer:
                 session=session, principal=principal, project_id=project_id
             )
             await session.commit()  # the token's `last_used_at`
+        await count_request(request, principal)
         return Caller(principal=principal, project_id=project.id)
 
     # The MCP handlers

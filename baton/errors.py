@@ -35,6 +35,15 @@ class OutOfCredits(BatonError):
     status_code = 402
 
 
+class PlanLimitReached(BatonError):
+    """The organisation's plan allows no more of something (projects, members). 402 like
+    OutOfCredits: the caller may do this, the plan is what is missing; 403 stays "this token
+    may not", whatever the plan."""
+
+    code = "plan_limit_reached"
+    status_code = 402
+
+
 class PermissionDenied(BatonError):
     code = "permission_denied"
     status_code = 403

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton.domain.credits import ROWS_PER_IMPORT_CEILING, UPLOAD_CEILING_BYTES
 from baton.domain.egress import parse_host_entry
 from baton.secret_key import key_file, read_keys
 
@@ -80,8 +81,11 @@ class Settings(BaseSettings):
     api_public_url: str = ""
     # Larger request bodies are refused with 413 before they are read whole. Knowledge imports
     # (file uploads) get the upload limit; every other route takes JSON and the body limit.
+    # The upload limit and the rows of one import are ceilings: an organisation's plan may
+    # allow less, never more (baton/domain/credits.py, PlanBook.limits).
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
-    max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=UPLOAD_CEILING_BYTES, gt=0)
+    max_rows_per_import: int = Field(default=ROWS_PER_IMPORT_CEILING, gt=0)
 
     # `/mcp` (Baton as an MCP server): how long a tool call waits for its run, or an
     # `ask_<agent>` call for the agent's answer, before it answers with the id to poll.

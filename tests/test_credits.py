@@ -283,6 +283,50 @@ def test_a_plans_file_replaces_and_adds_plans(tmp_path: Path):
         load_plans(path)
 
 
+def test_a_plans_file_sets_limits_and_refuses_keys_it_does_not_know(tmp_path: Path):
+    path = tmp_path / "plans.yaml"
+    path.write_text(
+        "startup:\n  requests_per_minute: 5\n  max_projects: 2\n  max_upload_bytes: 1000\n"
+    )
+    startup = load_plans(path)["startup"]
+    assert (startup.requests_per_minute, startup.max_projects, startup.max_members) == (5, 2, None)
+    assert (startup.agent_seconds_per_message, startup.tool_run_seconds) == (900, 900)
+    path.write_text("startup:\n  requests_per_hour: 5\n")
+    with pytest.raises(InvalidInput, match="requests_per_hour"):
+        load_plans(path)
+
+
+async def test_credits_show_the_plans_limits_with_sizes_under_the_installations_ceiling(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions, settings: Settings
+):
+    unlimited = (await credits(api, tenant))["limits"]
+    assert unlimited["max_projects"] is None and unlimited["requests_per_minute"] is None
+    assert unlimited["max_upload_bytes"] == settings.max_upload_bytes
+    assert unlimited["max_rows_per_import"] == settings.max_rows_per_import
+
+    await set_plan(session_factory, tenant, "free")
+    free = (await credits(api, tenant))["limits"]
+    assert free == {
+        "max_projects": 1,
+        "max_members": 3,
+        "max_concurrent_tasks": 2,
+        "requests_per_minute": 60,
+        "max_upload_bytes": 10 * 1024 * 1024,
+        "max_rows_per_import": 5_000,
+        "agent_seconds_per_message": 900,
+        "tool_run_seconds": 900,
+        "history_retention_days": 30,
+    }
+    ceiling = PlanBook(upload_ceiling_bytes=1024, rows_per_import_ceiling=10)
+    assert (
+        ceiling.limits("free").max_upload_bytes,
+        ceiling.limits("free").max_rows_per_import,
+    ) == (
+        1024,
+        10,
+    )
+
+
 def baton_cli(
     settings: Settings, *args: str, temporal_address: str = "127.0.0.1:1"
 ) -> subprocess.CompletedProcess[str]:

@@ -16,11 +16,14 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from baton.domain.knowledge import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 from baton.settings import Settings
 from tests.conftest import Tenant, _api_client
 from tests.helpers import assert_error, cursor_of, items_of
 from tests.local_http import LocalHttp
+
+# The installation's ceilings, which the default plan (no limits of its own) gets.
+MAX_IMPORT_BYTES = Settings.model_fields["max_upload_bytes"].default
+MAX_IMPORT_ROWS = Settings.model_fields["max_rows_per_import"].default
 
 PRODUCTS = [
     {"name": "lamp", "notes": "A warm desk lamp", "price": 25.5, "stock": 3, "sale": True},

@@ -16,6 +16,7 @@ from api.deps import (
     EmbeddersDep,
     KnowledgeSetDep,
     PageDep,
+    PlansDep,
     ProjectDep,
     RowChangesDep,
     SessionDep,
@@ -249,7 +250,8 @@ async def delete_row(
 async def import_file(
     file: UploadFile,
     session: SessionDep,
-    _: Editor,
+    principal: Editor,
+    plans: PlansDep,
     knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
     format: Annotated[
@@ -257,8 +259,9 @@ async def import_file(
     ] = None,
 ) -> JobPublic:
     """A CSV (header line first; cells typed by the set's columns), JSONL or JSON (one array
-    of objects) file of up to 100 MB and 50,000 rows. All rows are added or none: the job
-    says how it went either way."""
+    of objects) file within the plan's `max_upload_bytes` and `max_rows_per_import` (at most
+    100 MB and 50,000 rows unless the operator says otherwise). All rows are added or none:
+    the job says how it went either way."""
     file_format = imports.format_of(file.filename, format)
     params = {"source": "file", "filename": file.filename or "", "format": file_format.value}
     return await _record_import(
@@ -267,7 +270,11 @@ async def import_file(
         changes,
         params,
         lambda: imports.import_file(
-            session=session, knowledge_set=knowledge_set, read=file.read, file_format=file_format
+            session=session,
+            knowledge_set=knowledge_set,
+            read=file.read,
+            file_format=file_format,
+            limits=imports.ImportLimits.of(plans.limits(principal.plan)),
         ),
     )
 
@@ -276,7 +283,8 @@ async def import_file(
 async def import_text(
     body: TextImport,
     session: SessionDep,
-    _: Editor,
+    principal: Editor,
+    plans: PlansDep,
     knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> JobPublic:
@@ -293,6 +301,7 @@ async def import_text(
             source=body.source,
             chunk_size=body.chunk_size,
             overlap=body.overlap,
+            limits=imports.ImportLimits.of(plans.limits(principal.plan)),
         ),
     )
 
@@ -302,11 +311,13 @@ async def import_url(
     body: UrlImport,
     settings: SettingsDep,
     session: SessionDep,
-    _: Editor,
+    principal: Editor,
+    plans: PlansDep,
     knowledge_set: KnowledgeSetDep,
     changes: RowChangesDep,
 ) -> JobPublic:
     policy = http.EgressPolicy.from_settings(settings)
+    limits = imports.ImportLimits.of(plans.limits(principal.plan))
     params = {"source": "url", "url": body.url, "chunk_size": body.chunk_size}
 
     async def work() -> int:
@@ -318,6 +329,7 @@ async def import_url(
             source=final_url,
             chunk_size=body.chunk_size,
             overlap=body.overlap,
+            limits=limits,
         )
 
     return await _record_import(session, knowledge_set, changes, params, work)

@@ -9,6 +9,7 @@ from api.deps import (
     OrgAdmin,
     OrgViewer,
     PageDep,
+    PlansDep,
     ProjectDep,
     SessionDep,
     Viewer,
@@ -16,7 +17,7 @@ from api.deps import (
 )
 from api.schemas.accounts import MemberCreate, MemberPublic
 from api.schemas.paging import Page
-from baton.db.repositories import accounts
+from baton.db.repositories import accounts, plan_limits
 from baton.db.tables import Membership, User
 from baton.domain.accounts import Role
 
@@ -48,9 +49,14 @@ async def list_org_members(
 
 @router.post("/members", status_code=status.HTTP_201_CREATED)
 async def add_org_member(
-    body: MemberCreate, session: SessionDep, principal: OrgAdmin
+    body: MemberCreate, session: SessionDep, plans: PlansDep, principal: OrgAdmin
 ) -> MemberPublic:
+    """Refused with 402 plan_limit_reached when it would be a person more than the plan's
+    `max_members`."""
     require_grantable(principal, body.role)
+    await plan_limits.require_room_for_member(
+        session=session, plans=plans, org_id=principal.org_id, email=str(body.email)
+    )
     membership, user = await accounts.add_member(
         session=session,
         org_id=principal.org_id,
@@ -85,9 +91,17 @@ async def list_project_members(
 
 @router.post("/projects/{project_id}/members", status_code=status.HTTP_201_CREATED)
 async def add_project_member(
-    body: MemberCreate, project: ProjectDep, session: SessionDep, principal: Admin
+    body: MemberCreate,
+    project: ProjectDep,
+    session: SessionDep,
+    plans: PlansDep,
+    principal: Admin,
 ) -> MemberPublic:
+    """Refused with 402 plan_limit_reached as for the organisation's members."""
     require_grantable(principal, body.role)
+    await plan_limits.require_room_for_member(
+        session=session, plans=plans, org_id=principal.org_id, email=str(body.email)
+    )
     membership, user = await accounts.add_member(
         session=session,
         org_id=project.org_id,

@@ -87,6 +87,20 @@ class CreditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RateWindow(Base):
+    """The requests one token made in one calendar minute (`minute`: minutes since the epoch,
+    UTC). Counted here, not in memory, so every API replica shares the count; a window is
+    deleted once a later one begins."""
+
+    __tablename__ = "rate_windows"
+
+    token_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, index=True
+    )
+    requests: Mapped[int] = mapped_column(Integer)
+
+
 class Project(Base):
     __tablename__ = "projects"
 

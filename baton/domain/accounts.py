@@ -44,6 +44,14 @@ class Principal:
     project_id: str | None = None
     token_id: str | None = None
     user_group_id: str | None = None
+    # The organisation's plan, read with the token so a rate limit costs no query of its own
+    # (None: the installation's default plan).
+    plan: str | None = None
+
+    @property
+    def rate_key(self) -> str:
+        """What its requests are counted under: the API token, or the user group's token."""
+        return self.token_id or f"user-group:{self.user_group_id}"
 
     @property
     def is_user_group(self) -> bool:

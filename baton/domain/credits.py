@@ -39,13 +39,30 @@ class EntryKind(StrEnum):
     debit = "debit"
 
 
+MB = 1024 * 1024
+
+
 class Plan(BaseModel):
-    """A plan's monthly allowances; None is no limit."""
+    """A plan's monthly allowances and its limits; None is no limit. The size limits are
+    capped by the installation's own (Settings.max_upload_bytes, max_rows_per_import)."""
 
     model_config = ConfigDict(extra="forbid")
 
     monthly_actions: int | None = Field(default=None, ge=0)
     monthly_vendor_credits: float | None = Field(default=None, ge=0)
+    max_projects: int | None = Field(default=None, ge=0)
+    max_members: int | None = Field(
+        default=None, ge=0, description="People with a role in the organisation or its projects"
+    )
+    max_concurrent_tasks: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="API requests per token and calendar minute"
+    )
+    max_upload_bytes: int | None = Field(default=None, ge=1)
+    max_rows_per_import: int | None = Field(default=None, ge=1)
+    agent_seconds_per_message: int | None = Field(default=900, ge=1)
+    tool_run_seconds: int | None = Field(default=900, ge=1)
+    history_retention_days: int | None = Field(default=None, ge=1)
 
     def included_micros(self, currency: Currency) -> int | None:
         included = (
@@ -55,11 +72,48 @@ class Plan(BaseModel):
 
 
 BUILT_IN_PLANS: dict[str, Plan] = {
-    "free": Plan(monthly_actions=200, monthly_vendor_credits=2),
-    "pro": Plan(monthly_actions=10_000, monthly_vendor_credits=20),
-    "team": Plan(monthly_actions=70_000, monthly_vendor_credits=50),
+    "free": Plan(
+        monthly_actions=200,
+        monthly_vendor_credits=2,
+        max_projects=1,
+        max_members=3,
+        max_concurrent_tasks=2,
+        requests_per_minute=60,
+        max_upload_bytes=10 * MB,
+        max_rows_per_import=5_000,
+        history_retention_days=30,
+    ),
+    "pro": Plan(
+        monthly_actions=10_000,
+        monthly_vendor_credits=20,
+        max_projects=5,
+        max_members=10,
+        max_concurrent_tasks=10,
+        requests_per_minute=300,
+        max_upload_bytes=50 * MB,
+        max_rows_per_import=50_000,
+        history_retention_days=90,
+    ),
+    "team": Plan(
+        monthly_actions=70_000,
+        monthly_vendor_credits=50,
+        max_projects=20,
+        max_members=50,
+        max_concurrent_tasks=25,
+        requests_per_minute=1_000,
+        max_upload_bytes=100 * MB,
+        max_rows_per_import=50_000,
+        history_retention_days=365,
+    ),
+    # No limit on anything; the time limits are what every plan has unless it says otherwise.
     "enterprise": Plan(),
 }
+
+
+def capped(limit: int | None, ceiling: int) -> int:
+    """A plan's size limit under the installation's ceiling: the smaller of the two; a plan
+    without a limit gets the ceiling."""
+    return ceiling if limit is None else min(limit, ceiling)
 
 
 def load_plans(plans_file: Path | None) -> dict[str, Plan]:
@@ -132,13 +186,52 @@ def llm_call_key(task_id: str, seq: int) -> str:
     return f"llm:{task_id}:{seq}"
 
 
+# The installation's ceilings when its settings do not say (Settings.max_upload_bytes,
+# Settings.max_rows_per_import): no plan goes past them.
+UPLOAD_CEILING_BYTES = 100 * MB
+ROWS_PER_IMPORT_CEILING = 50_000
+
+
+class PlanLimits(BaseModel):
+    """What an organisation's plan allows, as it applies: sizes already capped by the
+    installation's ceilings. null: no limit."""
+
+    max_projects: int | None
+    max_members: int | None
+    max_concurrent_tasks: int | None
+    requests_per_minute: int | None
+    max_upload_bytes: int
+    max_rows_per_import: int
+    agent_seconds_per_message: int | None
+    tool_run_seconds: int | None
+    history_retention_days: int | None
+
+
 class PlanBook(BaseModel):
-    """The plans an installation offers, and the one an organisation without a plan of its
-    own is on (Settings.default_plan, Settings.plans_file)."""
+    """The plans an installation offers, the one an organisation without a plan of its own
+    is on (Settings.default_plan, Settings.plans_file), and the installation's size ceilings."""
 
     plans: dict[str, Plan] = Field(default_factory=lambda: dict(BUILT_IN_PLANS))
     default_plan: str = "enterprise"
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(BUILT_IN_PRICES))
+    upload_ceiling_bytes: int = UPLOAD_CEILING_BYTES
+    rows_per_import_ceiling: int = ROWS_PER_IMPORT_CEILING
+
+    def limits(self, chosen: str | None) -> PlanLimits:
+        """The one place an upload's size and an import's rows are decided: the plan's
+        limit, or the installation's ceiling where that is smaller."""
+        plan = self.plan(chosen)
+        return PlanLimits(
+            max_projects=plan.max_projects,
+            max_members=plan.max_members,
+            max_concurrent_tasks=plan.max_concurrent_tasks,
+            requests_per_minute=plan.requests_per_minute,
+            max_upload_bytes=capped(plan.max_upload_bytes, self.upload_ceiling_bytes),
+            max_rows_per_import=capped(plan.max_rows_per_import, self.rows_per_import_ceiling),
+            agent_seconds_per_message=plan.agent_seconds_per_message,
+            tool_run_seconds=plan.tool_run_seconds,
+            history_retention_days=plan.history_retention_days,
+        )
 
     def plan_name(self, chosen: str | None) -> str:
         return chosen or self.default_plan
@@ -192,3 +285,4 @@ class CreditsOut(BaseModel):
     period_end: datetime
     actions: Allowance
     vendor_credits: Allowance
+    limits: PlanLimits

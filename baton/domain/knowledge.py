@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton.domain.tools import IDENTIFIER, ToolSpec
 
-# Imports are refused beyond these, with a clear error, before more is read.
-MAX_IMPORT_BYTES = 100 * 1024 * 1024
-MAX_IMPORT_ROWS = 50_000
+# How large an import may be is the organisation's plan's (baton/domain/credits.py,
+# PlanBook.limits), under the installation's ceilings.
 # Vectors are float32; the local model gives 384 dimensions.
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 LOCAL_EMBEDDING_DIMENSIONS = 384

@@ -1,9 +1,10 @@
 """Imports into a knowledge set: CSV, JSONL and JSON files, raw text and web pages.
 
 Files are parsed as they stream in, a chunk at a time, and rows reach the database in batches:
-a 100 MB file is never held whole. Past MAX_IMPORT_BYTES or MAX_IMPORT_ROWS an import stops
-with ImportTooLarge; the caller runs it in one transaction, so a refused or failed import
-leaves the set as it was."""
+a 100 MB file is never held whole. Past its size limits (`ImportLimits`: the organisation's
+plan under the installation's ceilings, PlanBook.limits) an import stops with ImportTooLarge;
+the caller runs it in one transaction, so a refused or failed import leaves the set as it
+was."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import codecs
 import csv
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.repositories.knowledge_sets import spec_of
 from baton.db.tables import KnowledgeSet
-from baton.domain.knowledge import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS, KnowledgeSetSpec
+from baton.domain.credits import MB, PlanLimits
+from baton.domain.knowledge import KnowledgeSetSpec
 from baton.errors import BatonError, InvalidInput
 from baton.integrations import http
 from baton.knowledge import store
@@ -39,6 +42,27 @@ Read = Callable[[int], Awaitable[bytes]]
 class ImportTooLarge(BatonError):
     code = "payload_too_large"
     status_code = 413
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """How large one import may be: bytes of a file, rows it adds."""
+
+    max_bytes: int
+    max_rows: int
+
+    @classmethod
+    def of(cls, limits: PlanLimits) -> ImportLimits:
+        return cls(max_bytes=limits.max_upload_bytes, max_rows=limits.max_rows_per_import)
+
+    def too_many_rows(self, message: str) -> ImportTooLarge:
+        return ImportTooLarge(
+            message, details={"limit": "max_rows_per_import", "max_rows": self.max_rows}
+        )
+
+
+def size_text(n_bytes: int) -> str:
+    return f"{n_bytes // MB} MB" if n_bytes % MB == 0 else f"{n_bytes} bytes"
 
 
 class ImportFormat(StrEnum):
@@ -62,10 +86,15 @@ def format_of(filename: str | None, declared: str | None) -> ImportFormat:
 
 
 async def import_file(
-    *, session: AsyncSession, knowledge_set: KnowledgeSet, read: Read, file_format: ImportFormat
+    *,
+    session: AsyncSession,
+    knowledge_set: KnowledgeSet,
+    read: Read,
+    file_format: ImportFormat,
+    limits: ImportLimits,
 ) -> int:
     """Parses the file `read` returns chunk by chunk and inserts its rows; returns how many."""
-    chunks = byte_chunks(read)
+    chunks = byte_chunks(read, limit=limits.max_bytes)
     spec = spec_of(knowledge_set)
     parsers = {
         ImportFormat.csv: csv_rows,
@@ -73,20 +102,27 @@ async def import_file(
         ImportFormat.json: json_rows,
     }
     return await insert_all(
-        session=session, knowledge_set=knowledge_set, rows=parsers[file_format](chunks, spec)
+        session=session,
+        knowledge_set=knowledge_set,
+        rows=parsers[file_format](chunks, spec),
+        limits=limits,
     )
 
 
 async def insert_all(
-    *, session: AsyncSession, knowledge_set: KnowledgeSet, rows: AsyncIterator[dict[str, Any]]
+    *,
+    session: AsyncSession,
+    knowledge_set: KnowledgeSet,
+    rows: AsyncIterator[dict[str, Any]],
+    limits: ImportLimits,
 ) -> int:
     inserted = 0
     batch: list[dict[str, Any]] = []
     async for row in rows:
-        if inserted + len(batch) >= MAX_IMPORT_ROWS:
-            raise ImportTooLarge(
-                f"the import has more than {MAX_IMPORT_ROWS} rows; split it into several",
-                details={"max_rows": MAX_IMPORT_ROWS},
+        if inserted + len(batch) >= limits.max_rows:
+            raise limits.too_many_rows(
+                f"the import has more than {limits.max_rows} rows (the plan's "
+                "max_rows_per_import); split it into several"
             )
         batch.append(row)
         if len(batch) == BATCH_ROWS:
@@ -106,15 +142,16 @@ async def _insert(
     return len(ids)
 
 
-async def byte_chunks(read: Read, *, limit: int = MAX_IMPORT_BYTES) -> AsyncIterator[bytes]:
+async def byte_chunks(read: Read, *, limit: int) -> AsyncIterator[bytes]:
     """The upload a chunk at a time, refused once it passes `limit` bytes."""
     total = 0
     while chunk := await read(READ_BYTES):
         total += len(chunk)
         if total > limit:
             raise ImportTooLarge(
-                f"the file is larger than {limit // (1024 * 1024)} MB; split it into several",
-                details={"max_bytes": limit},
+                f"the file is larger than {size_text(limit)} (the plan's max_upload_bytes); "
+                "split it into several",
+                details={"limit": "max_upload_bytes", "max_bytes": limit},
             )
         yield chunk
 
@@ -313,13 +350,13 @@ async def import_text(
     source: str,
     chunk_size: int,
     overlap: int,
+    limits: ImportLimits,
 ) -> int:
     chunks = chunk_text(text, chunk_size=chunk_size, overlap=overlap)
-    if len(chunks) > MAX_IMPORT_ROWS:
-        raise ImportTooLarge(
-            f"the text makes {len(chunks)} chunks, more than {MAX_IMPORT_ROWS}; "
-            "use a larger chunk_size",
-            details={"max_rows": MAX_IMPORT_ROWS},
+    if len(chunks) > limits.max_rows:
+        raise limits.too_many_rows(
+            f"the text makes {len(chunks)} chunks, more than {limits.max_rows} (the plan's "
+            "max_rows_per_import); use a larger chunk_size"
         )
     rows = text_rows(chunks, source=source)
     for start in range(0, len(rows), BATCH_ROWS):

@@ -260,27 +260,42 @@ async def authenticate(*, session: AsyncSession, token: str) -> Principal:
     learns nothing about which tokens exist."""
     digest = hash_token(token)
     if token.startswith(USER_GROUP_TOKEN_PREFIX):
-        group = (
-            await session.scalars(select(UserGroup).where(UserGroup.token_hash == digest))
+        found = (
+            await session.execute(
+                select(UserGroup, Organization.plan)
+                .join(Organization, Organization.id == UserGroup.org_id)
+                .where(UserGroup.token_hash == digest)
+            )
         ).one_or_none()
-        if group is None:
+        if found is None:
             raise Unauthenticated("invalid token")
+        group, plan = found
         return Principal(
             kind=PrincipalKind.user_group,
             org_id=group.org_id,
             role=Role.viewer,
             user_group_id=group.id,
+            plan=plan,
         )
     row = (
-        await session.scalars(select(ApiToken).where(ApiToken.token_hash == digest))
+        await session.execute(
+            select(ApiToken, Organization.plan)
+            .join(Organization, Organization.id == ApiToken.org_id)
+            .where(ApiToken.token_hash == digest)
+        )
     ).one_or_none()
-    return _api_token_principal(row)
+    if row is None:
+        raise Unauthenticated("invalid or revoked token")
+    api_token, plan = row
+    return _api_token_principal(api_token, plan)
 
 
 async def authenticate_token_id(*, session: AsyncSession, token_id: str) -> Principal:
     """The principal of an API token named by its id, for a signed session that stands for
     the token (the Temporal codec's sign-in): revoked or expired since, it is refused too."""
-    return _api_token_principal(await session.get(ApiToken, token_id))
+    row = await session.get(ApiToken, token_id)
+    org = None if row is None else await session.get(Organization, row.org_id)
+    return _api_token_principal(row, None if org is None else org.plan)
 
 
 # `last_used_at` is written at most this often per token: not a database write per request.
@@ -295,7 +310,7 @@ def _is_stale(last_used_at: datetime | None, now: datetime) -> bool:
     return now - last_used_at >= LAST_USED_RESOLUTION
 
 
-def _api_token_principal(row: ApiToken | None) -> Principal:
+def _api_token_principal(row: ApiToken | None, plan: str | None) -> Principal:
     now = utcnow()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("invalid or revoked token")
@@ -309,6 +324,7 @@ def _api_token_principal(row: ApiToken | None) -> Principal:
         role=Role(row.role),
         project_id=row.project_id,
         token_id=row.id,
+        plan=plan,
     )
 
 

@@ -210,6 +210,7 @@ async def credits_of(
             now,
             Currency.vendor_credits,
         ),
+        limits=plans.limits(org.plan),
     )
 
 
