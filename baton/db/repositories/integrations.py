@@ -16,13 +16,19 @@ from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
 from baton.domain.egress import EgressPolicy
 from baton.domain.integrations import (
+    BOT_TOKEN,
     MODEL_KINDS,
+    SIGNING_SECRET,
+    SLACK_API,
     IntegrationKind,
     IntegrationSpec,
     LlmProviderConfig,
     McpConfig,
     McpServer,
     McpTransport,
+    SlackApp,
+    SlackConfig,
+    unpack_secrets,
 )
 from baton.domain.llm import ProviderConfig
 from baton.domain.tools import LlmStep, McpStep
@@ -140,6 +146,26 @@ def reveal_mcp_server(
         args=tuple(config.args),
         url=str(config.url) if config.url else None,
         api_key=SecretStr(key) if key else None,
+        egress=egress,
+    )
+
+
+def reveal_slack_app(*, box: SecretBox, row: Integration, egress: EgressPolicy) -> SlackApp:
+    """A Slack integration with its secrets decrypted: activities, the connection test and
+    the events route only."""
+    if row.kind != IntegrationKind.slack:
+        raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not a Slack app")
+    config = SlackConfig.model_validate(row.config)
+    secrets = unpack_secrets(
+        IntegrationKind.slack, box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    )
+    if not secrets:
+        raise InvalidInput(f"Slack integration {row.name!r} has no bot token")
+    return SlackApp(
+        name=row.name,
+        base_url=str(config.base_url) if config.base_url else SLACK_API,
+        bot_token=SecretStr(secrets[BOT_TOKEN]),
+        signing_secret=SecretStr(secrets[SIGNING_SECRET]),
         egress=egress,
     )
 
