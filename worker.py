@@ -22,6 +22,7 @@ from activities.knowledge import EmbeddingActivities
 from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities
 from activities.mcp import McpActivities
+from activities.slack import SlackActivities
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from activities.workforce_tasks import WorkforceTaskActivities
@@ -89,6 +90,7 @@ def create_worker(
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
     mcp = McpActivities(session_factory, settings)
+    slack = SlackActivities(session_factory, settings)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
@@ -117,6 +119,7 @@ def create_worker(
             mcp.step,
             mcp.list_tools,
             mcp.call,
+            slack.post_step,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

@@ -31,7 +31,7 @@ from baton.domain.integrations import (
     unpack_secrets,
 )
 from baton.domain.llm import ProviderConfig
-from baton.domain.tools import LlmStep, McpStep
+from baton.domain.tools import LlmStep, McpStep, SlackPostStep
 from baton.errors import Conflict, InvalidInput, NotFound
 from baton.security import SecretBox
 
@@ -259,6 +259,26 @@ async def check_mcp_reference(
         )
 
 
+async def check_slack_reference(
+    *, session: AsyncSession, project_id: str, name: str, field: str
+) -> Integration:
+    """The project's Slack integration `name` (by name or id); refused (422 naming `field`)
+    when the project has no Slack integration of that name."""
+    try:
+        row = await get_integration(session=session, project_id=project_id, ref=name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"{field}: no integration {name!r} in this project",
+            details=[{"field": field, "message": "unknown integration"}],
+        ) from exc
+    if row.kind != IntegrationKind.slack:
+        raise InvalidInput(
+            f"{field}: integration {name!r} (kind {row.kind}) is not a Slack app",
+            details=[{"field": field, "message": "not a Slack integration"}],
+        )
+    return row
+
+
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
     """The agents and tools whose current definition names the integration (for their model,
     an MCP attachment or a step)."""
@@ -269,7 +289,8 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         or any(attached.get("integration") == name for attached in agent.spec.get("mcp", []))
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
-        if any(isinstance(s, LlmStep | McpStep) and s.integration == name for s in spec.steps):
+        named = (LlmStep, McpStep, SlackPostStep)
+        if any(isinstance(s, named) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     return users
 
