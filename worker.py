@@ -39,6 +39,7 @@ from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
+from workflows.slack_reply import SlackReplyWorkflow
 from workflows.tool_run import ToolRunWorkflow
 from workflows.workforce import WorkforceWorkflow
 
@@ -53,6 +54,7 @@ WORKFLOWS = [
     EmbedSetWorkflow,
     EnrichmentWorkflow,
     WorkforceWorkflow,
+    SlackReplyWorkflow,
 ]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
@@ -120,6 +122,8 @@ def create_worker(
             mcp.list_tools,
             mcp.call,
             slack.post_step,
+            slack.await_answer,
+            slack.post_answer,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

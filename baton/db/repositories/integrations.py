@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import slack_triggers as slack_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
 from baton.domain.egress import EgressPolicy
@@ -281,7 +282,7 @@ async def check_slack_reference(
 
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
     """The agents and tools whose current definition names the integration (for their model,
-    an MCP attachment or a step)."""
+    an MCP attachment or a step), and the Slack events URLs that use it."""
     users = [
         f"agent {agent.name!r}"
         for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items
@@ -292,6 +293,15 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         named = (LlmStep, McpStep, SlackPostStep)
         if any(isinstance(s, named) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
+    row = (
+        await session.scalars(
+            select(Integration).where(
+                Integration.project_id == project_id, Integration.name == name
+            )
+        )
+    ).first()
+    if row is not None:
+        users += await slack_repo.integration_users(session=session, integration_id=row.id)
     return users
 
 
