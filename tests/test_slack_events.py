@@ -24,6 +24,7 @@ from tests.fakes.slack_server import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSl
 from tests.fakes.slack_server import events_request as signed
 from tests.helpers import assert_error
 from tests.test_first_task import create_agent
+from tests.test_workforce_tasks import echo_workforce
 
 CHANNEL = "C0GENERAL"
 
@@ -194,3 +195,24 @@ async def test_another_project_can_neither_see_nor_use_the_slack_integration_or_
         tenant.url(f"/agents/{agent['id']}/slack/{trigger['id']}"), headers=tenant.headers
     )
     assert revoked.status_code == 204, revoked.text
+
+
+async def test_a_workforce_answers_a_mention_in_its_thread_too(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, slack: FakeSlack
+):
+    await slack_agent(api, tenant, slack)  # the integration
+    workforce, _ = await echo_workforce(api, tenant, "triage", "reply")
+    created = await api.post(
+        tenant.url(f"/workforces/{workforce}/slack"),
+        json={"integration": "team"},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["workforce_id"] == workforce
+    path = urlsplit(created.json()["url"]).path
+
+    started = await send(api, path, mention("EvW", "Where is my order?", ts="400.1"))
+    assert started.json() == {"ok": True, "done": "started"}
+
+    [answer] = await answers_in(slack, "400.1", 1)
+    assert answer.text.startswith(SCRIPTED_LABEL) and "Where is my order?" in answer.text

@@ -150,3 +150,22 @@ async def test_a_step_naming_no_slack_integration_of_the_project_is_refused_when
     assert saved.status_code == 201, saved.text
     in_use = await api.delete(tenant.url("/integrations/team"), headers=tenant.headers)
     assert_error(in_use, 409, "conflict")
+
+
+async def test_a_slack_base_url_the_operator_does_not_allow_is_refused_when_saved(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    refused = await api.post(
+        tenant.url("/integrations"),
+        json={
+            "name": "internal",
+            "kind": "slack",
+            "base_url": "http://127.0.0.1:9/api/",
+            "bot_token": BOT_TOKEN,
+            "signing_secret": SIGNING_SECRET,
+        },
+        headers=tenant.headers,
+    )
+    message = assert_error(refused, 422)["error"]["message"]
+    assert message.startswith("base_url: 127.0.0.1 is a loopback address")
+    assert BOT_TOKEN not in refused.text

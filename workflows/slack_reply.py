@@ -3,10 +3,10 @@ events route starts one per message it hands a task (id `slack-reply-<trigger>-<
 so a second start of the same event does nothing), and answers Slack at once: the task and
 this workflow do the rest, and both survive a crash of the API or of the worker.
 
-It waits for the answer with one activity that looks at the task's messages and fails until
-the turn is over; its retry policy is the polling loop, so the wait costs no history events
-however long the task works. Then it posts. AgentTaskWorkflow is not changed: the task does
-not know it is answered in Slack."""
+It waits for the answer with one activity that looks at the task's messages until the turn
+is over, heartbeating, so the wait costs no history events however long the task works.
+Then it posts. AgentTaskWorkflow is not changed: the task does not know it is answered in
+Slack."""
 
 from __future__ import annotations
 
@@ -18,17 +18,19 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names
     from baton.domain.slack import SlackAnswer, SlackAnswerPost, SlackPosted, SlackReply
-    from workflows import policies
 
-# Checks of the task's messages, from quick (a model answers in seconds) to every 15 s; a
-# task that has not answered within its longest possible life is not waited for.
-ANSWER_POLL = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=15),
+# The activity looks at the task's messages every few seconds, heartbeating, for up to an
+# hour an attempt; a worker that dies is noticed within the heartbeat timeout and the wait goes
+# on elsewhere. A task that has not answered within a week is not waited for.
+ANSWER_LOOK_TIMEOUT = timedelta(hours=1)
+ANSWER_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+ANSWER_WAIT = timedelta(days=7)
+ANSWER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["not_found"],
 )
-ANSWER_WAIT = timedelta(days=7)
 POST_TIMEOUT = timedelta(seconds=30)
 POST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -46,9 +48,10 @@ class SlackReplyWorkflow:
             activity_names.SLACK_AWAIT_ANSWER,
             reply,
             result_type=SlackAnswer,
-            start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
+            start_to_close_timeout=ANSWER_LOOK_TIMEOUT,
+            heartbeat_timeout=ANSWER_HEARTBEAT_TIMEOUT,
             schedule_to_close_timeout=ANSWER_WAIT,
-            retry_policy=ANSWER_POLL,
+            retry_policy=ANSWER_RETRY,
             summary="await the task's answer",
         )
         posted: SlackPosted = await workflow.execute_activity(

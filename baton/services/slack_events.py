@@ -7,7 +7,7 @@ posts the answer in the thread.
 
 Everything here is quick (database writes and Temporal starts): the route answers Slack within
 its 3 seconds, and the model works afterwards, in the workflows, which survive a crash. An
-event Slack sends again (the same `event_id`) is recorded once and acted on once."""
+event Slack sends again (the same `event_id`) after it was acted on starts nothing."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ async def handle_event(
     task = await session.get(Task, task_id)
     if task is None and not message.starts:
         return "ignored"  # a thread Baton has no task for
-    if not await slack_repo.first_sight(session=session, trigger=trigger, event_id=event_id):
+    if await slack_repo.seen(session=session, trigger=trigger, event_id=event_id):
         return "duplicate"
     if task is None:
         after_seq = -1
@@ -120,6 +120,10 @@ async def handle_event(
             logger.info("task %s has ended; a reply in its Slack thread is not sent", task.id)
             return "ended"
     await _start_reply(temporal_client, settings, trigger, event_id, message, task.id, after_seq)
+    # Recorded once everything is started: an event that failed half way is acted on again
+    # when Slack resends it, and each step of it is idempotent (the task's id, the update's
+    # id, the reply workflow's id).
+    await slack_repo.record_event(session=session, trigger=trigger, event_id=event_id)
     return "started" if after_seq < 0 else "follow-up"
 
 

@@ -61,15 +61,18 @@ async def find_trigger(*, session: AsyncSession, token: str) -> SlackTrigger:
     return trigger
 
 
-async def first_sight(*, session: AsyncSession, trigger: SlackTrigger, event_id: str) -> bool:
-    """Records the event; False when it was recorded before (Slack sending it again)."""
+async def seen(*, session: AsyncSession, trigger: SlackTrigger, event_id: str) -> bool:
+    """Whether the trigger has acted on this event already (Slack sending it again)."""
+    return await session.get(SlackEvent, (trigger.id, event_id)) is not None
+
+
+async def record_event(*, session: AsyncSession, trigger: SlackTrigger, event_id: str) -> None:
+    """Marks the event acted on; a concurrent request that got there first is as good."""
     try:
         async with session.begin_nested():
             session.add(SlackEvent(trigger_id=trigger.id, event_id=event_id))
-            await session.flush()
     except IntegrityError:
-        return False
-    return True
+        pass
 
 
 async def integration_users(*, session: AsyncSession, integration_id: str) -> list[str]:
