@@ -22,6 +22,7 @@ from activities.knowledge import EmbeddingActivities
 from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities
 from activities.mcp import McpActivities
+from activities.slack import SlackActivities
 from activities.steps import StepActivities, ToolRunActivities
 from activities.tasks import TaskActivities
 from activities.workforce_tasks import WorkforceTaskActivities
@@ -38,6 +39,7 @@ from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
+from workflows.slack_reply import SlackReplyWorkflow
 from workflows.tool_run import ToolRunWorkflow
 from workflows.workforce import WorkforceWorkflow
 
@@ -52,6 +54,7 @@ WORKFLOWS = [
     EmbedSetWorkflow,
     EnrichmentWorkflow,
     WorkforceWorkflow,
+    SlackReplyWorkflow,
 ]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
@@ -89,6 +92,7 @@ def create_worker(
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
     mcp = McpActivities(session_factory, settings)
+    slack = SlackActivities(session_factory, settings)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
@@ -117,6 +121,9 @@ def create_worker(
             mcp.step,
             mcp.list_tools,
             mcp.call,
+            slack.post_step,
+            slack.await_answer,
+            slack.post_answer,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

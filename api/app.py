@@ -26,6 +26,7 @@ from api.routes import (
     members,
     projects,
     secrets,
+    slack_triggers,
     snippets,
     task_events,
     tasks,
@@ -105,7 +106,15 @@ def create_app(
         max_upload_bytes=settings.max_upload_bytes,
     )
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
-    for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
+    for module in (
+        *routers,
+        task_events,
+        tool_templates,
+        secrets,
+        snippets,
+        triggers,
+        slack_triggers,
+    ):
         app.include_router(module.router)
     app.include_router(integrations.router)
     app.include_router(integration_kinds.router)

@@ -202,6 +202,32 @@ _TEMPLATES: list[dict[str, Any]] = [
         },
     },
     {
+        "id": "post-to-slack-channel",
+        "title": "Post to a Slack channel as a bot",
+        "description": "Posts a message in a channel, or in a thread, as the bot of the "
+        "project's Slack integration; add one named `slack` first (its bot must be in the "
+        "channel).",
+        "spec": {
+            "name": "Post to a Slack channel",
+            "params": [
+                {"name": "channel", "type": "text", "description": "The channel's id (C...)"},
+                {"name": "text", "type": "long_text"},
+                {"name": "thread_ts", "type": "text", "required": False, "default": ""},
+            ],
+            "steps": [
+                {
+                    "name": "post",
+                    "type": "slack_post",
+                    "integration": "slack",
+                    "channel": "{{ params.channel }}",
+                    "text": "{{ params.text }}",
+                    "thread_ts": "{{ params.thread_ts }}",
+                }
+            ],
+            "output": "{{ steps.post.output }}",
+        },
+    },
+    {
         "id": "compute-python",
         "title": "Compute with Python",
         "description": "Computes statistics of a list of numbers in Python; "

@@ -35,6 +35,7 @@ from baton.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.mcp_server import FakeMcp
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
 from worker import create_worker
 
 # The suite's own random key; Baton ships none (`baton up` makes one per data dir).
@@ -223,6 +224,15 @@ def mcp() -> Iterator[FakeMcp]:
     """A local MCP server built with the `mcp` package (tests/fakes/mcp_server.py), over
     streamable HTTP, one per test module."""
     server = FakeMcp()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    """A local Slack Web API (tests/fakes/slack_server.py), one per test module."""
+    server = FakeSlack()
     server.start()
     yield server
     server.stop()

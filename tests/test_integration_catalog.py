@@ -65,3 +65,35 @@ async def test_a_body_the_schema_accepts_is_created_and_one_it_refuses_is_refuse
 
 async def test_the_catalog_needs_a_token(api: httpx.AsyncClient):
     assert_error(await api.get("/api/v1/integration-kinds"), 401, "unauthenticated")
+
+
+async def test_a_slack_app_is_created_with_both_its_secrets_and_neither_is_returned(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    slack = (await catalog(api, tenant))["slack"]
+    assert slack["secret_fields"] == ["bot_token", "signing_secret"]
+    assert slack["offers"] == ["steps", "triggers"]
+    validator = Draft202012Validator(slack["json_schema"])
+    good = {
+        "name": "team",
+        "kind": "slack",
+        "bot_token": "xoxb-secret-token",
+        "signing_secret": "the-signing-secret",
+    }
+    assert validator.is_valid(good)
+    created = await api.post(tenant.url("/integrations"), json=good, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["has_key"] is True
+    listed = await api.get(tenant.url("/integrations/team"), headers=tenant.headers)
+    for shown in (created.text, listed.text):
+        assert "xoxb-secret-token" not in shown and "the-signing-secret" not in shown
+
+    without_secret = {k: v for k, v in good.items() if k != "signing_secret"}
+    assert not validator.is_valid(without_secret)
+    refused = await api.post(
+        tenant.url("/integrations"), json={**without_secret, "name": "b"}, headers=tenant.headers
+    )
+    assert assert_error(refused, 422)["error"]["message"].startswith("signing_secret:")
+    with_api_key = {**good, "name": "c", "api_key": "sk-1"}
+    refused = await api.post(tenant.url("/integrations"), json=with_api_key, headers=tenant.headers)
+    assert assert_error(refused, 422)["error"]["message"].startswith("api_key:")

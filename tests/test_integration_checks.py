@@ -22,6 +22,7 @@ from tests.fakes import mcp_server, unused_port
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.mcp_server import FakeMcp
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from tests.helpers import assert_error, create_token
 
 KEY = "sk-checked-key-3c4d5e6f"
@@ -30,9 +31,13 @@ DOWN = unused_port()  # nothing listens there
 
 @pytest.fixture
 def settings(
-    settings: Settings, mcp: FakeMcp, openai_server: FakeOpenAI, anthropic_server: FakeAnthropic
+    settings: Settings,
+    mcp: FakeMcp,
+    openai_server: FakeOpenAI,
+    anthropic_server: FakeAnthropic,
+    slack: FakeSlack,
 ) -> Settings:
-    ports = (mcp.port, openai_server.port, anthropic_server.port, DOWN)
+    ports = (mcp.port, openai_server.port, anthropic_server.port, slack.port, DOWN)
     return settings.model_copy(
         update={
             "http_allow_hosts": [f"127.0.0.1:{port}" for port in ports],
@@ -50,7 +55,8 @@ async def check(
     assert created.status_code == 201, created.text
     response = await api.post(tenant.url(f"/integrations/{name}/test"), headers=tenant.headers)
     assert response.status_code == 200, response.text
-    assert KEY not in response.text
+    assert KEY not in response.text and BOT_TOKEN not in response.text
+    assert SIGNING_SECRET not in response.text
     result: dict[str, Any] = response.json()
     return result
 
@@ -174,3 +180,37 @@ async def test_only_the_projects_members_may_test_its_integrations(
     )
     denied = await api.post(tenant.url("/integrations/docs/test"), headers=auth(viewer["token"]))
     assert_error(denied, 403)
+
+
+async def test_a_slack_app_is_checked_with_auth_test_and_its_bot_token(
+    api: httpx.AsyncClient, tenant: Tenant, slack: FakeSlack
+):
+    slack.reset()
+    body = {
+        "kind": "slack",
+        "base_url": slack.base_url,
+        "bot_token": BOT_TOKEN,
+        "signing_secret": SIGNING_SECRET,
+    }
+    assert await check(api, tenant, body) == {"ok": True, "error": None, "models": [], "tools": []}
+    assert slack.authorizations == [f"Bearer {BOT_TOKEN}"]
+
+
+async def test_a_slack_app_whose_token_slack_refuses_fails_the_check_naming_slacks_error(
+    api: httpx.AsyncClient, tenant: Tenant, slack: FakeSlack
+):
+    slack.reset()
+    slack.token = "xoxb-another-token"
+    body = {
+        "kind": "slack",
+        "base_url": slack.base_url,
+        "bot_token": BOT_TOKEN,
+        "signing_secret": SIGNING_SECRET,
+    }
+    result = await check(api, tenant, body)
+    assert result["ok"] is False
+    assert result["error"] == "Slack (it) refused auth.test: invalid_auth"
+
+    down = {**body, "base_url": f"http://127.0.0.1:{DOWN}/api/"}
+    unreachable = await check(api, tenant, down, name="down")
+    assert unreachable["ok"] is False and f"127.0.0.1:{DOWN}" in unreachable["error"]

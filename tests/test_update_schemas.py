@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from api.schemas.agents import AGENT_NOT_UPDATABLE, AgentUpdate
-from api.schemas.integrations import INTEGRATION_NOT_UPDATABLE, IntegrationUpdate
+from api.schemas.integrations import INTEGRATION_NOT_UPDATABLE, SECRET_FIELDS, IntegrationUpdate
 from api.schemas.knowledge import KNOWLEDGE_SET_NOT_UPDATABLE, KnowledgeSetUpdate
 from api.schemas.workforces import WORKFORCE_NOT_UPDATABLE, WorkforceUpdate
 from baton.domain.agents import AgentSpec
@@ -19,7 +19,7 @@ from baton.domain.workforces import WorkforceSpec
 UPDATES = [
     (AgentUpdate, AgentSpec, AGENT_NOT_UPDATABLE, set()),
     (KnowledgeSetUpdate, KnowledgeSetSpec, KNOWLEDGE_SET_NOT_UPDATABLE, set()),
-    (IntegrationUpdate, IntegrationSpec, INTEGRATION_NOT_UPDATABLE, {"api_key"}),
+    (IntegrationUpdate, IntegrationSpec, INTEGRATION_NOT_UPDATABLE, set(SECRET_FIELDS)),
     (WorkforceUpdate, WorkforceSpec, WORKFORCE_NOT_UPDATABLE, set()),
 ]
 

@@ -22,6 +22,7 @@ from api.deps import (
     get_project,
 )
 from api.schemas.integrations import (
+    SECRET_FIELDS,
     IntegrationCreate,
     IntegrationPublic,
     IntegrationTestResult,
@@ -29,7 +30,12 @@ from api.schemas.integrations import (
 )
 from api.schemas.paging import Page
 from baton.db.repositories import integrations as integration_repo
-from baton.domain.integrations import IntegrationSpec, McpTransport
+from baton.domain.integrations import (
+    KINDS,
+    IntegrationSpec,
+    McpTransport,
+    pack_secrets,
+)
 from baton.errors import Conflict, InvalidInput
 from baton.integrations import http, mcp
 from baton.security import SecretBox
@@ -65,14 +71,16 @@ async def create_integration(
 ) -> IntegrationPublic:
     """A base URL or MCP url that resolves to a loopback, private or link-local address is a
     422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
-    spec = IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"}))
-    await _check_usable(spec, settings, key_given=body.api_key is not None)
+    spec = IntegrationSpec.model_validate(body.model_dump(exclude=set(SECRET_FIELDS)))
+    given = body.secrets_given()
+    await _check_usable(spec, settings, secrets_given=given)
+    _require_secrets(spec, given)
     row = await integration_repo.create_integration(
         session=session,
         box=_box(request),
         project_id=project.id,
         spec=spec,
-        key=body.api_key.get_secret_value() if body.api_key else None,
+        key=pack_secrets(spec.kind, given),
     )
     return IntegrationPublic.of(row)
 
@@ -101,20 +109,24 @@ async def update_integration(
     must not be able to point it at a server of their own and receive the key."""
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     current = integration_repo.spec_of(row)
-    changes = body.model_dump(exclude_unset=True, exclude={"api_key"})
+    changes = body.model_dump(exclude_unset=True, exclude=set(SECRET_FIELDS))
     spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
+    given = body.secrets_given()
     moved = [
         name
         for name in ("base_url", "url", "kind")
         if getattr(spec, name) != getattr(current, name)
     ]
-    if moved and spec.takes_key and row.key_ciphertext is not None and body.api_key is None:
+    if moved and spec.takes_key and row.key_ciphertext is not None and not given:
+        fields = " and ".join(KINDS[spec.kind].secrets)
         raise InvalidInput(
             f"changing an integration's {' and '.join(moved)} needs its key: re-enter the key "
-            "(api_key) in the same request, so the stored one is never sent to a new address",
-            details=[{"field": "api_key", "message": "re-enter the key"}],
+            f"({fields}) in the same request, so the stored one is never sent to a new address",
+            details=[
+                {"field": name, "message": "re-enter the key"} for name in KINDS[spec.kind].secrets
+            ],
         )
-    await _check_usable(spec, settings, key_given=body.api_key is not None)
+    await _check_usable(spec, settings, secrets_given=given)
     if spec.name != current.name or spec.kind != current.kind:
         await _refuse_if_used(session, project.id, current.name, "renamed or change its kind")
     row = await integration_repo.update_integration(
@@ -122,7 +134,7 @@ async def update_integration(
         box=_box(request),
         row=row,
         spec=spec,
-        key=body.api_key.get_secret_value() if body.api_key else None,
+        key=pack_secrets(spec.kind, given),
     )
     return IntegrationPublic.of(row)
 
@@ -159,12 +171,21 @@ async def delete_integration(ref: str, project: ProjectDep, session: SessionDep,
     await integration_repo.delete_integration(session=session, row=row)
 
 
-async def _check_usable(spec: IntegrationSpec, settings: Settings, *, key_given: bool) -> None:
-    if key_given and not spec.takes_key:
+async def _check_usable(
+    spec: IntegrationSpec, settings: Settings, *, secrets_given: dict[str, str]
+) -> None:
+    if secrets_given and not spec.takes_key:
         raise InvalidInput(
             "api_key: a stdio MCP server is given no key",
             details=[{"field": "api_key", "message": "not used by a stdio server"}],
         )
+    for name in secrets_given:
+        if name not in KINDS[spec.kind].secrets:
+            own = ", ".join(KINDS[spec.kind].secrets)
+            raise InvalidInput(
+                f"{name}: not a secret of {spec.kind.value} integrations, whose secrets are {own}",
+                details=[{"field": name, "message": f"not a {spec.kind.value} secret"}],
+            )
     endpoint = spec.endpoint()
     if endpoint is not None:
         field, url = endpoint
@@ -184,6 +205,17 @@ async def _check_usable(spec: IntegrationSpec, settings: Settings, *, key_given:
             )
         assert spec.command is not None
         mcp.find_command(spec.command)
+
+
+def _require_secrets(spec: IntegrationSpec, given: dict[str, str]) -> None:
+    """A kind that cannot work without its secrets (a Slack app) is refused without them."""
+    if KINDS[spec.kind].secrets_required:
+        for name in KINDS[spec.kind].secrets:
+            if name not in given:
+                raise InvalidInput(
+                    f"{name}: a slack integration needs it",
+                    details=[{"field": name, "message": "required"}],
+                )
 
 
 async def _refuse_if_used(session: SessionDep, project_id: str, name: str, action: str) -> None:

@@ -211,7 +211,8 @@ async def _start_task(
     )
 
 
-async def _read_json(request: Request) -> Any:
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused (413) past MAX_PAYLOAD_BYTES."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
         raise _too_large()
@@ -220,6 +221,11 @@ async def _read_json(request: Request) -> Any:
         body += chunk
         if len(body) > MAX_PAYLOAD_BYTES:
             raise _too_large()
+    return bytes(body)
+
+
+async def _read_json(request: Request) -> Any:
+    body = await read_body(request)
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:

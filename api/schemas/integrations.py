@@ -13,13 +13,23 @@ from baton.db.tables import Integration
 from baton.domain.integrations import IntegrationSpec, KindInfo, Offer
 
 
+def _secret(description: str) -> Any:
+    return Field(default=None, min_length=1, max_length=10_000, description=description)
+
+
 class IntegrationCreate(IntegrationSpec):
-    api_key: SecretStr | None = Field(
-        default=None,
-        min_length=1,
-        max_length=10_000,
-        description="Stored encrypted and never returned; a local server may need none",
+    api_key: SecretStr | None = _secret(
+        "Stored encrypted and never returned; a local server may need none"
     )
+    bot_token: SecretStr | None = _secret(
+        "slack: the bot's token; stored encrypted, never returned"
+    )
+    signing_secret: SecretStr | None = _secret(
+        "slack: the app's signing secret; stored encrypted, never returned"
+    )
+
+    def secrets_given(self) -> dict[str, str]:
+        return _given(self)
 
 
 class IntegrationKeyUpdate(BaseModel):
@@ -27,9 +37,23 @@ class IntegrationKeyUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_key: SecretStr | None = Field(
-        default=None, min_length=1, max_length=10_000, description="Replaces the stored key"
+    api_key: SecretStr | None = _secret("Replaces the stored key")
+    bot_token: SecretStr | None = _secret("slack: replaces the bot token (with signing_secret)")
+    signing_secret: SecretStr | None = _secret(
+        "slack: replaces the signing secret (with bot_token)"
     )
+
+    def secrets_given(self) -> dict[str, str]:
+        return _given(self)
+
+
+SECRET_FIELDS = ("api_key", "bot_token", "signing_secret")
+
+
+def _given(body: BaseModel) -> dict[str, str]:
+    """The secrets the body carries, revealed: for the route to store, never to return."""
+    values = {name: getattr(body, name) for name in SECRET_FIELDS}
+    return {name: value.get_secret_value() for name, value in values.items() if value is not None}
 
 
 INTEGRATION_NOT_UPDATABLE: frozenset[str] = frozenset()

@@ -10,7 +10,7 @@ from jinja2 import meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from baton import templating
-from baton.db.tables import AgentWebhook
+from baton.db.tables import AgentWebhook, SlackTrigger
 from baton.domain.tasks import TaskStatus
 
 # The one name a webhook template reads: the request's JSON body.
@@ -149,3 +149,36 @@ class SchedulePublic(BaseModel):
     temporal_schedule_id: str
     temporal_ui_url: str
     created_at: datetime
+
+
+class SlackTriggerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    integration: str = Field(
+        min_length=1, max_length=64, description="The project's Slack integration, by name or id"
+    )
+
+
+class SlackTriggerPublic(BaseModel):
+    id: str
+    agent_id: str | None
+    workforce_id: str | None
+    integration_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, trigger: SlackTrigger) -> SlackTriggerPublic:
+        return cls(
+            id=trigger.id,
+            agent_id=trigger.agent_id,
+            workforce_id=trigger.workforce_id,
+            integration_id=trigger.integration_id,
+            created_at=trigger.created_at,
+        )
+
+
+class SlackTriggerCreated(SlackTriggerPublic):
+    """The only answer that carries the URL's secret token: give the URL to Slack (Event
+    Subscriptions' Request URL); it is stored as a hash and never shown again."""
+
+    url: str

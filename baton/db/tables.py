@@ -341,6 +341,43 @@ class AgentWebhook(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class SlackTrigger(Base):
+    """A Slack app's events URL (`/api/hooks/slack/<token>`) for an agent or a workforce
+    (exactly one of the two): mentions of its bot and direct messages start tasks, one per
+    Slack thread, answered in the thread. The token is stored as a hash."""
+
+    __tablename__ = "slack_triggers"
+    __table_args__ = (_one_target("slack_triggers"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), index=True, default=None
+    )
+    workforce_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workforces.id", ondelete="CASCADE"), index=True, default=None
+    )
+    integration_id: Mapped[str] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SlackEvent(Base):
+    """An event a Slack trigger acted on, by Slack's `event_id`: Slack sends an event again
+    when it got no answer in time, and the same event must not start a second task."""
+
+    __tablename__ = "slack_events"
+
+    trigger_id: Mapped[str] = mapped_column(
+        ForeignKey("slack_triggers.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AgentSchedule(Base):
     """A Temporal Schedule (`baton-schedule-<id>`) that starts a task of an agent, or of a
     workforce (exactly one of the two is set), with a fixed message."""

@@ -11,6 +11,7 @@ uses it, so it is never part of an integration's public view or of history."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -29,6 +30,7 @@ from pydantic import (
 from baton.domain.egress import EgressPolicy
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
 from baton.domain.tools import IDENTIFIER
+from baton.errors import InvalidInput
 
 
 class IntegrationKind(StrEnum):
@@ -38,6 +40,8 @@ class IntegrationKind(StrEnum):
     anthropic = ANTHROPIC_PROVIDER
     # A Model Context Protocol server, whose tools become steps and agents' tools.
     mcp = "mcp"
+    # A Slack app: its bot posts (`slack_post` steps), its events start tasks.
+    slack = "slack"
 
 
 class Offer(StrEnum):
@@ -133,7 +137,35 @@ class McpServer:
         return f"MCP server {self.name!r} ({target})"
 
 
+SLACK_API = "https://slack.com/api/"
+
+
+class SlackConfig(BaseModel):
+    """A Slack app's Web API endpoint; its bot token and signing secret are its secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: HttpUrl | None = Field(
+        default=None, description=f"The Slack Web API's base URL; {SLACK_API} when unset"
+    )
+
+
+@dataclass(frozen=True)
+class SlackApp:
+    """How to reach one Slack app, secrets included: built where it is used (an activity,
+    the API's connection test, the events route), never an argument or a result of an
+    activity."""
+
+    name: str
+    base_url: str
+    bot_token: SecretStr = field(repr=False)
+    signing_secret: SecretStr = field(repr=False)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+
+
 API_KEY = "api_key"
+BOT_TOKEN = "bot_token"
+SIGNING_SECRET = "signing_secret"
 
 
 @dataclass(frozen=True)
@@ -146,6 +178,8 @@ class KindInfo:
     offers: frozenset[Offer]
     # The fields stored encrypted and never returned, each with what it is.
     secrets: Mapping[str, str]
+    # Whether an integration of the kind cannot be made without its secrets.
+    secrets_required: bool = False
 
     def json_schema(self) -> dict[str, Any]:
         """The body that creates an integration of this kind: name, kind, its config's fields
@@ -170,7 +204,12 @@ class KindInfo:
             "description": self.description,
             "type": "object",
             "properties": properties,
-            "required": ["name", "kind", *config.get("required", [])],
+            "required": [
+                "name",
+                "kind",
+                *config.get("required", []),
+                *(self.secrets if self.secrets_required else []),
+            ],
             "additionalProperties": False,
         }
         return schema
@@ -207,6 +246,20 @@ KINDS: Mapping[IntegrationKind, KindInfo] = {
             offers=frozenset({Offer.tools, Offer.steps}),
             secrets={API_KEY: "http: sent as `Authorization: Bearer`; a stdio server gets none"},
         ),
+        KindInfo(
+            IntegrationKind.slack,
+            title="Slack",
+            description="A Slack app: `slack_post` steps post as its bot, and its events "
+            "(mentions, direct messages) start tasks of an agent or a workforce",
+            config=SlackConfig,
+            offers=frozenset({Offer.steps, Offer.triggers}),
+            secrets={
+                BOT_TOKEN: "The bot's token (xoxb-...), sent as `Authorization: Bearer`",
+                SIGNING_SECRET: "The app's signing secret, which checks that events come "
+                "from Slack",
+            },
+            secrets_required=True,
+        ),
     )
 }
 
@@ -220,9 +273,11 @@ class IntegrationSpec(BaseModel):
 
     name: str = Field(pattern=IDENTIFIER)
     kind: IntegrationKind
-    # LLM providers
+    # LLM providers and Slack
     base_url: HttpUrl | None = Field(
-        default=None, description="LLM kinds: the provider's endpoint; its public API when unset"
+        default=None,
+        description="LLM kinds: the provider's endpoint; its public API when unset. slack: "
+        "the Web API's base URL",
     )
     default: bool = Field(
         default=False,
@@ -277,6 +332,34 @@ class IntegrationSpec(BaseModel):
     @property
     def takes_key(self) -> bool:
         return not (self.kind is IntegrationKind.mcp and self.transport is McpTransport.stdio)
+
+
+def pack_secrets(kind: IntegrationKind, given: Mapping[str, str]) -> str | None:
+    """What is encrypted into an integration's one key column: the key itself for a kind
+    whose one secret is `api_key`, else every secret of the kind as one JSON object (all
+    are needed together: a Slack app's token alone cannot check its events)."""
+    secrets = KINDS[kind].secrets
+    if set(secrets) == {API_KEY}:
+        return given.get(API_KEY)
+    if not given:
+        return None
+    missing = [name for name in secrets if name not in given]
+    if missing:
+        raise InvalidInput(
+            f"{missing[0]}: a {kind.value} integration needs {' and '.join(secrets)} together",
+            details=[{"field": name, "message": "required"} for name in missing],
+        )
+    return json.dumps({name: given[name] for name in secrets})
+
+
+def unpack_secrets(kind: IntegrationKind, stored: str | None) -> dict[str, str]:
+    """The secrets `pack_secrets` stored (decrypted): activities and checks only."""
+    if stored is None:
+        return {}
+    if set(KINDS[kind].secrets) == {API_KEY}:
+        return {API_KEY: stored}
+    unpacked: dict[str, str] = json.loads(stored)
+    return unpacked
 
 
 CONFIG_FIELDS = frozenset(IntegrationSpec.model_fields) - {"name", "kind"}

@@ -140,6 +140,23 @@ class McpStep(StepBase):
     )
 
 
+class SlackPostStep(StepBase):
+    """Posts a message as the bot of the project's Slack integration; output {channel, ts}.
+    A refusal by Slack (`channel_not_found`, `invalid_auth`, ...) fails the step naming it."""
+
+    type: Literal["slack_post"]
+    integration: str = Field(pattern=IDENTIFIER, description="The project's Slack integration")
+    channel: str = Field(
+        min_length=1, max_length=200, description="A channel id (C...), or a template giving it"
+    )
+    text: str = Field(min_length=1, max_length=40_000, description="The message; a template")
+    thread_ts: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Posts in the thread of this message (its ts), when set; a template",
+    )
+
+
 class KnowledgeStepBase(StepBase):
     knowledge_set: str = Field(
         min_length=1, description="The set's id, or a template giving it: {{ params.set }}"
@@ -189,6 +206,7 @@ Step = Annotated[
     | ToolCallStep
     | DelayStep
     | McpStep
+    | SlackPostStep
     | KnowledgeSearchStep
     | KnowledgeInsertStep
     | KnowledgeUpdateStep

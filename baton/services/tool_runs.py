@@ -23,7 +23,7 @@ from baton.db.repositories import tools as tool_repo
 from baton.db.tables import ToolRun
 from baton.domain.tool_checks import check_tool, referenced_snippets, validate_params
 from baton.domain.tool_runs import ToolRunInput, ToolRunProgress
-from baton.domain.tools import LlmStep, McpStep, ToolRunStatus, ToolSpec
+from baton.domain.tools import LlmStep, McpStep, SlackPostStep, ToolRunStatus, ToolSpec
 from baton.errors import InvalidInput, ServiceUnavailable
 from baton.services import closed_runs
 from baton.services.credits import plan_book
@@ -55,6 +55,13 @@ async def check_before_save(
             )
         if isinstance(step, McpStep):
             await integration_repo.check_mcp_reference(
+                session=session,
+                project_id=project_id,
+                name=step.integration,
+                field=f"steps[{index}].integration",
+            )
+        if isinstance(step, SlackPostStep):
+            await integration_repo.check_slack_reference(
                 session=session,
                 project_id=project_id,
                 name=step.integration,

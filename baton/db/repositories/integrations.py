@@ -12,20 +12,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import slack_triggers as slack_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Integration, utcnow
 from baton.domain.egress import EgressPolicy
 from baton.domain.integrations import (
+    BOT_TOKEN,
     MODEL_KINDS,
+    SIGNING_SECRET,
+    SLACK_API,
     IntegrationKind,
     IntegrationSpec,
     LlmProviderConfig,
     McpConfig,
     McpServer,
     McpTransport,
+    SlackApp,
+    SlackConfig,
+    unpack_secrets,
 )
 from baton.domain.llm import ProviderConfig
-from baton.domain.tools import LlmStep, McpStep
+from baton.domain.tools import LlmStep, McpStep, SlackPostStep
 from baton.errors import Conflict, InvalidInput, NotFound
 from baton.security import SecretBox
 
@@ -144,6 +151,26 @@ def reveal_mcp_server(
     )
 
 
+def reveal_slack_app(*, box: SecretBox, row: Integration, egress: EgressPolicy) -> SlackApp:
+    """A Slack integration with its secrets decrypted: activities, the connection test and
+    the events route only."""
+    if row.kind != IntegrationKind.slack:
+        raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not a Slack app")
+    config = SlackConfig.model_validate(row.config)
+    secrets = unpack_secrets(
+        IntegrationKind.slack, box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    )
+    if not secrets:
+        raise InvalidInput(f"Slack integration {row.name!r} has no bot token")
+    return SlackApp(
+        name=row.name,
+        base_url=str(config.base_url) if config.base_url else SLACK_API,
+        bot_token=SecretStr(secrets[BOT_TOKEN]),
+        signing_secret=SecretStr(secrets[SIGNING_SECRET]),
+        egress=egress,
+    )
+
+
 async def resolve_provider_config(
     *,
     session: AsyncSession,
@@ -233,9 +260,29 @@ async def check_mcp_reference(
         )
 
 
+async def check_slack_reference(
+    *, session: AsyncSession, project_id: str, name: str, field: str
+) -> Integration:
+    """The project's Slack integration `name` (by name or id); refused (422 naming `field`)
+    when the project has no Slack integration of that name."""
+    try:
+        row = await get_integration(session=session, project_id=project_id, ref=name)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"{field}: no integration {name!r} in this project",
+            details=[{"field": field, "message": "unknown integration"}],
+        ) from exc
+    if row.kind != IntegrationKind.slack:
+        raise InvalidInput(
+            f"{field}: integration {name!r} (kind {row.kind}) is not a Slack app",
+            details=[{"field": field, "message": "not a Slack integration"}],
+        )
+    return row
+
+
 async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list[str]:
     """The agents and tools whose current definition names the integration (for their model,
-    an MCP attachment or a step)."""
+    an MCP attachment or a step), and the Slack events URLs that use it."""
     users = [
         f"agent {agent.name!r}"
         for agent in (await agent_repo.list_agents(session=session, project_id=project_id)).items
@@ -243,8 +290,18 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         or any(attached.get("integration") == name for attached in agent.spec.get("mcp", []))
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
-        if any(isinstance(s, LlmStep | McpStep) and s.integration == name for s in spec.steps):
+        named = (LlmStep, McpStep, SlackPostStep)
+        if any(isinstance(s, named) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
+    row = (
+        await session.scalars(
+            select(Integration).where(
+                Integration.project_id == project_id, Integration.name == name
+            )
+        )
+    ).first()
+    if row is not None:
+        users += await slack_repo.integration_users(session=session, integration_id=row.id)
     return users
 
 
