@@ -16,6 +16,7 @@ from api.limits import BodySizeLimit, refuse_unstorable_text
 from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
 from api.routes import (
     agents,
+    audit,
     credits,
     health,
     integration_kinds,
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)
     app.include_router(credits.router)
+    app.include_router(audit.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.
