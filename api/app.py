@@ -35,6 +35,7 @@ from api.routes import (
     tool_templates,
     tools,
     triggers,
+    usage,
     user_groups,
     workforce_tasks,
     workforces,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(workforces.router)
     app.include_router(credits.router)
     app.include_router(audit.router)
+    app.include_router(usage.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.
