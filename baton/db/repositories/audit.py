@@ -14,7 +14,7 @@ from baton.db.paging import ALL, Key, Paged, PageRequest, fetch_page
 from baton.db.tables import AuditEntry
 from baton.domain.audit import Actor, AuditAction, Detail, Target
 
-# A detail holds plain facts; a value this long is not one of them.
+# A detail holds plain facts; text past this length is cut.
 MAX_DETAIL_TEXT = 200
 
 
@@ -46,14 +46,16 @@ async def record(
 
 
 def _plain(detail: Detail) -> dict[str, Any]:
-    """Scalars only, short text only: a caller cannot drop a request body (and the secret
-    in it) into the log by accident."""
+    """Scalars only, text cut short: a caller cannot drop a request body (and the secret in
+    it) into the log by accident, and a long name never makes an act fail."""
+    plain: dict[str, Any] = {}
     for name, value in detail.items():
         if not isinstance(value, str | int | float | bool | None):
             raise TypeError(f"audit detail {name!r} is a {type(value).__name__}, not a scalar")
         if isinstance(value, str) and len(value) > MAX_DETAIL_TEXT:
-            raise ValueError(f"audit detail {name!r} is longer than {MAX_DETAIL_TEXT}")
-    return dict(detail)
+            value = f"{value[: MAX_DETAIL_TEXT - 1]}\u2026"
+        plain[name] = value
+    return plain
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ task of a model call, the tool run of an action), looked up by its idempotency k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -92,18 +92,21 @@ def _day(moment: datetime) -> str:
     return moment.date().isoformat()
 
 
-def task_group(task: _Task, by: GroupBy, when: datetime | None = None) -> str | None:
-    groups: dict[GroupBy, Callable[[], str | None]] = {
-        GroupBy.day: lambda: _day(when or task.created_at),
-        GroupBy.agent: lambda: task.agent_id,
-        GroupBy.tool: lambda: None,
-        GroupBy.model: lambda: task.model,
-        GroupBy.user_group: lambda: task.user_group_id,
-    }
-    return groups[by]()
+def _task_group(task: _Task, by: GroupBy, when: datetime | None = None) -> str | None:
+    match by:
+        case GroupBy.day:
+            return _day(when or task.created_at)
+        case GroupBy.agent:
+            return task.agent_id
+        case GroupBy.model:
+            return task.model
+        case GroupBy.user_group:
+            return task.user_group_id
+        case GroupBy.tool:
+            return None
 
 
-def run_group(run: _Run, by: GroupBy, when: datetime | None = None) -> str | None:
+def _run_group(run: _Run, by: GroupBy, when: datetime | None = None) -> str | None:
     if by is GroupBy.day:
         return _day(when or run.created_at)
     return run.tool_id if by is GroupBy.tool else None
@@ -116,13 +119,13 @@ async def usage_report(
     tasks = await _tasks(session, project_id, (Task.created_at >= start, Task.created_at < end))
     runs = await _runs(session, project_id, (ToolRun.created_at >= start, ToolRun.created_at < end))
     for task in tasks.values():
-        sums = report.of(task_group(task, group_by))
+        sums = report.of(_task_group(task, group_by))
         sums.input_tokens += task.input_tokens
         sums.output_tokens += task.output_tokens
         sums.runs += 1
         sums.failures += task.failed
     for run in runs.values():
-        sums = report.of(run_group(run, group_by))
+        sums = report.of(_run_group(run, group_by))
         sums.runs += 1
         sums.failures += run.failed
     await _add_debits(session, report, project_id, start, end, tasks, runs)
@@ -181,10 +184,10 @@ def _debit_group(
 ) -> str | None:
     task = tasks.get(_task_of(key) or "")
     if task is not None:
-        return task_group(task, by, when)
+        return _task_group(task, by, when)
     run = runs.get(_run_of(key) or "")
     if run is not None:
-        return run_group(run, by, when)
+        return _run_group(run, by, when)
     return _day(when) if by is GroupBy.day else None
 
 
