@@ -13,12 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.worker import Worker
 
 from baton.db.tables import Task
 from tests.conftest import Tenant, auth
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import assert_error, create_token
-from tests.test_agent_tasks import make_tool
+from tests.helpers import assert_error, create_token, items_of
+from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
 from tests.test_credits import FAILING_TOOL, answer_once, metered_api, run_tool
 from tests.test_tools import wait_for_run
 
@@ -194,3 +195,23 @@ async def test_bad_parameters_are_a_422_naming_the_field(
         response = await api.get(tenant.url(path), params=params, headers=tenant.headers)
         body = assert_error(response, 422)
         assert [d["field"] for d in body["error"]["details"]] in ([field], [f"query.{field}"])
+
+
+async def test_tasks_are_grouped_by_the_user_group_they_ran_for(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker
+):
+    agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=0)
+    await api.post(
+        "/api/user", json={"name": "Acme", "provided_id": "acme"}, headers=tenant.headers
+    )
+    [group] = await items_of(api, "/api/v1/user-groups", tenant.headers)
+    for user_group in ("acme", "acme", None):
+        extra = {"user_group": user_group} if user_group else {}
+        task_id = await start(api, tenant, agent, "hello", **extra)
+        await wait_for(api, tenant, task_id, FINAL)
+    rows = (await usage(api, tenant, group_by="user_group"))["rows"]
+    assert [(r["group"], r["runs"], r["failures"]) for r in rows] == [
+        (group["id"], 2, 0),
+        (None, 1, 0),
+    ]
+    assert rows[0]["output_tokens"] == 2 * rows[1]["output_tokens"] > 0
