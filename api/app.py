@@ -17,6 +17,7 @@ from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
 from api.rate_limits import RateLimitHeaders
 from api.routes import (
     agents,
+    audit,
     credits,
     health,
     integration_kinds,
@@ -36,6 +37,7 @@ from api.routes import (
     tool_templates,
     tools,
     triggers,
+    usage,
     user_groups,
     workforce_tasks,
     workforces,
@@ -122,6 +124,8 @@ def create_app(
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)
     app.include_router(credits.router)
+    app.include_router(audit.router)
+    app.include_router(usage.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.

@@ -1,6 +1,7 @@
-"""`Annotated` dependencies the routes ask for: a session, the caller and the role it needs,
-Temporal, settings, the resources a path names (project, agent, tool, knowledge set,
-workforce), a page request, and the knowledge routes' embedders and row changes."""
+"""`Annotated` dependencies the routes ask for: a session, the caller, the role it needs and
+the actor the audit log names, Temporal, settings, the resources a path names (project,
+agent, tool, knowledge set, workforce), a page request, and the knowledge routes' embedders
+and row changes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.tables import Agent, KnowledgeSet, Project, Tool, Workforce
 from baton.domain.accounts import Principal, Role
+from baton.domain.audit import Actor
 from baton.domain.credits import PlanBook
 from baton.errors import PermissionDenied, Unauthenticated
 from baton.knowledge.embeddings import EmbedderFactory
@@ -90,6 +92,15 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_actor(request: Request, principal: PrincipalDep) -> Actor:
+    """The caller as the audit log names it, with the address the request came from (behind
+    a proxy, the proxy's: a forwarded header is whatever the client chose to send)."""
+    return Actor.of(principal, client=request.client.host if request.client else None)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
 def require_role(principal: Principal, role: Role) -> None:

@@ -356,17 +356,32 @@ def _credits_command(
     plan: str | None = None,
     grants: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Sets the plan and makes the grants, then returns the organisation's credits; an
-    unknown organisation or plan ends the command with its message."""
+    """Sets the plan and makes the grants, each audited as the operator's, then returns the
+    organisation's credits; an unknown organisation or plan ends the command with its
+    message."""
     import uuid
 
     from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
 
+    from baton.db.repositories import audit
     from baton.db.repositories import credits as credit_repo
     from baton.db.tables import Project
+    from baton.domain.audit import OPERATOR, AuditAction, Target
     from baton.domain.credits import Currency
     from baton.errors import BatonError
     from baton.services.credits import plan_book
+
+    async def record(session: AsyncSession, action: AuditAction, detail: dict[str, Any]) -> None:
+        await audit.record(
+            session=session,
+            org_id=org_id,
+            project_id=None,
+            actor=OPERATOR,
+            action=action,
+            target=Target("organization", str(org_id)),
+            detail=detail,
+        )
 
     async def run() -> dict[str, Any]:
         plans = plan_book(settings)
@@ -377,6 +392,7 @@ def _credits_command(
                     await credit_repo.set_plan(
                         session=session, plans=plans, org_id=org_id, plan=plan
                     )
+                    await record(session, AuditAction.plan_set, {"plan": plan})
                 for currency, amount in (grants or {}).items():
                     if amount:
                         await credit_repo.grant(
@@ -387,6 +403,8 @@ def _credits_command(
                             key=f"grant:{uuid.uuid4()}",
                             note="baton admin grant",
                         )
+                        detail = {"currency": currency, "amount": amount}
+                        await record(session, AuditAction.credits_granted, detail)
                 credits = await credit_repo.credits_of(session=session, plans=plans, org_id=org_id)
                 projects = await session.scalars(select(Project.id).where(Project.org_id == org_id))
                 project_ids = list(projects)

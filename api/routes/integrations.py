@@ -3,15 +3,19 @@ with the project's own key. The key is written, replaced and used, never read ba
 sent to an address it was not entered for: a base URL or MCP url passes the egress guard when
 it is saved (and again at every connection), and a new address or kind needs the key again.
 An MCP server over stdio is a process on the worker: refused unless the operator allows it
-(BATON_MCP_STDIO_ENABLED), and its command must exist when it is saved."""
+(BATON_MCP_STDIO_ENABLED), and its command must exist when it is saved. Creating, changing
+and deleting one is audited by name and kind, and for a change the fields it changed (never
+their values, never the key: only whether one was given)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from fastapi import APIRouter, Depends, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
+    ActorDep,
     Admin,
     Editor,
     PageDep,
@@ -29,7 +33,10 @@ from api.schemas.integrations import (
     IntegrationUpdate,
 )
 from api.schemas.paging import Page
+from baton.db.repositories import audit
 from baton.db.repositories import integrations as integration_repo
+from baton.db.tables import Integration
+from baton.domain.audit import Actor, AuditAction, Detail, Target
 from baton.domain.integrations import (
     KINDS,
     IntegrationSpec,
@@ -68,6 +75,7 @@ async def create_integration(
     project: ProjectDep,
     session: SessionDep,
     _: Admin,
+    actor: ActorDep,
 ) -> IntegrationPublic:
     """A base URL or MCP url that resolves to a loopback, private or link-local address is a
     422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
@@ -82,6 +90,8 @@ async def create_integration(
         spec=spec,
         key=pack_secrets(spec.kind, given),
     )
+    detail: Detail = {"secrets_given": ",".join(sorted(given))}
+    await _audit(session, actor, AuditAction.integration_created, row, project.org_id, detail)
     return IntegrationPublic.of(row)
 
 
@@ -103,6 +113,7 @@ async def update_integration(
     project: ProjectDep,
     session: SessionDep,
     _: Admin,
+    actor: ActorDep,
 ) -> IntegrationPublic:
     """A new name is refused while agents or tools use the old one. A new base URL or kind
     with a stored key needs that key in the same request: whoever may edit an integration
@@ -136,6 +147,9 @@ async def update_integration(
         spec=spec,
         key=pack_secrets(spec.kind, given),
     )
+    changed = sorted(name for name in changes if getattr(spec, name) != getattr(current, name))
+    detail: Detail = {"changed": ",".join(changed), "secrets_given": ",".join(sorted(given))}
+    await _audit(session, actor, AuditAction.integration_updated, row, project.org_id, detail)
     return IntegrationPublic.of(row)
 
 
@@ -163,12 +177,34 @@ async def test_integration(
 
 
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_integration(ref: str, project: ProjectDep, session: SessionDep, _: Admin) -> None:
+async def delete_integration(
+    ref: str, project: ProjectDep, session: SessionDep, _: Admin, actor: ActorDep
+) -> None:
     """Refused (409) while an agent or a tool names the integration: their next task or run
     would fail. One used only by default can go; models then use the server's key."""
     row = await integration_repo.get_integration(session=session, project_id=project.id, ref=ref)
     await _refuse_if_used(session, project.id, row.name, "deleted")
+    await _audit(session, actor, AuditAction.integration_deleted, row, project.org_id, {})
     await integration_repo.delete_integration(session=session, row=row)
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: Actor,
+    action: AuditAction,
+    row: Integration,
+    org_id: int,
+    detail: Detail,
+) -> None:
+    await audit.record(
+        session=session,
+        org_id=org_id,
+        project_id=row.project_id,
+        actor=actor,
+        action=action,
+        target=Target("integration", row.id),
+        detail={"name": row.name, "kind": row.kind, **detail},
+    )
 
 
 async def _check_usable(

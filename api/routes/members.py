@@ -1,10 +1,12 @@
-"""Members of the organisation and of each project."""
+"""Members of the organisation and of each project; adding and removing one is audited."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
+    ActorDep,
     Admin,
     OrgAdmin,
     OrgViewer,
@@ -17,9 +19,10 @@ from api.deps import (
 )
 from api.schemas.accounts import MemberCreate, MemberPublic
 from api.schemas.paging import Page
-from baton.db.repositories import accounts, plan_limits
+from baton.db.repositories import accounts, audit, plan_limits
 from baton.db.tables import Membership, User
 from baton.domain.accounts import Role
+from baton.domain.audit import Actor, AuditAction, Target
 
 router = APIRouter(prefix="/api/v1", tags=["members"])
 
@@ -49,7 +52,7 @@ async def list_org_members(
 
 @router.post("/members", status_code=status.HTTP_201_CREATED)
 async def add_org_member(
-    body: MemberCreate, session: SessionDep, plans: PlansDep, principal: OrgAdmin
+    body: MemberCreate, session: SessionDep, plans: PlansDep, principal: OrgAdmin, actor: ActorDep
 ) -> MemberPublic:
     """Refused with 402 plan_limit_reached when it would be a person more than the plan's
     `max_members`."""
@@ -65,18 +68,22 @@ async def add_org_member(
         name=body.name,
         role=body.role,
     )
+    await _audit(session, actor, AuditAction.member_added, membership)
     return _public((membership, user))
 
 
 @router.delete("/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_org_member(membership_id: str, session: SessionDep, principal: OrgAdmin) -> None:
-    await accounts.remove_member(
+async def remove_org_member(
+    membership_id: str, session: SessionDep, principal: OrgAdmin, actor: ActorDep
+) -> None:
+    membership = await accounts.remove_member(
         session=session,
         org_id=principal.org_id,
         project_id=None,
         membership_id=membership_id,
         by=principal,
     )
+    await _audit(session, actor, AuditAction.member_removed, membership)
 
 
 @router.get("/projects/{project_id}/members")
@@ -96,6 +103,7 @@ async def add_project_member(
     session: SessionDep,
     plans: PlansDep,
     principal: Admin,
+    actor: ActorDep,
 ) -> MemberPublic:
     """Refused with 402 plan_limit_reached as for the organisation's members."""
     require_grantable(principal, body.role)
@@ -110,6 +118,7 @@ async def add_project_member(
         name=body.name,
         role=body.role,
     )
+    await _audit(session, actor, AuditAction.member_added, membership)
     return _public((membership, user))
 
 
@@ -117,12 +126,31 @@ async def add_project_member(
     "/projects/{project_id}/members/{membership_id}", status_code=status.HTTP_204_NO_CONTENT
 )
 async def remove_project_member(
-    membership_id: str, project: ProjectDep, session: SessionDep, principal: Admin
+    membership_id: str,
+    project: ProjectDep,
+    session: SessionDep,
+    principal: Admin,
+    actor: ActorDep,
 ) -> None:
-    await accounts.remove_member(
+    membership = await accounts.remove_member(
         session=session,
         org_id=project.org_id,
         project_id=project.id,
         membership_id=membership_id,
         by=principal,
+    )
+    await _audit(session, actor, AuditAction.member_removed, membership)
+
+
+async def _audit(
+    session: AsyncSession, actor: Actor, action: AuditAction, membership: Membership
+) -> None:
+    await audit.record(
+        session=session,
+        org_id=membership.org_id,
+        project_id=membership.project_id,
+        actor=actor,
+        action=action,
+        target=Target("membership", membership.id),
+        detail={"user_id": membership.user_id, "role": membership.role},
     )

@@ -101,6 +101,28 @@ class RateWindow(Base):
     requests: Mapped[int] = mapped_column(Integer)
 
 
+class AuditEntry(Base):
+    """The audit log, append-only: one row per administrative act, written in the act's own
+    transaction (baton/db/repositories/audit.py), never updated or deleted by Baton. No
+    foreign key to the project or the actor: the log outlives what it names."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_org_created", "org_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    project_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(200))
+    # The client's address as the API saw it (IPv6 text is at most 45 characters).
+    client: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Project(Base):
     __tablename__ = "projects"
 

@@ -148,7 +148,8 @@ async def remove_member(
     project_id: str | None,
     membership_id: str,
     by: Principal,
-) -> None:
+) -> Membership:
+    """The membership removed."""
     membership = await session.get(Membership, membership_id)
     if membership is None or membership.org_id != org_id or membership.project_id != project_id:
         raise NotFound(f"membership {membership_id} not found")
@@ -170,6 +171,7 @@ async def remove_member(
                     "owner first"
                 )
     await session.delete(membership)
+    return membership
 
 
 def _require_owner(principal: Principal, what: str) -> None:
@@ -218,7 +220,8 @@ async def list_api_tokens(
 
 async def revoke_api_token(
     *, session: AsyncSession, principal: Principal, token_id: str
-) -> ApiToken:
+) -> tuple[ApiToken, bool]:
+    """The token, and whether this call revoked it (False: it already was)."""
     row = await session.get(ApiToken, token_id)
     if (
         row is None
@@ -227,7 +230,7 @@ async def revoke_api_token(
     ):
         raise NotFound(f"token {token_id} not found")
     if row.revoked_at is not None:
-        return row
+        return row, False
     if row.role == Role.owner.value:
         _require_owner(principal, "revoke an owner's token")
         if row.project_id is None and await _active_owner_tokens(session, row.org_id) == 1:
@@ -236,7 +239,7 @@ async def revoke_api_token(
                 "before revoking it, or nobody could administer the organisation"
             )
     row.revoked_at = utcnow()
-    return row
+    return row, True
 
 
 async def _active_owner_tokens(session: AsyncSession, org_id: int) -> int:
@@ -404,8 +407,10 @@ async def list_user_groups(
     return await fetch_page(session=session, query=query, order=order, page=page)
 
 
-async def delete_user_group(*, session: AsyncSession, org_id: int, user_group_id: str) -> None:
+async def delete_user_group(*, session: AsyncSession, org_id: int, user_group_id: str) -> UserGroup:
+    """The group deleted."""
     group = await session.get(UserGroup, user_group_id)
     if group is None or group.org_id != org_id:
         raise NotFound(f"user group {user_group_id} not found")
     await session.delete(group)
+    return group
