@@ -105,6 +105,12 @@ class LlmActivities:
             await writer.flush()
         if call.seq is not None:
             await self._answer(self._sessions, call, call.seq, response, billed=billed)
+            if billed and self._plans is not None:
+                price = self._plans.prices.get(call.request.model)
+                if price is not None:  # what the call costs, which its task counts
+                    usage = response.usage
+                    micros = price.cost_micros(usage.input_tokens, usage.output_tokens)
+                    response = response.model_copy(update={"vendor_micros": micros})
         return response
 
     async def _prepare(

@@ -554,3 +554,37 @@ async def test_a_task_with_nothing_to_pay_for_runs_on_an_empty_balance(
     task_id = await start(api, tenant, agent, "hello")
     task = await wait_for(api, tenant, task_id, FINAL | {"out-of-credits", "idle"})
     assert task["status"] in {"completed", "idle"}, task["error"]
+
+
+async def test_a_task_past_its_vendor_credit_budget_asks_before_its_next_model_call(
+    metered_api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI
+):
+    openai_server.reply_text("Hello", prompt_tokens=1000, completion_tokens=500)
+    made = await metered_api.post(
+        tenant.url("/agents"),
+        json={
+            "name": "Budgeted",
+            "model": "openai:gpt-4o-mini",
+            "idle_timeout_seconds": 60,
+            "max_credits_per_task": 0.0004,
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    task_id = await start(metered_api, tenant, made.json()["id"], "hi")
+    await wait_for(metered_api, tenant, task_id, {"idle"} | FINAL)
+    sent = await metered_api.post(
+        tenant.url(f"/tasks/{task_id}/messages"), json={"message": "more"}, headers=tenant.headers
+    )
+    assert sent.status_code == 202, sent.text
+
+    waiting = await wait_for(metered_api, tenant, task_id, {"waiting-approval"} | FINAL)
+    assert waiting["status"] == "waiting-approval", waiting["error"]
+    [pending] = waiting["pending_approvals"]
+    # The first call cost 0.00045 (1,000 input and 500 output tokens of gpt-4o-mini).
+    assert pending["arguments"] == {"vendor_credits_spent": 0.00045, "max_credits": 0.0004}
+    assert len(openai_server.requests) == 1
+    cancelled = await metered_api.post(
+        tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers
+    )
+    assert cancelled.status_code == 202

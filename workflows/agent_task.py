@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from baton.domain.models import SCRIPTED_LABEL
     from baton.domain.tasks import (
+        BUDGET_APPROVAL,
         AgentTaskInput,
         AgentTaskResult,
         BeginTask,
@@ -65,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         PendingApproval,
         TaskMessageAppend,
         TaskRecord,
+        TaskSpend,
         TaskState,
         TaskStatus,
         TaskStatusUpdate,
@@ -174,6 +176,7 @@ class AgentTaskWorkflow:
         self._agent: AgentSpec = agent
         self._tools: dict[str, ToolSpec] = tools
         self._auto_runs: dict[str, int] = dict(task.auto_runs)
+        self._spend = task.spend or TaskSpend()
         self._by_name = callable_tools(task, agent, tools)
         self._context = TaskContext(
             task_id=self._task_id,
@@ -182,6 +185,7 @@ class AgentTaskWorkflow:
             snippets=self._snippets,
             params=self._params,
             write_events=self._events,
+            spend=self._spend,
         )
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
@@ -327,6 +331,8 @@ class AgentTaskWorkflow:
         tool_calls_in_a_row = 0
         for _ in range(self._agent.max_iterations):
             self._check_budget()
+            if self._flat:
+                await self._keep_to_spending_budget()
             self._iterations += 1
             response = await self._call_model()
             if self._flat:
@@ -466,6 +472,7 @@ class AgentTaskWorkflow:
                 raise TaskStopped(
                     TaskStatus.failed, f"the model call failed: {_cause(exc)}"
                 ) from exc
+            self._spend.vendor_micros += response.vendor_micros
             if self._status is TaskStatus.out_of_credits and status is not None:
                 self._status = status  # the call wrote it: the task runs again
                 self._list(status)
@@ -557,9 +564,15 @@ class AgentTaskWorkflow:
         return cap is not None and self._auto_runs.get(agent_tool.tool_id, 0) >= cap
 
     async def _await_decision(
-        self, call: ToolCall, arguments: dict[str, Any], requested: EventDraft
+        self,
+        call: ToolCall,
+        arguments: dict[str, Any],
+        requested: EventDraft,
+        question: str | None = None,
     ) -> Decision:
-        pending = PendingApproval(call_id=call.id, tool=call.name, arguments=arguments)
+        pending = PendingApproval(
+            call_id=call.id, tool=call.name, arguments=arguments, question=question
+        )
         self._pending[call.id] = pending
         asked = EventDraft(
             type=EventType.tool_approval_requested,
@@ -598,6 +611,31 @@ class AgentTaskWorkflow:
         if not self._pending:
             await self._set_status(TaskStatus.running)
         return decision
+
+    async def _keep_to_spending_budget(self) -> None:
+        """Before a model call: a task that has spent its agent's `max_credits_per_task` or
+        `max_actions_per_task` asks a person whether to go on (a pending approval like a
+        tool call's). Approved, it may spend as much again; rejected, it ends."""
+        reached = self._spend.over_budget(self._agent)
+        if reached is None:
+            return
+        number = self._spend.budget_raises + 1
+        call = ToolCall(id=f"budget-{number}", name=BUDGET_APPROVAL, arguments=reached)
+        requested = EventDraft(
+            type=EventType.tool_call_requested,
+            data={"call_id": call.id, "tool": call.name, "arguments": reached},
+            key=f"call:{call.id}",
+        )
+        decision = await self._await_decision(
+            call, reached, requested, question="budget reached: go on?"
+        )
+        if not decision.approve:
+            raise TaskStopped(
+                TaskStatus.failed,
+                f"the task reached its budget ({_describe_spend(reached)}) and was not let go "
+                f"on: {decision.reason or 'no reason given'}",
+            )
+        self._spend.budget_raises += 1
 
     # Bookkeeping
 
@@ -649,6 +687,7 @@ class AgentTaskWorkflow:
                 single_turn=self._input.single_turn,
                 delegation_depth=self._input.delegation_depth,
                 mcp_tools=self._input.mcp_tools,
+                spend=self._spend,
             )
         )
 
@@ -795,6 +834,17 @@ def _system_prompt(
         raise TaskStopped(
             TaskStatus.failed, f"the system prompt could not be rendered: {exc}"
         ) from exc
+
+
+def _describe_spend(reached: dict[str, Any]) -> str:
+    said = []
+    if "max_credits" in reached:
+        said.append(
+            f"{reached['vendor_credits_spent']:g} of {reached['max_credits']:g} vendor credits"
+        )
+    if "max_actions" in reached:
+        said.append(f"{reached['actions_spent']} of {reached['max_actions']} actions")
+    return " and ".join(said)
 
 
 def _describe(pending: PendingApproval) -> str:

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         McpToolCall,
         McpToolOffer,
         McpToolOutcome,
+        TaskSpend,
         TaskStatus,
         task_workflow_id,
     )
@@ -83,6 +84,8 @@ class TaskContext:
     write_events: EventWriter
     # The delegations the task made, which its result carries to the workforce task.
     delegations: list[Delegation] = field(default_factory=list)
+    # What the task spent: each project tool run it starts is an action.
+    spend: TaskSpend = field(default_factory=TaskSpend)
     # Held by a `task: same` delegation: one continues the conversation at a time.
     conversation: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -188,6 +191,8 @@ async def run_tool(
         KEEP_AGENT_TOOL_RUNS
     )
     project_id = context.input.project_id
+    if persist:
+        context.spend.actions += 1  # its record charges the run an action
     await context.write_events(
         *leading,
         EventDraft(

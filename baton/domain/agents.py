@@ -68,6 +68,18 @@ class AgentSpec(BaseModel):
         default=20, ge=1, le=500, description="Tool calls in a row before it must ask the user"
     )
     time_budget_seconds: float = Field(default=3600, gt=0, le=30 * 24 * 3600)
+    max_credits_per_task: float | None = Field(
+        default=None,
+        gt=0,
+        description="Vendor credits a task may spend before a person must approve going on "
+        "(each approval allows as much again)",
+    )
+    max_actions_per_task: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tool runs (actions) a task may make before a person must approve going "
+        "on (each approval allows as many again)",
+    )
     idle_timeout_seconds: float = Field(
         default=0,
         ge=0,

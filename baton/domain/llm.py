@@ -79,6 +79,8 @@ class LlmResponse(BaseModel):
     usage: TokenUsage = TokenUsage()
     finish_reason: str | None = None
     """As the provider reported it (`stop`, `tool_calls`, `end_turn`, `max_tokens`, ...)."""
+    vendor_micros: int = 0
+    """What a task's call was charged in vendor credits (micro-units; 0: not charged)."""
 
 
 LLM_RETRYING_SIGNAL = "llm_retrying"

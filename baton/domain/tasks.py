@@ -100,6 +100,35 @@ class McpToolOutcome(BaseModel):
     error: str | None = None
 
 
+# The pending approval a task asks for when it has spent its agent's budget.
+BUDGET_APPROVAL = "budget"
+
+
+class TaskSpend(BaseModel):
+    """What a task has spent, as its workflow counts it (carried across continue-as-new),
+    and how many times a person let it go past its budget."""
+
+    vendor_micros: int = 0
+    actions: int = 0
+    budget_raises: int = 0
+
+    def over_budget(self, agent: AgentSpec) -> dict[str, Any] | None:
+        """What the task spent against its budget (each approval allows as much again), when
+        it has reached it; None while it may go on."""
+        allowed = self.budget_raises + 1
+        reached: dict[str, Any] = {}
+        if agent.max_credits_per_task is not None:
+            budget = agent.max_credits_per_task * allowed
+            spent = self.vendor_micros / 1_000_000
+            if spent >= budget:
+                reached.update(vendor_credits_spent=spent, max_credits=budget)
+        if agent.max_actions_per_task is not None:
+            budget_actions = agent.max_actions_per_task * allowed
+            if self.actions >= budget_actions:
+                reached.update(actions_spent=self.actions, max_actions=budget_actions)
+        return reached or None
+
+
 class AgentTaskInput(BaseModel):
     """How a task starts. An empty `task_id` (a scheduled start) makes the workflow create
     its own task; an absent `agent` is loaded at start. Fields are only ever added, with
@@ -142,6 +171,8 @@ class AgentTaskInput(BaseModel):
     workforce_id: str | None = None
     # The MCP tools the agent is offered, listed when the task began (None: not yet).
     mcp_tools: list[McpToolOffer] | None = None
+    # Carried over by continue-as-new: what the task has spent against its agent's budget.
+    spend: TaskSpend | None = None
     # A `task: same` delegation: the task whose conversation this one continues (its
     # messages so far come before `message`, as the task's first message).
     conversation_of: str | None = None
@@ -261,6 +292,8 @@ class PendingApproval(BaseModel):
     call_id: str
     tool: str
     arguments: dict[str, Any]
+    # What a person is asked, when it is not a tool call ("budget reached: go on?").
+    question: str | None = None
 
 
 class TaskState(BaseModel):
