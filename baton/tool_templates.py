@@ -228,6 +228,33 @@ _TEMPLATES: list[dict[str, Any]] = [
         },
     },
     {
+        "id": "current-time-from-mcp",
+        "title": "The current time, from an MCP server",
+        "description": "Asks the `get_current_time` tool of the project's MCP integration "
+        "named `time` (for example the reference server `mcp-server-time`, or any server "
+        "with that tool) for the time in a timezone; add the integration first.",
+        "spec": {
+            "name": "Current time",
+            "params": [
+                {
+                    "name": "timezone",
+                    "type": "text",
+                    "description": "An IANA timezone such as Europe/Paris",
+                }
+            ],
+            "steps": [
+                {
+                    "name": "now",
+                    "type": "mcp",
+                    "integration": "time",
+                    "tool": "get_current_time",
+                    "arguments": {"timezone": "{{ params.timezone }}"},
+                }
+            ],
+            "output": "{{ steps.now.output }}",
+        },
+    },
+    {
         "id": "compute-python",
         "title": "Compute with Python",
         "description": "Computes statistics of a list of numbers in Python; "

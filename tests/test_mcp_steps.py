@@ -270,3 +270,22 @@ async def test_an_mcp_integration_a_tool_uses_cannot_be_deleted(
     refused = await api.delete(tenant.url("/integrations/time"), headers=tenant.headers)
     body = assert_error(refused, 409, "conflict")
     assert body["error"]["details"]["used_by"] == ["tool 'Clock'"]
+
+
+async def test_the_mcp_tool_template_clones_and_asks_the_projects_time_server(
+    api: httpx.AsyncClient, tenant: Tenant, worker: Worker, mcp: FakeMcp
+):
+    await http_server(api, tenant, mcp)
+    cloned = await api.post(
+        tenant.url("/tool-templates/current-time-from-mcp/clone"), headers=tenant.headers
+    )
+    assert cloned.status_code == 201, cloned.text
+    started = await api.post(
+        tenant.url(f"/tools/{cloned.json()['id']}/runs"),
+        json={"params": {"timezone": "Asia/Tokyo"}, "wait": True},
+        headers=tenant.headers,
+    )
+    assert started.status_code == 201, started.text
+    body = started.json()
+    assert body["status"] == "succeeded", body["error"]
+    assert body["output"] == {"timezone": "Asia/Tokyo", "datetime": FIXED_TIME, "is_dst": False}
