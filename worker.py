@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
@@ -89,6 +90,7 @@ def create_worker(
     steps = StepActivities(session_factory, settings, provider_configs)
     tool_runs = ToolRunActivities(session_factory)
     mcp = McpActivities(session_factory, settings)
+    email = EmailActivities(session_factory, settings)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
@@ -117,6 +119,7 @@ def create_worker(
             mcp.step,
             mcp.list_tools,
             mcp.call,
+            email.send,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

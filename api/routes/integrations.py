@@ -63,8 +63,9 @@ async def create_integration(
     session: SessionDep,
     _: Admin,
 ) -> IntegrationPublic:
-    """A base URL or MCP url that resolves to a loopback, private or link-local address is a
-    422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
+    """A base URL, MCP url or SMTP host that resolves to a loopback, private or link-local
+    address is a 422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS,
+    BATON_HTTP_ALLOW_NETWORKS)."""
     spec = IntegrationSpec.model_validate(body.model_dump(exclude={"api_key"}))
     await _check_usable(spec, settings, key_given=body.api_key is not None)
     row = await integration_repo.create_integration(
@@ -105,7 +106,7 @@ async def update_integration(
     spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
     moved = [
         name
-        for name in ("base_url", "url", "kind")
+        for name in ("base_url", "url", "host", "port", "kind")
         if getattr(spec, name) != getattr(current, name)
     ]
     if moved and spec.takes_key and row.key_ciphertext is not None and body.api_key is None:
@@ -173,6 +174,15 @@ async def _check_usable(spec: IntegrationSpec, settings: Settings, *, key_given:
         except http.BlockedDestination as exc:
             raise http.BlockedDestination(
                 f"{field}: {exc.message}", details=[{"field": field, "message": exc.message}]
+            ) from exc
+    destination = spec.smtp_destination()
+    if destination is not None:
+        host, port = destination
+        try:
+            await http.check_host(host, port, policy=http.EgressPolicy.from_settings(settings))
+        except http.BlockedDestination as exc:
+            raise http.BlockedDestination(
+                f"host: {exc.message}", details=[{"field": "host", "message": exc.message}]
             ) from exc
     if spec.transport is McpTransport.stdio:
         if not settings.mcp_stdio_enabled:

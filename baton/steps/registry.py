@@ -31,6 +31,7 @@ from baton import activity_names
 from baton.domain.tools import (
     CodeStep,
     DelayStep,
+    EmailSendStep,
     HttpStep,
     KnowledgeDeleteStep,
     KnowledgeInsertStep,
@@ -167,6 +168,12 @@ _KINDS: tuple[StepKind[Any], ...] = (
         McpStep,
         summary=lambda step: f"mcp {step.integration}.{step.tool}",
         activity=activity_names.STEP_MCP,
+        heartbeat=_HEARTBEAT,
+    ),
+    StepKind(
+        EmailSendStep,
+        summary=lambda step: f"email_send {step.integration} to {len(step.to)}",
+        activity=activity_names.STEP_EMAIL_SEND,
         heartbeat=_HEARTBEAT,
     ),
     StepKind(ToolCallStep),
