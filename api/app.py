@@ -17,6 +17,7 @@ from api.mcp_server import MCP_PATH, McpEndpoint, McpServer
 from api.routes import (
     agents,
     credits,
+    email_inboxes,
     health,
     integration_kinds,
     integrations,
@@ -102,7 +103,15 @@ def create_app(
         max_upload_bytes=settings.max_upload_bytes,
     )
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
-    for module in (*routers, task_events, tool_templates, secrets, snippets, triggers):
+    for module in (
+        *routers,
+        task_events,
+        tool_templates,
+        secrets,
+        snippets,
+        triggers,
+        email_inboxes,
+    ):
         app.include_router(module.router)
     app.include_router(integrations.router)
     app.include_router(integration_kinds.router)

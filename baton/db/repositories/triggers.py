@@ -10,11 +10,11 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
-from baton.db.tables import AgentSchedule, AgentWebhook, new_id, utcnow
+from baton.db.tables import AgentSchedule, AgentWebhook, EmailInbox, new_id, utcnow
 from baton.errors import NotFound
 from baton.security import hash_token
 
-Trigger = AgentWebhook | AgentSchedule
+Trigger = AgentWebhook | AgentSchedule | EmailInbox
 
 
 @dataclass(frozen=True)
