@@ -13,18 +13,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.worker import Worker
 
-from api.routes.email_inboxes import MAX_EMAIL_BYTES
 from baton.db.tables import InboundEmail
 from baton.domain.models import SCRIPTED_LABEL
+from baton.settings import Settings
 from tests.conftest import Tenant
 from tests.helpers import assert_error
 from tests.test_first_task import create_agent, wait_for_task
 
 RFC822 = {"Content-Type": "message/rfc822"}
+MAX_BODY_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A smaller body limit than the default, so the test of a message over it sends less."""
+    return settings.model_copy(update={"max_body_bytes": MAX_BODY_BYTES})
 
 
 async def create_inbox(
@@ -211,7 +219,7 @@ async def test_bad_bodies_are_4xx_json_errors_naming_what_is_wrong(
     assert "no From header" in assert_error(no_from, 422, "invalid_input")["error"]["message"]
     not_mail = await deliver(api, inbox, b"just some words, no headers")
     assert "not an RFC 822 message" in assert_error(not_mail, 422)["error"]["message"]
-    huge = mail(message_id="<huge@x>", text="x" * (MAX_EMAIL_BYTES + 10))
+    huge = mail(message_id="<huge@x>", text="x" * (MAX_BODY_BYTES + 10))
     assert_error(await deliver(api, inbox, huge), 413, "payload_too_large")
     listed = await api.get(tenant.url(f"/tasks?agent_id={agent['id']}"), headers=tenant.headers)
     assert listed.json()["items"] == []

@@ -13,6 +13,7 @@ database's unique key on (inbox, Message-ID) lets one delivery through and the o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -22,7 +23,6 @@ from temporalio.client import Client
 from api.deps import Editor, PageDep, SessionDep, SettingsDep, TemporalDep, Viewer, get_project
 from api.routes.tasks import post_follow_up
 from api.routes.triggers import (
-    PayloadTooLarge,
     TargetOf,
     agent_target,
     start_trigger_task,
@@ -44,7 +44,6 @@ from baton.errors import InvalidInput
 from baton.security import new_token
 
 EMAIL_TOKEN_PREFIX = "btml_"
-MAX_EMAIL_BYTES = 10 * 1024 * 1024
 RFC822 = "message/rfc822"
 
 
@@ -111,10 +110,10 @@ async def receive_email(
     temporal_client: TemporalDep,
     settings: SettingsDep,
 ) -> EmailAccepted:
-    """One raw message (up to 10 MB). 202 when it started a task or joined one, 200 when its
-    Message-ID was taken before."""
+    """One raw message, up to the server's body limit (BATON_MAX_BODY_BYTES). 202 when it
+    started a task or joined one, 200 when its Message-ID was taken before."""
     inbox = await inbox_repo.find_inbox(session=session, token=token)
-    mail = _parsed(await _read_message(request))
+    mail = await _parsed(await _read_message(request))
     if mail.message_id is not None:
         seen = await inbox_repo.task_of_message(
             session=session, inbox_id=inbox.id, message_id=mail.message_id
@@ -191,32 +190,22 @@ def _accepted(task: Task, outcome: str) -> EmailAccepted:
 
 
 async def _read_message(request: Request) -> bytes:
+    """The raw message; its size is capped by the server's body limit (BodySizeLimit, 413)."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != RFC822:
         raise UnsupportedMediaType(
             f"the body must be a raw email, Content-Type: {RFC822} (not {media_type or 'none'})",
             details=[{"field": "content-type", "message": f"expected {RFC822}"}],
         )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_EMAIL_BYTES:
-        raise _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_EMAIL_BYTES:
-            raise _too_large()
-    return bytes(body)
+    return await request.body()
 
 
-def _parsed(raw: bytes) -> InboundMail:
+async def _parsed(raw: bytes) -> InboundMail:
+    """Parsed in a thread: a large message must not hold the event loop."""
     try:
-        return parse_message(raw)
+        return await asyncio.to_thread(parse_message, raw)
     except NotAnEmail as exc:
         raise InvalidInput(str(exc), details=[{"field": "body", "message": str(exc)}]) from exc
-
-
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(f"the message is larger than {MAX_EMAIL_BYTES} bytes")
 
 
 router = APIRouter()

@@ -82,7 +82,7 @@ async def send(server: SmtpServer, mail: Mail, *, timeout: float = DEFAULT_TIMEO
         except aiosmtplib.SMTPResponseException as exc:
             raise SmtpFailure(
                 f"{server.where} refused the message: {exc.code} {exc.message}",
-                retryable=exc.code >= 400 and exc.code < 500,
+                retryable=400 <= exc.code < 500,
             ) from None
     return SentMail(
         message_id=str(message["Message-ID"]),
