@@ -236,15 +236,21 @@ async def test_a_private_host_is_refused_unless_the_operator_allows_its_port(
         assert field in assert_error(response, 422)["error"]["message"]
 
 
-async def test_moving_an_integration_to_another_host_needs_its_password_again(
+async def test_moving_an_integration_to_another_host_or_off_starttls_needs_its_password_again(
     api: httpx.AsyncClient, tenant: Tenant, login_smtp: FakeSmtp, open_smtp: FakeSmtp
 ):
-    body = smtp_body(login_smtp.port, username="bot", api_key=PASSWORD)
+    body = smtp_body(login_smtp.port, username="bot", starttls=True, api_key=PASSWORD)
     await integrate(api, tenant, "moving", body)
-    moved = await api.patch(
-        tenant.url("/integrations/moving"), json={"port": open_smtp.port}, headers=tenant.headers
+    for change in ({"port": open_smtp.port}, {"host": "localhost"}, {"starttls": False}):
+        moved = await api.patch(
+            tenant.url("/integrations/moving"), json=change, headers=tenant.headers
+        )
+        assert "api_key" in assert_error(moved, 422)["error"]["message"]
+    renamed = await api.patch(
+        tenant.url("/integrations/moving"), json={"username": "robot"}, headers=tenant.headers
     )
-    assert "api_key" in assert_error(moved, 422)["error"]["message"]
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["has_key"] is True
 
 
 # The step

@@ -106,7 +106,8 @@ async def update_integration(
     spec = IntegrationSpec.model_validate({**current.model_dump(), **changes})
     moved = [
         name
-        for name in ("base_url", "url", "host", "port", "kind")
+        # starttls too: turning it off would send the stored password in clear.
+        for name in ("base_url", "url", "host", "port", "starttls", "kind")
         if getattr(spec, name) != getattr(current, name)
     ]
     if moved and spec.takes_key and row.key_ciphertext is not None and body.api_key is None:
