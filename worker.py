@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
@@ -93,6 +94,7 @@ def create_worker(
     tool_runs = ToolRunActivities(session_factory)
     mcp = McpActivities(session_factory, settings)
     slack = SlackActivities(session_factory, settings)
+    email = EmailActivities(session_factory, settings)
     enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
@@ -124,6 +126,7 @@ def create_worker(
             slack.post_step,
             slack.await_answer,
             slack.post_answer,
+            email.send,
             knowledge_steps.search,
             knowledge_steps.insert,
             knowledge_steps.update,

@@ -19,6 +19,7 @@ from api.routes import (
     agents,
     audit,
     credits,
+    email_inboxes,
     health,
     integration_kinds,
     integrations,
@@ -116,6 +117,7 @@ def create_app(
         snippets,
         triggers,
         slack_triggers,
+        email_inboxes,
     ):
         app.include_router(module.router)
     app.include_router(integrations.router)

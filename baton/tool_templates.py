@@ -327,6 +327,30 @@ _TEMPLATES: list[dict[str, Any]] = [
         },
     },
     {
+        "id": "send-email",
+        "title": "Send an email",
+        "description": "Sends a plain-text email through the project's SMTP integration, "
+        "which must be named `smtp` (POST .../integrations with kind smtp).",
+        "spec": {
+            "name": "Send email",
+            "params": [
+                {"name": "to", "type": "text", "description": "The recipient's address"},
+                {"name": "subject", "type": "text"},
+                {"name": "body", "type": "long_text"},
+            ],
+            "steps": [
+                {
+                    "name": "send",
+                    "type": "email_send",
+                    "integration": "smtp",
+                    "to": ["{{ params.to }}"],
+                    "subject": "{{ params.subject }}",
+                    "text": "{{ params.body }}",
+                }
+            ],
+        },
+    },
+    {
         "id": "word-count",
         "title": "Count words",
         "description": "Counts words and the most frequent ones, without a model.",

@@ -77,8 +77,9 @@ async def create_integration(
     _: Admin,
     actor: ActorDep,
 ) -> IntegrationPublic:
-    """A base URL or MCP url that resolves to a loopback, private or link-local address is a
-    422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS, BATON_HTTP_ALLOW_NETWORKS)."""
+    """A base URL, MCP url or SMTP host that resolves to a loopback, private or link-local
+    address is a 422 unless the operator allows it (BATON_HTTP_ALLOW_HOSTS,
+    BATON_HTTP_ALLOW_NETWORKS)."""
     spec = IntegrationSpec.model_validate(body.model_dump(exclude=set(SECRET_FIELDS)))
     given = body.secrets_given()
     await _check_usable(spec, settings, secrets_given=given)
@@ -125,7 +126,8 @@ async def update_integration(
     given = body.secrets_given()
     moved = [
         name
-        for name in ("base_url", "url", "kind")
+        # starttls too: turning it off would send the stored password in clear.
+        for name in ("base_url", "url", "host", "port", "starttls", "kind")
         if getattr(spec, name) != getattr(current, name)
     ]
     if moved and spec.takes_key and row.key_ciphertext is not None and not given:
@@ -230,6 +232,15 @@ async def _check_usable(
         except http.BlockedDestination as exc:
             raise http.BlockedDestination(
                 f"{field}: {exc.message}", details=[{"field": field, "message": exc.message}]
+            ) from exc
+    destination = spec.smtp_destination()
+    if destination is not None:
+        host, port = destination
+        try:
+            await http.check_host(host, port, policy=http.EgressPolicy.from_settings(settings))
+        except http.BlockedDestination as exc:
+            raise http.BlockedDestination(
+                f"host: {exc.message}", details=[{"field": "host", "message": exc.message}]
             ) from exc
     if spec.transport is McpTransport.stdio:
         if not settings.mcp_stdio_enabled:

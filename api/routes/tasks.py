@@ -165,13 +165,19 @@ async def send_message(
     task's workflow accepts it (an update, not a signal), so a 202 means it will be answered;
     a task that is ending refuses it with a 409."""
     task = await _open_task(session, principal, project.id, task_id)
+    await post_follow_up(temporal_client, task, body.message)
+    return {"status": "queued"}
+
+
+async def post_follow_up(temporal_client: Client, task: Task, content: str) -> None:
+    """Hands a follow-up to the task's workflow, which accepts it once it will answer it: 409
+    when the task is ending, 503 when its worker does not take it in time (an email reply
+    to a task comes here too)."""
     handle = temporal_client.get_workflow_handle(task.workflow_id)
     try:
         async with asyncio.timeout(MESSAGE_ACCEPT_TIMEOUT_S):
             await _temporal(
-                handle.execute_update(
-                    AgentTaskWorkflow.post_message, UserMessage(content=body.message)
-                )
+                handle.execute_update(AgentTaskWorkflow.post_message, UserMessage(content=content))
             )
     except WorkflowUpdateFailedError as exc:
         raise Conflict("the task is ending and takes no more messages; start a new task") from exc
@@ -180,7 +186,6 @@ async def send_message(
             "the task's worker did not take the message in time; it may still be delivered, "
             "so read the task before sending it again"
         ) from exc
-    return {"status": "queued"}
 
 
 @router.post("/{task_id}/approvals/{call_id}")

@@ -48,7 +48,7 @@ from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.repositories.triggers import Target
-from baton.db.tables import AgentSchedule, AgentWebhook, Task
+from baton.db.tables import AgentSchedule, AgentWebhook, EmailInbox, Task
 from baton.domain.tasks import TaskStatus
 from baton.errors import BatonError, InvalidInput
 from baton.security import new_token
@@ -160,7 +160,7 @@ async def receive_hook(
     message, key, params = await off_loop(lambda: _render_hook(templates, payload))
     task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
     deduplicated = task_id is not None and await session.get(Task, task_id) is not None
-    task = await _start_task(
+    task = await start_trigger_task(
         session, temporal_client, settings, webhook, message=message, task_id=task_id, params=params
     )
     return HookAccepted(
@@ -171,17 +171,17 @@ async def receive_hook(
     )
 
 
-async def _start_task(
+async def start_trigger_task(
     session: AsyncSession,
     temporal_client: Client,
     settings: Settings,
-    webhook: AgentWebhook,
+    webhook: AgentWebhook | EmailInbox,
     *,
     message: str,
     task_id: str | None,
     params: dict[str, Any],
 ) -> Task:
-    """A task of the webhook's workforce, or of its agent."""
+    """A task of the trigger's workforce, or of its agent."""
     if webhook.workforce_id is not None:
         workforce = await workforce_repo.get_workforce(
             session=session, project_id=webhook.project_id, workforce_id=webhook.workforce_id

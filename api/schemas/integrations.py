@@ -63,7 +63,7 @@ else:
     IntegrationUpdate = update_of(
         IntegrationSpec,
         name="IntegrationUpdate",
-        doc="The fields to change; a new base_url or kind needs the key again.",
+        doc="The fields to change; a new base_url, url, host, port or kind needs the key again.",
         not_updatable=INTEGRATION_NOT_UPDATABLE,
         base=IntegrationKeyUpdate,
     )

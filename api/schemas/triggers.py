@@ -1,16 +1,17 @@
-"""Webhooks and schedules of an agent or a workforce (`agent_id` or `workforce_id`)."""
+"""Webhooks, email inboxes and schedules of an agent or a workforce (`agent_id` or
+`workforce_id`)."""
 
 from __future__ import annotations
 
 import zoneinfo
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from baton import templating
-from baton.db.tables import AgentWebhook, SlackTrigger
+from baton.db.tables import AgentWebhook, EmailInbox, SlackTrigger
 from baton.domain.tasks import TaskStatus
 
 # The one name a webhook template reads: the request's JSON body.
@@ -95,6 +96,37 @@ class HookAccepted(BaseModel):
     status: TaskStatus
     # True when the dedupe key had already started this task, so nothing new started.
     deduplicated: bool
+
+
+class EmailInboxPublic(BaseModel):
+    id: str
+    agent_id: str | None
+    workforce_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, inbox: EmailInbox) -> EmailInboxPublic:
+        return cls(
+            id=inbox.id,
+            agent_id=inbox.agent_id,
+            workforce_id=inbox.workforce_id,
+            created_at=inbox.created_at,
+        )
+
+
+class EmailInboxCreated(EmailInboxPublic):
+    """The only answer that carries the URL: its token is stored as a hash."""
+
+    url: str = Field(description="Where a mail relay posts each message (message/rfc822)")
+
+
+class EmailAccepted(BaseModel):
+    task_id: str
+    workflow_id: str
+    status: TaskStatus
+    # started: a new task; threaded: a reply, posted to the task of the message it answers;
+    # duplicate: this Message-ID was taken before, nothing new happened.
+    outcome: Literal["started", "threaded", "duplicate"]
 
 
 class ScheduleCreate(BaseModel):

@@ -400,6 +400,44 @@ class SlackEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class EmailInbox(Base):
+    """An email address of an agent, or of a workforce (exactly one of the two is set): the
+    secret URL a mail relay posts each message to. A message starts a task, a reply joins
+    the task of the message it answers."""
+
+    __tablename__ = "email_inboxes"
+    __table_args__ = (_one_target("email_inboxes"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), index=True, default=None
+    )
+    workforce_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workforces.id", ondelete="CASCADE"), index=True, default=None
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class InboundEmail(Base):
+    """A message an inbox took, by its Message-ID, and the task it started or joined. The
+    unique key is what makes a delivery repeated (by a relay's retry, to another API
+    replica) start or join nothing twice; `message_key` is the id's SHA-256, since an id may
+    be longer than an index takes."""
+
+    __tablename__ = "inbound_emails"
+    __table_args__ = (UniqueConstraint("inbox_id", "message_key", name="uq_inbound_email_message"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[str] = mapped_column(ForeignKey("email_inboxes.id", ondelete="CASCADE"))
+    message_key: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AgentSchedule(Base):
     """A Temporal Schedule (`baton-schedule-<id>`) that starts a task of an agent, or of a
     workforce (exactly one of the two is set), with a fixed message."""

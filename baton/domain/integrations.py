@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from ipaddress import IPv6Address, ip_address
 from typing import Any
 
 from pydantic import (
@@ -24,10 +25,12 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from baton.domain.egress import EgressPolicy
+from baton.domain.mail import email_address
 from baton.domain.models import ANTHROPIC_PROVIDER, OPENAI_PROVIDER
 from baton.domain.tools import IDENTIFIER
 from baton.errors import InvalidInput
@@ -42,6 +45,8 @@ class IntegrationKind(StrEnum):
     mcp = "mcp"
     # A Slack app: its bot posts (`slack_post` steps), its events start tasks.
     slack = "slack"
+    # An SMTP server that `email_send` steps send through.
+    smtp = "smtp"
 
 
 class Offer(StrEnum):
@@ -163,6 +168,66 @@ class SlackApp:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
+class SmtpConfig(BaseModel):
+    """An SMTP server that mail is sent through (a relay or a provider's submission port)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1, max_length=253, description="The server's host name or IP")
+    port: int = Field(default=587, ge=1, le=65535, description="Usually 587 (submission)")
+    starttls: bool = Field(
+        default=True, description="Upgrade the connection with STARTTLS before logging in"
+    )
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=320,
+        description="Logs in with it and the password (api_key); no login when unset",
+    )
+    from_address: str = Field(
+        min_length=3, max_length=320, description="The sender of the mail Baton sends"
+    )
+
+    @field_validator("from_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        return email_address(value)
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        if any(c in value for c in "/@:[] ") and not _is_ipv6_literal(value):
+            raise ValueError(f"{value!r} is a host name or an IP address, no more")
+        return value
+
+
+def _is_ipv6_literal(host: str) -> bool:
+    try:
+        return isinstance(ip_address(host), IPv6Address)
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """How to reach one SMTP server, password included: built where it is used (the step's
+    activity, the API's connection test), never an argument or a result of an activity."""
+
+    name: str
+    host: str
+    port: int
+    starttls: bool
+    from_address: str
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+
+    @property
+    def where(self) -> str:
+        """The server as an error names it: never its password."""
+        return f"SMTP server {self.name!r} ({self.host}:{self.port})"
+
+
 API_KEY = "api_key"
 BOT_TOKEN = "bot_token"
 SIGNING_SECRET = "signing_secret"
@@ -260,6 +325,15 @@ KINDS: Mapping[IntegrationKind, KindInfo] = {
             },
             secrets_required=True,
         ),
+        KindInfo(
+            IntegrationKind.smtp,
+            title="SMTP server",
+            description="Sends mail: `email_send` steps of tools, through a relay or a "
+            "provider's submission port",
+            config=SmtpConfig,
+            offers=frozenset({Offer.steps}),
+            secrets={API_KEY: "The password, sent at login (AUTH) with the username"},
+        ),
     )
 }
 
@@ -293,6 +367,18 @@ class IntegrationSpec(BaseModel):
         default=None, max_length=100, description="mcp stdio: its arguments"
     )
     url: HttpUrl | None = Field(default=None, description="mcp http: the server's endpoint")
+    # SMTP servers
+    host: str | None = Field(
+        default=None, min_length=1, max_length=253, description="smtp: the server's host"
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="smtp: its port (587)")
+    starttls: bool | None = Field(default=None, description="smtp: upgrade with STARTTLS")
+    username: str | None = Field(
+        default=None, min_length=1, max_length=320, description="smtp: the login, if any"
+    )
+    from_address: str | None = Field(
+        default=None, min_length=3, max_length=320, description="smtp: the sender's address"
+    )
 
     @model_validator(mode="after")
     def _only_its_kinds_fields(self) -> IntegrationSpec:
@@ -320,6 +406,14 @@ class IntegrationSpec(BaseModel):
         model = KINDS[self.kind].config
         fields = {name: getattr(self, name) for name in model.model_fields}
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
+
+    def smtp_destination(self) -> tuple[str, int] | None:
+        """The host and port an SMTP integration connects to."""
+        if self.kind is not IntegrationKind.smtp:
+            return None
+        config = self.config()
+        assert isinstance(config, SmtpConfig)
+        return config.host, config.port
 
     def endpoint(self) -> tuple[str, str] | None:
         """The URL Baton sends the key to, and the field that holds it."""

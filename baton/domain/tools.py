@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from baton.domain.mail import email_address
 from baton.domain.models import ModelRef
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -157,6 +158,34 @@ class SlackPostStep(StepBase):
     )
 
 
+class EmailSendStep(StepBase):
+    """Sends one mail through the project's SMTP integration; output {message_id, accepted}
+    (the recipients the server took). A refusal (login, sender, every recipient) fails the
+    step naming it."""
+
+    type: Literal["email_send"]
+    integration: str = Field(pattern=IDENTIFIER, description="The project's SMTP integration")
+    to: list[str] = Field(
+        min_length=1, max_length=100, description="Addresses, or templates giving one each"
+    )
+    subject: str = Field(max_length=2000, description="A template")
+    text: str = Field(max_length=1_000_000, description="The plain-text body, a template")
+    html: str | None = Field(
+        default=None, max_length=1_000_000, description="An HTML alternative, a template"
+    )
+
+    @model_validator(mode="after")
+    def _literal_recipients_are_addresses(self) -> EmailSendStep:
+        """A recipient written out is checked now; a template is checked once rendered."""
+        for index, recipient in enumerate(self.to):
+            if "{{" not in recipient and "{%" not in recipient:
+                try:
+                    email_address(recipient)
+                except ValueError as exc:
+                    raise ValueError(f"to[{index}]: {exc}") from None
+        return self
+
+
 class KnowledgeStepBase(StepBase):
     knowledge_set: str = Field(
         min_length=1, description="The set's id, or a template giving it: {{ params.set }}"
@@ -207,6 +236,7 @@ Step = Annotated[
     | DelayStep
     | McpStep
     | SlackPostStep
+    | EmailSendStep
     | KnowledgeSearchStep
     | KnowledgeInsertStep
     | KnowledgeUpdateStep

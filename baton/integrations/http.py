@@ -1,7 +1,8 @@
 """Outbound HTTP, safe against server-side request forgery (SSRF): a URL a user, a model or a
 project admin wrote must not reach the worker's own network. One guard serves http steps,
 URL imports (`egress_client`, `fetch`) and LLM and embedding providers' base URLs
-(`provider_client` for the SDKs' httpx2, `check_destination` when a base URL is saved).
+(`provider_client` for the SDKs' httpx2, `check_destination` when a base URL is saved), and
+SMTP servers (`checked_addresses`, `check_host`).
 
 Every connection, including every redirect hop, goes only to an address that passed the
 policy: the host is resolved once with the event loop's getaddrinfo, every address it
@@ -60,6 +61,8 @@ __all__ = [
     "HttpResult",
     "HttpStepError",
     "check_destination",
+    "check_host",
+    "checked_addresses",
     "egress_client",
     "fetch",
     "provider_client",
@@ -351,6 +354,25 @@ async def check_destination(url: str, *, policy: EgressPolicy, timeout: float = 
     try:
         async with asyncio.timeout(timeout):
             await _checked_addresses(parsed.host, port, policy)
+    except (_Unresolvable, TimeoutError):
+        return
+
+
+async def checked_addresses(host: str, port: int, *, policy: EgressPolicy) -> list[IPAddress]:
+    """Every address `host` resolves to, once each passed `policy` (BlockedDestination
+    otherwise), for a client that is not HTTP (SMTP) to connect to exactly these: there is no
+    second lookup to rebind. OSError when the name does not resolve."""
+    try:
+        return await _checked_addresses(host, port, policy)
+    except _Unresolvable as exc:
+        raise OSError(str(exc)) from None
+
+
+async def check_host(host: str, port: int, *, policy: EgressPolicy, timeout: float = 5.0) -> None:
+    """`check_destination` for a host and port rather than a URL (an SMTP server's)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await _checked_addresses(host, port, policy)
     except (_Unresolvable, TimeoutError):
         return
 

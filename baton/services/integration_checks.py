@@ -1,6 +1,7 @@
 """Checking that an integration works, as `POST .../integrations/{id}/test` does: an LLM kind
 lists its endpoint's models, an MCP server is connected to, initialised and asked for its
-tools, a Slack app's bot token is checked with `auth.test`. The check goes where the
+tools, a Slack app's bot token is checked with `auth.test`, an SMTP server is connected to,
+upgraded with STARTTLS and logged in to as sending would. The check goes where the
 integration's calls go (its base URL or url, through the egress guard; a stdio server is
 started here), with the stored key, and says what failed in words that never hold the key."""
 
@@ -16,7 +17,7 @@ from baton.db.tables import Integration
 from baton.domain.egress import EgressPolicy
 from baton.domain.integrations import MODEL_KINDS, IntegrationKind
 from baton.errors import BatonError
-from baton.integrations import llm, mcp, slack
+from baton.integrations import llm, mcp, slack, smtp
 from baton.integrations.llm.errors import redact
 from baton.security import SecretBox
 
@@ -53,6 +54,11 @@ async def check_integration(
                 app = integration_repo.reveal_slack_app(box=box, row=row, egress=egress)
                 key = app.bot_token.get_secret_value()
                 await slack.auth_test(app)
+                return IntegrationCheck(ok=True)
+            if row.kind == IntegrationKind.smtp:
+                mail_server = integration_repo.reveal_smtp_server(box=box, row=row, egress=egress)
+                key = _value(mail_server.password)
+                await smtp.check(mail_server, timeout=timeout)
                 return IntegrationCheck(ok=True)
             if row.kind in MODEL_KINDS:
                 config = integration_repo.reveal(box=box, row=row)

@@ -134,20 +134,23 @@ async def _create(
     user_group_id: str | None,
     params: dict[str, Any],
 ) -> Task:
-    task = await task_repo.create_task(
-        session=session,
-        task_id=task_id,
-        project_id=agent.project_id,
-        agent_id=agent.id,
-        first_message=message,
-        user_group_id=user_group_id,
-        agent_version=agent.version,
-        params=params,
-    )
     try:
+        # The row is flushed here already, so a concurrent start's row may refuse it here too.
+        task = await task_repo.create_task(
+            session=session,
+            task_id=task_id,
+            project_id=agent.project_id,
+            agent_id=agent.id,
+            first_message=message,
+            user_group_id=user_group_id,
+            agent_version=agent.version,
+            params=params,
+        )
         await session.commit()
     except IntegrityError:
         # The same id was started a moment ago by a concurrent request: that one runs it.
+        # The rollback expired the agent, which the caller reads on.
         await session.rollback()
+        await session.refresh(agent)
         return await task_repo.get_task_by_id(session=session, task_id=task_id)
     return task

@@ -21,9 +21,17 @@ from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import ToolRun
+from baton.domain.integrations import IntegrationKind
 from baton.domain.tool_checks import check_tool, referenced_snippets, validate_params
 from baton.domain.tool_runs import ToolRunInput, ToolRunProgress
-from baton.domain.tools import LlmStep, McpStep, SlackPostStep, ToolRunStatus, ToolSpec
+from baton.domain.tools import (
+    EmailSendStep,
+    LlmStep,
+    McpStep,
+    SlackPostStep,
+    ToolRunStatus,
+    ToolSpec,
+)
 from baton.errors import InvalidInput, ServiceUnavailable
 from baton.services import closed_runs
 from baton.services.credits import plan_book
@@ -53,12 +61,13 @@ async def check_before_save(
                 model=step.model,
                 field=f"steps[{index}].integration",
             )
-        if isinstance(step, McpStep):
-            await integration_repo.check_mcp_reference(
+        if isinstance(step, McpStep | EmailSendStep):
+            await integration_repo.check_kind_reference(
                 session=session,
                 project_id=project_id,
                 name=step.integration,
                 field=f"steps[{index}].integration",
+                kind=IntegrationKind.mcp if isinstance(step, McpStep) else IntegrationKind.smtp,
             )
         if isinstance(step, SlackPostStep):
             await integration_repo.check_slack_reference(

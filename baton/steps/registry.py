@@ -31,6 +31,7 @@ from baton import activity_names
 from baton.domain.tools import (
     CodeStep,
     DelayStep,
+    EmailSendStep,
     HttpStep,
     KnowledgeDeleteStep,
     KnowledgeInsertStep,
@@ -174,6 +175,12 @@ _KINDS: tuple[StepKind[Any], ...] = (
         SlackPostStep,
         summary=lambda step: f"slack_post {step.integration} {step.channel[:60]}",
         activity=activity_names.STEP_SLACK_POST,
+    ),
+    StepKind(
+        EmailSendStep,
+        summary=lambda step: f"email_send {step.integration} to {len(step.to)}",
+        activity=activity_names.STEP_EMAIL_SEND,
+        heartbeat=_HEARTBEAT,
     ),
     StepKind(ToolCallStep),
     StepKind(DelayStep),

@@ -18,6 +18,7 @@ from baton.db.tables import Integration, utcnow
 from baton.domain.egress import EgressPolicy
 from baton.domain.integrations import (
     BOT_TOKEN,
+    KINDS,
     MODEL_KINDS,
     SIGNING_SECRET,
     SLACK_API,
@@ -29,10 +30,12 @@ from baton.domain.integrations import (
     McpTransport,
     SlackApp,
     SlackConfig,
+    SmtpConfig,
+    SmtpServer,
     unpack_secrets,
 )
 from baton.domain.llm import ProviderConfig
-from baton.domain.tools import LlmStep, McpStep, SlackPostStep
+from baton.domain.tools import EmailSendStep, LlmStep, McpStep, SlackPostStep
 from baton.errors import Conflict, InvalidInput, NotFound
 from baton.security import SecretBox
 
@@ -171,6 +174,25 @@ def reveal_slack_app(*, box: SecretBox, row: Integration, egress: EgressPolicy) 
     )
 
 
+def reveal_smtp_server(*, box: SecretBox, row: Integration, egress: EgressPolicy) -> SmtpServer:
+    """An SMTP integration as the client needs it, password decrypted: activities and the
+    connection test only."""
+    if row.kind != IntegrationKind.smtp:
+        raise InvalidInput(f"integration {row.name!r} (kind {row.kind}) is not an SMTP server")
+    config = SmtpConfig.model_validate(row.config)
+    password = box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
+    return SmtpServer(
+        name=row.name,
+        host=config.host,
+        port=config.port,
+        starttls=config.starttls,
+        from_address=config.from_address,
+        username=config.username,
+        password=SecretStr(password) if password else None,
+        egress=egress,
+    )
+
+
 async def resolve_provider_config(
     *,
     session: AsyncSession,
@@ -246,6 +268,16 @@ async def check_mcp_reference(
 ) -> None:
     """Refuses (422 naming `field`) a step or agent that names no MCP integration of the
     project."""
+    await check_kind_reference(
+        session=session, project_id=project_id, name=name, field=field, kind=IntegrationKind.mcp
+    )
+
+
+async def check_kind_reference(
+    *, session: AsyncSession, project_id: str, name: str, field: str, kind: IntegrationKind
+) -> None:
+    """Refuses (422 naming `field`) a step or agent that names no integration of `kind` in
+    the project."""
     try:
         row = await get_integration(session=session, project_id=project_id, ref=name)
     except NotFound as exc:
@@ -253,10 +285,11 @@ async def check_mcp_reference(
             f"{field}: no integration {name!r} in this project",
             details=[{"field": field, "message": "unknown integration"}],
         ) from exc
-    if row.kind != IntegrationKind.mcp:
+    if row.kind != kind:
+        title = KINDS[kind].title
         raise InvalidInput(
-            f"{field}: integration {name!r} (kind {row.kind}) is not an MCP server",
-            details=[{"field": field, "message": "not an MCP integration"}],
+            f"{field}: integration {name!r} (kind {row.kind}) is not an {title}",
+            details=[{"field": field, "message": f"not an {kind.value} integration"}],
         )
 
 
@@ -290,7 +323,7 @@ async def users_of(*, session: AsyncSession, project_id: str, name: str) -> list
         or any(attached.get("integration") == name for attached in agent.spec.get("mcp", []))
     ]
     for tool, spec in (await tool_repo.current_specs(session=session, project_id=project_id)).items:
-        named = (LlmStep, McpStep, SlackPostStep)
+        named = (LlmStep, McpStep, SlackPostStep, EmailSendStep)
         if any(isinstance(s, named) and s.integration == name for s in spec.steps):
             users.append(f"tool {tool.name!r}")
     row = (

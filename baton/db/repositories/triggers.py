@@ -10,11 +10,18 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.paging import ALL, Paged, PageRequest, fetch_page
-from baton.db.tables import AgentSchedule, AgentWebhook, SlackTrigger, new_id, utcnow
+from baton.db.tables import (
+    AgentSchedule,
+    AgentWebhook,
+    EmailInbox,
+    SlackTrigger,
+    new_id,
+    utcnow,
+)
 from baton.errors import NotFound
 from baton.security import hash_token
 
-Trigger = AgentWebhook | AgentSchedule | SlackTrigger
+Trigger = AgentWebhook | AgentSchedule | SlackTrigger | EmailInbox
 
 
 @dataclass(frozen=True)
