@@ -9,6 +9,7 @@ import re
 import httpx
 from temporalio.worker import Worker
 
+from api.console.sessions import SESSION_SECONDS, SessionSigner, new_session
 from tests.conftest import Tenant
 from tests.helpers import create_token
 from tests.test_agent_tasks import make_agent, make_tool, wait_for
@@ -56,6 +57,8 @@ async def test_signing_in_sets_a_signed_http_only_cookie_without_the_token(
     signed_out = await api.post("/sign-out", data={"csrf": csrf_of(page)})
     assert signed_out.headers["location"] == "/sign-in"
     assert (await api.get("/agents")).headers["location"] == "/sign-in"
+    over_https = await api.get("https://baton.test/sign-in")
+    assert "Secure" in over_https.headers["set-cookie"]
 
 
 async def test_a_bad_token_is_refused_and_a_forged_cookie_is_ignored(
@@ -200,3 +203,12 @@ async def test_the_console_stays_out_of_the_openapi_schema(api: httpx.AsyncClien
     paths = (await api.get("/openapi.json")).json()["paths"]
     assert all(path.startswith(("/api", "/health")) for path in paths), sorted(paths)
     assert (await api.get("/static/console.css")).status_code == 200
+
+
+def test_a_session_expires_and_is_bound_to_the_secret_key():
+    signer = SessionSigner("one key")
+    state = new_session(now=1000).with_project("p")
+    value = signer.dump(state)
+    assert signer.load(value, now=1001) == state
+    assert signer.load(value, now=1000 + SESSION_SECONDS) is None
+    assert SessionSigner("another key").load(value, now=1001) is None
