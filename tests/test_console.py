@@ -82,7 +82,9 @@ async def test_every_form_needs_the_sessions_csrf_token(api: httpx.AsyncClient, 
     await signed_in(api, tenant.token)
     agent = {"name": "Forged", "model": "scripted:echo", "system_prompt": ""}
     assert (await api.post("/agents", data=agent)).status_code == 403
-    assert (await api.post("/agents", data={**agent, "csrf": "wrong"})).status_code == 403
+    wrong = await api.post("/agents", data={**agent, "csrf": "wrong"})
+    assert wrong.status_code == 403 and "CSRF" in wrong.text
+    assert wrong.headers["content-type"].startswith("text/html")
     assert (await api.post("/sign-out", data={})).status_code == 403
     listed = await api.get(tenant.url("/agents"), headers=tenant.headers)
     assert listed.json()["items"] == []
@@ -131,7 +133,8 @@ async def test_another_organisation_and_a_user_group_see_nothing_of_the_project(
 
     await signed_in(api, other_tenant.token)
     assert "Private agent" not in (await api.get("/agents")).text
-    assert (await api.get(f"/agents/{agent_id}")).status_code == 404
+    hidden = await api.get(f"/agents/{agent_id}")
+    assert hidden.status_code == 404 and "<h1>Not found</h1>" in hidden.text
     assert "Private agent" not in (await api.get("/tasks?tab=all")).text
     page = await api.get("/projects")
     picked = await api.post(

@@ -5,6 +5,7 @@ form checks and does exactly what the matching API call does. None is in the Ope
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -35,7 +37,25 @@ from baton.settings import Settings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-router = APIRouter(include_in_schema=False)
+
+
+class ConsoleRoute(APIRoute):
+    """A console page that fails (a task not found, a form without its CSRF token) answers
+    with an HTML page naming the problem, with the same 4xx the API would give, not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except BatonError as exc:
+                return error_page(request, exc)
+
+        return handle
+
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 # The inbox's tabs: which status each shows (None: every status).
 TABS: dict[str, TaskStatus | None] = {
@@ -186,6 +206,18 @@ def render(
         {"csrf": state.csrf, "console": console, **context},
         status_code=status_code,
         headers=NOT_FRAMED,
+    )
+
+
+def error_page(request: Request, exc: BatonError) -> Response:
+    state = read_session(request) or new_session()
+    return render(
+        request,
+        "error.html",
+        state,
+        problem=exc.message,
+        code=exc.status_code,
+        status_code=exc.status_code,
     )
 
 
