@@ -215,3 +215,23 @@ def test_a_session_expires_and_is_bound_to_the_secret_key():
     assert signer.load(value, now=1001) == state
     assert signer.load(value, now=1000 + SESSION_SECONDS) is None
     assert SessionSigner("another key").load(value, now=1001) is None
+
+
+async def test_an_organisation_token_picks_its_project_after_signing_in(
+    api: httpx.AsyncClient, tenant: Tenant
+):
+    second = await api.post("/api/v1/projects", json={"name": "Second"}, headers=tenant.headers)
+    assert second.status_code == 201, second.text
+    await make_agent(api, tenant, tools=[], name="In the first project")
+    response = await sign_in(api, tenant.token)
+    assert response.headers["location"] == "/projects"
+    assert (await api.get("/agents")).headers["location"] == "/projects"
+
+    page = await api.get("/projects")
+    assert "Test project" in page.text and "Second" in page.text
+    picked = await api.post(
+        "/projects", data={"project_id": second.json()["id"], "csrf": csrf_of(page)}
+    )
+    assert picked.headers["location"] == "/agents"
+    agents = await api.get("/agents")
+    assert "Project: Second" in agents.text and "In the first project" not in agents.text
