@@ -158,6 +158,7 @@ async def test_a_viewer_sees_no_forms_and_cannot_post_them(api: httpx.AsyncClien
     assert "New agent" not in page.text
     form = {"name": "Nope", "model": "scripted:echo", "csrf": csrf_of(page)}
     assert (await api.post("/agents", data=form)).status_code == 403
+    assert 'action="/chat"' not in (await api.get("/chat")).text
 
 
 async def test_a_tool_call_is_approved_from_the_task_page(
