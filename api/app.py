@@ -10,6 +10,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 from temporalio.client import Client
 
+from api import console
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.limits import BodySizeLimit, refuse_unstorable_text
@@ -130,6 +131,8 @@ def create_app(
     app.include_router(usage.router)
     app.include_router(temporal_codec.router)
     app.include_router(workforce_tasks.router)
+    # The web console: HTML pages at `/`, outside the OpenAPI schema.
+    console.install(app)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.
     app.router.routes.append(
         Route(MCP_PATH, McpEndpoint(), methods=["GET", "POST", "DELETE"], include_in_schema=False)

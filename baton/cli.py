@@ -138,6 +138,7 @@ def _run_stack(stack: Stack, settings: Settings, first_start: accounts.Bootstrap
     lines = [
         "",
         "Baton is running. Ctrl-C stops it.",
+        f"  Console      {settings.public_api_url}/   (sign in with an API token)",
         f"  API          {settings.public_api_url}   (OpenAPI: {settings.public_api_url}/docs)",
         f"  Temporal UI  {settings.temporal_ui_url}   (to read payloads, sign in at "
         f"{settings.temporal_codec_endpoint}/sign-in)",
