@@ -190,7 +190,11 @@ class LlmActivities:
             new = await write_message(
                 session,
                 TaskMessageAppend(
-                    task_id=call.task_id, seq=seq, message=answer, usage=response.usage
+                    task_id=call.task_id,
+                    seq=seq,
+                    message=answer,
+                    usage=response.usage,
+                    model=call.request.model,
                 ),
             )
             if new and billed and self._plans is not None and call.project_id is not None:

@@ -268,6 +268,13 @@ def tool_run_key(run_id: str) -> str:
     return f"tool-run:{run_id}"
 
 
+def tool_run_step_key(run_id: str, position: int, item: int) -> str:
+    """The idempotency key of an `llm` step's vendor credits: the step at `position` of the
+    run, for foreach `item` (-1 without foreach). It starts with the run's own key, so what a
+    run spent is read by that prefix."""
+    return f"{tool_run_key(run_id)}:step:{position}:{item}"
+
+
 class Allowance(BaseModel):
     """One currency of an organisation in the current period."""
 
