@@ -206,6 +206,7 @@ class LlmActivities:
                     model=call.request.model,
                     input_tokens=response.usage.input_tokens,
                     output_tokens=response.usage.output_tokens,
+                    cached_input_tokens=response.usage.cached_input_tokens,
                 )
             if call.idle_after_answer and not response.tool_calls:
                 update = TaskStatusUpdate(task_id=call.task_id, status=TaskStatus.idle)

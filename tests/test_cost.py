@@ -15,7 +15,7 @@ from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
-from baton.domain.credits import Currency, PlanBook, llm_call_key
+from baton.domain.credits import Currency, ModelPrice, PlanBook, llm_call_key
 from baton.domain.events import EventDraft, EventType
 from baton.domain.tool_runs import NewToolRun
 from tests.conftest import Tenant
@@ -170,3 +170,38 @@ async def test_a_task_with_nothing_charged_costs_nothing(
     assert task["cost"]["actions"] == 0 and task["cost"]["vendor_credits"] == 0
     assert [c["vendor_credits"] for c in task["cost"]["model_calls"]] == [0]
     assert task["cost"]["tool_runs"] == []
+
+
+async def test_cached_input_tokens_cost_the_cached_price_and_show_in_the_usage_report(
+    metered_api: httpx.AsyncClient,  # noqa: F811
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: Sessions,
+):
+    openai_server.reset()
+    openai_server.reply_text("Hi", prompt_tokens=1000, completion_tokens=500, cached_tokens=800)
+    agent = await make_agent(
+        metered_api, tenant, tools=[], model="openai:gpt-4o-mini", idle_timeout_seconds=0
+    )
+    task_id = await start(metered_api, tenant, agent, "hi")
+    task = await wait_for(metered_api, tenant, task_id, FINAL)
+    assert task["status"] == "completed", task["error"]
+
+    # gpt-4o-mini per 1,000 tokens: input 0.00015, cached input 0.000075, output 0.0006.
+    price = (200 * 0.00015 + 800 * 0.000075 + 500 * 0.0006) / 1000
+    [call] = task["cost"]["model_calls"]
+    assert (call["input_tokens"], call["cached_input_tokens"]) == (1000, 800)
+    assert call["vendor_credits"] == pytest.approx(price)
+    assert task["cost"]["vendor_credits"] == pytest.approx(price)
+
+    report = await read(metered_api, tenant, "/usage?group_by=model")
+    assert report["totals"]["input_tokens"] == 1000
+    assert report["totals"]["cached_input_tokens"] == 800
+    assert report["totals"]["vendor_credits"] == pytest.approx(price)
+
+
+def test_a_model_without_a_cached_price_prices_cached_tokens_as_input():
+    plain = ModelPrice(input=0.001, output=0.002)
+    assert plain.cost_micros(1000, 0, cached_tokens=400) == plain.cost_micros(1000, 0) == 1000
+    discounted = ModelPrice(input=0.001, cached_input=0.0001, output=0.002)
+    assert discounted.cost_micros(1000, 0, cached_tokens=400) == 600 + 40

@@ -133,7 +133,8 @@ def load_plans(plans_file: Path | None) -> dict[str, Plan]:
 
 
 class ModelPrice(BaseModel):
-    """What a model call costs in vendor credits, per 1,000 tokens."""
+    """What a model call costs in vendor credits, per 1,000 tokens. Input tokens the
+    provider read from its cache cost `cached_input` instead of `input` (unset: `input`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -142,6 +143,8 @@ class ModelPrice(BaseModel):
     output: float = Field(ge=0)
 
     def cost_micros(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> int:
+        """`cached_tokens` are part of `input_tokens` (as providers count them)."""
+        cached_tokens = min(cached_tokens, input_tokens)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         credits = (
             (input_tokens - cached_tokens) * self.input
