@@ -9,19 +9,23 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
-from baton.domain.credits import Currency, ModelPrice, PlanBook, llm_call_key
+from baton.db.tables import CreditEntry
+from baton.domain.credits import Currency, ModelPrice, PlanBook, llm_call_key, tool_run_key
 from baton.domain.events import EventDraft, EventType
 from baton.domain.tool_runs import NewToolRun
 from tests.conftest import Tenant
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.test_credits import credits as read_credits
 from tests.test_credits import metered_api  # noqa: F401 (a fixture)
+from tests.test_tools import wait_for_run
 
 Sessions = async_sessionmaker[AsyncSession]
 PLANS = PlanBook()
@@ -205,3 +209,88 @@ def test_a_model_without_a_cached_price_prices_cached_tokens_as_input():
     assert plain.cost_micros(1000, 0, cached_tokens=400) == plain.cost_micros(1000, 0) == 1000
     discounted = ModelPrice(input=0.001, cached_input=0.0001, output=0.002)
     assert discounted.cost_micros(1000, 0, cached_tokens=400) == 600 + 40
+
+
+# `llm` steps of tools
+
+
+def summarise_tool(**step: Any) -> dict[str, Any]:
+    return {
+        "name": "summarise",
+        "params": [{"name": "text", "type": "text"}],
+        "steps": [
+            {
+                "name": "ask",
+                "type": "llm",
+                "model": "openai:gpt-4o-mini",
+                "prompt": "Summarise: {{ params.text }}",
+                **step,
+            }
+        ],
+    }
+
+
+async def run_summarise(api: httpx.AsyncClient, tenant: Tenant, **step: Any) -> dict[str, Any]:
+    made = await api.post(tenant.url("/tools"), json=summarise_tool(**step), headers=tenant.headers)
+    assert made.status_code == 201, made.text
+    started = await api.post(
+        tenant.url(f"/tools/{made.json()['id']}/runs"),
+        json={"params": {"text": "a long text"}},
+        headers=tenant.headers,
+    )
+    assert started.status_code == 201, started.text
+    run = await wait_for_run(api, tenant, started.json()["id"])
+    assert run["status"] == "succeeded", run["error"]
+    return await read(api, tenant, f"/tool-runs/{run['id']}")
+
+
+async def test_an_llm_step_on_the_installations_key_spends_vendor_credits_once(
+    metered_api: httpx.AsyncClient,  # noqa: F811
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: Sessions,
+):
+    openai_server.reset()
+    # The first answer is not the JSON the step asks for: the step's activity is retried,
+    # and calls the model again, but the step execution is charged once.
+    openai_server.reply_text("not json", prompt_tokens=1000, completion_tokens=500)
+    openai_server.reply_text('{"summary": "short"}', prompt_tokens=1000, completion_tokens=500)
+    run = await run_summarise(metered_api, tenant, json_schema={"type": "object"}, retries=1)
+    assert len(openai_server.requests) == 2
+    assert run["output"] == {"summary": "short"}
+    assert run["cost"] == {"actions": 1, "vendor_credits": pytest.approx(0.00045)}
+
+    async with session_factory() as session:
+        keys = (
+            await session.scalars(
+                select(CreditEntry.idempotency_key).where(
+                    CreditEntry.org_id == tenant.org_id, CreditEntry.currency == "vendor_credits"
+                )
+            )
+        ).all()
+    assert keys == [f"{tool_run_key(run['id'])}:step:0:-1"]
+    credits = await read_credits(metered_api, tenant)
+    assert credits["vendor_credits"]["used"] == pytest.approx(0.00045)
+
+
+async def test_an_llm_step_on_the_projects_own_key_spends_none(
+    metered_api: httpx.AsyncClient,  # noqa: F811
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+):
+    openai_server.reset()
+    made = await metered_api.post(
+        tenant.url("/integrations"),
+        json={
+            "name": "ours",
+            "kind": "openai",
+            "base_url": openai_server.base_url,
+            "api_key": "sk-the-projects-own-key",
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    openai_server.reply_text("short", prompt_tokens=1000, completion_tokens=500)
+    run = await run_summarise(metered_api, tenant, integration="ours")
+    assert run["output"] == "short"
+    assert run["cost"] == {"actions": 1, "vendor_credits": 0}
