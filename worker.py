@@ -90,7 +90,7 @@ def create_worker(
     workforce_tasks = WorkforceTaskActivities(session_factory, plans)
     llm_activities = LlmActivities(provider_configs, session_factory, plans)
     events = EventActivities(session_factory, plans)
-    steps = StepActivities(session_factory, settings, provider_configs)
+    steps = StepActivities(session_factory, settings, provider_configs, plans)
     tool_runs = ToolRunActivities(session_factory)
     mcp = McpActivities(session_factory, settings)
     slack = SlackActivities(session_factory, settings)

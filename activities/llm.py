@@ -109,7 +109,9 @@ class LlmActivities:
                 price = self._plans.prices.get(call.request.model)
                 if price is not None:  # what the call costs, which its task counts
                     usage = response.usage
-                    micros = price.cost_micros(usage.input_tokens, usage.output_tokens)
+                    micros = price.cost_micros(
+                        usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
+                    )
                     response = response.model_copy(update={"vendor_micros": micros})
         return response
 
@@ -196,7 +198,11 @@ class LlmActivities:
             new = await write_message(
                 session,
                 TaskMessageAppend(
-                    task_id=call.task_id, seq=seq, message=answer, usage=response.usage
+                    task_id=call.task_id,
+                    seq=seq,
+                    message=answer,
+                    usage=response.usage,
+                    model=call.request.model,
                 ),
             )
             if new and billed and self._plans is not None and call.project_id is not None:
@@ -208,6 +214,7 @@ class LlmActivities:
                     model=call.request.model,
                     input_tokens=response.usage.input_tokens,
                     output_tokens=response.usage.output_tokens,
+                    cached_input_tokens=response.usage.cached_input_tokens,
                 )
             if call.idle_after_answer and not response.tool_calls:
                 update = TaskStatusUpdate(task_id=call.task_id, status=TaskStatus.idle)

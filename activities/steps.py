@@ -22,9 +22,11 @@ from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
 from activities.llm import provider_failure
 from baton import templating
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories import tool_runs as run_repo
-from baton.domain.llm import LlmRequest, Message, MessageRole
+from baton.domain.credits import PlanBook, tool_run_step_key
+from baton.domain.llm import LlmRequest, Message, MessageRole, TokenUsage
 from baton.domain.tool_runs import StepCall, StepOutcome, ToolRunFinish
 from baton.domain.tools import CodeStep, HttpStep, LlmStep, Step
 from baton.errors import BatonError
@@ -39,6 +41,9 @@ from baton.steps.engine import StepError
 from baton.steps.registry import StepKind, kind_of
 
 NO_SECRETS = SecretScrubber({})
+# Told of each answer an `llm` step got: its usage, and whether it ran on the installation's
+# own key (what vendor credits pay for) rather than a project's integration.
+AnswerSink = Callable[[TokenUsage, bool], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,13 @@ class StepEnv:
     """What a step run here may use besides its context: the key that makes its request
     idempotent across retries (the same on every retry of the same request), the scrubber of
     the secrets it was given, the project whose integrations it may use (None: the server's
-    keys), and an HTTP client to share."""
+    keys), an HTTP client to share, and who is told of an `llm` step's answer (to charge it)."""
 
     idempotency_key: str
     scrubber: SecretScrubber = NO_SECRETS
     project_id: str | None = None
     client: httpx.AsyncClient | None = None
+    on_answer: AnswerSink | None = None
 
 
 class StepActivities:
@@ -60,10 +66,14 @@ class StepActivities:
         session_factory: async_sessionmaker[AsyncSession],
         settings: Settings,
         provider_configs: ProviderConfigResolver,
+        plans: PlanBook | None = None,
     ) -> None:
+        """`plans`: what an `llm` step on the installation's key costs the run's
+        organisation (None: not metered)."""
         self._sessions = session_factory
         self._box = SecretBox.from_settings(settings)
         self._runner = StepRunner(settings, provider_configs)
+        self._plans = plans
 
     @activity.defn(name="baton.step.llm")
     async def llm(self, call: StepCall) -> StepOutcome:
@@ -90,8 +100,35 @@ class StepActivities:
             idempotency_key=f"{info.workflow_id}:{info.activity_id}",
             scrubber=scrubber,
             project_id=call.project_id,
+            on_answer=self._charger(call),
         )
         return await self._run(self._runner.run(call.step, context, env), scrubber)
+
+    def _charger(self, call: StepCall) -> AnswerSink | None:
+        """Charges an `llm` step's answer on the installation's key its vendor credits, once
+        per step execution (keyed by the run, the step's position and its foreach item): a
+        retried attempt calls the model again but is not charged again. A project's own
+        integration key costs none."""
+        plans, step = self._plans, call.step
+        if plans is None or not isinstance(step, LlmStep):
+            return None
+
+        async def charge(usage: TokenUsage, billed: bool) -> None:
+            if not billed:
+                return
+            async with self._sessions.begin() as session:
+                await credit_repo.charge_llm_call(
+                    session=session,
+                    plans=plans,
+                    project_id=call.project_id,
+                    key=tool_run_step_key(call.run_id, call.position, call.item),
+                    model=step.model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cached_input_tokens=usage.cached_input_tokens,
+                )
+
+        return charge
 
     async def _run(self, work: Awaitable[Any], scrubber: SecretScrubber) -> StepOutcome:
         """Runs the step with heartbeats; what it gives back, output or error, is scrubbed."""
@@ -141,10 +178,16 @@ class StepRunner:
         return await run(self, step, context, env)
 
     async def llm(
-        self, step: LlmStep, context: dict[str, Any], *, project_id: str | None = None
+        self,
+        step: LlmStep,
+        context: dict[str, Any],
+        *,
+        project_id: str | None = None,
+        on_answer: AnswerSink | None = None,
     ) -> Any:
         """`project_id` finds the project's integration for the model; without it, the
-        server's key."""
+        server's key. `on_answer` hears of the answer before its JSON is checked: a call
+        made is paid for, whatever its answer."""
         messages = [Message(role=MessageRole.user, content=render_string(step.prompt, context))]
         if step.system_prompt:
             messages.insert(
@@ -153,6 +196,11 @@ class StepRunner:
                     role=MessageRole.system, content=render_string(step.system_prompt, context)
                 ),
             )
+        config = await self._provider_configs(
+            llm_provider.provider_of(step.model),
+            project_id=project_id,
+            integration=step.integration,
+        )
         try:
             response = await llm_provider.complete(
                 LlmRequest(
@@ -161,14 +209,12 @@ class StepRunner:
                     temperature=step.temperature,
                     json_schema=step.json_schema,
                 ),
-                config=await self._provider_configs(
-                    llm_provider.provider_of(step.model),
-                    project_id=project_id,
-                    integration=step.integration,
-                ),
+                config=config,
             )
         except llm_provider.ProviderError as exc:
             raise provider_failure(exc) from None
+        if on_answer is not None:
+            await on_answer(response.usage, config is not None and config.trusted)
         if step.json_schema is None:
             return response.content
         return _validated_json(response.content, step.json_schema)
@@ -257,7 +303,7 @@ class StepRunner:
 
 
 async def _llm(runner: StepRunner, step: LlmStep, context: dict[str, Any], env: StepEnv) -> Any:
-    return await runner.llm(step, context, project_id=env.project_id)
+    return await runner.llm(step, context, project_id=env.project_id, on_answer=env.on_answer)
 
 
 async def _http(runner: StepRunner, step: HttpStep, context: dict[str, Any], env: StepEnv) -> Any:

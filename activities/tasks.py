@@ -235,7 +235,10 @@ async def write_message(session: AsyncSession, append: TaskMessageAppend) -> boo
         events.append(
             EventDraft(
                 type=EventType.usage,
-                data=append.usage.model_dump(mode="json"),
+                data={
+                    **append.usage.model_dump(mode="json"),
+                    **({"model": append.model} if append.model else {}),
+                },
                 key=f"usage:{append.seq}",
             )
         )

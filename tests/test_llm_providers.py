@@ -340,6 +340,33 @@ async def test_openai_text_and_a_tool_call_in_one_answer_with_usage_in_the_last_
     assert (response.usage.input_tokens, response.usage.output_tokens) == (40, 15)
 
 
+async def test_openai_reports_the_prompt_tokens_it_read_from_cache(openai: FakeOpenAI):
+    openai.reply_text("Hi", prompt_tokens=1200, completion_tokens=3, cached_tokens=1024)
+
+    response = await call_openai(openai, ask("openai:gpt-test"))
+
+    assert response.usage.model_dump() == {
+        "input_tokens": 1200,
+        "output_tokens": 3,
+        "cached_input_tokens": 1024,
+    }
+
+
+async def test_anthropic_counts_cache_reads_as_input_and_as_cached_input(
+    anthropic: FakeAnthropic,
+):
+    # Anthropic's input_tokens leave out the cache reads; Baton's input tokens include them.
+    anthropic.reply("Hi", input_tokens=20, output_tokens=4, cache_read_input_tokens=2048)
+
+    response = await call_anthropic(anthropic, ask("anthropic:claude-test"))
+
+    assert response.usage.model_dump() == {
+        "input_tokens": 2068,
+        "output_tokens": 4,
+        "cached_input_tokens": 2048,
+    }
+
+
 async def test_openai_without_a_key_or_a_base_url_is_not_configured():
     with pytest.raises(ProviderNotConfigured, match="BATON_OPENAI_API_KEY") as raised:
         await llm.complete(ask("openai:gpt-test"), config=None)

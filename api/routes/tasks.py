@@ -34,6 +34,7 @@ from api.schemas.tasks import (
 )
 from api.templates import api_budget, off_loop
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import cost as cost_repo
 from baton.db.repositories import snippets as snippet_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
@@ -146,6 +147,7 @@ async def get_task(
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
         messages=messages,
         usage=Usage(input_tokens=task.input_tokens, output_tokens=task.output_tokens),
+        cost=await cost_repo.task_cost(session=session, task_id=task.id),
         pending_approvals=pending,
         created_at=task.created_at,
         updated_at=task.updated_at,

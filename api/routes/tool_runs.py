@@ -16,6 +16,7 @@ from api.deps import (
 )
 from api.schemas.paging import Page
 from api.schemas.tools import ToolRunPublic
+from baton.db.repositories import cost as cost_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.domain.tools import ToolRunStatus
 from baton.errors import Conflict
@@ -57,7 +58,8 @@ async def get_run(
 ) -> ToolRunPublic:
     run = await run_repo.get_run(session=session, project_id=project.id, run_id=run_id)
     status, steps = await run_view(session=session, temporal_client=temporal_client, run=run)
-    return ToolRunPublic.of(run, steps, settings.temporal_ui_link(run.workflow_id), status)
+    cost = await cost_repo.tool_run_cost(session=session, run_id=run.id)
+    return ToolRunPublic.of(run, steps, settings.temporal_ui_link(run.workflow_id), status, cost)
 
 
 @router.post("/{run_id}/cancel", status_code=202)

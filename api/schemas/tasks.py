@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.domain.accounts import UserGroupEnvironment
+from baton.domain.cost import TaskCost
 from baton.domain.tasks import Message, PendingApproval, TaskStatus
 from baton.domain.workforce_tasks import AGENT_TASK_KIND, NodeRun
 
@@ -106,6 +107,10 @@ class TaskPublic(TaskCreated, TaskKindFields):
     error: str | None
     messages: list[Message | WorkforceMessagePublic]
     usage: Usage
+    cost: TaskCost = Field(
+        description="Actions and vendor credits the task (with its node and delegated tasks) "
+        "was charged"
+    )
     pending_approvals: list[PendingApproval]
     created_at: datetime
     updated_at: datetime

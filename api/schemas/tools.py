@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.db.tables import Tool, ToolRun, ToolRunStep
+from baton.domain.cost import ToolRunCost
 from baton.domain.tool_runs import StepRecord
 from baton.domain.tools import StepStatus, ToolRunStatus, ToolSpec, parameters_json_schema
 
@@ -76,6 +77,9 @@ class ToolRunPublic(BaseModel):
     error: str | None
     temporal_ui_url: str
     steps: list[StepResultPublic]
+    cost: ToolRunCost | None = Field(
+        default=None, description="What the run was charged; on a run's read, not in lists"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -86,6 +90,7 @@ class ToolRunPublic(BaseModel):
         steps: Sequence[ToolRunStep | StepRecord],
         ui_url: str,
         status: ToolRunStatus | None = None,
+        cost: ToolRunCost | None = None,
     ) -> ToolRunPublic:
         return cls(
             id=run.id,
@@ -98,6 +103,7 @@ class ToolRunPublic(BaseModel):
             error=run.error,
             temporal_ui_url=ui_url,
             steps=[StepResultPublic.model_validate(s, from_attributes=True) for s in steps],
+            cost=cost,
             created_at=run.created_at,
             updated_at=run.updated_at,
         )

@@ -291,6 +291,8 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # Of input_tokens, those read from the provider's prompt cache.
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

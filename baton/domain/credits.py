@@ -133,7 +133,8 @@ def load_plans(plans_file: Path | None) -> dict[str, Plan]:
 
 
 class ModelPrice(BaseModel):
-    """What a model call costs in vendor credits, per 1,000 tokens."""
+    """What a model call costs in vendor credits, per 1,000 tokens. Input tokens the
+    provider read from its cache cost `cached_input` instead of `input` (unset: `input`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -142,6 +143,8 @@ class ModelPrice(BaseModel):
     output: float = Field(ge=0)
 
     def cost_micros(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> int:
+        """`cached_tokens` are part of `input_tokens` (as providers count them)."""
+        cached_tokens = min(cached_tokens, input_tokens)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         credits = (
             (input_tokens - cached_tokens) * self.input
@@ -266,6 +269,13 @@ def tool_run_key(run_id: str) -> str:
     """The idempotency key of a tool run's action: one run, one debit, however often the
     write that records the run is retried."""
     return f"tool-run:{run_id}"
+
+
+def tool_run_step_key(run_id: str, position: int, item: int) -> str:
+    """The idempotency key of an `llm` step's vendor credits: the step at `position` of the
+    run, for foreach `item` (-1 without foreach). It starts with the run's own key, so what a
+    run spent is read by that prefix."""
+    return f"{tool_run_key(run_id)}:step:{position}:{item}"
 
 
 class Allowance(BaseModel):

@@ -59,6 +59,9 @@ class Message(BaseModel):
 class TokenUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+    # Of `input_tokens`, those the provider read from its prompt cache (priced lower). A
+    # default, so usage recorded in histories before it was kept still decodes.
+    cached_input_tokens: int = 0
 
 
 class LlmRequest(BaseModel):

@@ -239,6 +239,9 @@ class TaskMessageAppend(BaseModel):
     seq: int
     message: Message
     usage: TokenUsage | None = None
+    # The model that answered (`provider:name`), kept with the usage so a task's cost can
+    # name each call's model; None for appends written before it was.
+    model: str | None = None
     # Events that belong just before the message (a tool call's end before its result).
     events: list[EventDraft] = Field(default_factory=list)
 

@@ -24,7 +24,9 @@ class UsageRow(BaseModel):
         "the model; null for what has none (a tool run by agent, a task by tool...)"
     )
     input_tokens: int = 0
-    cached_input_tokens: int = Field(0, description="Not tracked yet: always 0")
+    cached_input_tokens: int = Field(
+        0, description="Of input_tokens, those read from the provider's prompt cache"
+    )
     output_tokens: int = 0
     vendor_credits: float = 0
     actions: int = 0

@@ -63,9 +63,12 @@ class FakeAnthropic(FakeProvider):
         tool_uses: tuple[ToolUse, ...] = (),
         input_tokens: int = 13,
         output_tokens: int = 9,
+        cache_read_input_tokens: int = 0,
     ) -> None:
         """A text block streamed in `text` pieces (if any), then the tool_use blocks."""
-        events: list[tuple[str, dict[str, Any]]] = [message_start(input_tokens)]
+        events: list[tuple[str, dict[str, Any]]] = [
+            message_start(input_tokens, cache_read_input_tokens)
+        ]
         index = 0
         if text:
             events += [
@@ -128,7 +131,10 @@ class FakeAnthropic(FakeProvider):
         self.reply_events(*events)
 
 
-def message_start(input_tokens: int) -> tuple[str, dict[str, Any]]:
+def message_start(
+    input_tokens: int, cache_read_input_tokens: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """Anthropic counts cache reads apart from `input_tokens` (uncached input)."""
     return (
         "message_start",
         {
@@ -141,7 +147,12 @@ def message_start(input_tokens: int) -> tuple[str, dict[str, Any]]:
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                "usage": {
+                    "input_tokens": input_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": cache_read_input_tokens,
+                    "output_tokens": 1,
+                },
             },
         },
     )

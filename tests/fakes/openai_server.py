@@ -29,12 +29,18 @@ class FakeOpenAI(FakeProvider):
         events: list[tuple[str | None, str]] = [(None, json.dumps(c)) for c in chunks]
         self.queue(Reply(events=[*events, (None, "[DONE]")]))
 
-    def reply_text(self, *pieces: str, prompt_tokens: int = 11, completion_tokens: int = 7) -> None:
+    def reply_text(
+        self,
+        *pieces: str,
+        prompt_tokens: int = 11,
+        completion_tokens: int = 7,
+        cached_tokens: int | None = None,
+    ) -> None:
         self.reply_chunks(
             chunk({"role": "assistant", "content": ""}),
             *(chunk({"content": piece}) for piece in pieces),
             chunk({}, finish_reason="stop"),
-            usage_chunk(prompt_tokens, completion_tokens),
+            usage_chunk(prompt_tokens, completion_tokens, cached_tokens=cached_tokens),
         )
 
 
@@ -48,19 +54,26 @@ def chunk(delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[st
     }
 
 
-def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    """The last chunk when `stream_options.include_usage` is set: usage and no choices."""
+def usage_chunk(
+    prompt_tokens: int, completion_tokens: int, *, cached_tokens: int | None = None
+) -> dict[str, Any]:
+    """The last chunk when `stream_options.include_usage` is set: usage and no choices.
+    `cached_tokens`: the prompt tokens read from cache, in `prompt_tokens_details` as OpenAI
+    sends them (None: left out, as other OpenAI-compatible servers do)."""
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "audio_tokens": 0}
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": "fake-model",
         "choices": [],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage,
     }
 
 

@@ -120,14 +120,16 @@ async def charge_llm_call(
     model: str,
     input_tokens: int,
     output_tokens: int,
+    cached_input_tokens: int = 0,
 ) -> bool:
-    """The vendor credits of one model call on the installation's key, once per `key`. A
+    """The vendor credits of one model call on the installation's key, once per `key`:
+    `cached_input_tokens` (part of `input_tokens`) at the model's cached input price. A
     model without a price (and every call on a project's own key, which the caller does not
     charge) costs nothing."""
     price = plans.prices.get(model)
     if price is None:
         return False
-    micros = price.cost_micros(input_tokens, output_tokens)
+    micros = price.cost_micros(input_tokens, output_tokens, cached_input_tokens)
     if micros == 0:
         return False
     return await debit(

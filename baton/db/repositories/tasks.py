@@ -188,6 +188,7 @@ async def put_message(
             .values(
                 input_tokens=Task.input_tokens + usage.input_tokens,
                 output_tokens=Task.output_tokens + usage.output_tokens,
+                cached_input_tokens=Task.cached_input_tokens + usage.cached_input_tokens,
             )
         )
     return new

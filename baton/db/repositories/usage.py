@@ -33,6 +33,7 @@ class _Task:
     model: str | None
     failed: bool
     input_tokens: int
+    cached_input_tokens: int
     output_tokens: int
 
 
@@ -49,6 +50,7 @@ class _Sums:
     """One group's counts; vendor credits in micro-units until the end, so sums are exact."""
 
     input_tokens: int = 0
+    cached_input_tokens: int = 0
     output_tokens: int = 0
     vendor_micros: int = 0
     action_micros: int = 0
@@ -59,6 +61,7 @@ class _Sums:
         return UsageRow(
             group=group,
             input_tokens=self.input_tokens,
+            cached_input_tokens=self.cached_input_tokens,
             output_tokens=self.output_tokens,
             vendor_credits=self.vendor_micros / MICROS,
             actions=self.action_micros // MICROS,
@@ -121,6 +124,7 @@ async def usage_report(
     for task in tasks.values():
         sums = report.of(_task_group(task, group_by))
         sums.input_tokens += task.input_tokens
+        sums.cached_input_tokens += task.cached_input_tokens
         sums.output_tokens += task.output_tokens
         sums.runs += 1
         sums.failures += task.failed
@@ -199,10 +203,11 @@ def _task_of(key: str) -> str | None:
 
 
 def _run_of(key: str) -> str | None:
-    """`tool-run:<run id>` (baton.domain.credits.tool_run_key) names a tool run."""
+    """`tool-run:<run id>` (baton.domain.credits.tool_run_key), and
+    `tool-run:<run id>:step:...` (tool_run_step_key, an `llm` step's) name a tool run."""
     if not key.startswith(TOOL_RUN_KEY_PREFIX):
         return None
-    return key[len(TOOL_RUN_KEY_PREFIX) :] or None
+    return key[len(TOOL_RUN_KEY_PREFIX) :].partition(":")[0] or None
 
 
 async def _tasks(
@@ -218,6 +223,7 @@ async def _tasks(
                 Task.user_group_id,
                 Task.status,
                 Task.input_tokens,
+                Task.cached_input_tokens,
                 Task.output_tokens,
             ).where(Task.project_id == project_id, *where)
         )
@@ -232,6 +238,7 @@ async def _tasks(
             model=models.get((row.agent_id, row.agent_version)),
             failed=row.status in FAILED_TASKS,
             input_tokens=row.input_tokens,
+            cached_input_tokens=row.cached_input_tokens,
             output_tokens=row.output_tokens,
         )
         for row in rows

@@ -178,18 +178,17 @@ async def _read(
 
 def _usage(reported: Usage | MessageDeltaUsage, previous: TokenUsage) -> TokenUsage:
     """message_start reports input tokens; message_delta reports cumulative output tokens and
-    sometimes input tokens again. Cache reads and writes are input too."""
-    input_tokens = previous.input_tokens
+    sometimes input tokens again. Cache reads and writes are input too; the reads are also
+    counted as cached input (priced lower)."""
+    input_tokens, cached = previous.input_tokens, previous.cached_input_tokens
     if reported.input_tokens is not None:
-        input_tokens = (
-            reported.input_tokens
-            + (reported.cache_creation_input_tokens or 0)
-            + (reported.cache_read_input_tokens or 0)
-        )
+        cached = reported.cache_read_input_tokens or 0
+        input_tokens = reported.input_tokens + (reported.cache_creation_input_tokens or 0) + cached
     output_tokens = reported.output_tokens
     return TokenUsage(
         input_tokens=input_tokens,
         output_tokens=previous.output_tokens if output_tokens is None else output_tokens,
+        cached_input_tokens=cached,
     )
 
 

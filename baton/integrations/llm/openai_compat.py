@@ -132,9 +132,11 @@ async def _read(
     async for chunk in stream:
         # Read leniently: the client does not validate chunks, and servers leave fields out.
         if (chunk_usage := getattr(chunk, "usage", None)) is not None:
+            details = getattr(chunk_usage, "prompt_tokens_details", None)
             usage = TokenUsage(
                 input_tokens=chunk_usage.prompt_tokens or 0,
                 output_tokens=chunk_usage.completion_tokens or 0,
+                cached_input_tokens=getattr(details, "cached_tokens", None) or 0,
             )
         for choice in getattr(chunk, "choices", None) or []:
             if getattr(choice, "index", 0) != 0:
