@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from baton.db.repositories import credits as credit_repo
 from baton.db.tables import CreditAlert
@@ -26,9 +27,9 @@ from baton.settings import Settings
 from tests.conftest import Tenant, _api_client, auth
 from tests.fakes.webhook_server import FakeWebhook
 from tests.helpers import assert_error, create_token
-from tests.test_agent_tasks import make_tool
+from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
 from tests.test_audit import entries
-from tests.test_credits import credits, run_tool, set_plan, spend_actions
+from tests.test_credits import credits, listed_as_paused, run_tool, set_plan, spend_actions
 
 Sessions = async_sessionmaker[AsyncSession]
 PLANS = PlanBook()
@@ -151,6 +152,27 @@ async def test_a_limit_on_vendor_credits_refuses_a_model_call(
         await credit_repo.require_actions(
             session=session, plans=PLANS, project_id=tenant.project_id
         )
+
+
+async def test_a_task_pauses_at_a_limit_and_resumes_when_the_limit_is_cleared(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: Worker,
+    temporal_env: WorkflowEnvironment,
+):
+    await put_limits(api, tenant, {"actions": 0}, project=True)
+    tool = await make_tool(api, tenant)
+    agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
+    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "a"}')
+    paused = await wait_for(api, tenant, task_id, {"out-of-credits", *FINAL})
+    assert paused["status"] == "out-of-credits"
+    await listed_as_paused(temporal_env, paused["workflow_id"])
+
+    cleared = await put_limits(api, tenant, {"actions": None}, project=True)
+    assert cleared.status_code == 200, cleared.text
+    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    assert task["status"] in {"completed", "idle"}, task["error"]
+    assert (await credits(api, tenant))["projects"][0]["actions_used"] == 1
 
 
 async def test_without_limits_the_check_reads_no_more_than_before(
