@@ -29,10 +29,12 @@ from activities.tasks import TaskActivities
 from activities.workforce_tasks import WorkforceTaskActivities
 from baton import temporal
 from baton.db.engine import create_engine, create_session_factory
+from baton.domain.egress import EgressPolicy
 from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
 from baton.logs import configure_logging
-from baton.services import closed_runs, payload_retention
+from baton.security import SecretBox
+from baton.services import closed_runs, credit_alerts, payload_retention
 from baton.services import embedding as embedding_service
 from baton.services.credits import plan_book
 from baton.services.provider_configs import project_provider_configs
@@ -193,6 +195,14 @@ async def run(settings: Settings) -> None:
                 ),
                 # Temporal lists closed workflows for as long as it keeps their history.
                 lookback=await payload_retention.history_retention(client),
+            )
+        ),
+        # Usage alerts go to their webhook after the debit that reached them committed.
+        asyncio.create_task(
+            credit_alerts.deliver_forever(
+                session_factory=session_factory,
+                box=SecretBox.from_settings(settings),
+                policy=EgressPolicy.from_settings(settings),
             )
         ),
     ]

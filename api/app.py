@@ -127,6 +127,7 @@ def create_app(
     app.include_router(knowledge_enrichment.router)
     app.include_router(workforces.router)
     app.include_router(credits.router)
+    app.include_router(credits.project_router)
     app.include_router(audit.router)
     app.include_router(usage.router)
     app.include_router(temporal_codec.router)

@@ -406,7 +406,12 @@ def _credits_command(
                         )
                         detail = {"currency": currency, "amount": amount}
                         await record(session, AuditAction.credits_granted, detail)
-                credits = await credit_repo.credits_of(session=session, plans=plans, org_id=org_id)
+                credits = await credit_repo.credits_of(
+                    session=session,
+                    plans=plans,
+                    org_id=org_id,
+                    box=SecretBox.from_settings(settings),
+                )
                 projects = await session.scalars(select(Project.id).where(Project.org_id == org_id))
                 project_ids = list(projects)
         finally:

@@ -62,6 +62,13 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     # Its plan (baton/domain/credits.py); None: the installation's default plan.
     plan: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Monthly limits its admins set below the plan, in micro-units; None: only the plan's.
+    limit_actions: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    limit_vendor_credits: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Usage alerts: percentages of what is in force, and the webhook told (encrypted, since
+    # a webhook URL often carries its own token).
+    alert_thresholds: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    alert_webhook_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -84,6 +91,29 @@ class CreditEntry(Base):
     from_grant: Mapped[int] = mapped_column(BigInteger, default=0)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditAlert(Base):
+    """A usage threshold an organisation's use reached: one row per threshold, currency and
+    period (the unique key), so concurrent or retried debits alert once. Written in the
+    debit's transaction; `delivery` is then `pending` until the webhook is sent (`sent`,
+    `failed`), or `none` when no webhook was set."""
+
+    __tablename__ = "credit_alerts"
+    __table_args__ = (
+        UniqueConstraint("org_id", "currency", "threshold", "period_start", name="uq_credit_alert"),
+        Index("ix_credit_alerts_delivery", "delivery"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    currency: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column()
+    used: Mapped[int] = mapped_column(BigInteger)
+    cap: Mapped[int] = mapped_column(BigInteger)
+    delivery: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -131,6 +161,9 @@ class Project(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200))
+    # Monthly limits the project's admins set, in micro-units; None: the organisation's.
+    limit_actions: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    limit_vendor_credits: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

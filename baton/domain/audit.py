@@ -25,6 +25,10 @@ class AuditAction(StrEnum):
     secret_deleted = "secret.deleted"
     plan_set = "plan.set"
     credits_granted = "credits.granted"
+    credits_limits_set = "credits.limits_set"
+    credits_alerts_set = "credits.alerts_set"
+    # Not an act of a person: a debit made the organisation's use cross an alert threshold.
+    credits_threshold_reached = "credits.threshold_reached"
     user_group_created = "user_group.created"
     user_group_rotated = "user_group.rotated"
     user_group_deleted = "user_group.deleted"
@@ -43,6 +47,8 @@ class ActorKind(StrEnum):
     user_group = "user_group"
     # Whoever runs the `baton` command on the server (plans, grants).
     operator = "operator"
+    # Baton itself, for what follows from use rather than from anyone's act (usage alerts).
+    system = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class Actor:
 
 
 OPERATOR = Actor(ActorKind.operator)
+SYSTEM = Actor(ActorKind.system)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from baton.errors import InvalidInput
 
@@ -289,6 +289,79 @@ class Allowance(BaseModel):
     )
 
 
+class MonthlyLimits(BaseModel):
+    """What an organisation or a project may spend a month, set by its admins below the plan;
+    null: no limit of its own. Reaching one refuses like running out of credits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: int | None = Field(default=None, ge=0, le=10**12)
+    vendor_credits: float | None = Field(default=None, ge=0, le=10**9)
+
+    @classmethod
+    def from_micros(cls, actions: int | None, vendor_credits: int | None) -> MonthlyLimits:
+        return cls(
+            actions=None if actions is None else int(as_amount(actions, Currency.actions)),
+            vendor_credits=(
+                None
+                if vendor_credits is None
+                else float(as_amount(vendor_credits, Currency.vendor_credits))
+            ),
+        )
+
+    def micros(self, currency: Currency) -> int | None:
+        amount = self.actions if currency is Currency.actions else self.vendor_credits
+        return None if amount is None else round(amount * MICROS)
+
+
+MAX_THRESHOLDS = 10
+
+
+class AlertsIn(BaseModel):
+    """Usage alerts: percentages of the allowance or limit in force (the smaller), per
+    currency; a webhook to POST each to, or null for the audit log alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: list[int] = Field(max_length=MAX_THRESHOLDS)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _percentages(cls, thresholds: list[int]) -> list[int]:
+        for threshold in thresholds:
+            if not 1 <= threshold <= 100:
+                raise ValueError(f"a threshold is a percentage from 1 to 100, not {threshold}")
+        return sorted(set(thresholds))
+
+
+class AlertsOut(BaseModel):
+    thresholds: list[int]
+    webhook_host: str | None = Field(
+        description="Where alerts are POSTed; the URL itself is not shown (it may hold a token)"
+    )
+
+
+class ProjectUse(BaseModel):
+    project_id: str
+    name: str
+    limits: MonthlyLimits
+    actions_used: int | float
+    vendor_credits_used: int | float
+
+
+def alert_cap(included: int | None, limit: int | None) -> int | None:
+    """What alert thresholds are percentages of: the plan's allowance or the organisation's
+    limit, the smaller where both are set; None where neither is."""
+    caps = [cap for cap in (included, limit) if cap is not None]
+    return min(caps) if caps else None
+
+
+def reached_thresholds(thresholds: list[int], cap: int, used: int) -> list[int]:
+    """The thresholds `used` is at or past."""
+    return [t for t in thresholds if used * 100 >= t * cap]
+
+
 class CreditsOut(BaseModel):
     plan: str
     period_start: datetime
@@ -296,3 +369,10 @@ class CreditsOut(BaseModel):
     actions: Allowance
     vendor_credits: Allowance
     limits: PlanLimits
+    monthly_limits: MonthlyLimits = Field(
+        default_factory=MonthlyLimits, description="The organisation's own monthly limits"
+    )
+    projects: list[ProjectUse] = Field(
+        default_factory=list, description="Each project's limits and use this period"
+    )
+    alerts: AlertsOut = Field(default_factory=lambda: AlertsOut(thresholds=[], webhook_host=None))

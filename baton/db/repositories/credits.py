@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NoReturn
 
+import httpx
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
-from baton.db.tables import CreditEntry, Organization, Project, utcnow
+from baton.db.repositories import audit
+from baton.db.tables import CreditAlert, CreditEntry, Organization, Project, utcnow
+from baton.domain.audit import SYSTEM, AuditAction, Target
 from baton.domain.credits import (
     MICROS,
+    AlertsIn,
+    AlertsOut,
     Allowance,
     CreditsOut,
     Currency,
     EntryKind,
+    MonthlyLimits,
     PlanBook,
+    ProjectUse,
+    alert_cap,
     as_amount,
     period_of,
+    reached_thresholds,
     tool_run_key,
 )
 from baton.errors import NotFound, OutOfCredits
+from baton.security import SecretBox
 
 
 async def get_org(*, session: AsyncSession, org_id: int) -> Organization:
@@ -75,15 +86,20 @@ async def debit(
 ) -> bool:
     """Charges `micros` once per `key` (True when this call charged): the period's allowance
     pays first, grants the rest. A debit is never refused here: what started is paid for
-    (a balance below zero is what the next start is refused for)."""
+    (a balance below zero is what the next start is refused for). A debit that takes the
+    organisation's use to an alert threshold records the alert with it."""
     org = await get_org(session=session, org_id=org_id)
+    now = now or utcnow()
     included = plans.plan(org.plan).included_micros(currency)
+    cap = alert_cap(included, _limit_of(org, currency)) if org.alert_thresholds else None
     from_grant = 0
-    if included is not None:
-        used, paid_by_grants = await _period_debits(session, org_id, currency, now or utcnow())
-        allowance_left = max(0, included - (used - paid_by_grants))
-        from_grant = micros - min(micros, allowance_left)
-    return await _insert(
+    used = 0
+    if included is not None or cap is not None:
+        used, paid_by_grants = await _period_debits(session, org_id, currency, now)
+        if included is not None:
+            allowance_left = max(0, included - (used - paid_by_grants))
+            from_grant = micros - min(micros, allowance_left)
+    charged = await _insert(
         session,
         org_id=org_id,
         project_id=project_id,
@@ -94,6 +110,9 @@ async def debit(
         key=key,
         note=None,
     )
+    if charged and cap is not None:
+        await _record_alerts(session, org, currency, cap=cap, used=used + micros, now=now)
+    return charged
 
 
 async def charge_tool_run(
@@ -166,33 +185,159 @@ async def require(
     micros: int = 1,
 ) -> None:
     """Raises OutOfCredits unless the project's organisation has at least `micros` of
-    `currency` left (its allowance this period, then its grants)."""
-    org = await get_org(session=session, org_id=await _org_of(session, project_id))
-    plan = plans.plan(org.plan)
-    included = plan.included_micros(currency)
-    if included is None:
+    `currency` left (its allowance this period, then its grants) and neither the
+    organisation's monthly limit nor the project's is reached. Without any limit this reads
+    the project and the organisation only."""
+    project = await _project(session, project_id)
+    org = await get_org(session=session, org_id=project.org_id)
+    included = plans.plan(org.plan).included_micros(currency)
+    org_limit, project_limit = _limit_of(org, currency), _limit_of(project, currency)
+    if included is None and org_limit is None and project_limit is None:
         return
     now = utcnow()
     used, paid_by_grants = await _period_debits(session, org.id, currency, now)
-    left = max(0, included - (used - paid_by_grants)) + await _grant_balance(
-        session, org.id, currency
-    )
-    if left >= micros:
-        return
+    if included is not None:
+        left = max(0, included - (used - paid_by_grants)) + await _grant_balance(
+            session, org.id, currency
+        )
+        if left < micros:
+            await _raise_out_of_credits(session, plans, org, included, currency, now)
+    if org_limit is not None and org_limit - used < micros:
+        _raise_limit_reached("organisation", org_limit, used, currency, now)
+    if project_limit is not None:
+        project_used, _ = await _period_debits(session, org.id, currency, now, project_id)
+        if project_limit - project_used < micros:
+            _raise_limit_reached("project", project_limit, project_used, currency, now)
+
+
+async def _raise_out_of_credits(
+    session: AsyncSession,
+    plans: PlanBook,
+    org: Organization,
+    included: int,
+    currency: Currency,
+    now: datetime,
+) -> NoReturn:
     allowance = await _allowance(session, org.id, included, now, currency)
     _, renews = period_of(now)
     name = plans.plan_name(org.plan)
-    what = "actions" if currency is Currency.actions else "vendor credits"
     raise OutOfCredits(
-        f"the organisation has no {what} left this period (plan {name}: "
+        f"the organisation has no {_named(currency)} left this period (plan {name}: "
         f"{allowance.included} a month, {allowance.used} used, {allowance.granted} granted); "
         f"it renews at {renews.isoformat()}, or an operator can grant more",
         details={"plan": name, "period_end": renews.isoformat(), "currency": currency.value},
     )
 
 
+def _raise_limit_reached(
+    whose: str, limit: int, used: int, currency: Currency, now: datetime
+) -> NoReturn:
+    """Reaching a monthly limit refuses like running out, naming the limit: its admins can
+    raise it, or wait for the next period."""
+    _, renews = period_of(now)
+    raise OutOfCredits(
+        f"the {whose}'s monthly limit of {as_amount(limit, currency)} {_named(currency)} is "
+        f"reached ({as_amount(used, currency)} used this period); it renews at "
+        f"{renews.isoformat()}, or the {whose}'s admins can raise the limit",
+        details={
+            "limit": whose,
+            "limit_amount": as_amount(limit, currency),
+            "period_end": renews.isoformat(),
+            "currency": currency.value,
+        },
+    )
+
+
+def _named(currency: Currency) -> str:
+    return "actions" if currency is Currency.actions else "vendor credits"
+
+
+def _limit_of(holder: Organization | Project, currency: Currency) -> int | None:
+    return holder.limit_actions if currency is Currency.actions else holder.limit_vendor_credits
+
+
+async def set_limits(
+    *, session: AsyncSession, holder: Organization | Project, limits: MonthlyLimits
+) -> None:
+    """Replaces the organisation's or the project's monthly limits (None clears one)."""
+    holder.limit_actions = limits.micros(Currency.actions)
+    holder.limit_vendor_credits = limits.micros(Currency.vendor_credits)
+    await session.flush()
+
+
+def limits_of(holder: Organization | Project) -> MonthlyLimits:
+    return MonthlyLimits.from_micros(holder.limit_actions, holder.limit_vendor_credits)
+
+
+async def set_alerts(
+    *, session: AsyncSession, org: Organization, alerts: AlertsIn, box: SecretBox
+) -> None:
+    """The organisation's thresholds and webhook; the URL is kept encrypted."""
+    org.alert_thresholds = alerts.thresholds or None
+    org.alert_webhook_ciphertext = (
+        None if alerts.webhook_url is None else box.encrypt(alerts.webhook_url)
+    )
+    await session.flush()
+
+
+def alerts_of(org: Organization, box: SecretBox) -> AlertsOut:
+    host = None
+    if org.alert_webhook_ciphertext is not None:
+        host = httpx.URL(box.decrypt(org.alert_webhook_ciphertext)).host or None
+    return AlertsOut(thresholds=list(org.alert_thresholds or []), webhook_host=host)
+
+
+async def _record_alerts(
+    session: AsyncSession,
+    org: Organization,
+    currency: Currency,
+    *,
+    cap: int,
+    used: int,
+    now: datetime,
+) -> None:
+    """One alert per threshold `used` reached, currency and period: the unique key decides
+    which debit records it, so concurrent and retried debits alert once. Every reached
+    threshold is tried, not only the ones this debit crossed, so one that a race skipped is
+    caught by the next debit."""
+    start, _ = period_of(now)
+    for threshold in reached_thresholds(list(org.alert_thresholds or []), cap, used):
+        values = {
+            "org_id": org.id,
+            "currency": currency.value,
+            "threshold": threshold,
+            "period_start": start,
+            "used": used,
+            "cap": cap,
+            "delivery": "pending" if org.alert_webhook_ciphertext else "none",
+            "created_at": utcnow(),
+        }
+        key = ["org_id", "currency", "threshold", "period_start"]
+        if not await insert_once(session, CreditAlert, values, key=key):
+            continue
+        await audit.record(
+            session=session,
+            org_id=org.id,
+            project_id=None,
+            actor=SYSTEM,
+            action=AuditAction.credits_threshold_reached,
+            target=Target("credits", currency.value),
+            detail={
+                "currency": currency.value,
+                "threshold": threshold,
+                "used": as_amount(used, currency),
+                "limit": as_amount(cap, currency),
+            },
+        )
+
+
 async def credits_of(
-    *, session: AsyncSession, plans: PlanBook, org_id: int, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    org_id: int,
+    box: SecretBox,
+    now: datetime | None = None,
 ) -> CreditsOut:
     org = await get_org(session=session, org_id=org_id)
     plan = plans.plan(org.plan)
@@ -213,7 +358,45 @@ async def credits_of(
             Currency.vendor_credits,
         ),
         limits=plans.limits(org.plan),
+        monthly_limits=limits_of(org),
+        projects=await _project_uses(session, org_id, now),
+        alerts=alerts_of(org, box),
     )
+
+
+async def _project_uses(session: AsyncSession, org_id: int, now: datetime) -> list[ProjectUse]:
+    """Each project's limits and what its debits spent this period, in one query."""
+    start, end = period_of(now)
+    spent = (
+        select(
+            CreditEntry.project_id,
+            CreditEntry.currency,
+            func.sum(CreditEntry.amount).label("used"),
+        )
+        .where(
+            CreditEntry.org_id == org_id,
+            CreditEntry.kind == EntryKind.debit.value,
+            CreditEntry.created_at >= start,
+            CreditEntry.created_at < end,
+        )
+        .group_by(CreditEntry.project_id, CreditEntry.currency)
+    )
+    used = {(row[0], row[1]): int(row[2]) for row in await session.execute(spent)}
+    projects = await session.scalars(
+        select(Project).where(Project.org_id == org_id).order_by(Project.created_at, Project.id)
+    )
+    return [
+        ProjectUse(
+            project_id=project.id,
+            name=project.name,
+            limits=limits_of(project),
+            actions_used=as_amount(used.get((project.id, "actions"), 0), Currency.actions),
+            vendor_credits_used=as_amount(
+                used.get((project.id, "vendor_credits"), 0), Currency.vendor_credits
+            ),
+        )
+        for project in projects
+    ]
 
 
 async def _allowance(
@@ -235,10 +418,14 @@ async def _allowance(
 
 
 async def _org_of(session: AsyncSession, project_id: str) -> int:
-    org_id = await session.scalar(select(Project.org_id).where(Project.id == project_id))
-    if org_id is None:
+    return (await _project(session, project_id)).org_id
+
+
+async def _project(session: AsyncSession, project_id: str) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None:
         raise NotFound(f"project {project_id} not found")
-    return int(org_id)
+    return project
 
 
 async def _insert(
@@ -268,24 +455,28 @@ async def _insert(
 
 
 async def _period_debits(
-    session: AsyncSession, org_id: int, currency: Currency, now: datetime
+    session: AsyncSession,
+    org_id: int,
+    currency: Currency,
+    now: datetime,
+    project_id: str | None = None,
 ) -> tuple[int, int]:
-    """This period's debits: their total, and the part of it grants paid."""
+    """This period's debits (of one project, when given): their total, and the part of it
+    grants paid."""
     start, end = period_of(now)
-    row = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(CreditEntry.amount), 0),
-                func.coalesce(func.sum(CreditEntry.from_grant), 0),
-            ).where(
-                CreditEntry.org_id == org_id,
-                CreditEntry.currency == currency.value,
-                CreditEntry.kind == EntryKind.debit.value,
-                CreditEntry.created_at >= start,
-                CreditEntry.created_at < end,
-            )
-        )
-    ).one()
+    query = select(
+        func.coalesce(func.sum(CreditEntry.amount), 0),
+        func.coalesce(func.sum(CreditEntry.from_grant), 0),
+    ).where(
+        CreditEntry.org_id == org_id,
+        CreditEntry.currency == currency.value,
+        CreditEntry.kind == EntryKind.debit.value,
+        CreditEntry.created_at >= start,
+        CreditEntry.created_at < end,
+    )
+    if project_id is not None:
+        query = query.where(CreditEntry.project_id == project_id)
+    row = (await session.execute(query)).one()
     return int(row[0]), int(row[1])
 
 
