@@ -29,6 +29,10 @@ install-local-embeddings: $(LOCAL_STAMP)
 run: $(STAMP)
 	$(BIN)/baton up $(ARGS)
 
+# Three workers (pytest-xdist): the suite mostly waits on Temporal, so it runs faster beside
+# itself; `make test PYTEST_ARGS=` runs it in one process.
+PYTEST_ARGS ?= -n 3 --dist loadgroup
+
 test: $(LOCAL_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

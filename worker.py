@@ -16,10 +16,12 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.bulk_tasks import BulkTaskActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.events import EventActivities
 from activities.knowledge import EmbeddingActivities
+from activities.knowledge_sources import SourceSyncActivities
 from activities.knowledge_steps import KnowledgeStepActivities
 from activities.llm import LlmActivities
 from activities.mcp import McpActivities
@@ -32,16 +34,19 @@ from baton.db.engine import create_engine, create_session_factory
 from baton.domain.egress import EgressPolicy
 from baton.integrations.sandbox import SandboxUnavailable, find_bubblewrap
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.knowledge.rerank import Rerankers
 from baton.logs import configure_logging
 from baton.security import SecretBox
-from baton.services import closed_runs, credit_alerts, payload_retention
+from baton.services import closed_runs, credit_alerts, history_retention, payload_retention
 from baton.services import embedding as embedding_service
 from baton.services.credits import plan_book
 from baton.services.provider_configs import project_provider_configs
 from baton.settings import CodeSandbox, Settings
 from workflows.agent_task import AgentTaskWorkflow
+from workflows.bulk_tasks import BulkTaskWorkflow
 from workflows.enrichment import EnrichmentWorkflow
 from workflows.knowledge import EmbedSetWorkflow
+from workflows.knowledge_sources import KnowledgeSourceSyncWorkflow
 from workflows.slack_reply import SlackReplyWorkflow
 from workflows.tool_run import ToolRunWorkflow
 from workflows.workforce import WorkforceWorkflow
@@ -58,6 +63,8 @@ WORKFLOWS = [
     EnrichmentWorkflow,
     WorkforceWorkflow,
     SlackReplyWorkflow,
+    KnowledgeSourceSyncWorkflow,
+    BulkTaskWorkflow,
 ]
 # Deterministic libraries workflows use for pure steps; passed through the sandbox because
 # they keep module-level caches (Jinja's compiles templates lazily, behind a lock).
@@ -93,15 +100,19 @@ def create_worker(
     llm_activities = LlmActivities(provider_configs, session_factory, plans)
     events = EventActivities(session_factory, plans)
     steps = StepActivities(session_factory, settings, provider_configs, plans)
-    tool_runs = ToolRunActivities(session_factory)
+    tool_runs = ToolRunActivities(session_factory, plans)
     mcp = McpActivities(session_factory, settings)
     slack = SlackActivities(session_factory, settings)
     email = EmailActivities(session_factory, settings)
-    enrichment = EnrichmentActivities(session_factory, settings, provider_configs)
+    enrichment = EnrichmentActivities(session_factory, settings, provider_configs, plans)
+    bulk_tasks = BulkTaskActivities(client, session_factory, settings)
     # The local embedding model loads on the first batch of a `local` set, not here.
     embedders = EmbedderFactory(provider_configs)
     embedding = EmbeddingActivities(session_factory, embedders)
-    knowledge_steps = KnowledgeStepActivities(session_factory, embedders)
+    knowledge_steps = KnowledgeStepActivities(
+        session_factory, embedders, Rerankers(provider_configs)
+    )
+    source_syncs = SourceSyncActivities(session_factory, settings)
     sandbox, unsandboxed = workflow_runners(settings)
     return Worker(
         client,
@@ -114,6 +125,7 @@ def create_worker(
             task_activities.set_status,
             task_activities.put_message,
             task_activities.record,
+            task_activities.admit,
             workforce_tasks.begin,
             workforce_tasks.record,
             llm_activities.complete,
@@ -136,8 +148,13 @@ def create_worker(
             tool_runs.finish,
             enrichment.batch,
             enrichment.finish,
+            bulk_tasks.start_batch,
+            bulk_tasks.set_status,
             embedding.embed_batch,
             embedding.finish,
+            source_syncs.plan,
+            source_syncs.sync_batch,
+            source_syncs.finish,
         ],
         # A cancel reaches an activity only in the answer to a heartbeat, which the SDK
         # otherwise sends at most every 0.8 x the heartbeat timeout (16 s for a model call):
@@ -195,6 +212,12 @@ async def run(settings: Settings) -> None:
                 ),
                 # Temporal lists closed workflows for as long as it keeps their history.
                 lookback=await payload_retention.history_retention(client),
+            )
+        ),
+        # Finished tasks and tool runs go once their organisation's plan keeps them no more.
+        asyncio.create_task(
+            history_retention.delete_forever(
+                session_factory=session_factory, plans=plan_book(settings)
             )
         ),
         # Usage alerts go to their webhook after the debit that reached them committed.

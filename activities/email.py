@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
+from activities.integrations import project_integration
 from activities.steps import render_string
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.egress import EgressPolicy
@@ -20,7 +21,7 @@ from baton.domain.integrations import SmtpServer
 from baton.domain.mail import email_address
 from baton.domain.tool_runs import StepCall, StepOutcome
 from baton.domain.tools import EmailSendStep
-from baton.errors import BatonError, NotFound
+from baton.errors import BatonError
 from baton.integrations import smtp
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
@@ -62,31 +63,20 @@ class EmailActivities:
         timeout = step.timeout_seconds * _SEND_SHARE
         try:
             sent = await with_heartbeats(smtp.send(server, mail, timeout=timeout))
-        except smtp.SmtpFailure as exc:
-            raise scrubber.error(
-                ApplicationError(exc.message, type=exc.code, non_retryable=not exc.retryable)
-            ) from None
         except BatonError as exc:
             raise scrubber.error(as_application_error(exc)) from None
         return StepOutcome(output={"message_id": sent.message_id, "accepted": sent.accepted})
 
     async def _server(self, project_id: str, integration: str) -> SmtpServer:
-        try:
-            async with self._sessions() as session:
-                row = await integration_repo.get_integration(
-                    session=session, project_id=project_id, ref=integration
-                )
-                return integration_repo.reveal_smtp_server(
-                    box=self._box, row=row, egress=self._egress
-                )
-        except NotFound:
-            raise ApplicationError(
-                f"no SMTP integration {integration!r} in this project",
-                type="not_found",
-                non_retryable=True,
-            ) from None
-        except BatonError as exc:
-            raise as_application_error(exc) from None
+        return await project_integration(
+            self._sessions,
+            project_id=project_id,
+            ref=integration,
+            kind="SMTP",
+            reveal=lambda row: integration_repo.reveal_smtp_server(
+                box=self._box, row=row, egress=self._egress
+            ),
+        )
 
 
 def _recipient(rendered: str, index: int) -> str:

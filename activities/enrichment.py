@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,16 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import as_application_error
-from activities.steps import InProcessExecutor, StepRunner
+from activities.steps import AnswerSink, ChargerFor, InProcessExecutor, StepRunner
 from baton import templating
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import knowledge_jobs as job_repo
 from baton.db.repositories import knowledge_rows as row_repo
 from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories.knowledge_rows import RowResult
+from baton.domain.credits import LlmCharge, PlanBook, enrichment_step_key
 from baton.domain.enrichment import BatchOutcome, EnrichmentBatch, EnrichmentFinish, EnrichmentPlan
 from baton.domain.knowledge import ColumnType, JobStatus, KnowledgeColumn
+from baton.domain.llm import TokenUsage
 from baton.domain.tool_checks import needs_secrets, validate_params
+from baton.domain.tools import LlmStep, Step
 from baton.errors import BatonError
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
@@ -61,7 +66,10 @@ class RowTool:
         runner: StepRunner,
         client: httpx.AsyncClient,
         secrets: dict[str, str],
+        charger_for: Callable[[int], ChargerFor | None] = lambda row_id: None,
     ) -> None:
+        """`charger_for`: who charges the `llm` steps of a row (by its id)."""
+        self._charger_for = charger_for
         self._plan = plan
         self._runner = runner
         self._client = client
@@ -90,6 +98,7 @@ class RowTool:
             scrubber=self._scrubber,
             project_id=plan.project_id,
             client=self._client,
+            charger_for=self._charger_for(row_id),
         )
         context: dict[str, Any] = {"params": params, "steps": {}, "snippets": plan.snippets}
         try:
@@ -105,10 +114,14 @@ class EnrichmentActivities:
         session_factory: async_sessionmaker[AsyncSession],
         settings: Settings,
         provider_configs: ProviderConfigResolver,
+        plans: PlanBook | None = None,
     ) -> None:
+        """`plans`: what an `llm` step on the installation's key costs the job's organisation
+        (None: not metered)."""
         self._sessions = session_factory
         self._runner = StepRunner(settings, provider_configs)
         self._box = SecretBox.from_settings(settings)
+        self._plans = plans
 
     @activity.defn(name="baton.enrichment.batch")
     async def batch(self, batch: EnrichmentBatch) -> BatchOutcome:
@@ -167,13 +180,23 @@ class EnrichmentActivities:
         counts: _Counts,
     ) -> None:
         finished: list[RowResult] = []
+        # What the rows' `llm` steps answered on the installation's key: charged with the
+        # next write of results (one read of the totals for all of them).
+        answered: list[LlmCharge] = []
 
         async def flush() -> None:
-            taken = finished[:]
-            if not taken:
+            taken, charges = finished[:], answered[:]
+            if not taken and not charges:
                 activity.heartbeat({"done": counts.done, "failed": counts.failed})
                 return
             async with self._sessions.begin() as session:
+                if charges and self._plans is not None:
+                    await credit_repo.charge_llm_calls(
+                        session=session,
+                        plans=self._plans,
+                        project_id=plan.project_id,
+                        calls=charges,
+                    )
                 await row_repo.write_results(
                     session=session, set_id=plan.set_id, columns=columns, results=taken
                 )
@@ -186,10 +209,12 @@ class EnrichmentActivities:
                     status=JobStatus.running,
                 )
             del finished[: len(taken)]
+            del answered[: len(charges)]
             activity.heartbeat({"done": counts.done, "failed": counts.failed})
 
         async with self._runner.http_client() as client:
-            tool = RowTool(plan, self._runner, client, await self._secrets(plan))
+            secrets = await self._secrets(plan)
+            tool = RowTool(plan, self._runner, client, secrets, self._row_charger(plan, answered))
             gate = asyncio.Semaphore(plan.concurrency)
 
             async def one(row_id: int, data: dict[str, Any]) -> None:
@@ -209,6 +234,39 @@ class EnrichmentActivities:
                 await asyncio.gather(rows, return_exceptions=True)
                 await flush()
                 raise
+
+    def _row_charger(
+        self, plan: EnrichmentPlan, answered: list[LlmCharge]
+    ) -> Callable[[int], ChargerFor | None]:
+        """Each row's `llm` steps are charged once per row and step, as a tool run's are:
+        their answers on the installation's key go to `answered`."""
+        if self._plans is None:
+            return lambda row_id: None
+
+        def for_row(row_id: int) -> ChargerFor:
+            def charger(step: Step, position: int, item: int) -> AnswerSink | None:
+                if not isinstance(step, LlmStep):
+                    return None
+                key = enrichment_step_key(plan.job_id, row_id, position, item)
+                model = step.model
+
+                async def collect(usage: TokenUsage, billed: bool) -> None:
+                    if billed:
+                        answered.append(
+                            LlmCharge(
+                                key=key,
+                                model=model,
+                                input_tokens=usage.input_tokens,
+                                output_tokens=usage.output_tokens,
+                                cached_input_tokens=usage.cached_input_tokens,
+                            )
+                        )
+
+                return collect
+
+            return charger
+
+        return for_row
 
     async def _secrets(self, plan: EnrichmentPlan) -> dict[str, str]:
         if not any(needs_secrets(step) for step in plan.tool.steps):

@@ -9,5 +9,10 @@ from baton.errors import BatonError, InvalidInput, NotFound
 
 
 def as_application_error(exc: BatonError) -> ApplicationError:
-    non_retryable = isinstance(exc, InvalidInput | NotFound)
+    """Retried when the error says trying again may help, or when it does not say and is
+    not bad input or a missing resource."""
+    if exc.retryable is None:
+        non_retryable = isinstance(exc, InvalidInput | NotFound)
+    else:
+        non_retryable = not exc.retryable
     return ApplicationError(exc.message, type=exc.code, non_retryable=non_retryable)

@@ -16,15 +16,16 @@ T = TypeVar("T")
 HEARTBEAT_EVERY_S = 0.5
 
 
-async def with_heartbeats(work: Awaitable[T]) -> T:
-    """Awaits `work`, heartbeating every `HEARTBEAT_EVERY_S` meanwhile."""
+async def with_heartbeats(work: Awaitable[T], *details: object) -> T:
+    """Awaits `work`, heartbeating every `HEARTBEAT_EVERY_S` meanwhile; with `details`, the
+    progress a retry resumes from, which a heartbeat without them would erase."""
     task = asyncio.ensure_future(work)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
             if done:
                 return task.result()
-            activity.heartbeat()
+            activity.heartbeat(*details)
     finally:
         if not task.done():
             task.cancel()

@@ -29,15 +29,20 @@ from baton.errors import BatonError
 from baton.knowledge import search as knowledge_search
 from baton.knowledge import store
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.knowledge.rerank import Rerankers
 from baton.services.embedding import embed_pending
 
 
 class KnowledgeStepActivities:
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], embedders: EmbedderFactory
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        embedders: EmbedderFactory,
+        rerankers: Rerankers,
     ) -> None:
         self._sessions = session_factory
         self._embedders = embedders
+        self._rerankers = rerankers
 
     @activity.defn(name="baton.step.knowledge_search")
     async def search(self, call: StepCall) -> StepOutcome:
@@ -50,6 +55,7 @@ class KnowledgeStepActivities:
                 mode=step.mode,
                 top_k=step.top_k,
                 filters=[RowFilter.model_validate(f) for f in render_value(step.filters, context)],
+                rerank=step.rerank,
             )
         except ValidationError as exc:
             raise _invalid(f"search: {_first_error(exc)}") from None
@@ -62,8 +68,9 @@ class KnowledgeStepActivities:
                     knowledge_set=knowledge_set,
                     request=request,
                     embedder_for=self._embedders,
+                    rerankers=self._rerankers,
                 )
-            return [hit.model_dump(mode="json") for hit in hits]
+            return [hit.model_dump(mode="json", exclude_none=True) for hit in hits]
 
         return await _outcome(work())
 

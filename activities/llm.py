@@ -123,10 +123,16 @@ class LlmActivities:
         async with sessions.begin() as session:
             written = await task_repo.get_message(session=session, task_id=call.task_id, seq=seq)
             if written is not None:
+                # Its vendor credits were charged with it, in the same transaction: the task
+                # counts them against its budget as if this attempt had made the call.
+                charged = await credit_repo.charged(
+                    session=session, key=llm_call_key(call.task_id, seq)
+                )
                 return LlmResponse(
                     content=written.content,
                     tool_calls=written.tool_calls,
                     model=call.request.model,
+                    vendor_micros=charged,
                 )
             # Before any write: a call that cannot be paid for leaves the task as it was.
             await self._require_credits(session, call)

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
 from activities.heartbeats import with_heartbeats
+from activities.integrations import project_integration
 from activities.steps import render_value
 from baton.db.repositories import integrations as integration_repo
 from baton.domain.egress import EgressPolicy
@@ -28,7 +29,7 @@ from baton.domain.tasks import (
 )
 from baton.domain.tool_runs import StepCall, StepOutcome
 from baton.domain.tools import McpStep
-from baton.errors import BatonError, NotFound
+from baton.errors import BatonError
 from baton.integrations import mcp
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
@@ -113,22 +114,15 @@ class McpActivities:
         return McpToolOutcome(output=scrubber.value(result.output))
 
     async def _server(self, project_id: str, integration: str) -> McpServer:
-        try:
-            async with self._sessions() as session:
-                row = await integration_repo.get_integration(
-                    session=session, project_id=project_id, ref=integration
-                )
-                return integration_repo.reveal_mcp_server(
-                    box=self._box, row=row, egress=self._egress, stdio_enabled=self._stdio_enabled
-                )
-        except NotFound:
-            raise ApplicationError(
-                f"no MCP integration {integration!r} in this project",
-                type="not_found",
-                non_retryable=True,
-            ) from None
-        except BatonError as exc:
-            raise as_application_error(exc) from None
+        return await project_integration(
+            self._sessions,
+            project_id=project_id,
+            ref=integration,
+            kind="MCP",
+            reveal=lambda row: integration_repo.reveal_mcp_server(
+                box=self._box, row=row, egress=self._egress, stdio_enabled=self._stdio_enabled
+            ),
+        )
 
 
 async def _call(
@@ -142,10 +136,6 @@ async def _call(
     )
     try:
         result = await with_heartbeats(mcp.call_tool(server, tool, arguments, timeout=timeout))
-    except mcp.McpUnavailable as exc:
-        raise scrubber.error(
-            ApplicationError(exc.message, type=exc.code, non_retryable=not exc.retryable)
-        ) from None
     except BatonError as exc:
         raise scrubber.error(as_application_error(exc)) from None
     return result, scrubber

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error
+from activities.integrations import project_integration
 from activities.steps import render_string, render_value
 from baton import activity_names
 from baton.db.repositories import integrations as integration_repo
@@ -26,7 +27,7 @@ from baton.domain.slack import SlackAnswer, SlackAnswerPost, SlackPosted, SlackR
 from baton.domain.tasks import TaskStatus
 from baton.domain.tool_runs import StepCall, StepOutcome
 from baton.domain.tools import SlackPostStep
-from baton.errors import BatonError, NotFound
+from baton.errors import BatonError
 from baton.integrations import slack
 from baton.scrubbing import SecretScrubber
 from baton.security import SecretBox
@@ -79,22 +80,15 @@ class SlackActivities:
 
     async def app(self, project_id: str, integration: str) -> SlackApp:
         """The project's Slack integration, by name or id, its secrets decrypted."""
-        try:
-            async with self._sessions() as session:
-                row = await integration_repo.get_integration(
-                    session=session, project_id=project_id, ref=integration
-                )
-                return integration_repo.reveal_slack_app(
-                    box=self._box, row=row, egress=self._egress
-                )
-        except NotFound:
-            raise ApplicationError(
-                f"no Slack integration {integration!r} in this project",
-                type="not_found",
-                non_retryable=True,
-            ) from None
-        except BatonError as exc:
-            raise as_application_error(exc) from None
+        return await project_integration(
+            self._sessions,
+            project_id=project_id,
+            ref=integration,
+            kind="Slack",
+            reveal=lambda row: integration_repo.reveal_slack_app(
+                box=self._box, row=row, egress=self._egress
+            ),
+        )
 
 
 _FIRST_LOOK_S = 0.2
@@ -159,9 +153,5 @@ async def post(app: SlackApp, *, channel: str, text: str, thread_ts: str | None)
         )
     try:
         return await slack.post_message(app, channel=channel, text=text, thread_ts=thread_ts)
-    except slack.SlackError as exc:
-        raise scrubber.error(
-            ApplicationError(exc.message, type=exc.code, non_retryable=not exc.retryable)
-        ) from None
     except BatonError as exc:
         raise scrubber.error(as_application_error(exc)) from None

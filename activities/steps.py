@@ -25,7 +25,7 @@ from baton import templating
 from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import secrets as secret_repo
 from baton.db.repositories import tool_runs as run_repo
-from baton.domain.credits import PlanBook, tool_run_step_key
+from baton.domain.credits import LlmCharge, PlanBook, tool_run_step_key
 from baton.domain.llm import LlmRequest, Message, MessageRole, TokenUsage
 from baton.domain.tool_runs import StepCall, StepOutcome, ToolRunFinish
 from baton.domain.tools import CodeStep, HttpStep, LlmStep, Step
@@ -58,6 +58,10 @@ class StepEnv:
     project_id: str | None = None
     client: httpx.AsyncClient | None = None
     on_answer: AnswerSink | None = None
+
+
+# Who charges the `llm` step at (position, foreach item) of the steps being run, if anyone.
+ChargerFor = Callable[[Step, int, int], AnswerSink | None]
 
 
 class StepActivities:
@@ -96,39 +100,54 @@ class StepActivities:
         # The same on every retry of this step: a receiver that honours it (as payment and
         # messaging APIs do) acts once even when a crash makes us send the request again.
         info = activity.info()
+        charges: list[LlmCharge] = []
         env = StepEnv(
             idempotency_key=f"{info.workflow_id}:{info.activity_id}",
             scrubber=scrubber,
             project_id=call.project_id,
-            on_answer=self._charger(call),
+            on_answer=self._charger(call, charges),
         )
-        return await self._run(self._runner.run(call.step, context, env), scrubber)
+        try:
+            outcome = await self._run(self._runner.run(call.step, context, env), scrubber)
+        except BaseException:
+            await self._pay(call, charges)  # a call made is paid for, whatever its answer
+            raise
+        if call.persist:
+            # The run's last write charges them, with every other step's, in its transaction.
+            outcome.charges = charges
+        else:
+            await self._pay(call, charges)  # a tool step's run has no write of its own
+        return outcome
 
-    def _charger(self, call: StepCall) -> AnswerSink | None:
-        """Charges an `llm` step's answer on the installation's key its vendor credits, once
-        per step execution (keyed by the run, the step's position and its foreach item): a
-        retried attempt calls the model again but is not charged again. A project's own
-        integration key costs none."""
-        plans, step = self._plans, call.step
-        if plans is None or not isinstance(step, LlmStep):
+    def _charger(self, call: StepCall, charges: list[LlmCharge]) -> AnswerSink | None:
+        """Collects what a tool run's `llm` step answered on the installation's key, to be
+        charged once per step execution (keyed by the run, the step's position and its
+        foreach item): a retried attempt calls the model again but is not charged again."""
+        step = call.step
+        if self._plans is None or not isinstance(step, LlmStep):
             return None
+        key = tool_run_step_key(call.run_id, call.position, call.item)
 
-        async def charge(usage: TokenUsage, billed: bool) -> None:
-            if not billed:
-                return
-            async with self._sessions.begin() as session:
-                await credit_repo.charge_llm_call(
-                    session=session,
-                    plans=plans,
-                    project_id=call.project_id,
-                    key=tool_run_step_key(call.run_id, call.position, call.item),
+        async def collect(usage: TokenUsage, billed: bool) -> None:
+            if billed:
+                charge = LlmCharge(
+                    key=key,
                     model=step.model,
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cached_input_tokens=usage.cached_input_tokens,
                 )
+                charges[:] = [charge]
 
-        return charge
+        return collect
+
+    async def _pay(self, call: StepCall, charges: list[LlmCharge]) -> None:
+        if not charges or self._plans is None:
+            return
+        async with self._sessions.begin() as session:
+            await credit_repo.charge_llm_calls(
+                session=session, plans=self._plans, project_id=call.project_id, calls=charges
+            )
 
     async def _run(self, work: Awaitable[Any], scrubber: SecretScrubber) -> StepOutcome:
         """Runs the step with heartbeats; what it gives back, output or error, is scrubbed."""
@@ -343,9 +362,12 @@ class InProcessExecutor:
         scrubber: SecretScrubber,
         project_id: str | None = None,
         client: httpx.AsyncClient | None = None,
+        charger_for: ChargerFor | None = None,
     ) -> None:
         """`key_prefix`: the idempotency key of a request is `<key_prefix>:<step>` (`:<item>`
-        in a foreach), the same on every attempt; `scrubber` knows `secrets`."""
+        in a foreach), the same on every attempt; `scrubber` knows `secrets`; `charger_for`
+        gives who charges an `llm` step's answer (None: not metered)."""
+        self._charger_for = charger_for
         self._runner = runner
         self._key_prefix = key_prefix
         self._secrets = secrets
@@ -372,6 +394,9 @@ class InProcessExecutor:
             scrubber=self._scrubber,
             project_id=self._project_id,
             client=self._client,
+            on_answer=None
+            if self._charger_for is None
+            else self._charger_for(step, position, item),
         )
         delay = 0.5
         for attempt in range(step.retries + 1):
@@ -401,8 +426,12 @@ def _retry_delay(error: ApplicationError, default: float) -> float:
 
 
 class ToolRunActivities:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], plans: PlanBook | None = None
+    ) -> None:
+        """`plans`: what the run's `llm` steps charge (None: not metered)."""
         self._sessions = session_factory
+        self._plans = plans
 
     # Run as a local activity: one short write at the end, no extra round trip to the server.
     @activity.defn(name="baton.tool_run.finish")
@@ -418,6 +447,13 @@ class ToolRunActivities:
                 output=finish.output,
                 error=finish.error,
             )
+            if finish.charges and self._plans is not None and finish.project_id is not None:
+                await credit_repo.charge_llm_calls(
+                    session=session,
+                    plans=self._plans,
+                    project_id=finish.project_id,
+                    calls=finish.charges,
+                )
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:

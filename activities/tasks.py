@@ -4,14 +4,19 @@ projection never disagree."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from baton.db.repositories import agents as agent_repo
+from baton.db.repositories import capacity as capacity_repo
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.repositories import snippets as snippet_repo
@@ -20,6 +25,7 @@ from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.agents import AgentSpec
+from baton.domain.capacity import CAPACITY_FREED_SIGNAL, Admission, AdmitTask
 from baton.domain.credits import PlanBook
 from baton.domain.events import EventDraft, EventType
 from baton.domain.knowledge import (
@@ -42,6 +48,8 @@ from baton.domain.tool_checks import referenced_snippets
 from baton.domain.tools import ToolSpec
 from baton.domain.workforce_tasks import agent_node_params
 from baton.errors import InvalidInput, NotFound
+
+logger = logging.getLogger("baton.tasks")
 
 # How many rows of a prompt-mode set are read at most to fill its token budget.
 PROMPT_ROWS_READ = 2000
@@ -68,6 +76,7 @@ async def _knowledge(
                 name=knowledge_set.name,
                 description=attached.description or knowledge_set.description,
                 vector=provider is not EmbeddingProvider.none,
+                rerank=attached.rerank,
             )
             continue
         rows = await session.execute(
@@ -159,18 +168,49 @@ class TaskActivities:
                     *(referenced_snippets(tool) for tool in tools.values())
                 ),
             )
+            limits = await credit_repo.plan_limits(
+                session=session, plans=self._plans, project_id=begin.project_id
+            )
+            waiting = False
+            admitted: list[str] = []
+            # A task working for another is not queued: its parent holds a slot already and
+            # waits for it, so queueing it could wait for ever.
+            if begin.admit and begin.parent_task_id is None:
+                waiting, admitted = await capacity_repo.claim(
+                    session=session,
+                    plans=self._plans,
+                    task_id=begin.task_id,
+                    project_id=begin.project_id,
+                )
+        await _tell_admitted(admitted)
         return BegunTask(
             agent=spec if begin.load_agent else None,
             tools={**tools, **knowledge_tools},
             snippets=snippets,
             knowledge_prompt=knowledge_prompt,
             params=params if begin.parent_task_id is not None else None,
+            waiting_for_capacity=waiting,
+            seconds_per_message=limits.agent_seconds_per_message,
+            tool_run_seconds=limits.tool_run_seconds,
         )
+
+    @activity.defn(name="baton.task.admit")
+    async def admit(self, admit: AdmitTask) -> Admission:
+        """A task waiting for capacity asks whether it has a slot now (a release handed it
+        one, or the limit was raised)."""
+        async with self._sessions.begin() as session:
+            admitted, others = await capacity_repo.admit(
+                session=session, plans=self._plans, task_id=admit.task_id
+            )
+        await _tell_admitted(others)
+        return Admission(admitted=admitted)
 
     @activity.defn(name="baton.task.set_status")
     async def set_status(self, update: TaskStatusUpdate) -> None:
         async with self._sessions.begin() as session:
+            admitted = await self._release_if_final(session, update)
             await write_status(session, update, key=_key("status"))
+        await _tell_admitted(admitted)
 
     @activity.defn(name="baton.task.put_message")
     async def put_message(self, append: TaskMessageAppend) -> None:
@@ -181,8 +221,11 @@ class TaskActivities:
     async def record(self, record: TaskRecord) -> None:
         """The workflow's bookkeeping in one transaction; run as a local activity, so it
         costs the workflow's history one marker."""
+        admitted: list[str] = []
         try:
             async with self._sessions.begin() as session:
+                if record.status is not None:
+                    admitted = await self._release_if_final(session, record.status)
                 for new_run in record.tool_runs:
                     await run_repo.ensure_run(session=session, new_run=new_run, plans=self._plans)
                 if record.events:
@@ -195,6 +238,27 @@ class TaskActivities:
                     await write_status(session, record.status, key=_key("recorded-status"))
         except NotFound as exc:
             raise ApplicationError(exc.message, type="not_found", non_retryable=True) from exc
+        await _tell_admitted(admitted)
+
+    async def _release_if_final(self, session: AsyncSession, update: TaskStatusUpdate) -> list[str]:
+        """A task that ends gives its concurrency slot to the oldest waiting task: the
+        workflow ids of those admitted."""
+        if not update.status.is_final:
+            return []
+        return await capacity_repo.release(
+            session=session, plans=self._plans, task_id=update.task_id
+        )
+
+
+async def _tell_admitted(workflow_ids: Sequence[str]) -> None:
+    """Wakes the tasks just given a slot (after the transaction that gave it committed). A
+    signal that fails is not retried: the waiting task asks again by itself after
+    CAPACITY_RECHECK."""
+    for workflow_id in workflow_ids:
+        try:
+            await activity.client().get_workflow_handle(workflow_id).signal(CAPACITY_FREED_SIGNAL)
+        except (RPCError, RuntimeError) as exc:  # RuntimeError: no client (ActivityEnvironment)
+            logger.warning("could not wake task %s waiting for capacity: %s", workflow_id, exc)
 
 
 async def write_status(session: AsyncSession, update: TaskStatusUpdate, *, key: str) -> None:

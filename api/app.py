@@ -10,7 +10,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 from temporalio.client import Client
 
-from api import console
+from api import console, sharing
 from api.errors import install_error_handlers
 from api.event_hub import EventHub
 from api.limits import BodySizeLimit, refuse_unstorable_text
@@ -19,6 +19,7 @@ from api.rate_limits import RateLimitHeaders
 from api.routes import (
     agents,
     audit,
+    bulk_tasks,
     credits,
     email_inboxes,
     health,
@@ -26,9 +27,11 @@ from api.routes import (
     integrations,
     knowledge,
     knowledge_enrichment,
+    knowledge_sources,
     members,
     projects,
     secrets,
+    shares,
     slack_triggers,
     snippets,
     task_events,
@@ -110,6 +113,9 @@ def create_app(
         max_upload_bytes=settings.max_upload_bytes,
     )
     routers = (health, user_groups, projects, members, tokens, agents, tasks, tools, tool_runs)
+    app.include_router(shares.agent_router)
+    app.include_router(shares.tool_router)
+    app.include_router(shares.dashboard_router)
     for module in (
         *routers,
         task_events,
@@ -125,6 +131,8 @@ def create_app(
     app.include_router(integration_kinds.router)
     app.include_router(knowledge.router)
     app.include_router(knowledge_enrichment.router)
+    app.include_router(knowledge_sources.router)
+    app.include_router(bulk_tasks.router)
     app.include_router(workforces.router)
     app.include_router(credits.router)
     app.include_router(credits.project_router)
@@ -134,6 +142,8 @@ def create_app(
     app.include_router(workforce_tasks.router)
     # The web console: HTML pages at `/`, outside the OpenAPI schema.
     console.install(app)
+    # Share links' public pages, the chat widget and the user-group dashboard.
+    sharing.install(app)
     # Baton as an MCP server (api/mcp_server.py): streamable HTTP, not a JSON route.
     app.router.routes.append(
         Route(MCP_PATH, McpEndpoint(), methods=["GET", "POST", "DELETE"], include_in_schema=False)

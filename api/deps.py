@@ -25,7 +25,9 @@ from baton.domain.accounts import Principal, Role
 from baton.domain.audit import Actor
 from baton.domain.credits import PlanBook
 from baton.errors import PermissionDenied, Unauthenticated
+from baton.knowledge.advanced import ModelAccess
 from baton.knowledge.embeddings import EmbedderFactory
+from baton.knowledge.rerank import Rerankers
 from baton.services.embedding import RowChanges
 from baton.services.provider_configs import project_provider_configs
 from baton.settings import Settings
@@ -87,7 +89,7 @@ async def get_principal(
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Principal:
     principal = await accounts.authenticate(session=session, token=presented_token(request))
-    await count_request(request, principal)
+    await count_request(request, principal, holding=session)
     return principal
 
 
@@ -222,5 +224,31 @@ def get_embedders(request: Request) -> EmbedderFactory:
     return embedders
 
 
+def get_model_access(request: Request) -> ModelAccess:
+    """How a request's own model calls (advanced knowledge search) reach and pay for models."""
+    state = request.app.state
+    if getattr(state, "model_access", None) is None:
+        state.model_access = ModelAccess(
+            provider_configs=project_provider_configs(state.session_factory, state.settings),
+            plans=state.plans,
+            sessions=state.session_factory,
+        )
+    access: ModelAccess = state.model_access
+    return access
+
+
 EmbeddersDep = Annotated[EmbedderFactory, Depends(get_embedders)]
+ModelAccessDep = Annotated[ModelAccess, Depends(get_model_access)]
+
+
+def get_rerankers(request: Request) -> Rerankers:
+    """One per app, beside the embedders: the local reranker shares their loaded model."""
+    state = request.app.state
+    if getattr(state, "rerankers", None) is None:
+        state.rerankers = Rerankers(project_provider_configs(state.session_factory, state.settings))
+    rerankers: Rerankers = state.rerankers
+    return rerankers
+
+
+RerankersDep = Annotated[Rerankers, Depends(get_rerankers)]
 RowChangesDep = Annotated[RowChanges, Depends(get_row_changes)]

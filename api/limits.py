@@ -230,6 +230,10 @@ def load_definition(raw: bytes, content_type: str) -> Any:
     else:
         data = _load_yaml(raw)
     check_definition(data)
+    # A JSON body was checked by `refuse_unstorable_text`; YAML writes NUL as "\0" too.
+    path = first_unstorable(data)
+    if path is not None:
+        raise _unstorable(["body", *path], field_path(path, data) or "body")
     return data
 
 

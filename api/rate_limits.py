@@ -7,6 +7,7 @@ still counts, and a slow route holds no lock on the window."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,12 +21,19 @@ from baton.domain.rate_limits import RateLimitState, window_of
 STATE_KEY = "rate_limit"
 
 
-async def count_request(request: Request, principal: Principal) -> None:
-    """Counts the request against the principal's plan; RateLimited (429) once past it."""
+async def count_request(
+    request: Request, principal: Principal, *, holding: AsyncSession | None = None
+) -> None:
+    """Counts the request against the principal's plan; RateLimited (429) once past it.
+    `holding` (the request's session, if one is open) gives its connection back first: a
+    request holding one while it waits for another would, with enough of them at once,
+    starve the pool."""
     plans: PlanBook = request.app.state.plans
     limit = plans.plan(principal.plan).requests_per_minute
     if limit is None:
         return
+    if holding is not None:
+        await holding.commit()
     minute, reset_seconds = window_of(utcnow())
     async with request.app.state.session_factory.begin() as session:
         used = await rate_repo.count_request(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -330,6 +331,7 @@ def admin_plan(
     credits = _credits_command(_settings(data_dir), org, plan=plan)
     typer.echo(f"organisation {org} is on plan {credits['plan']}")
     typer.echo(json.dumps(credits, indent=2))
+    _leave_without_teardown()
 
 
 @admin_app.command("grant")
@@ -348,6 +350,18 @@ def admin_grant(
         _settings(data_dir), org, grants={"actions": actions, "vendor_credits": vendor_credits}
     )
     typer.echo(json.dumps(credits, indent=2))
+    _leave_without_teardown()
+
+
+def _leave_without_teardown() -> None:
+    """Ends a one-shot command that used a Temporal client once all it says is flushed. The
+    client's native threads can outlive the interpreter's teardown and abort the process
+    (temporalio/sdk-python#300: "PyGILState_Release ... finalizing", exit status -6) after
+    the work was done and said; skipping the teardown leaves nothing undone here: the
+    database engine is disposed and the output flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _credits_command(
@@ -416,7 +430,7 @@ def _credits_command(
                 project_ids = list(projects)
         finally:
             await engine.dispose()
-        await _wake_paused_tasks(settings, project_ids)
+        await _wake_paused_tasks(settings, project_ids, queued=plan is not None)
         return credits.model_dump(mode="json")
 
     migrate.upgrade(settings.resolved_database_url)
@@ -427,13 +441,15 @@ def _credits_command(
         raise typer.Exit(1) from exc
 
 
-async def _wake_paused_tasks(settings: Settings, project_ids: list[str]) -> None:
-    """Tasks paused `out-of-credits` try again now; with Temporal out of reach they do by
-    themselves within CREDITS_RECHECK (said on stderr: stdout stays the JSON)."""
+async def _wake_paused_tasks(settings: Settings, project_ids: list[str], *, queued: bool) -> None:
+    """Tasks paused `out-of-credits` try again now, and with `queued` (a new plan, a new
+    concurrency limit) tasks waiting for capacity ask again; with Temporal out of reach they
+    do by themselves within CREDITS_RECHECK, or at their next re-check (said on stderr:
+    stdout stays the JSON)."""
     from temporalio.service import RPCError
 
     from baton.domain.credits import CREDITS_RECHECK
-    from baton.services.credits import wake_paused_tasks
+    from baton.services.credits import wake_paused_tasks, wake_queued_tasks
     from baton.temporal import connect
 
     minutes = int(CREDITS_RECHECK.total_seconds() // 60)
@@ -450,12 +466,16 @@ async def _wake_paused_tasks(settings: Settings, project_ids: list[str]) -> None
         return
     try:
         async with asyncio.timeout(30):
-            told = await wake_paused_tasks(await connect(settings), project_ids)
+            client = await connect(settings)
+            told = await wake_paused_tasks(client, project_ids)
+            asked = await wake_queued_tasks(client, project_ids) if queued else 0
     except (RuntimeError, TimeoutError, RPCError) as exc:
         _say(f"paused tasks were not told ({exc}); {later}", err=True)
         return
     if told:
         _say(f"{told} paused task(s) told to resume", err=True)
+    if asked:
+        _say(f"{asked} queued task(s) told to ask for capacity", err=True)
 
 
 async def _reencrypt(settings: Settings) -> tuple[int, int]:

@@ -11,6 +11,9 @@ class BatonError(Exception):
 
     code = "error"
     status_code = 400
+    # Whether trying again may help, for an error that knows (a service that was down may
+    # be up, a refused login stays refused); None leaves it to the kind of error.
+    retryable: bool | None = None
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -54,6 +57,13 @@ class NotFound(BatonError):
 
     code = "not_found"
     status_code = 404
+
+
+class Gone(BatonError):
+    """Existed, and no longer works: a revoked or expired share link."""
+
+    code = "gone"
+    status_code = 410
 
 
 class Conflict(BatonError):

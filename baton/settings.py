@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # or adds to the built-in ones (baton/domain/credits.py).
     default_plan: str = "enterprise"
     plans_file: Path | None = None
+    # Off, the installation keeps no ledger: nothing is checked against credits or charged
+    # (a single team that needs no metering); the plans' other limits still apply.
+    metering: bool = True
     # Vendor credits per 1,000 tokens of each `provider:model`, replacing or adding to the
     # built-in list prices (a YAML mapping; baton/domain/credits.py).
     model_prices_file: Path | None = None
@@ -86,6 +89,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     max_upload_bytes: int = Field(default=UPLOAD_CEILING_BYTES, gt=0)
     max_rows_per_import: int = Field(default=ROWS_PER_IMPORT_CEILING, gt=0)
+
+    # What one share link may start (conversations, messages, tool runs) per minute, for
+    # all its visitors together: a link is public, so it is bounded whoever holds it.
+    share_link_requests_per_minute: int = Field(default=30, ge=1)
+    # Which sites may frame the embed pages and the user-group dashboard: a CSP source list
+    # (`https://shop.example.com https://*.example.org`); `*` is any site.
+    embed_frame_ancestors: str = Field(default="*", min_length=1, pattern=r"^[^;,\r\n]+$")
 
     # `/mcp` (Baton as an MCP server): how long a tool call waits for its run, or an
     # `ask_<agent>` call for the agent's answer, before it answers with the id to poll.

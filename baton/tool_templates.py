@@ -1,6 +1,7 @@
 """Built-in tool templates: ready to run, to clone into a project and adapt. The LLM steps
-use the offline `scripted:echo` model so every template runs on a fresh install; switch the
-`model` to a real provider after cloning."""
+use the offline scripted models (`scripted:echo`, and `scripted:search` for advanced knowledge
+search) so every template runs on a fresh install; switch the `model` to a real provider after
+cloning."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from baton.domain.advanced_search import (
+    ANSWER_SCHEMA,
+    ANSWER_SYSTEM_PROMPT,
+    REWRITE_SCHEMA,
+    REWRITE_SYSTEM_PROMPT,
+)
 from baton.domain.tools import ToolSpec
 
 
@@ -43,6 +50,9 @@ def main(inputs):
     return text[: inputs["params"]["max_chars"]]
 """
 
+# The citations the answer keeps: those that name a hit of the search (as the API's advanced
+# search checks them, baton/domain/advanced_search.py).
+_HIT_IDS = 'steps.search.output | map(attribute="row_id") | list'
 _TEMPLATES: list[dict[str, Any]] = [
     {
         "id": "summarise-text",
@@ -399,6 +409,55 @@ _TEMPLATES: list[dict[str, Any]] = [
             ],
         },
     },
+    {
+        "id": "advanced-knowledge-search",
+        "title": "Advanced knowledge search",
+        "description": "A model rewrites the question into a search query, the knowledge set "
+        "is searched, and a model checks the hits answer the question and summarises them "
+        "citing row ids; a cited id that is not a hit is dropped. The steps use the offline "
+        "`scripted:search` model (a fixed script, for demos and tests): set both to a real "
+        "model after cloning.",
+        "spec": {
+            "name": "Advanced knowledge search",
+            "params": [
+                {"name": "question", "type": "text"},
+                {"name": "knowledge_set", "type": "knowledge_set"},
+            ],
+            "steps": [
+                {
+                    "name": "rewrite",
+                    "type": "llm",
+                    "model": "scripted:search",
+                    "system_prompt": REWRITE_SYSTEM_PROMPT,
+                    "prompt": '{{ {"question": params.question} | tojson }}',
+                    "json_schema": REWRITE_SCHEMA,
+                },
+                {
+                    "name": "search",
+                    "type": "knowledge_search",
+                    "knowledge_set": "{{ params.knowledge_set }}",
+                    "query": "{{ steps.rewrite.output.query }}",
+                },
+                {
+                    "name": "answer",
+                    "type": "llm",
+                    "model": "scripted:search",
+                    "system_prompt": ANSWER_SYSTEM_PROMPT,
+                    "prompt": '{{ {"question": params.question, "hits": steps.search.output}'
+                    " | tojson }}",
+                    "json_schema": ANSWER_SCHEMA,
+                },
+            ],
+            "output": '{{ {"search_query": steps.rewrite.output.query, '
+            '"answered": steps.answer.output.answered and '
+            f'(steps.answer.output.citations | select("in", {_HIT_IDS}) | list | length > 0), '
+            '"summary": steps.answer.output.summary, '
+            f'"citations": steps.answer.output.citations | select("in", {_HIT_IDS}) | list, '
+            f'"dropped_citations": steps.answer.output.citations | reject("in", {_HIT_IDS})'
+            ' | list, "hits": steps.search.output} }}',
+        },
+    },
 ]
+
 
 TEMPLATES: dict[str, ToolTemplate] = {t["id"]: ToolTemplate.model_validate(t) for t in _TEMPLATES}

@@ -9,6 +9,8 @@ reaching an SSE client (and its two halves), then a `BENCH_RESULT {json}` line f
 bench/run_all.py. The baseline, in the same run and on the
 same Temporal server: as many plain workflows doing the least such a task needs (one
 activity per model call, one per tool call; bench/plain_agent.py), with the same concurrency.
+Then what metering costs (bench/metering.py): the same tasks on two more stacks, one metered
+(a plan with allowances, the models priced) and one with metering off, alternately first.
 
     python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10]
 """
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baton_stack import ECHO_TOOL, MESSAGE, baton_stack
+from metering import PLAN, overhead
 from plain_agent import PlainAgent, model, tool
 
 
@@ -86,25 +89,53 @@ async def plain_tasks(client: Client, tasks: int, concurrency: int) -> float:
         return tasks / (time.perf_counter() - began)
 
 
+async def create_agent(client: httpx.AsyncClient, base: str) -> str:
+    tool = await client.post(f"{base}/tools", json=ECHO_TOOL)
+    agent = await client.post(
+        f"{base}/agents",
+        json={
+            "name": "Bench",
+            "model": "scripted:tools",
+            "tools": [{"tool_id": tool.json()["id"]}],
+        },
+    )
+    agent_id: str = agent.json()["id"]
+    return agent_id
+
+
+async def metered_tasks(tasks: int, concurrency: int, *, metering: bool) -> float:
+    """Tasks/s of `tasks` tasks on a stack of their own, metered or not; each client waits
+    for its task's end on its stream."""
+    async with (
+        baton_stack(metering=metering) as stack,
+        httpx.AsyncClient(headers=stack.headers, timeout=60) as client,
+    ):
+        agent_id = await create_agent(client, stack.base)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate:
+                response = await client.post(
+                    f"{stack.base}/agents/{agent_id}/tasks", json={"message": MESSAGE}
+                )
+                task_id = response.json()["id"]
+                await watch(client, f"{stack.base}/tasks/{task_id}/events", None)
+                task = (await client.get(f"{stack.base}/tasks/{task_id}")).json()
+                assert task.get("status") == "completed", task
+
+        await one()  # untimed: the worker process starts
+        began = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(tasks)))
+        return tasks / (time.perf_counter() - began)
+
+
 async def main(tasks: int, concurrency: int, streams: int) -> None:
     latencies: list[float] = []
     delays = Delays()
     async with baton_stack() as stack:
         base = stack.base
         async with httpx.AsyncClient(headers=stack.headers, timeout=60) as client:
-            tool = await client.post(
-                f"{base}/tools",
-                json=ECHO_TOOL,
-            )
-            agent = await client.post(
-                f"{base}/agents",
-                json={
-                    "name": "Bench",
-                    "model": "scripted:tools",
-                    "tools": [{"tool_id": tool.json()["id"]}],
-                },
-            )
-            agent_id = agent.json()["id"]
+            agent_id = await create_agent(client, base)
             gate = asyncio.Semaphore(concurrency)
 
             async def one(i: int, *, timed: bool = True) -> None:
@@ -122,7 +153,7 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
                     watched = delays if timed and i < streams else None
                     await watch(client, f"{base}/tasks/{task_id}/events", watched)
                     task = (await client.get(f"{base}/tasks/{task_id}")).json()
-                    assert task["status"] == "completed", task
+                    assert task.get("status") == "completed", task
 
             # One task first, untimed: the worker process starts (imports, connects, first
             # workflow) outside the figures, as the baseline's worker is already running.
@@ -134,11 +165,18 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
             elapsed = time.perf_counter() - began
 
         plain_rate = await plain_tasks(stack.env.client, tasks, concurrency)
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for order in ((True, False), (False, True)):
+        for metering in order:
+            rates[metering].append(await metered_tasks(tasks, concurrency, metering=metering))
+    metered, unmetered = (sum(rates[m]) / len(rates[m]) for m in (True, False))
     print(f"agent_tasks: {tasks} tasks (2 tool calls each), concurrency {concurrency}")
     print(f"  tasks/s:                   {tasks / elapsed:.1f}  ({elapsed:.1f}s in all)")
     print(f"  first task, untimed:       {warm_up:.1f}s (the worker process starting)")
     print(f"  plain workflow baseline:   {plain_rate:.1f} tasks/s")
     print(f"  ratio (Baton / plain):     {tasks / elapsed / plain_rate:.2f}  (target >= 0.8)")
+    print(f"  metered / metering off:    {metered:.1f} / {unmetered:.1f} tasks/s")
+    print(f"  metering cost:             {overhead(metered, unmetered):.1%} (target under 5%)")
     print(
         f"  trigger latency p50 / p99: {percentile(latencies, 0.5) * 1000:.0f} ms / "
         f"{percentile(latencies, 0.99) * 1000:.0f} ms"
@@ -153,6 +191,13 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
                 "name": "plain workflow: an activity per model and tool call",
                 "value": plain_rate,
             },
+        },
+        {
+            "name": f"agent tasks, metered: plan {PLAN}, priced models",
+            "value": metered,
+            "unit": "tasks/s",
+            "better": "higher",
+            "baseline": {"name": "the same with metering off", "value": unmetered},
         },
         {"name": "trigger latency p50", "value": percentile(latencies, 0.5) * 1000, "unit": "ms"},
         {"name": "trigger latency p99", "value": percentile(latencies, 0.99) * 1000, "unit": "ms"},

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from dev_server import start_dev_server
+from metering import metering_env
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -53,8 +54,11 @@ class BatonStack:
 
 
 @asynccontextmanager
-async def baton_stack() -> AsyncIterator[BatonStack]:
+async def baton_stack(metering: bool | None = None) -> AsyncIterator[BatonStack]:
+    """`metering` on or off: the organisation on a plan with allowances and the offline
+    models priced, metered or not (bench/metering.py); None: the defaults."""
     data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    metered = {} if metering is None else metering_env(data, on=metering)
     database_url = f"sqlite+aiosqlite:///{data / 'baton.db'}"
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
@@ -62,7 +66,11 @@ async def baton_stack() -> AsyncIterator[BatonStack]:
     env = await start_dev_server(data)
     port = free_port()
     settings = Settings(
-        data_dir=data, database_url=database_url, temporal_task_queue=TASK_QUEUE, api_port=port
+        data_dir=data,
+        database_url=database_url,
+        temporal_task_queue=TASK_QUEUE,
+        api_port=port,
+        **{name.removeprefix("BATON_").lower(): value for name, value in metered.items()},
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -87,6 +95,7 @@ async def baton_stack() -> AsyncIterator[BatonStack]:
             "BATON_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
             "BATON_TEMPORAL_TASK_QUEUE": TASK_QUEUE,
             "BATON_DATA_DIR": str(data),
+            **metered,
         },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -31,11 +31,7 @@ from sqlalchemy import delete, insert
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from baton.db import migrate  # noqa: E402
-from baton.db.engine import (  # noqa: E402
-    SQLITE_LOADS_EXTENSIONS,
-    create_engine,
-    create_session_factory,
-)
+from baton.db.engine import create_engine, create_session_factory  # noqa: E402
 from baton.db.repositories import accounts  # noqa: E402
 from baton.db.repositories import knowledge_sets as set_repo  # noqa: E402
 from baton.db.tables import KnowledgeRow, KnowledgeSet  # noqa: E402
@@ -136,8 +132,7 @@ async def main(rows: int, distinct: int, queries: int, database: str) -> None:
     sessions = create_session_factory(engine)
     rng = random.Random(5)
     kind = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
-    scan = "sqlite-vec" if kind == "SQLite" and SQLITE_LOADS_EXTENSIONS else "numpy exact scan"
-    print(f"knowledge_search: {rows} rows in one set, {kind}, vectors by {scan}")
+    print(f"knowledge_search: {rows} rows in one set, {kind}, vectors by numpy exact scan")
 
     texts = sentences(distinct, rng)
     model = LocalEmbedder()

@@ -13,10 +13,13 @@ plain; above 1.0 means Baton is faster), and Baton's ratio to each other baselin
 LangGraph is a bench-only dependency: `pip install -e '.[bench]'`.
 
 The same run measures what the workflow sandbox costs a tool run: Baton's worker again, once
-with every workflow in the sandbox and once with none, each on its own task queue. Then a
-`BENCH_RESULT {json}` line for bench/run_all.py.
+with every workflow in the sandbox and once with none, each on its own task queue; and what
+metering costs (bench/metering.py): an organisation on a plan with allowances and priced
+models, its runs once metered and once with metering off. Then a `BENCH_RESULT {json}` line
+for bench/run_all.py.
 
     python bench/tool_overhead.py [--runs 200] [--concurrency 20] [--rounds 2]
+    python bench/tool_overhead.py --only-metering --rounds 8   # metering's pairs alone
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from dev_server import start_dev_server  # noqa: E402
 from langgraph_chain import LangGraphChain  # noqa: E402
+from metering import PLAN, overhead, plans_file, prices_file  # noqa: E402
 from plain_chain import PlainChain, PlainLocalChain, noop  # noqa: E402
 
 from baton.db import migrate  # noqa: E402
 from baton.db.engine import create_engine, create_session_factory  # noqa: E402
 from baton.db.repositories import accounts  # noqa: E402
+from baton.db.repositories import credits as credit_repo  # noqa: E402
 from baton.db.repositories import tools as tool_repo  # noqa: E402
 from baton.domain.tools import ToolSpec  # noqa: E402
+from baton.services.credits import plan_book  # noqa: E402
 from baton.services.tool_runs import start_tool_run  # noqa: E402
 from baton.settings import Settings  # noqa: E402
 from worker import create_worker  # noqa: E402
@@ -83,14 +89,21 @@ async def measure(label: str, runs: int, concurrency: int, start_one) -> float: 
     return rate
 
 
-async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> None:
+async def main(
+    runs: int, concurrency: int, rounds: int, database: str = "", only_metering: bool = False
+) -> None:
     data = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     database_url = database or f"sqlite+aiosqlite:///{data / 'baton.db'}"
     await migrate.aupgrade(database_url)
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
     env = await start_dev_server(data)
-    settings = Settings(data_dir=data, database_url=database_url, temporal_task_queue="bench-baton")
+    settings = Settings(
+        data_dir=data,
+        database_url=database_url,
+        temporal_task_queue="bench-baton",
+        plans_file=plans_file(data),
+    )
     async with sessions.begin() as session:
         created = await accounts.bootstrap_organization(
             session=session, org_name="Bench", project_name="Bench"
@@ -98,10 +111,27 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         tool = await tool_repo.create_tool(
             session=session, project_id=created.project.id, spec=FIVE_STEP_TOOL
         )
+        # The metering sides' organisation: on a plan with allowances, its models priced.
+        metered = await accounts.bootstrap_organization(
+            session=session, org_name="Metered", project_name="Metered"
+        )
+        await credit_repo.set_plan(
+            session=session, plans=plan_book(settings), org_id=metered.org.id, plan=PLAN
+        )
+        metered_tool = await tool_repo.create_tool(
+            session=session, project_id=metered.project.id, spec=FIVE_STEP_TOOL
+        )
     project_id, tool_id = created.project.id, tool.id
+    priced = settings.model_copy(update={"model_prices_file": prices_file(data)})
+    metering_on = priced.model_copy(update={"temporal_task_queue": "bench-metered"})
+    metering_off = priced.model_copy(
+        update={"temporal_task_queue": "bench-unmetered", "metering": False}
+    )
 
-    def baton_runs(task_queue: str):  # type: ignore[no-untyped-def]
-        queue_settings = settings.model_copy(update={"temporal_task_queue": task_queue})
+    def baton_runs(  # type: ignore[no-untyped-def]
+        task_queue: str, side: Settings = settings, project: str = project_id, tool: str = tool_id
+    ):
+        queue_settings = side.model_copy(update={"temporal_task_queue": task_queue})
 
         async def baton_run(i: int) -> None:
             async with sessions() as session:
@@ -109,8 +139,8 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
                     session=session,
                     temporal_client=env.client,
                     settings=queue_settings,
-                    project_id=project_id,
-                    tool_id=tool_id,
+                    project_id=project,
+                    tool_id=tool,
                     params={"x": f"run {i}"},
                 )
             await env.client.get_workflow_handle(run.workflow_id).result()
@@ -120,6 +150,9 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     baton_run = baton_runs("bench-baton")
     sandboxed_run = baton_runs("bench-baton-sandboxed")
     unsandboxed_run = baton_runs("bench-baton-unsandboxed")
+    metered_project, metered_tool_id = metered.project.id, metered_tool.id
+    metered_run = baton_runs("bench-metered", metering_on, metered_project, metered_tool_id)
+    unmetered_run = baton_runs("bench-unmetered", metering_off, metered_project, metered_tool_id)
 
     async def plain_run(i: int) -> None:
         await env.client.execute_workflow(
@@ -148,6 +181,15 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
             "unsandboxed_workflow_runner": outside,
         }
     )
+    metered_worker, unmetered_worker = (
+        create_worker(
+            env.client,
+            task_queue=side.temporal_task_queue,
+            session_factory=sessions,
+            settings=side,
+        )
+        for side in (metering_on, metering_off)
+    )
     plain_worker = Worker(
         env.client,
         task_queue="bench-plain",
@@ -168,16 +210,33 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     kind = "PostgreSQL" if database.startswith("postgresql") else "SQLite"
     print(f"tool_overhead: {runs} runs per side per round, concurrency {concurrency}, {kind}")
     baton_rates, plain_rates, sandboxed_rates, unsandboxed_rates = [], [], [], []
-    local_rates, langgraph_rates = [], []
-    async with baton_worker, plain_worker, sandboxed_worker, unsandboxed_worker, langgraph:
+    local_rates, langgraph_rates, metered_rates, unmetered_rates = [], [], [], []
+    async with (
+        baton_worker,
+        plain_worker,
+        sandboxed_worker,
+        unsandboxed_worker,
+        metered_worker,
+        unmetered_worker,
+        langgraph,
+    ):
         await measure("warm-up (not counted)", 20, concurrency, plain_run)
         await measure("warm-up (not counted)", 20, concurrency, local_run)
         await measure("warm-up (not counted)", 20, concurrency, langgraph_run)
         await measure("warm-up (not counted)", 20, concurrency, baton_run)
         await measure("warm-up (not counted)", 20, concurrency, sandboxed_run)
         await measure("warm-up (not counted)", 20, concurrency, unsandboxed_run)
+        await measure("warm-up (not counted)", 20, concurrency, metered_run)
+        await measure("warm-up (not counted)", 20, concurrency, unmetered_run)
         for round_no in range(1, rounds + 1):
             print(f" round {round_no}")
+            if only_metering:
+                for label, start_one, rates in [
+                    ("Baton, metered", metered_run, metered_rates),
+                    ("Baton, metering off", unmetered_run, unmetered_rates),
+                ][:: 1 if round_no % 2 else -1]:
+                    rates.append(await measure(label, runs, concurrency, start_one))
+                continue
             plain_rates.append(
                 await measure("plain 5-activity chain", runs, concurrency, plain_run)
             )
@@ -189,21 +248,33 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
                 await measure("LangGraph + SQLite saver", runs, concurrency, langgraph_run)
             )
             # Alternately first: a later measurement meets a larger database and history.
-            sides = [
-                ("Baton, all in the sandbox", sandboxed_run, sandboxed_rates),
-                ("Baton, none in the sandbox", unsandboxed_run, unsandboxed_rates),
+            pairs = [
+                [
+                    ("Baton, all in the sandbox", sandboxed_run, sandboxed_rates),
+                    ("Baton, none in the sandbox", unsandboxed_run, unsandboxed_rates),
+                ],
+                [
+                    ("Baton, metered", metered_run, metered_rates),
+                    ("Baton, metering off", unmetered_run, unmetered_rates),
+                ],
             ]
-            for label, start_one, rates in sides if round_no % 2 else sides[::-1]:
-                rates.append(await measure(label, runs, concurrency, start_one))
+            for sides in pairs:
+                for label, start_one, rates in sides if round_no % 2 else sides[::-1]:
+                    rates.append(await measure(label, runs, concurrency, start_one))
     await env.shutdown()
     await engine.dispose()
     shutil.rmtree(data, ignore_errors=True)
+    if only_metering:
+        print_metering(metered_rates, unmetered_rates)
+        return
     baton_rate = sum(baton_rates) / len(baton_rates)
     plain_rate = sum(plain_rates) / len(plain_rates)
     sandboxed_rate = sum(sandboxed_rates) / len(sandboxed_rates)
     unsandboxed_rate = sum(unsandboxed_rates) / len(unsandboxed_rates)
     local_rate = sum(local_rates) / len(local_rates)
     langgraph_rate = sum(langgraph_rates) / len(langgraph_rates)
+    metered_rate = sum(metered_rates) / len(metered_rates)
+    unmetered_rate = sum(unmetered_rates) / len(unmetered_rates)
     print(f"plain chain: {plain_rate:.1f} runs/s")
     print(f"5-local-activity chain: {local_rate:.1f} runs/s")
     print(f"LangGraph: {langgraph_rate:.1f} runs/s")
@@ -214,6 +285,7 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
     print(f"Baton tool in the sandbox:      {sandboxed_rate:.1f} runs/s")
     print(f"Baton tool outside the sandbox: {unsandboxed_rate:.1f} runs/s")
     print(f"sandbox cost: {1 - sandboxed_rate / unsandboxed_rate:.1%} of the runs/s")
+    print_metering(metered_rates, unmetered_rates)
     figure = {
         "name": f"Baton 5-step tool ({kind})",
         "value": baton_rate,
@@ -236,14 +308,40 @@ async def main(runs: int, concurrency: int, rounds: int, database: str = "") -> 
         "better": "higher",
         "baseline": {"name": "the same outside the sandbox", "value": unsandboxed_rate},
     }
+    metering_figure = {
+        "name": f"Baton 5-step tool, metered: plan {PLAN}, priced models ({kind})",
+        "value": metered_rate,
+        "unit": "runs/s",
+        "better": "higher",
+        "baseline": {"name": "the same with metering off", "value": unmetered_rate},
+    }
     print(
         "BENCH_RESULT "
         + json.dumps(
             {
                 "benchmark": "tool_overhead",
-                "figures": [figure, local_figure, langgraph_figure, sandbox_figure],
+                "figures": [
+                    figure,
+                    local_figure,
+                    langgraph_figure,
+                    sandbox_figure,
+                    metering_figure,
+                ],
             }
         )
+    )
+
+
+def print_metering(metered_rates: list[float], unmetered_rates: list[float]) -> None:
+    metered_rate = sum(metered_rates) / len(metered_rates)
+    unmetered_rate = sum(unmetered_rates) / len(unmetered_rates)
+    # Each round's pair measured side by side: the spread between rounds is the noise.
+    pairs = [overhead(m, u) for m, u in zip(metered_rates, unmetered_rates, strict=True)]
+    print(f"Baton tool, metered:      {metered_rate:.1f} runs/s")
+    print(f"Baton tool, metering off: {unmetered_rate:.1f} runs/s")
+    print(
+        f"metering cost: {overhead(metered_rate, unmetered_rate):.1%} of the runs/s "
+        f"(target under 5%; round by round {', '.join(f'{p:.0%}' for p in pairs)})"
     )
 
 
@@ -255,5 +353,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--database-url", default="", help="Baton's database (default: a new SQLite file)"
     )
+    parser.add_argument(
+        "--only-metering", action="store_true", help="measure only metering's pairs"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.concurrency, args.rounds, args.database_url))
+    asyncio.run(
+        main(args.runs, args.concurrency, args.rounds, args.database_url, args.only_metering)
+    )

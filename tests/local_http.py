@@ -30,6 +30,8 @@ class LocalHttp:
         self.queries_seen: list[dict[str, str]] = []
         # Side effects by idempotency key, as a receiver that honours the key would count them.
         self.effects: Counter[str] = Counter()
+        # `/effect` answers no request after this many effects until `release_effects()`.
+        self.hold_effects_after: int | None = None
         # When (time.monotonic()) a client hung up on `/slow`.
         self.hung_up_at: list[float] = []
         self._lock = threading.Lock()
@@ -75,6 +77,10 @@ class LocalHttp:
             self.max_in_flight = 0
             self.headers_seen.clear()
             self.queries_seen.clear()
+            self.hold_effects_after = None
+
+    def release_effects(self) -> None:
+        self.hold_effects_after = None
 
     def _enter(self, request: Request) -> None:
         with self._lock:
@@ -163,7 +169,14 @@ class LocalHttp:
             key = request.headers.get("idempotency-key", "")
             with self._lock:
                 self.effects[key] += 1
+                held = self.hold_effects_after is not None and (
+                    self.effects.total() > self.hold_effects_after
+                )
             await asyncio.sleep(float(request.query_params.get("seconds", "0")))
+            while held and self.hold_effects_after is not None:
+                if await request.is_disconnected():
+                    return PlainTextResponse("gone", status_code=499)
+                await asyncio.sleep(0.05)
             return JSONResponse({"done": True, "key": key})
         finally:
             self._leave()

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from baton import temporal
-from tests.conftest import venv_binary
+from tests.support import eventually, venv_binary
 
 
 def free_port() -> int:
@@ -45,10 +45,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    await eventually(predicate, timeout=timeout, every=0.05, what=what)
 
 
 def unique_process_name() -> str:

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db.tables import ApiToken
 from baton.security import hash_token
-from tests.conftest import Tenant, auth
-from tests.helpers import assert_error, create_token
+from tests.support import Tenant, assert_error, auth, create_token
 
 
 async def test_an_owner_token_creates_and_lists_projects(api: httpx.AsyncClient, tenant: Tenant):

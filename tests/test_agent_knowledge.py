@@ -11,16 +11,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.worker import Worker
 
-from tests.conftest import Tenant
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import assert_error
-from tests.test_agent_tasks import (  # the OpenAI fixtures are used by name
-    FINAL,
-    make_agent,
-    openai_api,  # noqa: F401
-    start,
-    wait_for,
-)
+from tests.support import Tenant, assert_error
+from tests.support.factories import FINAL, make_agent, start_task, task_in
+from tests.test_agent_tasks import openai_api  # noqa: F401 (fixtures used by name)
 from tests.test_knowledge_steps import FACTS, new_set
 
 
@@ -32,9 +26,11 @@ async def test_an_agent_searches_an_attached_set_through_a_tool(
 ):
     set_id = await new_set(session_factory, tenant, rows=FACTS)
     agent = await make_agent(api, tenant, tools=[], knowledge=[{"set_id": set_id}])
-    task_id = await start(api, tenant, agent, 'call search_facts-none {"query": "Alps mountain"}')
+    task_id = await start_task(
+        api, tenant, agent, 'call search_facts-none {"query": "Alps mountain"}'
+    )
 
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert [m["role"] for m in task["messages"]] == ["user", "assistant", "tool", "assistant"]
     hits = json.loads(task["messages"][2]["content"])
@@ -66,8 +62,8 @@ async def test_prompt_knowledge_and_snippets_fill_the_system_prompt(
         # Room for about two of the three rows.
         knowledge=[{"set_id": set_id, "mode": "prompt", "token_budget": 50}],
     )
-    task_id = await start(api, tenant, agent, "Which is the highest mountain of the Alps?")
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task_id = await start_task(api, tenant, agent, "Which is the highest mountain of the Alps?")
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
 
     system = openai_server.requests[0].body["messages"][0]
@@ -116,7 +112,13 @@ async def test_an_agents_knowledge_is_changed_by_a_patch(
     patched = await api.patch(url, json=attach, headers=tenant.headers)
     assert patched.status_code == 200, patched.text
     assert patched.json()["knowledge"] == [
-        {"set_id": set_id, "mode": "prompt", "token_budget": 300, "description": ""}
+        {
+            "set_id": set_id,
+            "mode": "prompt",
+            "token_budget": 300,
+            "description": "",
+            "rerank": None,
+        }
     ]
     assert patched.json()["version"] == 2
     shown = (await api.get(url, headers=tenant.headers)).json()

@@ -22,66 +22,13 @@ from temporalio.worker import Worker
 from baton.db.repositories import events as event_repo
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth, worker_on
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
-from tests.helpers import assert_error, histories_of
+from tests.support import Tenant, api_client, assert_error, auth, histories_of, worker_on
+from tests.support.factories import FINAL, make_agent, make_tool, start_task, task_in
 
-FINAL = {"completed", "failed", "cancelled", "timed-out"}
-
-
-async def make_tool(api: httpx.AsyncClient, tenant: Tenant, name: str = "Echo tool") -> str:
-    response = await api.post(
-        tenant.url("/tools"),
-        json={
-            "name": name,
-            "description": "Repeats its text",
-            "params": [{"name": "text", "type": "text"}],
-            "steps": [
-                {"name": "say", "type": "template", "template": "tool got {{ params.text }}"}
-            ],
-        },
-        headers=tenant.headers,
-    )
-    assert response.status_code == 201, response.text
-    tool_id: str = response.json()["id"]
-    return tool_id
-
-
-async def make_agent(
-    api: httpx.AsyncClient, tenant: Tenant, *, tools: list[dict[str, Any]], **spec: Any
-) -> str:
-    body = {"name": "Helper", "model": "scripted:tools", "tools": tools, **spec}
-    response = await api.post(tenant.url("/agents"), json=body, headers=tenant.headers)
-    assert response.status_code == 201, response.text
-    agent_id: str = response.json()["id"]
-    return agent_id
-
-
-async def start(
-    api: httpx.AsyncClient, tenant: Tenant, agent_id: str, message: str, **extra: Any
-) -> str:
-    response = await api.post(
-        tenant.url(f"/agents/{agent_id}/tasks"),
-        json={"message": message, **extra},
-        headers=tenant.headers,
-    )
-    assert response.status_code == 201, response.text
-    task_id: str = response.json()["id"]
-    return task_id
-
-
-async def wait_for(
-    api: httpx.AsyncClient, tenant: Tenant, task_id: str, statuses: set[str], timeout: float = 30
-) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            task: dict[str, Any] = (
-                await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
-            ).json()
-            if task["status"] in statuses:
-                return task
-            await asyncio.sleep(0.1)
+# Other test modules import these from here; they live in tests/support/factories.py.
+start, wait_for = start_task, task_in
 
 
 async def test_the_agent_calls_a_tool_and_answers_from_its_result(
@@ -89,9 +36,9 @@ async def test_the_agent_calls_a_tool_and_answers_from_its_result(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "hi"}')
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "hi"}')
 
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     roles = [m["role"] for m in task["messages"]]
     assert roles == ["user", "assistant", "tool", "assistant"]
@@ -108,8 +55,8 @@ async def test_an_agents_tool_run_is_kept_like_any_run(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "kept"}')
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "kept"}')
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
 
     # Found in Temporal by its project, like a run the API started...
@@ -131,8 +78,8 @@ async def test_a_tasks_workflow_reads_as_a_conversation_in_the_temporal_ui(
 ):
     agent = await make_agent(api, tenant, tools=[])
     message = "Where is my order 4417? It should   have arrived on Monday, and it has not come yet"
-    task_id = await start(api, tenant, agent, message)
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task_id = await start_task(api, tenant, agent, message)
+    task = await task_in(api, tenant, task_id, FINAL)
     handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
     summary = await (await handle.describe()).static_summary()
     assert summary == "Helper: Where is my order 4417? It should have arrived on Monday…"
@@ -143,10 +90,10 @@ async def test_several_calls_in_one_turn_all_run(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(
+    task_id = await start_task(
         api, tenant, agent, 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
     )
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == [
         "tool got a",
@@ -159,10 +106,10 @@ async def test_bad_calls_are_told_to_the_model_not_crashes(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(
+    task_id = await start_task(
         api, tenant, agent, "call nowhere {}\ncall echo_tool {not json\ncall echo_tool {}"
     )
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     results = [m["content"] for m in task["messages"] if m["role"] == "tool"]
     assert "no tool named 'nowhere'" in results[0]
@@ -175,9 +122,9 @@ async def test_an_approval_pauses_the_task_until_someone_approves(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "risky"}')
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "risky"}')
 
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval"
     [pending] = waiting["pending_approvals"]
     assert (pending["tool"], pending["arguments"]) == ("echo_tool", {"text": "risky"})
@@ -194,7 +141,7 @@ async def test_an_approval_pauses_the_task_until_someone_approves(
         headers=tenant.headers,
     )
     assert approved.status_code == 200, approved.text
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == ["tool got edited"]
 
@@ -209,10 +156,10 @@ async def test_a_finished_call_shows_while_another_of_its_turn_waits_for_approva
         tenant,
         tools=[{"tool_id": risky, "approval": "required"}, {"tool_id": lookup}],
     )
-    task_id = await start(
+    task_id = await start_task(
         api, tenant, agent, 'call risky {"text": "later"}\ncall look_up {"text": "now"}'
     )
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval"
     # The lookup's result is in the conversation before the risky call is decided.
     async with asyncio.timeout(10):
@@ -230,7 +177,7 @@ async def test_a_finished_call_shows_while_another_of_its_turn_waits_for_approva
         headers=tenant.headers,
     )
     assert approved.status_code == 200, approved.text
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     # Each result keeps the place of its call, whichever finished first.
     assert [m["content"] for m in task["messages"] if m["role"] == "tool"] == [
@@ -251,8 +198,8 @@ async def test_a_rejection_is_told_to_the_model_and_the_task_goes_on(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"})
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"})
     call_id = waiting["pending_approvals"][0]["call_id"]
     viewer = (
         await api.post(
@@ -271,7 +218,7 @@ async def test_a_rejection_is_told_to_the_model_and_the_task_goes_on(
         json={"approve": False, "reason": "too risky"},
         headers=tenant.headers,
     )
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed"
     tool_message = next(m for m in task["messages"] if m["role"] == "tool")
     assert tool_message["content"] == "The user rejected this call: too risky."
@@ -283,10 +230,12 @@ async def test_the_agent_decides_when_it_needs_approval(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "agent_decides"}])
-    fine = await start(api, tenant, agent, 'call echo_tool {"text": "safe"}')
-    assert (await wait_for(api, tenant, fine, FINAL))["status"] == "completed"
-    asks = await start(api, tenant, agent, 'call echo_tool {"text": "big", "needs_approval": true}')
-    waiting = await wait_for(api, tenant, asks, {"waiting-approval"} | FINAL)
+    fine = await start_task(api, tenant, agent, 'call echo_tool {"text": "safe"}')
+    assert (await task_in(api, tenant, fine, FINAL))["status"] == "completed"
+    asks = await start_task(
+        api, tenant, agent, 'call echo_tool {"text": "big", "needs_approval": true}'
+    )
+    waiting = await task_in(api, tenant, asks, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval"
     assert waiting["pending_approvals"][0]["arguments"] == {"text": "big"}
 
@@ -295,8 +244,8 @@ async def test_a_follow_up_gets_its_own_answer_and_the_idle_task_completes_later
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):
     agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=3)
-    task_id = await start(api, tenant, agent, "first")
-    idle = await wait_for(api, tenant, task_id, {"idle"} | FINAL)
+    task_id = await start_task(api, tenant, agent, "first")
+    idle = await task_in(api, tenant, task_id, {"idle"} | FINAL)
     assert idle["status"] == "idle"
 
     sent = await api.post(
@@ -309,7 +258,7 @@ async def test_a_follow_up_gets_its_own_answer_and_the_idle_task_completes_later
             if task["messages"][-1]["content"].endswith("You said: second"):
                 break
             await asyncio.sleep(0.1)
-    done = await wait_for(api, tenant, task_id, FINAL, timeout=30)
+    done = await task_in(api, tenant, task_id, FINAL, timeout=30)
     assert done["status"] == "completed"
     assert [m["role"] for m in done["messages"]] == ["user", "assistant", "user", "assistant"]
     late = await api.post(
@@ -323,11 +272,11 @@ async def test_a_cancelled_task_stops_while_it_waits(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
-    await wait_for(api, tenant, task_id, {"waiting-approval"})
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    await task_in(api, tenant, task_id, {"waiting-approval"})
     cancelled = await api.post(tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers)
     assert cancelled.status_code == 202
-    assert (await wait_for(api, tenant, task_id, FINAL))["status"] == "cancelled"
+    assert (await task_in(api, tenant, task_id, FINAL))["status"] == "cancelled"
 
 
 async def test_an_agent_with_an_unknown_tool_is_refused(api: httpx.AsyncClient, tenant: Tenant):
@@ -350,8 +299,8 @@ async def test_a_user_group_sees_and_messages_only_its_own_tasks(
             "/api/user", json={"name": group, "provided_id": group}, headers=tenant.headers
         )
         tokens[group] = created.json()["user_group"]["token"]
-    acme_task = await start(api, tenant, agent, "for acme", user_group="acme")
-    await start(api, tenant, agent, "for nobody")
+    acme_task = await start_task(api, tenant, agent, "for acme", user_group="acme")
+    await start_task(api, tenant, agent, "for nobody")
 
     listed = (await api.get(tenant.url("/tasks"), headers=auth(tokens["acme"]))).json()
     assert [t["id"] for t in listed["items"]] == [acme_task]
@@ -360,7 +309,7 @@ async def test_a_user_group_sees_and_messages_only_its_own_tasks(
     assert_error(
         await api.get(tenant.url(f"/tasks/{acme_task}"), headers=auth(tokens["globex"])), 404
     )
-    await wait_for(api, tenant, acme_task, {"idle"})
+    await task_in(api, tenant, acme_task, {"idle"})
     sent = await api.post(
         tenant.url(f"/tasks/{acme_task}/messages"),
         json={"message": "more"},
@@ -398,9 +347,11 @@ async def openai_api(
             "openai_base_url": openai_server.base_url,
         }
     )
-    async with worker_on(temporal_env.client, configured, session_factory):
-        async for client in _api_client(configured, temporal_env.client):
-            yield client
+    async with (
+        worker_on(temporal_env.client, configured, session_factory),
+        api_client(configured, temporal_env.client) as client,
+    ):
+        yield client
 
 
 async def test_a_task_on_an_openai_compatible_model_runs_the_whole_loop(
@@ -419,9 +370,9 @@ async def test_a_task_on_an_openai_compatible_model_runs_the_whole_loop(
     openai_server.reply_text("The tool said ", "hello.", prompt_tokens=30, completion_tokens=4)
     tool = await make_tool(openai_api, tenant)
     agent = await make_agent(openai_api, tenant, tools=[{"tool_id": tool}], model="openai:gpt-test")
-    task_id = await start(openai_api, tenant, agent, "Use the tool")
+    task_id = await start_task(openai_api, tenant, agent, "Use the tool")
 
-    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    task = await task_in(openai_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert task["messages"][-1]["content"] == "The tool said hello."
     assert task["messages"][2]["content"] == "tool got from gpt"
@@ -449,9 +400,9 @@ async def test_a_task_whose_model_call_failed_ends_failed_in_temporal_too(
 ):
     openai_server.reply_error(400, "this model does not take that request")
     agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
-    task_id = await start(openai_api, tenant, agent, "hello")
+    task_id = await start_task(openai_api, tenant, agent, "hello")
 
-    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    task = await task_in(openai_api, tenant, task_id, FINAL)
     assert task["status"] == "failed"
     assert "this model does not take that request" in task["error"]
     handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
@@ -480,9 +431,9 @@ async def test_a_retried_model_call_says_so_in_the_tasks_events(
         openai_server.reply_error(503, "overloaded", headers={"retry-after": "0.2"})
     openai_server.reply_text("Back.")
     agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
-    task_id = await start(openai_api, tenant, agent, "hello")
+    task_id = await start_task(openai_api, tenant, agent, "hello")
 
-    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    task = await task_in(openai_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert task["messages"][-1]["content"] == "Back."
     async with session_factory() as session:
@@ -510,7 +461,7 @@ async def test_while_a_model_call_is_retried_the_tasks_details_in_temporal_say_s
     openai_server.reply_error(503, "overloaded", headers={"retry-after": "4"})
     openai_server.reply_text("Back.")
     agent = await make_agent(openai_api, tenant, tools=[], model="openai:gpt-test")
-    task_id = await start(openai_api, tenant, agent, "hello")
+    task_id = await start_task(openai_api, tenant, agent, "hello")
     task = (await openai_api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)).json()
     handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
 
@@ -521,7 +472,7 @@ async def test_while_a_model_call_is_retried_the_tasks_details_in_temporal_say_s
     assert "503" in details and "overloaded" in details
     assert re.search(r"; retrying at \d\d:\d\d:\d\d UTC$", details), details
 
-    task = await wait_for(openai_api, tenant, task_id, FINAL)
+    task = await task_in(openai_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     # The call went through: the details say what the task does again, not the retry.
     assert await current_details(handle) == "completed"
@@ -538,10 +489,10 @@ async def test_after_its_automatic_runs_a_tool_asks_for_approval(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "max_auto_runs": 1}])
-    task_id = await start(
+    task_id = await start_task(
         api, tenant, agent, 'call echo_tool {"text": "first"}\ncall echo_tool {"text": "second"}'
     )
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval"
     assert [p["arguments"] for p in waiting["pending_approvals"]] == [{"text": "second"}]
 
@@ -556,11 +507,13 @@ async def test_a_task_past_its_time_budget_times_out(
         tools=[{"tool_id": tool, "approval": "required"}],
         time_budget_seconds=2,
     )
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
-    task = await wait_for(api, tenant, task_id, FINAL, timeout=30)
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    task = await task_in(api, tenant, task_id, FINAL, timeout=30)
     assert task["status"] == "timed-out"
     assert "time budget" in task["error"]
     handle = temporal_env.client.get_workflow_handle(task["workflow_id"])
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()  # the record is written a moment before the run ends
     assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
 
 
@@ -588,14 +541,16 @@ async def test_a_task_on_an_anthropic_model_runs_the_whole_loop(
             "anthropic_base_url": anthropic_server.base_url,
         }
     )
-    async with worker_on(temporal_env.client, configured, session_factory):
-        async for api in _api_client(configured, temporal_env.client):
-            tool = await make_tool(api, tenant)
-            agent = await make_agent(
-                api, tenant, tools=[{"tool_id": tool}], model="anthropic:claude-test"
-            )
-            task_id = await start(api, tenant, agent, "Use the tool")
-            task = await wait_for(api, tenant, task_id, FINAL)
+    async with (
+        worker_on(temporal_env.client, configured, session_factory),
+        api_client(configured, temporal_env.client) as api,
+    ):
+        tool = await make_tool(api, tenant)
+        agent = await make_agent(
+            api, tenant, tools=[{"tool_id": tool}], model="anthropic:claude-test"
+        )
+        task_id = await start_task(api, tenant, agent, "Use the tool")
+        task = await task_in(api, tenant, task_id, FINAL)
 
     assert task["status"] == "completed", task["error"]
     assert [m["role"] for m in task["messages"]] == ["user", "assistant", "tool", "assistant"]
@@ -612,8 +567,8 @@ async def test_an_update_makes_a_new_agent_version_and_a_task_keeps_the_one_it_s
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker
 ):
     agent = await make_agent(api, tenant, tools=[], model="scripted:echo", idle_timeout_seconds=30)
-    task_id = await start(api, tenant, agent, "hello")
-    await wait_for(api, tenant, task_id, {"idle"})
+    task_id = await start_task(api, tenant, agent, "hello")
+    await task_in(api, tenant, task_id, {"idle"})
 
     tool = await make_tool(api, tenant)
     updated = await api.patch(
@@ -644,7 +599,7 @@ async def test_an_update_makes_a_new_agent_version_and_a_task_keeps_the_one_it_s
             await asyncio.sleep(0.1)
     assert task["agent_version"] == 1
     assert task["messages"][-1]["content"].endswith('You said: call echo_tool {"text": "x"}')
-    fresh = await start(api, tenant, agent, 'call echo_tool {"text": "y"}')
-    done = await wait_for(api, tenant, fresh, {"idle"} | FINAL)
+    fresh = await start_task(api, tenant, agent, 'call echo_tool {"text": "y"}')
+    done = await task_in(api, tenant, fresh, {"idle"} | FINAL)
     assert done["agent_version"] == 2
     assert [m["content"] for m in done["messages"] if m["role"] == "tool"] == ["tool got y"]

@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from tests.conftest import Tenant
+from tests.support import Tenant
 
 
 async def test_docs_pages_load_their_assets_from_the_api_itself(api: httpx.AsyncClient) -> None:

@@ -15,8 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error, cursor_of
+from tests.support import Tenant, api_client, assert_error, cursor_of
 
 MiB = 1024 * 1024
 
@@ -41,7 +40,7 @@ async def small_limits_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app with limits small enough to cross cheaply: 1 KB of JSON, 10 KB of upload."""
     limited = settings.model_copy(update={"max_body_bytes": 1024, "max_upload_bytes": 10_000})
-    async for client in _api_client(limited, temporal_env.client):
+    async with api_client(limited, temporal_env.client) as client:
         yield client
 
 

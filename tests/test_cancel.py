@@ -16,10 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
 from tests.fakes.openai_server import FakeOpenAI
 from tests.local_http import LocalHttp
 from tests.processes import processes_named, unique_process_name
+from tests.support import Tenant, api_client, eventually, worker_on
+from tests.support.factories import task_in
+
+# Each bounds how long stopping takes: under xdist they share a worker with the other such tests.
+pytestmark = pytest.mark.xdist_group("timing")
 
 # What the issue asks: the work stops within this long of the cancel.
 STOPS_WITHIN_S = 2.0
@@ -48,9 +52,11 @@ async def api(
             "code_wall_seconds": 60.0,
         }
     )
-    async with worker_on(temporal_env.client, configured, session_factory):
-        async for client in _api_client(configured, temporal_env.client):
-            yield client
+    async with (
+        worker_on(temporal_env.client, configured, session_factory),
+        api_client(configured, temporal_env.client) as client,
+    ):
+        yield client
 
 
 async def start_task(
@@ -89,21 +95,6 @@ async def cancel(api: httpx.AsyncClient, tenant: Tenant, task: dict[str, Any]) -
     return sent
 
 
-async def eventually(check: Any, seconds: float = 10) -> None:
-    async with asyncio.timeout(seconds):
-        while not check():
-            await asyncio.sleep(0.02)
-
-
-async def wait_cancelled(api: httpx.AsyncClient, tenant: Tenant, task: dict[str, Any]) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            read = await api.get(tenant.url(f"/tasks/{task['id']}"), headers=tenant.headers)
-            if read.json()["status"] == "cancelled":
-                return
-            await asyncio.sleep(0.05)
-
-
 async def test_a_cancel_closes_the_model_providers_connection_within_2_s(
     api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI
 ):
@@ -117,7 +108,7 @@ async def test_a_cancel_closes_the_model_providers_connection_within_2_s(
     await eventually(lambda: openai_server.hung_up_at)
     took = openai_server.hung_up_at[0] - sent
     assert took < STOPS_WITHIN_S, f"model call closed {took:.2f} s after the cancel"
-    await wait_cancelled(api, tenant, task)
+    await task_in(api, tenant, task["id"], {"cancelled"}, timeout=15)
 
 
 async def test_a_cancel_closes_an_http_steps_connection_within_2_s(
@@ -137,7 +128,7 @@ async def test_a_cancel_closes_an_http_steps_connection_within_2_s(
     await eventually(lambda: local_http.hung_up_at)
     took = local_http.hung_up_at[0] - sent
     assert took < STOPS_WITHIN_S, f"http step closed {took:.2f} s after the cancel"
-    await wait_cancelled(api, tenant, task)
+    await task_in(api, tenant, task["id"], {"cancelled"}, timeout=15)
 
 
 async def test_a_cancel_ends_a_code_steps_process_within_2_s(
@@ -152,11 +143,11 @@ async def test_a_cancel_ends_a_code_steps_process_within_2_s(
     )
     tool_id = await new_tool(api, tenant, {"name": "wait", "type": "code", "code": code})
     task = await start_task(api, tenant, "call slow {}", tools=[{"tool_id": tool_id}])
-    await eventually(lambda: processes_named(name), seconds=20)
+    await eventually(lambda: processes_named(name), timeout=20)
     await asyncio.sleep(1.5)
 
     sent = await cancel(api, tenant, task)
-    await eventually(lambda: not processes_named(name))
+    await eventually(lambda: not processes_named(name), every=0.02)
     took = time.monotonic() - sent
     assert took < STOPS_WITHIN_S, f"code step ended {took:.2f} s after the cancel"
-    await wait_cancelled(api, tenant, task)
+    await task_in(api, tenant, task["id"], {"cancelled"}, timeout=15)

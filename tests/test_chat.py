@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from baton.chat import Chat, ChatError, parse_params
 from baton.examples import create_example_agent
-from tests.conftest import Tenant
+from tests.support import Tenant
 
 
 async def test_a_terminal_chat_streams_asks_for_approval_and_ends(

@@ -27,8 +27,8 @@ from baton.domain.integrations import IntegrationKind, IntegrationSpec
 from baton.secret_key import ensure_key_file, key_file, read_keys
 from baton.security import SecretBox
 from baton.settings import Settings
-from tests.conftest import venv_binary
 from tests.processes import RunningStack, clean_env, free_port, port_open
+from tests.support import venv_binary
 
 
 def baton(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.tables import Task, ToolRun
 from baton.services import closed_runs
-from tests.conftest import Tenant
-from tests.test_agent_tasks import make_agent, make_tool, start, wait_for
+from tests.support import Tenant
+from tests.support.factories import make_agent, make_tool, start_task, task_in
 
 SLOW_TOOL = {
     "name": "Slow",
@@ -86,8 +86,8 @@ async def test_a_task_terminated_in_temporal_reads_cancelled_and_its_stream_ends
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool, "approval": "required"}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "x"}')
-    task = await wait_for(api, tenant, task_id, {"waiting-approval"})
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "x"}')
+    task = await task_in(api, tenant, task_id, {"waiting-approval"})
     await temporal_env.client.get_workflow_handle(task["workflow_id"]).terminate("stuck")
     await quiet_for_a_while(session_factory, Task, task_id)
 

@@ -352,7 +352,8 @@ async def test_a_session_leader_the_code_could_start_would_still_die_with_the_sa
         "    os.setsid()\n"
         f"    open('/proc/self/comm', 'w').write({name!r})\n"
         "    time.sleep(60)\n"
-        "time.sleep(0.5)\n"
+        # Long enough for the test to see the session leader on a loaded machine.
+        "time.sleep(2)\n"
     )
     work = sandbox.work_dir()
     try:
@@ -366,7 +367,7 @@ async def test_a_session_leader_the_code_could_start_would_still_die_with_the_sa
             env={},
             **sandbox.process_options(),
         )
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not processes_named(name):
             assert time.monotonic() < deadline, "the session leader never showed up"
             await asyncio.sleep(0.02)

@@ -10,9 +10,8 @@ import httpx
 from temporalio.worker import Worker
 
 from api.console.sessions import SESSION_SECONDS, SessionSigner, new_session
-from tests.conftest import Tenant
-from tests.helpers import create_token
-from tests.test_agent_tasks import make_agent, make_tool, wait_for
+from tests.support import Tenant, create_token
+from tests.support.factories import make_agent, make_tool, task_in
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -178,7 +177,7 @@ async def test_a_tool_call_is_approved_from_the_task_page(
     )
     assert started.status_code == 303, started.text
     task_id = started.headers["location"].removeprefix("/tasks/")
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"})
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"})
     [pending] = waiting["pending_approvals"]
 
     inbox = await api.get("/tasks?tab=approvals")
@@ -192,7 +191,7 @@ async def test_a_tool_call_is_approved_from_the_task_page(
     assert (await api.post(action, data={"decision": "approve"})).status_code == 403
     approved = await api.post(action, data={"decision": "approve", "csrf": csrf_of(page)})
     assert approved.status_code == 303 and approved.headers["location"] == f"/tasks/{task_id}"
-    done = await wait_for(api, tenant, task_id, {"completed", "failed"})
+    done = await task_in(api, tenant, task_id, {"completed", "failed"})
     assert done["status"] == "completed", done
     assert "tool got hi" in (await api.get(f"/tasks/{task_id}")).text
     assert "Approvals" in (await api.get("/tasks?tab=approvals")).text

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
+from tests.support import Tenant, api_client, worker_on
 
 
 async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
@@ -20,9 +20,11 @@ async def test_a_long_conversation_continues_as_new_and_keeps_its_transcript(
     tenant: Tenant,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    async with worker_on(eager_env.client, settings, session_factory):
-        async for api in _api_client(settings, eager_env.client):
-            await converse(api, tenant, eager_env)
+    async with (
+        worker_on(eager_env.client, settings, session_factory),
+        api_client(settings, eager_env.client) as api,
+    ):
+        await converse(api, tenant, eager_env)
 
 
 async def converse(api: httpx.AsyncClient, tenant: Tenant, env: WorkflowEnvironment) -> None:

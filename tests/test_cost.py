@@ -20,12 +20,11 @@ from baton.db.tables import CreditEntry
 from baton.domain.credits import Currency, ModelPrice, PlanBook, llm_call_key, tool_run_key
 from baton.domain.events import EventDraft, EventType
 from baton.domain.tool_runs import NewToolRun
-from tests.conftest import Tenant
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
-from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.support import Tenant
+from tests.support.factories import FINAL, finished_run, make_agent, make_tool, start_task, task_in
 from tests.test_credits import credits as read_credits
 from tests.test_credits import metered_api  # noqa: F401 (a fixture)
-from tests.test_tools import wait_for_run
 
 Sessions = async_sessionmaker[AsyncSession]
 PLANS = PlanBook()
@@ -58,8 +57,8 @@ async def test_a_task_shows_its_model_calls_and_tool_runs_and_the_run_its_action
         model="openai:gpt-4o-mini",
         idle_timeout_seconds=0,
     )
-    task_id = await start(metered_api, tenant, agent, "hi")
-    task = await wait_for(metered_api, tenant, task_id, FINAL)
+    task_id = await start_task(metered_api, tenant, agent, "hi")
+    task = await task_in(metered_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
 
     cost = (await read(metered_api, tenant, f"/tasks/{task_id}"))["cost"]
@@ -168,8 +167,8 @@ async def test_a_task_with_nothing_charged_costs_nothing(
     api: httpx.AsyncClient, tenant: Tenant, worker: Any
 ):
     agent = await make_agent(api, tenant, tools=[])
-    task_id = await start(api, tenant, agent, "hello")
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task_id = await start_task(api, tenant, agent, "hello")
+    task = await task_in(api, tenant, task_id, FINAL)
     # A scripted model has no price: its call is listed, at 0.
     assert task["cost"]["actions"] == 0 and task["cost"]["vendor_credits"] == 0
     assert [c["vendor_credits"] for c in task["cost"]["model_calls"]] == [0]
@@ -187,8 +186,8 @@ async def test_cached_input_tokens_cost_the_cached_price_and_show_in_the_usage_r
     agent = await make_agent(
         metered_api, tenant, tools=[], model="openai:gpt-4o-mini", idle_timeout_seconds=0
     )
-    task_id = await start(metered_api, tenant, agent, "hi")
-    task = await wait_for(metered_api, tenant, task_id, FINAL)
+    task_id = await start_task(metered_api, tenant, agent, "hi")
+    task = await task_in(metered_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
 
     # gpt-4o-mini per 1,000 tokens: input 0.00015, cached input 0.000075, output 0.0006.
@@ -230,7 +229,8 @@ def summarise_tool(**step: Any) -> dict[str, Any]:
     }
 
 
-async def run_summarise(api: httpx.AsyncClient, tenant: Tenant, **step: Any) -> dict[str, Any]:
+async def summarise_run(api: httpx.AsyncClient, tenant: Tenant, **step: Any) -> dict[str, Any]:
+    """A run of the summarise tool with `step`'s fields, once it has ended."""
     made = await api.post(tenant.url("/tools"), json=summarise_tool(**step), headers=tenant.headers)
     assert made.status_code == 201, made.text
     started = await api.post(
@@ -239,9 +239,14 @@ async def run_summarise(api: httpx.AsyncClient, tenant: Tenant, **step: Any) -> 
         headers=tenant.headers,
     )
     assert started.status_code == 201, started.text
-    run = await wait_for_run(api, tenant, started.json()["id"])
-    assert run["status"] == "succeeded", run["error"]
+    run = await finished_run(api, tenant, started.json()["id"])
     return await read(api, tenant, f"/tool-runs/{run['id']}")
+
+
+async def run_summarise(api: httpx.AsyncClient, tenant: Tenant, **step: Any) -> dict[str, Any]:
+    run = await summarise_run(api, tenant, **step)
+    assert run["status"] == "succeeded", run["error"]
+    return run
 
 
 async def test_an_llm_step_on_the_installations_key_spends_vendor_credits_once(
@@ -271,6 +276,20 @@ async def test_an_llm_step_on_the_installations_key_spends_vendor_credits_once(
     assert keys == [f"{tool_run_key(run['id'])}:step:0:-1"]
     credits = await read_credits(metered_api, tenant)
     assert credits["vendor_credits"]["used"] == pytest.approx(0.00045)
+
+
+async def test_an_llm_step_that_fails_on_its_answer_still_spends_its_price(
+    metered_api: httpx.AsyncClient,  # noqa: F811
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+):
+    # The call was made, so it is paid for, though the run fails on the answer (not the JSON
+    # the step asks for) and its last write has no answer to charge.
+    openai_server.reset()
+    openai_server.reply_text("not json", prompt_tokens=1000, completion_tokens=500)
+    run = await summarise_run(metered_api, tenant, json_schema={"type": "object"}, retries=0)
+    assert run["status"] == "failed"
+    assert run["cost"] == {"actions": 1, "vendor_credits": pytest.approx(0.00045)}
 
 
 async def test_an_llm_step_on_the_projects_own_key_spends_none(

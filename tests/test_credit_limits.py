@@ -6,28 +6,28 @@ a webhook, POSTed to it after the debit committed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.db.repositories import credits as credit_repo
-from baton.db.tables import CreditAlert
+from baton.db.tables import CreditAlert, utcnow
 from baton.domain.credits import Currency, PlanBook
 from baton.domain.egress import EgressPolicy
 from baton.errors import OutOfCredits
 from baton.security import SecretBox
 from baton.services import credit_alerts
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth
 from tests.fakes.webhook_server import FakeWebhook
-from tests.helpers import assert_error, create_token
-from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.support import Tenant, api_client, assert_error, auth, create_token
+from tests.support.factories import FINAL, make_agent, make_tool, start_task, task_in
 from tests.test_audit import entries
 from tests.test_credits import credits, listed_as_paused, run_tool, set_plan, spend_actions
 
@@ -56,7 +56,7 @@ async def alerting_api(
     """The API of an installation that lets http steps (and so webhooks) reach the local
     receiver."""
     allowed = settings.model_copy(update={"http_allow_hosts": [webhook.host]})
-    async for client in _api_client(allowed, temporal_env.client):
+    async with api_client(allowed, temporal_env.client) as client:
         yield client
 
 
@@ -149,8 +149,8 @@ async def test_a_limit_on_vendor_credits_refuses_a_model_call(
                 currency=Currency.vendor_credits,
             )
         # Actions have no limit: still allowed.
-        await credit_repo.require_actions(
-            session=session, plans=PLANS, project_id=tenant.project_id
+        await credit_repo.require(
+            session=session, plans=PLANS, project_id=tenant.project_id, currency=Currency.actions
         )
 
 
@@ -163,14 +163,14 @@ async def test_a_task_pauses_at_a_limit_and_resumes_when_the_limit_is_cleared(
     await put_limits(api, tenant, {"actions": 0}, project=True)
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "a"}')
-    paused = await wait_for(api, tenant, task_id, {"out-of-credits", *FINAL})
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "a"}')
+    paused = await task_in(api, tenant, task_id, {"out-of-credits", *FINAL})
     assert paused["status"] == "out-of-credits"
     await listed_as_paused(temporal_env, paused["workflow_id"])
 
     cleared = await put_limits(api, tenant, {"actions": None}, project=True)
     assert cleared.status_code == 200, cleared.text
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
     assert task["status"] in {"completed", "idle"}, task["error"]
     assert (await credits(api, tenant))["projects"][0]["actions_used"] == 1
 
@@ -178,8 +178,8 @@ async def test_a_task_pauses_at_a_limit_and_resumes_when_the_limit_is_cleared(
 async def test_without_limits_the_check_reads_no_more_than_before(
     engine: AsyncEngine, session_factory: Sessions, tenant: Tenant
 ):
-    """The project and its organisation, nothing else: no ledger sums on a plan without
-    a limit."""
+    """The project and its organisation, in one query, and nothing else: no ledger sums
+    on a plan without a limit."""
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -188,12 +188,15 @@ async def test_without_limits_the_check_reads_no_more_than_before(
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
         async with session_factory() as session:
-            await credit_repo.require_actions(
-                session=session, plans=PLANS, project_id=tenant.project_id
+            await credit_repo.require(
+                session=session,
+                plans=PLANS,
+                project_id=tenant.project_id,
+                currency=Currency.actions,
             )
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
-    assert len(statements) == 2, statements
+    assert len(statements) == 1, statements
     assert not any("credit_entries" in s for s in statements)
 
 
@@ -292,7 +295,114 @@ async def test_alerts_are_logged_and_sent_once_per_threshold_after_the_debit(
     assert "token-in-the-path" not in str(logged)
 
 
-async def test_a_failing_webhook_is_logged_and_does_not_fail_the_debit(
+async def alert_at_half(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions, webhook: FakeWebhook
+) -> None:
+    """An alert at 50% of a limit of 2 actions, reached by one debit, for `webhook`."""
+    put = await api.put(
+        "/api/v1/credits/alerts",
+        json={"thresholds": [50], "webhook_url": webhook.url("failing")},
+        headers=tenant.headers,
+    )
+    assert put.status_code == 200, put.text
+    limited = await put_limits(api, tenant, {"actions": 2})
+    assert limited.status_code == 200, limited.text
+    async with session_factory.begin() as session:
+        await spend_actions(session, tenant, 1, f"half-{tenant.org_id}")
+
+
+async def alert_of(session_factory: Sessions, tenant: Tenant) -> CreditAlert:
+    async with session_factory() as session:
+        alert = await session.scalar(select(CreditAlert).where(CreditAlert.org_id == tenant.org_id))
+    assert alert is not None
+    return alert
+
+
+def deliver_at(
+    settings: Settings, webhook: FakeWebhook, session_factory: Sessions
+) -> Callable[[datetime], Awaitable[int]]:
+    box, policy = SecretBox.from_settings(settings), EgressPolicy(frozenset({webhook.host}))
+
+    async def at(now: datetime) -> int:
+        return await credit_alerts.deliver_pending(
+            session_factory=session_factory, box=box, policy=policy, now=now
+        )
+
+    return at
+
+
+async def state(session_factory: Sessions, tenant: Tenant) -> tuple[str, int]:
+    alert = await alert_of(session_factory, tenant)
+    return alert.delivery, alert.attempts
+
+
+# Other tests' organisations may have alerts due too: these look at their own alert only.
+
+
+async def test_a_webhook_that_fails_first_is_tried_again_after_a_backoff_until_it_takes_it(
+    alerting_api: httpx.AsyncClient,
+    tenant: Tenant,
+    session_factory: Sessions,
+    settings: Settings,
+    webhook: FakeWebhook,
+):
+    await alert_at_half(alerting_api, tenant, session_factory, webhook)
+    key = f"credit-alert-{(await alert_of(session_factory, tenant)).id}"
+    webhook.fail_first = 2
+    deliver = deliver_at(settings, webhook, session_factory)
+    now = utcnow()
+    backoff = timedelta(seconds=credit_alerts.BACKOFF_S)
+
+    await deliver(now)
+    assert await state(session_factory, tenant) == ("pending", 1)
+    await deliver(now + backoff / 2)  # not due yet: no attempt
+    assert await state(session_factory, tenant) == ("pending", 1)
+    await deliver(now + backoff)  # the second attempt fails too
+    assert await state(session_factory, tenant) == ("pending", 2)
+    await deliver(now + 2 * backoff)  # its backoff doubled: not yet
+    assert await state(session_factory, tenant) == ("pending", 2)
+    await deliver(now + 3 * backoff)
+
+    assert await state(session_factory, tenant) == ("sent", 3)
+    mine = [body for body in webhook.received if body["organization_id"] == tenant.org_id]
+    assert len(mine) == 1 and mine[0]["threshold"] == 50
+    # The same key on every attempt, so a receiver can tell a repeat.
+    assert webhook.keys.count(key) == 3
+    await deliver(now + 10 * backoff)  # sent: never again
+    assert webhook.keys.count(key) == 3
+
+
+async def test_an_alert_a_crashed_worker_claimed_is_sent_once_its_claim_lapses(
+    alerting_api: httpx.AsyncClient,
+    tenant: Tenant,
+    session_factory: Sessions,
+    settings: Settings,
+    webhook: FakeWebhook,
+):
+    await alert_at_half(alerting_api, tenant, session_factory, webhook)
+    claimed_at = utcnow()
+    # As a worker leaves it that claimed the alert and died before it sent it.
+    async with session_factory.begin() as session:
+        await session.execute(
+            update(CreditAlert)
+            .where(CreditAlert.org_id == tenant.org_id)
+            .values(
+                delivery="sending",
+                attempts=1,
+                due_at=claimed_at + timedelta(seconds=credit_alerts.CLAIM_S),
+            )
+        )
+    deliver = deliver_at(settings, webhook, session_factory)
+
+    await deliver(claimed_at + timedelta(seconds=credit_alerts.CLAIM_S / 2))
+    assert await state(session_factory, tenant) == ("sending", 1)  # still claimed
+    await deliver(claimed_at + timedelta(seconds=credit_alerts.CLAIM_S + 1))
+    assert await state(session_factory, tenant) == ("sent", 2)
+    mine = [body for body in webhook.received if body["organization_id"] == tenant.org_id]
+    assert len(mine) == 1
+
+
+async def test_a_webhook_failing_every_attempt_ends_failed_on_the_audit_log_not_the_debit(
     alerting_api: httpx.AsyncClient,
     tenant: Tenant,
     session_factory: Sessions,
@@ -300,27 +410,31 @@ async def test_a_failing_webhook_is_logged_and_does_not_fail_the_debit(
     webhook: FakeWebhook,
     caplog: pytest.LogCaptureFixture,
 ):
-    await alerting_api.put(
-        "/api/v1/credits/alerts",
-        json={"thresholds": [50], "webhook_url": webhook.url("failing")},
-        headers=tenant.headers,
-    )
-    await put_limits(alerting_api, tenant, {"actions": 2})
     webhook.status = 500
     try:
-        async with session_factory.begin() as session:
-            await spend_actions(session, tenant, 1, "half")
-        box, policy = SecretBox.from_settings(settings), EgressPolicy(frozenset({webhook.host}))
-        sent = await credit_alerts.deliver_pending(
-            session_factory=session_factory, box=box, policy=policy
-        )
+        await alert_at_half(alerting_api, tenant, session_factory, webhook)
+        deliver = deliver_at(settings, webhook, session_factory)
+        now = utcnow()
+        for attempt in range(1, credit_alerts.MAX_ATTEMPTS):
+            await deliver(now + timedelta(seconds=credit_alerts.BACKOFF_MAX_S * attempt))
+            assert await state(session_factory, tenant) == ("pending", attempt)
+        await deliver(now + timedelta(seconds=credit_alerts.BACKOFF_MAX_S * 10))
     finally:
         webhook.status = 200
-    assert sent == 0
-    async with session_factory() as session:
-        alert = await session.scalar(select(CreditAlert).where(CreditAlert.org_id == tenant.org_id))
-    assert alert is not None and alert.delivery == "failed"
+    assert await state(session_factory, tenant) == ("failed", credit_alerts.MAX_ATTEMPTS)
+    await deliver(now + timedelta(days=1))  # given up: no further attempt
+    assert await state(session_factory, tenant) == ("failed", credit_alerts.MAX_ATTEMPTS)
+    logged = await entries(alerting_api, tenant, action="credits.alert_failed")
+    assert [e["detail"] for e in logged] == [
+        {
+            "currency": "actions",
+            "threshold": 50,
+            "attempts": credit_alerts.MAX_ATTEMPTS,
+            "reason": "the webhook on 127.0.0.1 answered 500",
+        }
+    ]
     assert "answered 500" in caplog.text and "failing" not in caplog.text
+    assert "failing" not in str(logged)
     assert (await credits(alerting_api, tenant))["actions"]["used"] == 1
 
 

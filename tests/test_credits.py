@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,27 +17,31 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.llm import LlmActivities
 from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import events as event_repo
+from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
-from baton.db.tables import CreditEntry, ToolRun
+from baton.db.tables import Agent, CreditEntry, CreditTotal, ToolRun
 from baton.domain.credits import Currency, PlanBook, load_plans, period_of, tool_run_key
+from baton.domain.llm import LlmRequest
+from baton.domain.tasks import LlmCall
 from baton.domain.tool_runs import NewToolRun
 from baton.domain.tools import ToolSpec
 from baton.errors import InvalidInput
+from baton.services.provider_configs import settings_provider_configs
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth, worker_on
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import assert_error, create_token
-from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
-from tests.test_tools import wait_for_run
+from tests.support import Tenant, api_client, assert_error, auth, create_token, worker_on
+from tests.support.factories import FINAL, finished_run, make_agent, make_tool, start_task, task_in
+from tests.test_enrichment import enrichments_url, new_set, wait_for_job
 
 Sessions = async_sessionmaker[AsyncSession]
 PLANS = PlanBook()
@@ -66,8 +71,10 @@ async def run_tool(
     )
 
 
-async def spend_actions(session: AsyncSession, tenant: Tenant, actions: int, key: str) -> None:
-    """`actions` debits of one action each, as that many tool runs would make."""
+async def spend_actions(
+    session: AsyncSession, tenant: Tenant, actions: int, key: str, now: datetime | None = None
+) -> None:
+    """`actions` debits of one action each, as that many tool runs would make (at `now`)."""
     for n in range(actions):
         await credit_repo.debit(
             session=session,
@@ -77,6 +84,7 @@ async def spend_actions(session: AsyncSession, tenant: Tenant, actions: int, key
             currency=Currency.actions,
             micros=1_000_000,
             key=f"{key}:{n}",
+            now=now,
         )
 
 
@@ -111,7 +119,7 @@ async def test_every_tool_run_costs_one_action_whether_it_succeeds_or_fails(
         await run_tool(api, tenant, made.json()["id"]),
     ]
     assert [r.status_code for r in ran] == [201, 201], [r.text for r in ran]
-    statuses = [(await wait_for_run(api, tenant, r.json()["id"]))["status"] for r in ran]
+    statuses = [(await finished_run(api, tenant, r.json()["id"]))["status"] for r in ran]
     assert statuses == ["succeeded", "failed"]
 
     body = await credits(api, tenant)
@@ -126,10 +134,10 @@ async def test_an_agents_tool_call_is_a_tool_run_and_costs_an_action(
 ):
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(
+    task_id = await start_task(
         api, tenant, agent, 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
     )
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     async with session_factory() as session:
         runs = await session.scalar(
@@ -183,7 +191,11 @@ async def test_out_of_actions_a_tool_run_is_refused_with_402_and_nothing_is_crea
     # A grant pays for the next run; the allowance was spent first.
     async with session_factory.begin() as session:
         await credit_repo.grant(
-            session=session, org_id=tenant.org_id, currency=Currency.actions, amount=5, key="g1"
+            session=session,
+            org_id=tenant.org_id,
+            currency=Currency.actions,
+            amount=5,
+            key=f"g1:{tenant.org_id}",
         )
     assert (await credits(api, tenant))["actions"]["remaining"] == 5
     accepted = await run_tool(api, tenant, tool, {"text": "x"})
@@ -205,13 +217,8 @@ async def test_the_allowance_resets_each_month_and_grants_roll_over(
             session=session, org_id=tenant.org_id, currency=Currency.actions, amount=10, key="g"
         )
         # Last month: the whole allowance and 3 actions of the grant.
-        await spend_actions(session, tenant, 203, "last-month")
         start_, _ = period_of(datetime.now(UTC))
-        await session.execute(
-            update(CreditEntry)
-            .where(CreditEntry.org_id == tenant.org_id, CreditEntry.kind == "debit")
-            .values(created_at=start_ - timedelta(days=1))
-        )
+        await spend_actions(session, tenant, 203, "last-month", now=start_ - timedelta(days=1))
     body = await credits(api, tenant)
     assert body["actions"] == {"included": 200, "used": 0, "granted": 7, "remaining": 207}
 
@@ -393,9 +400,11 @@ async def metered_api(
             "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
         }
     )
-    async with worker_on(temporal_env.client, configured, session_factory):
-        async for client in _api_client(configured, temporal_env.client):
-            yield client
+    async with (
+        worker_on(temporal_env.client, configured, session_factory),
+        api_client(configured, temporal_env.client) as client,
+    ):
+        yield client
 
 
 async def answer_once(
@@ -413,8 +422,8 @@ async def answer_once(
         headers=tenant.headers,
     )
     assert made.status_code == 201, made.text
-    task_id = await start(api, tenant, made.json()["id"], "hi")
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task_id = await start_task(api, tenant, made.json()["id"], "hi")
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     return task
 
@@ -433,6 +442,107 @@ async def test_a_model_call_on_the_installations_key_spends_its_price_once(
     assert [(e.idempotency_key, e.amount) for e in charged] == [(f"llm:{task['id']}:1", 450)]
 
 
+async def test_an_enrichments_llm_step_spends_its_price_once_per_row(
+    metered_api: httpx.AsyncClient,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+    session_factory: Sessions,
+):
+    api = metered_api
+    rows = 3
+    for _ in range(rows):
+        openai_server.reply_text("Nice", prompt_tokens=1000, completion_tokens=500)
+    made = await api.post(
+        tenant.url("/tools"),
+        json={
+            "name": "describe",
+            "params": [{"name": "name"}],
+            "steps": [
+                {
+                    "name": "ask",
+                    "type": "llm",
+                    "model": "openai:gpt-4o-mini",
+                    "prompt": "Describe {{ params.name }}",
+                }
+            ],
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    set_id, row_ids = await new_set(
+        api,
+        tenant,
+        [{"name": "name"}, {"name": "about"}, {"name": "about_error"}],
+        [{"name": f"n{i}"} for i in range(rows)],
+    )
+    started = await api.post(
+        enrichments_url(tenant, set_id),
+        json={
+            "tool_id": made.json()["id"],
+            "input_mapping": {"name": {"column": "name"}},
+            "output_mapping": {"about": "@"},
+        },
+        headers=tenant.headers,
+    )
+    assert started.status_code == 201, started.text
+    job = await wait_for_job(api, tenant, set_id, started.json()["id"])
+    assert (job["status"], job["done"]) == ("succeeded", rows)
+
+    charged = [e for e in await debits(session_factory, tenant.org_id) if e.currency != "actions"]
+    assert sorted((e.idempotency_key, e.amount) for e in charged) == sorted(
+        (f"enrichment:{job['id']}:row:{row_id}:step:0:-1", 450) for row_id in row_ids
+    )
+    body = await credits(api, tenant)
+    assert body["vendor_credits"]["used"] == pytest.approx(rows * 0.00045)
+
+
+async def test_a_model_call_retried_after_its_answer_was_written_still_counts_its_cost(
+    settings: Settings, tenant: Tenant, openai_server: FakeOpenAI, session_factory: Sessions
+):
+    """The task's budget (`max_credits_per_task`) counts what its calls cost: an attempt
+    after a crash that finds the answer written returns what that answer was charged."""
+    openai_server.reset()
+    openai_server.reply_text("Hello", prompt_tokens=1000, completion_tokens=500)
+    configured = settings.model_copy(
+        update={
+            "openai_api_key": "sk-test-installation-key-1",
+            "openai_base_url": openai_server.base_url,
+        }
+    )
+    task_id = str(uuid.uuid4())
+    async with session_factory.begin() as session:
+        agent = Agent(project_id=tenant.project_id, name="Priced", spec={})
+        session.add(agent)
+        await session.flush()
+        await task_repo.create_task(
+            session=session,
+            task_id=task_id,
+            project_id=tenant.project_id,
+            agent_id=agent.id,
+            first_message="hi",
+        )
+    activities = LlmActivities(
+        settings_provider_configs(configured), session_factory=session_factory, plans=PLANS
+    )
+    call = LlmCall(
+        task_id=task_id,
+        request=LlmRequest(model="openai:gpt-4o-mini", messages=[]),
+        stream_key="llm:run:1",
+        project_id=tenant.project_id,
+        seq=1,
+    )
+    env = ActivityEnvironment()
+
+    first = await env.run(activities.chat, call)
+    again = await env.run(activities.chat, call)  # the retry of an attempt that crashed late
+
+    assert len(openai_server.requests) == 1  # the model was not asked again
+    assert again.content == first.content == "Hello"
+    assert first.vendor_micros == again.vendor_micros == 450
+    charged = [e for e in await debits(session_factory, tenant.org_id) if e.currency != "actions"]
+    assert [(e.idempotency_key, e.amount) for e in charged] == [(f"llm:{task_id}:1", 450)]
+
+
 async def test_a_model_call_on_the_projects_own_key_spends_no_vendor_credits(
     metered_api: httpx.AsyncClient, tenant: Tenant, openai_server: FakeOpenAI
 ):
@@ -449,6 +559,40 @@ async def test_a_model_call_on_the_projects_own_key_spends_no_vendor_credits(
     assert made.status_code == 201, made.text
     await answer_once(metered_api, tenant, openai_server, integration="ours")
     assert (await credits(metered_api, tenant))["vendor_credits"]["used"] == 0
+
+
+async def test_without_metering_nothing_is_required_or_charged(
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: Sessions,
+    tenant: Tenant,
+    openai_server: FakeOpenAI,
+):
+    """BATON_METERING=off: an organisation whose allowance is spent still runs tools and
+    priced models, and the ledger gets no debit."""
+    await set_plan(session_factory, tenant, "free")
+    async with session_factory.begin() as session:
+        await spend_actions(session, tenant, 200, "spent-before-metering-off")
+    openai_server.reset()
+    unmetered = settings.model_copy(
+        update={
+            "metering": False,
+            "openai_api_key": "sk-test-installation-key-1",
+            "openai_base_url": openai_server.base_url,
+            "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
+        }
+    )
+    async with (
+        worker_on(temporal_env.client, unmetered, session_factory),
+        api_client(unmetered, temporal_env.client) as api,
+    ):
+        tool = await make_tool(api, tenant)
+        ran = await run_tool(api, tenant, tool, {"text": "x"})
+        assert ran.status_code == 201, ran.text
+        assert (await finished_run(api, tenant, ran.json()["id"]))["status"] == "succeeded"
+        await answer_once(api, tenant, openai_server)
+    keys = {entry.idempotency_key for entry in await debits(session_factory, tenant.org_id)}
+    assert keys == {f"spent-before-metering-off:{n}" for n in range(200)}
 
 
 async def spend_vendor_credits(sessions: Sessions, tenant: Tenant, amount: float) -> None:
@@ -489,9 +633,9 @@ async def test_a_task_out_of_vendor_credits_pauses_and_resumes_when_credits_arri
         headers=tenant.headers,
     )
     assert made.status_code == 201, made.text
-    task_id = await start(metered_api, tenant, made.json()["id"], "hi")
+    task_id = await start_task(metered_api, tenant, made.json()["id"], "hi")
 
-    paused = await wait_for(metered_api, tenant, task_id, {"out-of-credits", *FINAL})
+    paused = await task_in(metered_api, tenant, task_id, {"out-of-credits", *FINAL})
     assert paused["status"] == "out-of-credits"
     assert openai_server.requests == []  # the call that could not be paid was not made
     async with session_factory() as session:
@@ -515,7 +659,7 @@ async def test_a_task_out_of_vendor_credits_pauses_and_resumes_when_credits_arri
     )
     assert granted.returncode == 0, granted.stderr
     assert "1 paused task(s) told to resume" in granted.stderr
-    task = await wait_for(metered_api, tenant, task_id, FINAL)
+    task = await task_in(metered_api, tenant, task_id, FINAL)
     assert task["status"] == "completed", task["error"]
     assert task["messages"][-1]["content"] == "Hello"
     assert len(openai_server.requests) == 1
@@ -531,14 +675,14 @@ async def test_a_task_out_of_actions_pauses_before_calling_tools_and_its_owner_c
         await spend_actions(session, tenant, 200, "spent")
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}])
-    task_id = await start(api, tenant, agent, 'call echo_tool {"text": "a"}')
+    task_id = await start_task(api, tenant, agent, 'call echo_tool {"text": "a"}')
 
-    paused = await wait_for(api, tenant, task_id, {"out-of-credits", *FINAL})
+    paused = await task_in(api, tenant, task_id, {"out-of-credits", *FINAL})
     assert paused["status"] == "out-of-credits"
     assert [m["role"] for m in paused["messages"]] == ["user"]  # no model call, no tool run
     cancelled = await api.post(tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers)
     assert cancelled.status_code == 202, cancelled.text
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "cancelled"
     assert (await credits(api, tenant))["actions"]["used"] == 200
 
@@ -551,8 +695,8 @@ async def test_a_task_with_nothing_to_pay_for_runs_on_an_empty_balance(
     async with session_factory.begin() as session:
         await spend_actions(session, tenant, 200, "spent")
     agent = await make_agent(api, tenant, tools=[], model="scripted:echo")
-    task_id = await start(api, tenant, agent, "hello")
-    task = await wait_for(api, tenant, task_id, FINAL | {"out-of-credits", "idle"})
+    task_id = await start_task(api, tenant, agent, "hello")
+    task = await task_in(api, tenant, task_id, FINAL | {"out-of-credits", "idle"})
     assert task["status"] in {"completed", "idle"}, task["error"]
 
 
@@ -571,14 +715,14 @@ async def test_a_task_past_its_vendor_credit_budget_asks_before_its_next_model_c
         headers=tenant.headers,
     )
     assert made.status_code == 201, made.text
-    task_id = await start(metered_api, tenant, made.json()["id"], "hi")
-    await wait_for(metered_api, tenant, task_id, {"idle"} | FINAL)
+    task_id = await start_task(metered_api, tenant, made.json()["id"], "hi")
+    await task_in(metered_api, tenant, task_id, {"idle"} | FINAL)
     sent = await metered_api.post(
         tenant.url(f"/tasks/{task_id}/messages"), json={"message": "more"}, headers=tenant.headers
     )
     assert sent.status_code == 202, sent.text
 
-    waiting = await wait_for(metered_api, tenant, task_id, {"waiting-approval"} | FINAL)
+    waiting = await task_in(metered_api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval", waiting["error"]
     [pending] = waiting["pending_approvals"]
     # The first call cost 0.00045 (1,000 input and 500 output tokens of gpt-4o-mini).
@@ -588,3 +732,77 @@ async def test_a_task_past_its_vendor_credit_budget_asks_before_its_next_model_c
         tenant.url(f"/tasks/{task_id}/cancel"), headers=tenant.headers
     )
     assert cancelled.status_code == 202
+
+
+async def ledger_sums(session: AsyncSession, org_id: int) -> dict[tuple[str, str, str], int]:
+    """What credit_totals must hold, summed from the ledger itself: per currency, scope
+    (a month, or the whole ledger) and project (or the whole organisation)."""
+    sums: dict[tuple[str, str, str], int] = {}
+    entries = await session.scalars(select(CreditEntry).where(CreditEntry.org_id == org_id))
+    for entry in entries:
+        month = period_of(entry.created_at)[0].isoformat()
+        scopes = [(month, ""), ("all", "")]
+        if entry.project_id is not None:
+            scopes.append((month, entry.project_id))
+        for period, project in scopes:
+            for field, value in (
+                ("used", entry.amount if entry.kind == "debit" else 0),
+                ("paid_by_grants", entry.from_grant),
+                ("granted", entry.amount if entry.kind == "grant" else 0),
+            ):
+                key = (entry.currency, f"{period}/{project}", field)
+                sums[key] = sums.get(key, 0) + value
+    return sums
+
+
+async def kept_totals(session: AsyncSession, org_id: int) -> dict[tuple[str, str, str], int]:
+    totals: dict[tuple[str, str, str], int] = {}
+    for row in await session.scalars(select(CreditTotal).where(CreditTotal.org_id == org_id)):
+        period = "all" if row.period_start == credit_repo.ALL_TIME else row.period_start
+        scope = f"{period if period == 'all' else period.isoformat()}/{row.project_id}"
+        for field in ("used", "paid_by_grants", "granted"):
+            totals[(row.currency, scope, field)] = getattr(row, field)
+    return totals
+
+
+async def test_the_running_totals_equal_the_ledger_after_grants_debits_retries_and_a_new_month(
+    api: httpx.AsyncClient, tenant: Tenant, session_factory: Sessions
+):
+    await set_plan(session_factory, tenant, "free")
+    other_project = str(uuid.uuid4())
+    last_month = period_of(datetime.now(UTC))[0] - timedelta(days=3)
+    # Idempotency keys are unique across the ledger: this test's own, beside other tests'.
+    k = f"totals-{uuid.uuid4()}"
+    async with session_factory.begin() as session:
+        for key in (f"{k}:g1", f"{k}:g1", f"{k}:g2"):  # the retried grant counts once
+            await credit_repo.grant(
+                session=session, org_id=tenant.org_id, currency=Currency.actions, amount=5, key=key
+            )
+        await credit_repo.grant(
+            session=session,
+            org_id=tenant.org_id,
+            currency=Currency.vendor_credits,
+            amount=0.5,
+            key=f"{k}:v1",
+        )
+        # Last month: past the allowance, so grants paid part; then this month, twice over
+        # (every debit retried with its key), in two projects and both currencies.
+        await spend_actions(session, tenant, 203, f"{k}:old", now=last_month)
+        for _ in range(2):
+            await spend_actions(session, tenant, 7, f"{k}:new")
+            for n, project in enumerate((tenant.project_id, other_project, None)):
+                await credit_repo.debit(
+                    session=session,
+                    plans=PLANS,
+                    org_id=tenant.org_id,
+                    project_id=project,
+                    currency=Currency.vendor_credits,
+                    micros=123_456,
+                    key=f"{k}:vc:{n}",
+                )
+    async with session_factory() as session:
+        sums = await ledger_sums(session, tenant.org_id)
+        assert sums[("actions", "all/", "paid_by_grants")] == 3_000_000  # grants did pay
+        assert await kept_totals(session, tenant.org_id) == sums
+    body = await credits(api, tenant)
+    assert body["actions"] == {"included": 200, "used": 7, "granted": 7, "remaining": 200}

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.db.engine import is_sqlite
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
+from tests.support import Tenant, api_client
 
 
 async def test_a_busy_sqlite_answers_503_with_retry_after_and_loses_nothing(
@@ -23,7 +23,7 @@ async def test_a_busy_sqlite_answers_503_with_retry_after_and_loses_nothing(
         pytest.skip("SQLite's database-wide write lock; PostgreSQL locks rows")
     busy = settings.model_copy(update={"sqlite_busy_timeout_seconds": 0.3})
     body = {"name": "Patient", "model": "scripted:echo"}
-    async for api in _api_client(busy, temporal_env.client):
+    async with api_client(busy, temporal_env.client) as api:
         # The token's use is recorded (a write, once a minute), before the lock is taken.
         assert (await api.get(tenant.url("/agents"), headers=tenant.headers)).status_code == 200
         holder = sqlite3.connect(make_url(url).database or "", isolation_level=None)

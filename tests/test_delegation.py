@@ -41,8 +41,8 @@ from baton.domain.tasks import (
 )
 from baton.domain.workforces import AgentNode, WorkforceSpec
 from baton.settings import Settings
-from tests.conftest import Tenant
-from tests.test_agent_tasks import make_agent
+from tests.support import Tenant
+from tests.support.factories import make_agent
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.tool_sources import NEEDS_APPROVAL_ARG, callable_tools
 

@@ -13,9 +13,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
 from tests import processes
-from tests.conftest import Tenant
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import kill, wait_until
+from tests.support import Tenant
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ certificate made for the test."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant
-from tests.fakes import unused_port
+from tests.fakes import refused_port
 from tests.fakes.smtp_server import REFUSED_DOMAIN, FakeSmtp
-from tests.helpers import assert_error, histories_of
+from tests.support import Tenant, assert_error, histories_of
+from tests.support.factories import finished_run
 
 # The server requiring a login takes it without TLS, which aiosmtpd warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 PASSWORD = "smtp-password-7e8f9a0b"
-DOWN = unused_port()
+DOWN = refused_port()
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +102,7 @@ async def run_tool(
         tenant.url(f"/tools/{tool_id}/runs"), json={"params": params}, headers=tenant.headers
     )
     assert started.status_code == 201, started.text
-    async with asyncio.timeout(60):
-        while True:
-            body: dict[str, Any] = (
-                await api.get(
-                    tenant.url(f"/tool-runs/{started.json()['id']}"), headers=tenant.headers
-                )
-            ).json()
-            if body["status"] in ("succeeded", "failed", "cancelled"):
-                return body
-            await asyncio.sleep(0.1)
+    return await finished_run(api, tenant, started.json()["id"])
 
 
 async def save_tool(api: httpx.AsyncClient, tenant: Tenant, step: dict[str, Any]) -> str:

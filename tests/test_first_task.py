@@ -13,10 +13,15 @@ from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth
-from tests.helpers import assert_error
+from tests.support import Tenant, api_client, assert_error, auth
+from tests.support.factories import task_in
 
-FINAL = {"completed", "failed", "cancelled", "timed-out"}
+
+# Other test modules import it from here; new tests use tests.support.factories.task_in.
+async def wait_for_task(
+    api: httpx.AsyncClient, tenant: Tenant, task_id: str, timeout: float = 30
+) -> dict[str, Any]:
+    return await task_in(api, tenant, task_id, timeout=timeout)
 
 
 async def create_agent(api: httpx.AsyncClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
@@ -25,18 +30,6 @@ async def create_agent(api: httpx.AsyncClient, tenant: Tenant, **body: Any) -> d
     assert response.status_code == 201, response.text
     agent: dict[str, Any] = response.json()
     return agent
-
-
-async def wait_for_task(
-    api: httpx.AsyncClient, tenant: Tenant, task_id: str, timeout: float = 30
-) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            response = await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
-            task: dict[str, Any] = response.json()
-            if task["status"] in FINAL:
-                return task
-            await asyncio.sleep(0.1)
 
 
 async def test_a_task_runs_to_the_models_answer(
@@ -56,7 +49,7 @@ async def test_a_task_runs_to_the_models_answer(
         f"http://localhost:8233/namespaces/default/workflows/{body['workflow_id']}"
     )
 
-    task = await wait_for_task(api, tenant, body["id"])
+    task = await task_in(api, tenant, body["id"])
     assert task["status"] == "completed"
     assert task["messages"] == [
         {"role": "user", "content": "What is Baton?"},
@@ -74,7 +67,7 @@ async def test_a_task_is_findable_by_its_search_attributes(
         tenant.url(f"/agents/{agent['id']}/tasks"), json={"message": "hi"}, headers=tenant.headers
     )
     workflow_id = started.json()["workflow_id"]
-    await wait_for_task(api, tenant, started.json()["id"])
+    await task_in(api, tenant, started.json()["id"])
 
     query = (
         f"BatonProject='{tenant.project_id}' AND BatonAgent='{agent['id']}' "
@@ -114,7 +107,7 @@ async def test_a_task_waits_for_a_worker_and_loses_nothing(
     async with create_worker(
         temporal_env.client, task_queue=task_queue, session_factory=session_factory
     ):
-        task = await wait_for_task(api, tenant, task_id)
+        task = await task_in(api, tenant, task_id)
     assert task["status"] == "completed"
     assert task["messages"][-1]["content"].endswith("You said: later")
 
@@ -202,7 +195,7 @@ async def test_temporal_unreachable_answers_503_and_records_the_failure(
     unreachable = await Client.connect(
         "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
     )
-    async for api in _api_client(settings, unreachable):
+    async with api_client(settings, unreachable) as api:
         agent = await create_agent(api, tenant)
         started = await api.post(
             tenant.url(f"/agents/{agent['id']}/tasks"),

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
+from tests.support import Tenant, api_client, worker_on
 
 ENDED = ("completed", "failed", "timed_out", "cancelled")
 
@@ -186,9 +186,11 @@ async def test_follow_ups_racing_continue_as_new_are_all_answered(
     tenant: Tenant,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    async with worker_on(eager_env.client, settings, session_factory):
-        async for api in _api_client(settings, eager_env.client):
-            await race_continue_as_new(api, tenant, eager_env)
+    async with (
+        worker_on(eager_env.client, settings, session_factory),
+        api_client(settings, eager_env.client) as api,
+    ):
+        await race_continue_as_new(api, tenant, eager_env)
 
 
 async def race_continue_as_new(

@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from baton.settings import Settings
-from tests.conftest import Tenant
+from tests.support import Tenant
 
 # Examples per operation: enough to cover missing, mistyped and out-of-range values of each
 # field while the whole run stays around a minute on two cores.

@@ -24,8 +24,7 @@ from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Agent
 from baton.domain.llm import LlmRequest, Message, MessageRole
 from baton.domain.tasks import LlmCall, TaskMessageAppend, TaskStatus
-from tests.conftest import Tenant
-from tests.helpers import decoded
+from tests.support import Tenant, decoded
 
 ECHO_TURN_EVENTS = 12
 TOOL_TURN_EVENTS = 30

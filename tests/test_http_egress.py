@@ -203,6 +203,7 @@ async def test_loopback_is_reachable_once_its_network_is_allowed(local: LocalSer
     assert result.url == f"{local.base()}/hello"
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_elapsed_ms_is_how_long_the_server_took_to_answer(local: LocalServer):
     started = time.monotonic()
     result = await fetch("GET", f"{local.base()}/slow?seconds=0.3", policy=LOOPBACK)
@@ -247,6 +248,7 @@ async def test_a_bare_host_in_allow_hosts_opens_ports_80_and_443_only(
     assert connect_attempts == ["10.1.2.3:80", "10.1.2.3:443", "10.1.2.3:443"]
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -445,6 +447,7 @@ async def test_a_response_within_the_cap_arrives_whole_and_decompressed(local: L
     assert result.body == b"\0" * 5000
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_server_that_does_not_answer_in_time_gives_a_retryable_error(
     local: LocalServer,
 ):

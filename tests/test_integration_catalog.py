@@ -11,8 +11,7 @@ import httpx
 from jsonschema import Draft202012Validator
 
 from baton.domain.integrations import IntegrationKind
-from tests.conftest import Tenant
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error
 
 
 async def catalog(api: httpx.AsyncClient, tenant: Tenant) -> dict[str, dict[str, Any]]:

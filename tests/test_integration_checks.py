@@ -17,16 +17,15 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth
-from tests.fakes import mcp_server, unused_port
+from tests.fakes import mcp_server, refused_port
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.mcp_server import FakeMcp
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack
-from tests.helpers import assert_error, create_token
+from tests.support import Tenant, api_client, assert_error, auth, create_token
 
 KEY = "sk-checked-key-3c4d5e6f"
-DOWN = unused_port()  # nothing listens there
+DOWN = refused_port()  # nothing listens there
 
 
 @pytest.fixture
@@ -122,7 +121,7 @@ async def test_an_mcp_url_the_operator_no_longer_allows_is_not_called(
     assert created.status_code == 201, created.text
     mcp.reset()
     strict = settings.model_copy(update={"http_allow_hosts": []})
-    async for client in _api_client(strict, temporal_env.client):
+    async with api_client(strict, temporal_env.client) as client:
         response = await client.post(tenant.url("/integrations/docs/test"), headers=tenant.headers)
     assert response.status_code == 200, response.text
     assert response.json()["ok"] is False

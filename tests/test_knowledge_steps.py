@@ -15,7 +15,7 @@ from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeRow
 from baton.domain.knowledge import KnowledgeSetSpec
 from baton.knowledge import store
-from tests.conftest import Tenant
+from tests.support import Tenant
 from tests.test_tools import run, save
 
 FACTS = [

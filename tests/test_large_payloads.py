@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from baton import temporal
 from baton.db.tables import PayloadBlob
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
+from tests.support import Tenant, api_client, worker_on
 
 BIG = 300_000
 
@@ -28,29 +28,28 @@ async def test_a_big_step_output_is_kept_out_of_history_and_still_flows_on(
         temporal_env.client.service_client.config.target_host,
         data_converter=temporal.data_converter(settings, session_factory),
     )
-    async with worker_on(client, settings, session_factory):
-        async for api in _api_client(settings, client):
-            tool = await api.post(
-                tenant.url("/tools"),
-                json={
-                    "name": "Big",
-                    "steps": [
-                        {"name": "make", "type": "code", "code": f"result = 'x' * {BIG}"},
-                        {
-                            "name": "measure",
-                            "type": "template",
-                            "template": "{{ steps.make.output | length }}",
-                        },
-                    ],
-                },
-                headers=tenant.headers,
-            )
-            run = await api.post(
-                tenant.url(f"/tools/{tool.json()['id']}/runs"),
-                json={"wait": True},
-                headers=tenant.headers,
-            )
-            body: dict[str, Any] = run.json()
+    async with worker_on(client, settings, session_factory), api_client(settings, client) as api:
+        tool = await api.post(
+            tenant.url("/tools"),
+            json={
+                "name": "Big",
+                "steps": [
+                    {"name": "make", "type": "code", "code": f"result = 'x' * {BIG}"},
+                    {
+                        "name": "measure",
+                        "type": "template",
+                        "template": "{{ steps.make.output | length }}",
+                    },
+                ],
+            },
+            headers=tenant.headers,
+        )
+        run = await api.post(
+            tenant.url(f"/tools/{tool.json()['id']}/runs"),
+            json={"wait": True},
+            headers=tenant.headers,
+        )
+        body: dict[str, Any] = run.json()
 
     assert body["status"] == "succeeded", body["error"]
     assert body["output"] == BIG

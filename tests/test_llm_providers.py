@@ -39,7 +39,7 @@ from baton.integrations.llm import ProviderError, ProviderNotConfigured
 from baton.logs import QUIET_LOGGERS, quiet_http_clients
 from baton.services.provider_configs import project_provider_configs, settings_provider_configs
 from baton.settings import Settings
-from tests.fakes import KEY_PLACEHOLDER, FakeProvider, Reply, unused_port
+from tests.fakes import KEY_PLACEHOLDER, FakeProvider, Reply, refused_port
 from tests.fakes.anthropic_server import FakeAnthropic, ToolUse, message_start, stream_error
 from tests.fakes.openai_server import FakeOpenAI, chunk, tool_calls, tool_delta, usage_chunk
 
@@ -427,7 +427,7 @@ async def test_a_500_then_success_succeeds_on_the_next_call(openai: FakeOpenAI):
 
 
 async def test_a_refused_connection_is_retryable():
-    port = unused_port()
+    port = refused_port()
     config = ProviderConfig(
         api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", egress=allowing(f"127.0.0.1:{port}")
     )
@@ -827,7 +827,9 @@ def test_every_provider_has_an_adapter_and_each_that_needs_a_key_an_integration_
     assert set(llm.ADAPTERS) == set(PROVIDERS)
     needs_a_key = {name for name, provider in PROVIDERS.items() if not provider.offline}
     assert {kind.value for kind in MODEL_KINDS} == needs_a_key
-    with pytest.raises(ValueError, match="the scripted provider offers echo, tools, not 'gpt'"):
+    with pytest.raises(
+        ValueError, match="the scripted provider offers echo, tools, search, not 'gpt'"
+    ):
         AgentSpec(name="a", model="scripted:gpt")
     with pytest.raises(ValueError, match="provider 'mistral' is not available"):
         AgentSpec(name="a", model="mistral:large")

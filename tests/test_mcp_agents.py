@@ -10,7 +10,6 @@ server is tests/fakes/mcp_server.py over streamable HTTP on 127.0.0.1 (allowed h
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -21,14 +20,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant
-from tests.fakes import unused_port
+from tests.fakes import refused_port
 from tests.fakes.mcp_server import FIXED_TIME, FakeMcp
-from tests.helpers import assert_error, decoded, histories_of
+from tests.support import Tenant, assert_error, decoded, histories_of
+from tests.support.factories import FINAL, task_in
 
 KEY = "mcp-agent-key-4d5e6f7a"
-FINAL = {"completed", "failed", "cancelled", "timed-out"}
-DOWN = unused_port()
+DOWN = refused_port()
 
 
 @pytest.fixture
@@ -78,19 +76,6 @@ async def start(api: httpx.AsyncClient, tenant: Tenant, agent_id: str, message: 
     return task_id
 
 
-async def wait_for(
-    api: httpx.AsyncClient, tenant: Tenant, task_id: str, statuses: set[str]
-) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            task: dict[str, Any] = (
-                await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
-            ).json()
-            if task["status"] in statuses:
-                return task
-            await asyncio.sleep(0.1)
-
-
 async def summaries(temporal_env: WorkflowEnvironment, workflow_id: str) -> list[str]:
     history = await temporal_env.client.get_workflow_handle(workflow_id).fetch_history()
     return [
@@ -110,7 +95,7 @@ async def test_the_model_calls_an_mcp_tool_and_reads_its_result(
     agent = await setup(api, tenant, mcp, tools=["get_current_time", "fail"])
     task_id = await start(api, tenant, agent, 'call time_get_current_time {"timezone": "UTC"}')
 
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
 
     assert task["status"] in ("completed", "idle"), task["error"]
     [call] = task["messages"][1]["tool_calls"]
@@ -135,7 +120,7 @@ async def test_an_is_error_result_is_told_to_the_model_and_the_task_goes_on(
 ):
     agent = await setup(api, tenant, mcp)
     task_id = await start(api, tenant, agent, 'call time_fail {"reason": "closed"}')
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
     assert task["status"] in ("completed", "idle"), task["error"]
     [result] = [m["content"] for m in task["messages"] if m["role"] == "tool"]
     assert result.startswith("Error: the tool time_fail failed:")
@@ -159,7 +144,7 @@ async def test_an_mcp_tool_that_needs_approval_waits_for_it(
         agent,
         'call time_get_current_time {"timezone": "UTC"}\ncall time_shout {"text": "careful"}',
     )
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval", waiting["error"]
     [pending] = waiting["pending_approvals"]
     assert pending["tool"] == "time_shout"
@@ -170,7 +155,7 @@ async def test_an_mcp_tool_that_needs_approval_waits_for_it(
         headers=tenant.headers,
     )
     assert approved.status_code == 200, approved.text
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
     results = [m["content"] for m in task["messages"] if m["role"] == "tool"]
     assert len(results) == 2 and "CAREFUL!" in results and FIXED_TIME in "".join(results)
     assert len(mcp.authorizations) > calls_before  # called only once approved
@@ -213,7 +198,7 @@ async def test_a_server_that_is_down_offers_no_tools_and_the_task_goes_on(
     )
     assert agent.status_code == 201, agent.text
     task_id = await start(api, tenant, agent.json()["id"], "call gone_anything {}")
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
     assert task["status"] in ("completed", "idle"), task["error"]
     # No tool was offered, so the scripted model answers without calling one.
     assert [m["role"] for m in task["messages"]] == ["user", "assistant"]

@@ -18,10 +18,9 @@ from jsonschema import Draft202012Validator
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
-from tests.fakes import mcp_server, unused_port
+from tests.fakes import mcp_server, refused_port
 from tests.fakes.mcp_server import FakeMcp
-from tests.helpers import assert_error
+from tests.support import Tenant, api_client, assert_error
 
 MCP_KEY = "mcp-key-5e6f7a8b9c"
 STDIO_SERVER = {"command": sys.executable, "args": [str(Path(mcp_server.__file__))]}
@@ -86,7 +85,7 @@ async def test_stdio_is_refused_unless_the_operator_enables_it(
     settings: Settings, temporal_env: WorkflowEnvironment, tenant: Tenant
 ):
     off = settings.model_copy(update={"mcp_stdio_enabled": False})
-    async for client in _api_client(off, temporal_env.client):
+    async with api_client(off, temporal_env.client) as client:
         response = await create(
             client, tenant, name="time", kind="mcp", transport="stdio", **STDIO_SERVER
         )
@@ -110,7 +109,7 @@ async def test_a_command_that_does_not_exist_is_refused_by_name(
 async def test_an_mcp_url_on_an_internal_address_is_refused_when_saved(
     api: httpx.AsyncClient, tenant: Tenant
 ):
-    port = unused_port()  # not on the allow-list
+    port = refused_port()  # not on the allow-list
     for url in (f"http://127.0.0.1:{port}/mcp", "http://169.254.169.254/mcp"):
         response = await create(api, tenant, name="inside", kind="mcp", transport="http", url=url)
         error = assert_error(response, 422, "blocked_destination")["error"]

@@ -20,8 +20,7 @@ from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant, auth
-from tests.helpers import assert_error, create_token
+from tests.support import Tenant, assert_error, auth, create_token
 
 INITIALIZE = {
     "jsonrpc": "2.0",

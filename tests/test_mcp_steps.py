@@ -23,13 +23,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant, worker_on
-from tests.fakes import mcp_server, unused_port
+from tests.fakes import mcp_server, refused_port
 from tests.fakes.mcp_server import FIXED_TIME, FakeMcp
-from tests.helpers import assert_error, decoded, histories_of
+from tests.support import Tenant, assert_error, decoded, histories_of, worker_on
 
 KEY = "mcp-step-key-0a1b2c3d"
-DOWN = unused_port()
+DOWN = refused_port()
 
 
 @pytest.fixture

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, make_url, text
+from sqlalchemy import inspect, make_url, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from baton.db import migrate
 from baton.db.engine import create_engine, is_sqlite
-from baton.db.tables import Base
+from baton.db.tables import Base, CreditTotal
+from tests.support.xdist import worker_id
 
-SCRATCH_DATABASE = "baton_migration_test"
+# Each xdist worker scratches a database of its own.
+SCRATCH_DATABASE = "baton_migration_test" + (f"_{worker_id()}" if worker_id() else "")
 
 
 @pytest.fixture
@@ -110,3 +113,46 @@ async def test_upgrading_twice_changes_nothing(scratch_database: str):
     await engine.dispose()
     head = ScriptDirectory.from_config(migrate.alembic_config(scratch_database)).get_current_head()
     assert version == [(head,)]
+
+
+async def test_the_credit_totals_are_built_from_the_ledger_already_there(scratch_database: str):
+    await migrate.aupgrade(scratch_database, "0023")
+    engine = create_engine(scratch_database)
+    month = datetime(2026, 11, 5, tzinfo=UTC)
+    entries = [
+        ("grant", None, 5_000_000, 0, month),
+        ("debit", "p1", 2_000_000, 500_000, month),
+        ("debit", "p2", 1_000_000, 0, month + timedelta(days=30)),  # December
+        ("debit", None, 3_000_000, 0, month + timedelta(days=30)),
+    ]
+    async with engine.begin() as connection:
+        org = Base.metadata.tables["organizations"]
+        await connection.execute(org.insert().values(id=1, name="o", created_at=month))
+        await connection.execute(
+            Base.metadata.tables["credit_entries"].insert(),
+            [
+                {
+                    "org_id": 1,
+                    "project_id": project,
+                    "kind": kind,
+                    "currency": "actions",
+                    "amount": amount,
+                    "from_grant": from_grant,
+                    "idempotency_key": f"k{n}",
+                    "created_at": at,
+                }
+                for n, (kind, project, amount, from_grant, at) in enumerate(entries)
+            ],
+        )
+    await migrate.aupgrade(scratch_database)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(CreditTotal.__table__))).all()
+    await engine.dispose()
+    totals = {(r.period_start.date().isoformat(), r.project_id): r[4:] for r in rows}
+    assert totals == {
+        ("1970-01-01", ""): (6_000_000, 500_000, 5_000_000),
+        ("2026-11-01", ""): (2_000_000, 500_000, 5_000_000),
+        ("2026-11-01", "p1"): (2_000_000, 500_000, 0),
+        ("2026-12-01", ""): (4_000_000, 0, 0),
+        ("2026-12-01", "p2"): (1_000_000, 0, 0),
+    }

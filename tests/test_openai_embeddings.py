@@ -19,9 +19,8 @@ from baton.domain.llm import ProviderConfig
 from baton.integrations.llm import ProviderError
 from baton.knowledge.embeddings import OpenAIEmbedder
 from baton.settings import Settings
-from tests.conftest import Tenant
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
-from tests.helpers import histories_of, items_of
+from tests.support import Tenant, histories_of, items_of
 from tests.test_knowledge_search import embedded, search, set_url
 
 KEY = "sk-embeddings-secret-987654"

@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db.tables import Agent, Task
-from tests.conftest import Tenant
-from tests.helpers import assert_error, items_of
+from tests.support import Tenant, assert_error, items_of
 
 
 async def pages(api: httpx.AsyncClient, url: str, headers: dict[str, str], limit: int) -> list[Any]:

@@ -34,9 +34,19 @@ from baton.payload_codec import (
     PayloadKeys,
 )
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth, venv_binary, worker_on
-from tests.helpers import assert_error, create_token, histories_of, payloads_in
-from tests.test_first_task import create_agent, wait_for_task
+from tests.support import (
+    Tenant,
+    api_client,
+    assert_error,
+    auth,
+    create_token,
+    histories_of,
+    payloads_in,
+    venv_binary,
+    worker_on,
+)
+from tests.support.factories import task_in
+from tests.test_first_task import create_agent
 from tests.test_tools import run, save
 
 UI_ORIGIN = "http://localhost:8233"
@@ -52,7 +62,7 @@ async def run_task(api: httpx.AsyncClient, tenant: Tenant, message: str) -> dict
         headers=tenant.headers,
     )
     assert started.status_code == 201, started.text
-    task = await wait_for_task(api, tenant, started.json()["id"])
+    task = await task_in(api, tenant, started.json()["id"])
     assert task["status"] == "completed", task
     return task
 
@@ -306,48 +316,47 @@ async def test_a_large_value_is_stored_encrypted_and_the_codec_server_reads_it_b
         data_converter=temporal.data_converter(settings, session_factory),
     )
     big = 200_000
-    async with worker_on(client, settings, session_factory):
-        async for api in _api_client(settings, client):
-            tool = await save(
-                api,
-                tenant,
-                {
-                    "name": "Big",
-                    "steps": [
-                        {"name": "make", "type": "code", "code": f"result = 'big!' * {big}"},
-                        {
-                            "name": "size",
-                            "type": "template",
-                            "template": "{{ steps.make.output | length }}",
-                        },
-                    ],
-                },
-            )
-            body = await run(api, tenant, tool["id"])
-            assert body["status"] == "succeeded", body["error"]
-            payloads = await history_payloads(client, body["workflow_id"])
-            references = [
-                p
-                for p in payloads
-                if p.metadata.get("messageType", b"").endswith(b"ExternalStorageReference")
-            ]
-            assert references, "the big output should have left history"
-            async with session_factory() as session:
-                claims = [json.loads(r.data)["claimData"]["key"] for r in references]
-                blobs = (
-                    await session.scalars(select(PayloadBlob).where(PayloadBlob.key.in_(claims)))
-                ).all()
-            assert blobs
-            for blob in blobs:
-                stored = Payload.FromString(blob.data)
-                assert stored.metadata["encoding"] == ENCODING
-                assert b"big!big!" not in blob.data
+    async with worker_on(client, settings, session_factory), api_client(settings, client) as api:
+        tool = await save(
+            api,
+            tenant,
+            {
+                "name": "Big",
+                "steps": [
+                    {"name": "make", "type": "code", "code": f"result = 'big!' * {big}"},
+                    {
+                        "name": "size",
+                        "type": "template",
+                        "template": "{{ steps.make.output | length }}",
+                    },
+                ],
+            },
+        )
+        body = await run(api, tenant, tool["id"])
+        assert body["status"] == "succeeded", body["error"]
+        payloads = await history_payloads(client, body["workflow_id"])
+        references = [
+            p
+            for p in payloads
+            if p.metadata.get("messageType", b"").endswith(b"ExternalStorageReference")
+        ]
+        assert references, "the big output should have left history"
+        async with session_factory() as session:
+            claims = [json.loads(r.data)["claimData"]["key"] for r in references]
+            blobs = (
+                await session.scalars(select(PayloadBlob).where(PayloadBlob.key.in_(claims)))
+            ).all()
+        assert blobs
+        for blob in blobs:
+            stored = Payload.FromString(blob.data)
+            assert stored.metadata["encoding"] == ENCODING
+            assert b"big!big!" not in blob.data
 
-            mine = await api.post(DECODE, json=wire(references), headers=tenant.headers)
-            assert mine.status_code == 200, mine.text
-            assert "big!" * 1000 in texts(mine.json())
-            theirs = await api.post(DECODE, json=wire(references), headers=other_tenant.headers)
-            assert theirs.json() == wire(references)
+        mine = await api.post(DECODE, json=wire(references), headers=tenant.headers)
+        assert mine.status_code == 200, mine.text
+        assert "big!" * 1000 in texts(mine.json())
+        theirs = await api.post(DECODE, json=wire(references), headers=other_tenant.headers)
+        assert theirs.json() == wire(references)
 
 
 async def test_a_payload_encrypted_under_a_former_secret_key_still_decodes(
@@ -385,7 +394,7 @@ async def test_a_payload_encrypted_under_a_former_secret_key_still_decodes(
             "previous_secret_keys": [SecretStr(old_secret)],
         }
     )
-    async for rotated_api in _api_client(after, temporal_env.client):
+    async with api_client(after, temporal_env.client) as rotated_api:
         decoded = await rotated_api.post(DECODE, json=wire([sealed]), headers=tenant.headers)
         assert decoded.status_code == 200, decoded.text
         assert texts(decoded.json()) == '"old"'
@@ -495,18 +504,22 @@ async def test_the_temporal_database_holds_no_message_text(
     secret_message = f"nobody reads this {uuid.uuid4()}"
     plain_message = f"everybody reads this {uuid.uuid4()}"
     try:
-        async with worker_on(env.client, settings, session_factory):
-            async for api in _api_client(settings, env.client):
-                encrypted = await run_task(api, tenant, secret_message)
+        async with (
+            worker_on(env.client, settings, session_factory),
+            api_client(settings, env.client) as api,
+        ):
+            encrypted = await run_task(api, tenant, secret_message)
         plain_client = await Client.connect(
             env.client.service_client.config.target_host, data_converter=pydantic_data_converter
         )
         plain_settings = settings.model_copy(
             update={"temporal_task_queue": f"plain-{uuid.uuid4()}"}
         )
-        async with worker_on(plain_client, plain_settings, session_factory):
-            async for api in _api_client(plain_settings, plain_client):
-                plain = await run_task(api, tenant, plain_message)
+        async with (
+            worker_on(plain_client, plain_settings, session_factory),
+            api_client(plain_settings, plain_client) as api,
+        ):
+            plain = await run_task(api, tenant, plain_message)
     finally:
         await env.shutdown()
 

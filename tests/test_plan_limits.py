@@ -16,8 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.db.tables import Organization
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error, items_of
+from tests.support import Tenant, api_client, assert_error, items_of
 from tests.test_knowledge import all_rows, multipart, new_set, set_url, stream
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -40,7 +39,7 @@ def small_settings(settings: Settings, tmp_path: Path, **ceilings: int) -> Setti
 async def small_api(
     settings: Settings, tmp_path: Path, temporal_env: WorkflowEnvironment
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _api_client(small_settings(settings, tmp_path), temporal_env.client):
+    async with api_client(small_settings(settings, tmp_path), temporal_env.client) as client:
         yield client
 
 
@@ -115,7 +114,7 @@ async def test_the_installations_ceiling_caps_a_larger_plan(
     tenant_on_small: Tenant,
 ):
     capped = small_settings(settings, tmp_path, max_rows_per_import=2)
-    async for api in _api_client(capped, temporal_env.client):
+    async with api_client(capped, temporal_env.client) as api:
         limits = (await api.get("/api/v1/credits", headers=tenant_on_small.headers)).json()
         assert limits["limits"]["max_rows_per_import"] == 2
         counters = await new_set(api, tenant_on_small, name="counters", columns=[])

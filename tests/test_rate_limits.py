@@ -19,8 +19,7 @@ from baton.db.repositories import rate_limits as rate_repo
 from baton.db.tables import ApiToken, Organization, RateWindow, utcnow
 from baton.domain.rate_limits import window_of
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, auth
-from tests.helpers import assert_error, create_token
+from tests.support import Tenant, api_client, assert_error, auth, create_token
 
 Sessions = async_sessionmaker[AsyncSession]
 LIMIT = 5
@@ -39,7 +38,7 @@ def metered_settings(settings: Settings, tmp_path: Path) -> Settings:
 async def metered_api(
     metered_settings: Settings, temporal_env: WorkflowEnvironment
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _api_client(metered_settings, temporal_env.client):
+    async with api_client(metered_settings, temporal_env.client) as client:
         yield client
 
 
@@ -48,7 +47,7 @@ async def second_api(
     metered_settings: Settings, temporal_env: WorkflowEnvironment
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Another instance of the app (its own engine and state) on the same database."""
-    async for client in _api_client(metered_settings, temporal_env.client):
+    async with api_client(metered_settings, temporal_env.client) as client:
         yield client
 
 
@@ -179,3 +178,24 @@ async def test_concurrent_counts_lose_nothing_and_old_windows_are_deleted(
             .where(RateWindow.token_key == "concurrent-test")
         )
     assert left == 0
+
+
+async def test_many_requests_at_once_on_a_limited_plan_do_not_starve_the_pool(
+    settings: Settings,
+    tmp_path: Path,
+    temporal_env: WorkflowEnvironment,
+    tenant: Tenant,
+    session_factory: Sessions,
+):
+    """The count takes a connection of its own: a request gives back its session's before
+    asking for it, so more requests at once than the pool has connections are all answered
+    (holding one while waiting for another, they waited out the pool's timeout)."""
+    plans = tmp_path / "roomy.yaml"
+    plans.write_text("metered:\n  requests_per_minute: 1000\n")
+    await put_on_metered_plan(session_factory, tenant)
+    roomy = settings.model_copy(update={"plans_file": plans})
+    async with api_client(roomy, temporal_env.client) as api, asyncio.timeout(15):
+        answers = await asyncio.gather(
+            *(api.get(CREDITS, headers=tenant.headers) for _ in range(24))
+        )
+    assert [a.status_code for a in answers] == [200] * 24

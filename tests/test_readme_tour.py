@@ -40,6 +40,7 @@ SECTIONS = (
     "### Tokens, members and user groups",
     "### Plans and credits",
     "### Audit log and usage",
+    "### Sharing",
 )
 README_BASES = ("http://127.0.0.1:8000", "http://localhost:8000")
 RETRY_SECONDS = 30

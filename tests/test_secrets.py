@@ -26,9 +26,8 @@ from baton.db.tables import ToolRun, ToolRunStep
 from baton.domain.tools import ToolSpec
 from baton.scrubbing import SecretScrubber
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
-from tests.helpers import assert_error, histories_of
 from tests.local_http import LocalHttp
+from tests.support import Tenant, api_client, assert_error, histories_of, worker_on
 from tests.test_enrichment import new_set, rows_of, wait_for_job
 from tests.test_task_events import read_stream
 from tests.test_tools import run, save, steps_by_name
@@ -87,7 +86,7 @@ def secret_settings(settings: Settings) -> Settings:
 async def api(
     secret_settings: Settings, temporal_env: WorkflowEnvironment
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _api_client(secret_settings, temporal_env.client):
+    async with api_client(secret_settings, temporal_env.client) as client:
         yield client
 
 
@@ -547,6 +546,7 @@ def test_a_secret_lower_cased_or_in_a_python_error_message_is_recognised():
     assert scrubber.text(f"{QUOTED.encode()!r}") == "b'[secret:quoted]'"
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 def test_a_large_output_is_scrubbed_quickly():
     scrubber = SecretScrubber({"canary": CANARY, "quoted": QUOTED, "key": "sk-live-0123456789"})
     text = "lorem ipsum dolor sit amet " * 200_000 + CANARY  # 5.4 MB

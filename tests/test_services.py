@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from baton.services import embedding, schedules, tasks, tool_runs, workforce_tasks
+from baton.services import (
+    embedding,
+    knowledge_sources,
+    schedules,
+    tasks,
+    tool_runs,
+    workforce_tasks,
+)
 from workflows.agent_task import AgentTaskWorkflow
 from workflows.knowledge import EmbedSetWorkflow
+from workflows.knowledge_sources import KnowledgeSourceSyncWorkflow
 from workflows.tool_run import ToolRunWorkflow
 from workflows.workforce import WorkforceWorkflow
 
@@ -37,3 +45,8 @@ def test_an_embedding_is_started_and_signalled_by_its_registered_names() -> None
     definition = workflow._Definition.must_from_class(EmbedSetWorkflow)
     assert definition.name == embedding.EMBED_SET_WORKFLOW
     assert embedding.ROWS_CHANGED_SIGNAL in definition.signals
+
+
+def test_a_knowledge_source_sync_is_started_by_its_registered_name() -> None:
+    definition = workflow._Definition.must_from_class(KnowledgeSourceSyncWorkflow)
+    assert definition.name == knowledge_sources.SOURCE_SYNC_WORKFLOW

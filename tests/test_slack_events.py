@@ -19,10 +19,9 @@ from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant
 from tests.fakes.slack_server import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, Post
 from tests.fakes.slack_server import events_request as signed
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error
 from tests.test_first_task import create_agent
 from tests.test_workforce_tasks import echo_workforce
 

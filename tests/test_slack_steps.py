@@ -9,7 +9,6 @@ by host and port."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -18,9 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant
 from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack
-from tests.helpers import assert_error, histories_of
+from tests.support import Tenant, assert_error, histories_of
+from tests.support.factories import finished_run
 
 
 @pytest.fixture
@@ -68,16 +67,7 @@ async def run_tool(
         headers=tenant.headers,
     )
     assert started.status_code == 201, started.text
-    async with asyncio.timeout(60):
-        while True:
-            body: dict[str, Any] = (
-                await api.get(
-                    tenant.url(f"/tool-runs/{started.json()['id']}"), headers=tenant.headers
-                )
-            ).json()
-            if body["status"] in ("succeeded", "failed", "cancelled"):
-                return body
-            await asyncio.sleep(0.1)
+    return await finished_run(api, tenant, started.json()["id"])
 
 
 STEP = {

@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 from temporalio.worker import Worker
 
-from tests.conftest import Tenant
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error
 from tests.test_tools import run, save
 
 

@@ -11,8 +11,8 @@ from temporalio.worker import Worker
 
 from baton.domain.agents import AgentSpec
 from baton.domain.tasks import TaskSpend
-from tests.conftest import Tenant
-from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.support import Tenant
+from tests.support.factories import FINAL, make_agent, make_tool, start_task, task_in
 
 TWO_CALLS = 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
 
@@ -21,8 +21,8 @@ async def budgeted_task(api: httpx.AsyncClient, tenant: Tenant) -> tuple[str, di
     """A task whose agent may run one tool before asking, after a turn that ran two."""
     tool = await make_tool(api, tenant)
     agent = await make_agent(api, tenant, tools=[{"tool_id": tool}], max_actions_per_task=1)
-    task_id = await start(api, tenant, agent, TWO_CALLS)
-    waiting = await wait_for(api, tenant, task_id, {"waiting-approval"} | FINAL)
+    task_id = await start_task(api, tenant, agent, TWO_CALLS)
+    waiting = await task_in(api, tenant, task_id, {"waiting-approval"} | FINAL)
     assert waiting["status"] == "waiting-approval", waiting["error"]
     return task_id, waiting
 
@@ -47,7 +47,7 @@ async def test_a_task_past_its_budget_asks_before_going_on_and_an_approval_lets_
         headers=tenant.headers,
     )
     assert approved.status_code == 200, approved.text
-    task = await wait_for(api, tenant, task_id, FINAL | {"idle"})
+    task = await task_in(api, tenant, task_id, FINAL | {"idle"})
     assert task["status"] in {"completed", "idle"}, task["error"]
     assert task["messages"][-1]["role"] == "assistant"
     assert task["pending_approvals"] == []
@@ -63,7 +63,7 @@ async def test_a_rejected_budget_approval_ends_the_task_saying_why(
         headers=tenant.headers,
     )
     assert rejected.status_code == 200, rejected.text
-    task = await wait_for(api, tenant, task_id, FINAL)
+    task = await task_in(api, tenant, task_id, FINAL)
     assert task["status"] == "failed"
     assert task["error"] == (
         "the task reached its budget (2 of 1 actions) and was not let go on: too dear"

@@ -28,8 +28,7 @@ from baton.domain.accounts import UserGroupEnvironment
 from baton.domain.credits import PlanBook
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.domain.tasks import TaskStatus
-from tests.conftest import Tenant, auth
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error, auth
 
 Sessions = async_sessionmaker[AsyncSession]
 # The live streams below are bounded by each test's own `asyncio.timeout`, not by httpx's 5 s
@@ -184,20 +183,20 @@ async def test_an_event_writer_writes_in_batches_and_a_retry_adds_only_what_is_n
     session_factory: Sessions, tenant: Tenant
 ):
     task_id = await new_task(session_factory, tenant)
-    writer = EventWriter(session_factory, task_id, key_prefix="llm:1")
+    writer = EventWriter(session_factory, task_id, key_prefix="run:1")
     for n in range(25):
-        await writer.emit(EventType.message_delta, {"text": str(n)})
+        await writer.emit(EventType.tool_run_started, {"n": n})
     assert len(await stored(session_factory, task_id)) >= 20  # a full batch went at once
     await writer.flush()
     assert len(await stored(session_factory, task_id)) == 25
 
-    retried = EventWriter(session_factory, task_id, key_prefix="llm:1")
+    retried = EventWriter(session_factory, task_id, key_prefix="run:1")
     for n in range(30):
-        await retried.emit(EventType.message_delta, {"text": str(n)})
+        await retried.emit(EventType.tool_run_started, {"n": n})
     await retried.flush()
     events = await stored(session_factory, task_id)
-    assert [(seq, key, data["text"]) for seq, key, data in events] == [
-        (n + 1, f"llm:1:{n + 1}", str(n)) for n in range(30)
+    assert [(seq, key, data["n"]) for seq, key, data in events] == [
+        (n + 1, f"run:1:{n + 1}", n) for n in range(30)
     ]
 
 
@@ -205,13 +204,51 @@ async def test_an_event_writer_writes_a_lone_event_without_waiting_for_more(
     session_factory: Sessions, tenant: Tenant
 ):
     task_id = await new_task(session_factory, tenant)
-    writer = EventWriter(session_factory, task_id, key_prefix="llm:1")
-    await writer.emit(EventType.message_delta, {"text": "Hel"})
+    # The first delta goes at once; the next waits for the window (an hour here) or a flush.
+    writer = EventWriter(session_factory, task_id, key_prefix="llm:1", window=3600)
+    await writer.emit(EventType.message_delta, {"text": "Hel", "at": 1.0})
     async with asyncio.timeout(5):
         while not await stored(session_factory, task_id):
             await asyncio.sleep(0.05)
-    await writer.flush()
+    await writer.emit(EventType.message_delta, {"text": "lo", "at": 2.0})
+    await writer.emit(EventType.message_delta, {"text": "!", "at": 3.0})
+    await asyncio.sleep(0.2)
     assert len(await stored(session_factory, task_id)) == 1
+    await writer.flush()
+    assert await stored(session_factory, task_id) == [
+        (1, "llm:1:1", {"text": "Hel", "at": 1.0}),
+        (2, "llm:1:2", {"text": "lo!", "at": 2.0}),  # joined; `at` of its first piece
+    ]
+
+
+async def test_an_event_writer_joins_a_long_answer_into_a_delta_per_window(
+    session_factory: Sessions, tenant: Tenant
+):
+    task_id = await new_task(session_factory, tenant)
+    window = 0.05
+    writer = EventWriter(session_factory, task_id, key_prefix="llm:1", window=window)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    pieces = [f"t{n} " for n in range(300)]
+    for n, piece in enumerate(pieces):
+        await writer.emit(EventType.message_delta, {"text": piece, "at": float(n)})
+        if n == 150:  # another event parts the deltas and is never joined
+            await writer.emit(EventType.usage, {"output_tokens": 150})
+        await asyncio.sleep(0.002)
+    await writer.flush()
+    elapsed = loop.time() - began
+    events = await stored(session_factory, task_id)
+    deltas = [data for _, _, data in events if "text" in data]
+    assert "".join(data["text"] for data in deltas) == "".join(pieces)
+    assert [data for _, _, data in events if "text" not in data] == [{"output_tokens": 150}]
+    firsts = [int(data["at"]) for data in deltas]
+    assert firsts[0] == 0 and firsts == sorted(firsts)
+    for data, following in zip(deltas, [*firsts[1:], len(pieces)], strict=True):
+        assert data["text"] == "".join(pieces[int(data["at"]) : following])
+    # Writes begin at least a window apart: one at once, then one per window, and the flush;
+    # each has a row of deltas, but the one with the usage event has two and that event.
+    assert len(events) <= (elapsed / window + 2) + 2
+    assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
 
 
 # Streaming
@@ -300,7 +337,10 @@ async def test_all_streams_of_an_api_process_share_one_listening_connection(
 
     async def listeners() -> int:
         async with session_factory() as session:
-            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            )
             count: int = (
                 await session.execute(query, {"name": event_hub.LISTENER_NAME})
             ).scalar_one()

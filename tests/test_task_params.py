@@ -14,11 +14,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.settings import Settings
-from tests.conftest import Tenant
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error
+from tests.support.factories import task_in
 
-FINAL = {"completed", "failed", "cancelled", "timed-out"}
 PARAMS = [
     {"name": "city", "type": "text"},
     {"name": "days", "type": "integer", "default": 3},
@@ -47,17 +46,6 @@ async def start(
     )
 
 
-async def wait_final(api: httpx.AsyncClient, tenant: Tenant, task_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            task: dict[str, Any] = (
-                await api.get(tenant.url(f"/tasks/{task_id}"), headers=tenant.headers)
-            ).json()
-            if task["status"] in FINAL:
-                return task
-            await asyncio.sleep(0.1)
-
-
 async def test_the_system_prompt_and_welcome_message_read_the_tasks_params(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker, openai_server: FakeOpenAI
 ):
@@ -80,7 +68,7 @@ async def test_the_system_prompt_and_welcome_message_read_the_tasks_params(
 
     started = await start(api, tenant, created.json()["id"], {"city": "Lyon"})
     assert started.status_code == 201, started.text
-    task = await wait_final(api, tenant, started.json()["id"])
+    task = await task_in(api, tenant, started.json()["id"])
 
     assert task["status"] == "completed", task["error"]
     assert task["params"] == {"city": "Lyon", "days": 3, "units": None}
@@ -127,7 +115,7 @@ async def test_a_prompt_that_reads_no_params_is_kept_as_written(
     )
     assert created.status_code == 201, created.text
     started = await start(api, tenant, created.json()["id"], {})
-    task = await wait_final(api, tenant, started.json()["id"])
+    task = await task_in(api, tenant, started.json()["id"])
     assert task["status"] == "completed", task["error"]
     assert (task["params"], task["welcome_message"]) == ({}, "Braces {{ like these }} stay.")
 
@@ -167,7 +155,7 @@ async def test_a_webhook_fills_params_from_its_payload_keeping_their_types(
 
     accepted = await api.post(path, json={"place": {"name": "Oslo"}, "n": 5})
     assert accepted.status_code == 202, accepted.text
-    task = await wait_final(api, tenant, accepted.json()["task_id"])
+    task = await task_in(api, tenant, accepted.json()["task_id"])
     assert task["params"] == {"city": "Oslo", "days": 5, "units": None}
     assert task["welcome_message"] == "5 days in Oslo"
 
@@ -203,7 +191,7 @@ async def test_a_schedule_starts_every_task_with_its_params(
             ).json()["items"]
         ):
             await asyncio.sleep(0.2)
-    task = await wait_final(api, tenant, tasks[0]["id"])
+    task = await task_in(api, tenant, tasks[0]["id"])
     assert task["status"] == "completed", task["error"]
     assert task["params"] == {"city": "Rome", "days": 3, "units": None}
     await api.delete(f"{base}/{created.json()['id']}", headers=tenant.headers)

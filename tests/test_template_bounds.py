@@ -18,8 +18,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from baton import templating
 from baton.templating import Budget, TemplateError, TemplateLimitError, render
-from tests.conftest import Tenant
-from tests.helpers import assert_error
+from tests.support import Tenant, assert_error
 from tests.test_first_task import create_agent
 from tests.test_tools import run, save
 from tests.test_triggers import call_hook, create_webhook
@@ -196,6 +195,7 @@ def test_plain_text_is_never_parsed(monkeypatch: pytest.MonkeyPatch):
 # The API
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_webhook_with_nested_loops_fails_fast_and_the_api_keeps_answering(
     api: httpx.AsyncClient, tenant: Tenant
 ):
@@ -228,6 +228,7 @@ async def test_a_webhook_with_nested_loops_fails_fast_and_the_api_keeps_answerin
     assert latencies[len(latencies) * 9 // 10] < 0.1 and latencies[-1] < 0.5, latencies
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_webhook_that_multiplies_the_payload_is_refused_without_taking_memory(
     api: httpx.AsyncClient, tenant: Tenant
 ):
@@ -239,6 +240,7 @@ async def test_a_webhook_that_multiplies_the_payload_is_refused_without_taking_m
     assert "the result of *" in body["error"]["message"]
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_runaway_welcome_message_does_not_slow_reading_its_tasks(
     api: httpx.AsyncClient, tenant: Tenant
 ):
@@ -263,6 +265,7 @@ async def test_a_runaway_welcome_message_does_not_slow_reading_its_tasks(
     assert task.json()["welcome_message"] == welcome  # as written, since it cannot render
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_yaml_alias_bomb_is_refused_at_once(api: httpx.AsyncClient, tenant: Tenant):
     assert len(ALIAS_BOMB) < 450
     started = time.perf_counter()
@@ -276,6 +279,7 @@ async def test_a_yaml_alias_bomb_is_refused_at_once(api: httpx.AsyncClient, tena
     assert "aliases" in body["error"]["message"]
 
 
+@pytest.mark.xdist_group("timing")  # bounds how long it takes
 async def test_a_tool_of_400000_strings_is_refused_in_well_under_a_second(
     api: httpx.AsyncClient, tenant: Tenant
 ):

@@ -19,9 +19,9 @@ from baton.domain.models import SCRIPTED_LABEL
 from baton.domain.tasks import AgentTaskInput
 from baton.settings import Settings
 from baton.temporal import BATON_AGENT, BATON_KIND, BATON_PROJECT
-from tests.conftest import Tenant, _api_client
-from tests.helpers import assert_error, create_token
-from tests.test_first_task import create_agent, wait_for_task
+from tests.support import Tenant, api_client, assert_error, create_token
+from tests.support.factories import task_in
+from tests.test_first_task import create_agent
 
 
 async def create_webhook(
@@ -145,7 +145,7 @@ async def test_a_webhook_turns_a_json_payload_into_a_task(
     assert accepted["workflow_id"] == f"task-{accepted['task_id']}"
     assert accepted["status"] == "queued" and accepted["deduplicated"] is False
 
-    task = await wait_for_task(api, tenant, accepted["task_id"])
+    task = await task_in(api, tenant, accepted["task_id"])
     assert task["status"] == "completed"
     assert task["messages"][0] == {"role": "user", "content": "New ticket: Printer on fire"}
     assert task["messages"][-1]["content"] == (
@@ -184,7 +184,7 @@ async def test_a_deduplicated_call_answers_with_the_tasks_real_status(
         api, tenant, agent["id"], message_template="Ticket", dedupe_key_template="{{ payload.id }}"
     )
     first = (await call_hook(api, hook, json={"id": 1})).json()
-    assert (await wait_for_task(api, tenant, first["task_id"]))["status"] == "completed"
+    assert (await task_in(api, tenant, first["task_id"]))["status"] == "completed"
     again = (await call_hook(api, hook, json={"id": 1})).json()
     assert (again["deduplicated"], again["status"]) == (True, "completed")
 
@@ -427,7 +427,7 @@ async def test_a_scheduled_run_completes_a_task_with_the_schedules_message(
             await asyncio.sleep(0.2)
     [task] = tasks
     assert task["workflow_id"].startswith(f"task-schedule-{created['id']}")
-    done = await wait_for_task(api, tenant, task["id"])
+    done = await task_in(api, tenant, task["id"])
     assert done["status"] == "completed", done
     assert done["messages"][0] == {"role": "user", "content": "Daily report"}
     assert done["messages"][-1]["content"] == f"{SCRIPTED_LABEL} You said: Daily report"
@@ -445,7 +445,7 @@ async def test_temporal_unreachable_answers_503_and_changes_nothing(
     unreachable = await Client.connect(
         "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
     )
-    async for down in _api_client(settings, unreachable):
+    async with api_client(settings, unreachable) as down:
         created = await down.post(
             base, json={"cron": "@daily", "message": "x"}, headers=tenant.headers
         )
@@ -476,7 +476,7 @@ async def test_a_schedule_fires_by_itself_on_its_interval(
             while not (tasks := await agent_tasks(api, tenant, agent["id"])):
                 await asyncio.sleep(0.2)
         assert tasks[0]["workflow_id"].startswith(f"task-schedule-{created['id']}")
-        done = await wait_for_task(api, tenant, tasks[0]["id"])
+        done = await task_in(api, tenant, tasks[0]["id"])
         assert done["status"] == "completed", done
         assert done["messages"][0] == {"role": "user", "content": "Daily report"}
     finally:

@@ -16,12 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.worker import Worker
 
 from baton.db.tables import Task
-from tests.conftest import Tenant, auth
 from tests.fakes.openai_server import FakeOpenAI
-from tests.helpers import assert_error, create_token, items_of
-from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
+from tests.support import Tenant, assert_error, auth, create_token, items_of
+from tests.support.factories import FINAL, finished_run, make_agent, make_tool, start_task, task_in
 from tests.test_credits import FAILING_TOOL, answer_once, metered_api, run_tool
-from tests.test_tools import wait_for_run
 
 __all__ = ["metered_api"]  # a fixture of test_credits, used here by name
 
@@ -64,7 +62,7 @@ async def worked(
             metered_api, tenant, tool_id, {"text": "x"} if tool_id == good else {}
         )
         assert started.status_code == 201, started.text
-        await wait_for_run(metered_api, tenant, started.json()["id"])
+        await finished_run(metered_api, tenant, started.json()["id"])
     return {"task": task["id"], "agent": task["agent_id"], "good": good, "bad": bad}
 
 
@@ -207,8 +205,8 @@ async def test_tasks_are_grouped_by_the_user_group_they_ran_for(
     [group] = await items_of(api, "/api/v1/user-groups", tenant.headers)
     for user_group in ("acme", "acme", None):
         extra = {"user_group": user_group} if user_group else {}
-        task_id = await start(api, tenant, agent, "hello", **extra)
-        await wait_for(api, tenant, task_id, FINAL)
+        task_id = await start_task(api, tenant, agent, "hello", **extra)
+        await task_in(api, tenant, task_id, FINAL)
     rows = (await usage(api, tenant, group_by="user_group"))["rows"]
     assert [(r["group"], r["runs"], r["failures"]) for r in rows] == [
         (group["id"], 2, 0),

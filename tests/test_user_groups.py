@@ -6,8 +6,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.conftest import Tenant, auth
-from tests.helpers import assert_error, create_token, items_of
+from tests.support import Tenant, assert_error, auth, create_token, items_of
 
 
 async def create_group(api: httpx.AsyncClient, tenant: Tenant, **body: str) -> httpx.Response:

@@ -18,9 +18,8 @@ from temporalio.worker import Worker
 
 from baton.domain.models import SCRIPTED_LABEL
 from baton.settings import Settings
-from tests.conftest import Tenant, _api_client, worker_on
-from tests.helpers import assert_error
-from tests.test_agent_tasks import make_agent, make_tool, wait_for
+from tests.support import Tenant, api_client, assert_error, worker_on
+from tests.support.factories import make_agent, make_tool, task_in
 from tests.test_task_events import read_stream
 
 FINAL = {"completed", "failed", "cancelled", "timed-out", "execution-limit-reached"}
@@ -93,7 +92,7 @@ async def test_three_agents_hand_the_work_on_and_each_answer_names_its_node(
     assert created["workflow_id"] == f"workforce-task-{created['id']}"
     assert created["temporal_ui_url"].endswith(created["workflow_id"])
 
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
     assert (task["kind"], task["workforce_id"], task["agent_id"]) == (
         "workforce-task",
@@ -164,7 +163,7 @@ async def test_the_workforce_task_streams_its_nodes_events_tagged_with_their_nod
 ):
     workforce, _ = await echo_workforce(api, tenant, "first", "second")
     created = await start(api, tenant, workforce, "hello")
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
 
     events = await read_stream(api, tenant.url(f"/tasks/{created['id']}/events"), tenant.headers)
@@ -206,7 +205,7 @@ async def test_a_tool_node_runs_the_tool_on_what_the_agent_before_it_said(
         entry="triage",
     )
     created = await start(api, tenant, workforce, "order 9?", params={"customer": "Ada"})
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
 
     lookup = task["nodes"][1]
@@ -258,8 +257,8 @@ async def test_a_rule_condition_sends_two_messages_two_ways(
     refund = await start(api, tenant, workforce, "I want a REFUND")
     hello = await start(api, tenant, workforce, "hello there")
 
-    refunded = await wait_for(api, tenant, refund["id"], FINAL)
-    greeted = await wait_for(api, tenant, hello["id"], FINAL)
+    refunded = await task_in(api, tenant, refund["id"], FINAL)
+    greeted = await task_in(api, tenant, hello["id"], FINAL)
     assert [(n["node"], n.get("branch")) for n in refunded["nodes"]] == [
         ("route", "billing"),
         ("billing", None),
@@ -295,8 +294,8 @@ async def test_a_model_condition_takes_the_branch_whose_label_the_model_names(
     invoice = await start(api, tenant, workforce, "two invoices are wrong")
     other = await start(api, tenant, workforce, "where is my parcel")
 
-    routed = await wait_for(api, tenant, invoice["id"], FINAL)
-    defaulted = await wait_for(api, tenant, other["id"], FINAL)
+    routed = await task_in(api, tenant, invoice["id"], FINAL)
+    defaulted = await task_in(api, tenant, other["id"], FINAL)
     assert [n["node"] for n in routed["nodes"]] == ["route", "billing"]
     assert [n["node"] for n in defaulted["nodes"]] == ["route", "reply"]
 
@@ -311,7 +310,7 @@ async def test_a_looping_graph_ends_at_its_cap_of_node_runs(
         api, tenant, "ping", "pong", edges=chain("ping", "pong", "ping"), max_node_runs=4
     )
     created = await start(api, tenant, workforce, "go")
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
 
     assert task["status"] == "execution-limit-reached"
     assert "max_node_runs" in task["error"]
@@ -349,7 +348,7 @@ async def test_a_failing_node_escalates_and_a_persons_message_runs_it_again(
 ):
     workforce = await fragile_workforce(api, tenant, retries=1, on_failure="escalate")
     created = await start(api, tenant, workforce, 'call echo_tool {"text": "x"}')
-    escalated = await wait_for(api, tenant, created["id"], {"escalated"} | FINAL)
+    escalated = await task_in(api, tenant, created["id"], {"escalated"} | FINAL)
     assert escalated["status"] == "escalated"
     assert "max_iterations" in escalated["error"]
     assert [(n["node"], n["status"]) for n in escalated["nodes"]] == [
@@ -363,7 +362,7 @@ async def test_a_failing_node_escalates_and_a_persons_message_runs_it_again(
         headers=tenant.headers,
     )
     assert sent.status_code == 202, sent.text
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
     assert task["error"] is None
     assert [(n["node"], n["status"]) for n in task["nodes"]][-1] == ("fragile", "completed")
@@ -382,7 +381,7 @@ async def test_a_failing_node_that_terminates_fails_the_task(
 ):
     workforce = await fragile_workforce(api, tenant)
     created = await start(api, tenant, workforce, "call echo_tool")
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "failed"
     assert task["error"].startswith("node 'fragile' failed:")
     # The row is written before the run fails: wait for the run's end, then read its status.
@@ -432,7 +431,7 @@ async def test_a_nodes_approval_is_decided_through_the_workforce_task(
         f"{url}/approvals/{pending['call_id']}", json={"approve": True}, headers=tenant.headers
     )
     assert decided.status_code == 200, decided.text
-    done = await wait_for(api, tenant, task["id"], FINAL)
+    done = await task_in(api, tenant, task["id"], FINAL)
     assert done["status"] == "completed", done["error"]
     assert done["pending_approvals"] == []
     assert "echo_tool: tool got ok" in done["messages"][-1]["content"]
@@ -447,10 +446,10 @@ async def test_cancelling_a_workforce_task_cancels_the_node_at_work(
 
     cancelled = await api.post(f"{url}/cancel", headers=tenant.headers)
     assert cancelled.status_code == 202, cancelled.text
-    task = await wait_for(api, tenant, waiting["id"], FINAL)
+    task = await task_in(api, tenant, waiting["id"], FINAL)
     assert task["status"] == "cancelled"
     [node] = task["nodes"]
-    child = await wait_for(api, tenant, node["task_id"], FINAL)
+    child = await task_in(api, tenant, node["task_id"], FINAL)
     assert child["status"] == "cancelled"
 
 
@@ -462,7 +461,7 @@ async def idle_task(
     and the task."""
     workforce, agents = await echo_workforce(api, tenant, "helper", idle_timeout_seconds=3600)
     created = await start(api, tenant, workforce, message)
-    return workforce, agents["helper"], await wait_for(api, tenant, created["id"], {"idle"} | FINAL)
+    return workforce, agents["helper"], await task_in(api, tenant, created["id"], {"idle"} | FINAL)
 
 
 async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_entry(
@@ -487,7 +486,7 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
     )
     assert sent.status_code == 202, sent.text
     async with asyncio.timeout(30):
-        while len((task := await wait_for(api, tenant, created["id"], {"idle"}))["nodes"]) < 2:
+        while len((task := await task_in(api, tenant, created["id"], {"idle"}))["nodes"]) < 2:
             await asyncio.sleep(0.1)
     assert [(m["role"], m["content"]) for m in task["messages"]] == [
         ("user", "first"),
@@ -505,7 +504,7 @@ async def test_a_finished_graph_waits_for_a_follow_up_and_starts_again_at_the_en
     deleted = await api.delete(tenant.url(f"/workforces/{workforce}"), headers=tenant.headers)
     assert_error(deleted, 409)
     await api.post(tenant.url(f"/tasks/{created['id']}/cancel"), headers=tenant.headers)
-    assert (await wait_for(api, tenant, created["id"], FINAL))["status"] == "cancelled"
+    assert (await task_in(api, tenant, created["id"], FINAL))["status"] == "cancelled"
     deleted = await api.delete(tenant.url(f"/workforces/{workforce}"), headers=tenant.headers)
     assert deleted.status_code == 204, deleted.text
 
@@ -540,7 +539,7 @@ async def test_another_tenant_reaches_neither_the_workforce_nor_its_tasks(
     listed = await api.get(other_tenant.url("/tasks"), headers=theirs)
     assert listed.json()["items"] == []
     await api.post(tenant.url(f"/tasks/{created['id']}/cancel"), headers=tenant.headers)
-    assert (await wait_for(api, tenant, created["id"], FINAL))["status"] == "cancelled"
+    assert (await task_in(api, tenant, created["id"], FINAL))["status"] == "cancelled"
 
 
 async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to_reply(
@@ -565,7 +564,7 @@ async def test_the_tours_workforce_triage_delegates_to_billing_and_hands_over_to
         entry="triage",
     )
     created = await start(api, tenant, workforce, 'call ask_billing {"message": "refund order 7"}')
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
 
     triage_answer = next(m for m in task["messages"] if m.get("author") == "triage")
@@ -621,7 +620,7 @@ async def test_each_delegation_is_a_message_of_its_own_before_the_callers_answer
     inner = 'call ask_ledger {"message": "book it"}'
     message = "call ask_billing " + json.dumps({"message": inner})
     created = await start(api, tenant, workforce, message)
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
 
     shown = [
@@ -648,8 +647,8 @@ async def test_each_delegation_is_a_message_of_its_own_before_the_callers_answer
     assert f"ask_ledger: {said('book it')}" in triage_answer
     # Each delegation names the task the asked node worked in, a child of the asker's.
     billing_id, ledger_id = (m["task_id"] for m in task["messages"][1:3])
-    billing = await wait_for(api, tenant, billing_id, FINAL)
-    ledger = await wait_for(api, tenant, ledger_id, FINAL)
+    billing = await task_in(api, tenant, billing_id, FINAL)
+    ledger = await task_in(api, tenant, ledger_id, FINAL)
     assert (billing["node"], billing["parent_task_id"]) == ("billing", task["nodes"][0]["task_id"])
     assert (ledger["node"], ledger["parent_task_id"]) == ("ledger", billing_id)
     assert ledger["messages"][-1]["content"] == said("book it")
@@ -664,7 +663,7 @@ async def test_every_run_under_a_workforce_task_is_found_by_its_workforce_in_tem
     created = await start(
         api, tenant, workforce, 'call echo_tool {"text": "ok"}\ncall ask_billing {"message": "hi"}'
     )
-    task = await wait_for(api, tenant, created["id"], FINAL)
+    task = await task_in(api, tenant, created["id"], FINAL)
     assert task["status"] == "completed", task["error"]
 
     [delegation] = [m for m in task["messages"] if m["type"] == "delegation"]
@@ -697,9 +696,11 @@ async def test_a_long_workforce_conversation_continues_as_new_and_loses_nothing(
     session_factory: async_sessionmaker[AsyncSession],
 ):
     """On a dev server that suggests continue-as-new after 100 history events."""
-    async with worker_on(eager_env.client, settings, session_factory):
-        async for api in _api_client(settings, eager_env.client):
-            await converse(api, tenant, eager_env)
+    async with (
+        worker_on(eager_env.client, settings, session_factory),
+        api_client(settings, eager_env.client) as api,
+    ):
+        await converse(api, tenant, eager_env)
 
 
 async def converse(api: httpx.AsyncClient, tenant: Tenant, env: WorkflowEnvironment) -> None:
@@ -712,7 +713,7 @@ async def converse(api: httpx.AsyncClient, tenant: Tenant, env: WorkflowEnvironm
     async def answered(turns: int) -> dict[str, Any]:
         async with asyncio.timeout(30):
             while True:
-                task = await wait_for(api, tenant, created["id"], {"idle"})
+                task = await task_in(api, tenant, created["id"], {"idle"})
                 if len(task["nodes"]) == turns:
                     return task
                 await asyncio.sleep(0.1)

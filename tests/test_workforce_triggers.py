@@ -18,9 +18,8 @@ from temporalio.worker import Worker
 from baton.db.tables import AgentSchedule, AgentWebhook
 from baton.domain.workforce_tasks import WorkforceTaskInput
 from baton.temporal import BATON_KIND, BATON_PROJECT, BATON_WORKFORCE
-from tests.conftest import Tenant
-from tests.helpers import assert_error
-from tests.test_agent_tasks import wait_for
+from tests.support import Tenant, assert_error
+from tests.support.factories import task_in
 from tests.test_triggers import (
     assert_hidden_from,
     assert_not_under,
@@ -86,7 +85,7 @@ async def test_a_webhook_of_a_workforce_starts_a_workforce_task_that_completes(
     assert accepted["workflow_id"] == f"workforce-task-{accepted['task_id']}"
     assert accepted["deduplicated"] is False
 
-    task = await wait_for(api, tenant, accepted["task_id"], FINAL)
+    task = await task_in(api, tenant, accepted["task_id"], FINAL)
     assert task["status"] == "completed", task["error"]
     assert (task["kind"], task["workforce_id"]) == ("workforce-task", workforce)
     assert task["messages"][0]["content"] == "Ticket: Printer on fire"
@@ -133,7 +132,7 @@ async def test_a_triggered_schedule_of_a_workforce_runs_a_task_that_makes_its_ow
             await asyncio.sleep(0.2)
     [listed] = tasks
     assert listed["workflow_id"].startswith(f"workforce-task-schedule-{created['id']}")
-    task = await wait_for(api, tenant, listed["id"], FINAL)
+    task = await task_in(api, tenant, listed["id"], FINAL)
     assert task["status"] == "completed", task["error"]
     assert task["workforce_version"] == 1
     assert task["messages"][0]["content"] == "Daily report"

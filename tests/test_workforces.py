@@ -15,8 +15,7 @@ from baton.db.tables import Task, Workforce
 from baton.domain.tasks import TaskStatus
 from baton.domain.workforces import EdgeKind, WorkforceSpec
 from baton.errors import NotFound
-from tests.conftest import Tenant, auth
-from tests.helpers import assert_error, create_token, items_of
+from tests.support import Tenant, assert_error, auth, create_token, items_of
 
 
 def chain_spec(name: str = "Support") -> WorkforceSpec:
@@ -204,7 +203,7 @@ async def test_a_workforce_is_saved_read_listed_and_each_change_is_a_new_version
     assert (await api.get(url, headers=tenant.headers)).json()["version"] == 3
 
 
-async def test_an_export_imports_into_another_project_by_the_names_of_its_agents_and_tools(
+async def test_an_export_imports_into_another_project_with_the_agents_and_tools_it_runs(
     api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     created = await create(api, tenant, await support_body(api, tenant))
@@ -216,13 +215,16 @@ async def test_an_export_imports_into_another_project_by_the_names_of_its_agents
     exported = yaml.safe_load(as_yaml.text)
     as_json = await api.get(url, params={"format": "json"}, headers=tenant.headers)
     assert as_json.status_code == 200 and as_json.json() == exported
-    assert "id" not in exported and "version" not in exported
-    by_node = {n["id"]: n for n in exported["nodes"]}
-    assert by_node["triage"]["agent_name"] == "Triage"
-    assert by_node["lookup"]["tool_name"] == "Lookup"
+    assert (exported["kind"], exported["version"]) == ("workforce", 1)
+    assert "id" not in exported["definition"] and created["id"] not in as_json.text
+    by_node = {n["id"]: n for n in exported["definition"]["nodes"]}
+    assert by_node["triage"]["agent"] == "Triage" and "agent_id" not in by_node["triage"]
+    assert by_node["lookup"]["tool"] == "Lookup"
     assert by_node["route"]["type"] == "condition"
+    assert sorted(a["name"] for a in exported["agents"]) == ["Billing", "Reply", "Triage"]
+    assert [t["name"] for t in exported["tools"]] == ["Lookup"]
 
-    # The same project: the ids resolve as they are.
+    # The same project: its own agents and tool, found by name, nothing else is created.
     again = await api.post(
         tenant.url("/workforces/import"),
         content=as_yaml.text,
@@ -231,20 +233,11 @@ async def test_an_export_imports_into_another_project_by_the_names_of_its_agents
     assert again.status_code == 201, again.text
     assert again.json()["nodes"] == created["nodes"]
     assert again.json()["id"] != created["id"]
+    assert len(await items_of(api, tenant.url("/agents"), tenant.headers)) == 3
 
-    # Another organisation without those agents: the node is named, nothing is saved.
-    missing = await api.post(
-        other_tenant.url("/workforces/import"), json=exported, headers=other_tenant.headers
-    )
-    error = assert_error(missing, 422, "invalid_input")["error"]
-    assert "'triage'" in error["message"] and "Triage" in error["message"]
-    assert error["details"][0]["field"] == "nodes[0].agent_id"
-    assert await items_of(api, other_tenant.url("/workforces"), other_tenant.headers) == []
-
-    # With agents and a tool of the same names, their own ids are used.
-    theirs = {name: await make_agent(api, other_tenant, name) for name in ("Reply", "Triage")}
-    theirs["Billing"] = await make_agent(api, other_tenant, "Billing")
-    their_tool = await make_tool(api, other_tenant)
+    # Another organisation with a "Triage" of its own: that one is used, the others come
+    # from the document.
+    their_triage = await make_agent(api, other_tenant, "Triage")
     imported = await api.post(
         other_tenant.url("/workforces/import"),
         content=as_json.content,
@@ -252,11 +245,48 @@ async def test_an_export_imports_into_another_project_by_the_names_of_its_agents
     )
     assert imported.status_code == 201, imported.text
     nodes = {n["id"]: n for n in imported.json()["nodes"]}
-    assert nodes["triage"]["agent_id"] == theirs["Triage"]
-    assert nodes["billing"]["agent_id"] == theirs["Billing"]
-    assert nodes["reply"]["agent_id"] == theirs["Reply"]
-    assert nodes["lookup"]["tool_id"] == their_tool
+    theirs = await items_of(api, other_tenant.url("/agents"), other_tenant.headers)
+    their_ids = {a["name"]: a["id"] for a in theirs}
+    assert sorted(their_ids) == ["Billing", "Reply", "Triage"]
+    assert nodes["triage"]["agent_id"] == their_triage
+    assert nodes["billing"]["agent_id"] == their_ids["Billing"]
+    assert nodes["reply"]["agent_id"] == their_ids["Reply"]
+    their_tools = await items_of(api, other_tenant.url("/tools"), other_tenant.headers)
+    assert [t["name"] for t in their_tools] == ["Lookup"]
+    assert nodes["lookup"]["tool_id"] == their_tools[0]["id"]
     assert imported.json()["edges"] == created["edges"]
+
+
+async def test_an_old_export_without_a_kind_imports_by_the_names_of_its_agents_and_tools(
+    api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    created = await create(api, tenant, await support_body(api, tenant))
+    names = {"triage": "Triage", "billing": "Billing", "reply": "Reply"}
+    old = {k: v for k, v in created.items() if k not in ("id", "project_id", "version")}
+    for node in old["nodes"]:
+        if node["type"] == "agent":
+            node["agent_name"] = names[node["id"]]
+        if node["type"] == "tool":
+            node["tool_name"] = "Lookup"
+
+    # Another organisation without those agents: the node is named, nothing is saved.
+    missing = await api.post(
+        other_tenant.url("/workforces/import"), json=old, headers=other_tenant.headers
+    )
+    error = assert_error(missing, 422, "invalid_input")["error"]
+    assert "'triage'" in error["message"] and "Triage" in error["message"]
+    assert error["details"][0]["field"] == "nodes[0].agent_id"
+    assert await items_of(api, other_tenant.url("/workforces"), other_tenant.headers) == []
+
+    theirs = {name: await make_agent(api, other_tenant, name) for name in names.values()}
+    their_tool = await make_tool(api, other_tenant)
+    imported = await api.post(
+        other_tenant.url("/workforces/import"), json=old, headers=other_tenant.headers
+    )
+    assert imported.status_code == 201, imported.text
+    nodes = {n["id"]: n for n in imported.json()["nodes"]}
+    assert nodes["triage"]["agent_id"] == theirs["Triage"]
+    assert nodes["lookup"]["tool_id"] == their_tool
 
 
 async def test_an_import_refuses_what_it_cannot_resolve(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -35,10 +35,19 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
 )
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names
     from baton.domain.agents import AgentSpec, AgentTool, Approval, render_with_params
+    from baton.domain.capacity import (
+        CAPACITY_FREED_SIGNAL,
+        CAPACITY_RECHECK,
+        CAPACITY_RECHECK_MAX,
+        WAITING_FOR_CAPACITY,
+        Admission,
+        AdmitTask,
+    )
     from baton.domain.credits import CREDITS_ARRIVED_SIGNAL, CREDITS_RECHECK, OUT_OF_CREDITS
     from baton.domain.events import AppendEvents, EventDraft, EventType
     from baton.domain.llm import (
@@ -90,6 +99,7 @@ FAIL_STOPPED_TASKS = "fail-stopped-tasks"
 ANSWER_LATE_MESSAGES = "answer-late-messages"
 FLAT_TURNS = "flat-turns"
 TOOL_RESULTS_AS_THEY_COME = "tool-results-as-they-come"
+QUEUE_FOR_CAPACITY = "queue-for-capacity"
 
 
 class TaskStopped(Exception):
@@ -123,6 +133,12 @@ class AgentTaskWorkflow:
         # While a model call runs: the current details it will put back when it is over.
         self._details_before_model: str | None = None
         self._credits_arrived = False
+        # Over the organisation's concurrency quota when it began: waits until admitted.
+        self._waiting_for_capacity = False
+        self._capacity_freed = False
+        # When the agent must have answered the message it works on (the plan's
+        # `agent_seconds_per_message`); None: no limit, or no message being worked on.
+        self._message_deadline: datetime | None = None
 
     @workflow.run
     async def run(self, task: AgentTaskInput) -> AgentTaskResult:
@@ -155,6 +171,7 @@ class AgentTaskWorkflow:
                     parent_task_id=task.parent_task_id,
                     node=task.node,
                     conversation_of=task.conversation_of,
+                    admit=True,
                 ),
                 result_type=BegunTask,
                 start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
@@ -168,6 +185,16 @@ class AgentTaskWorkflow:
             self._seq = 1
             self._started_at = workflow.now()
             self._params = task.params if begun.params is None else begun.params
+            self._waiting_for_capacity = begun.waiting_for_capacity
+            if task.seconds_per_message is None and task.tool_run_seconds is None:
+                # Started without its plan's limits (a schedule, a workforce node): as begun.
+                task = task.model_copy(
+                    update={
+                        "seconds_per_message": begun.seconds_per_message,
+                        "tool_run_seconds": begun.tool_run_seconds,
+                    }
+                )
+                self._input = task
         assert agent is not None
         if task.mcp_tools is None and agent.mcp:
             # Listed once: a replay, or a run continued as new, never asks the servers again.
@@ -190,6 +217,8 @@ class AgentTaskWorkflow:
         self._deadline = self._started_at + timedelta(seconds=agent.time_budget_seconds)
 
         try:
+            if self._waiting_for_capacity and workflow.patched(QUEUE_FOR_CAPACITY):
+                await self._wait_for_capacity()
             self._system_prompt = _system_prompt(
                 agent, self._params, self._snippets, self._knowledge_prompt
             )
@@ -236,6 +265,11 @@ class AgentTaskWorkflow:
     def credits_arrived(self) -> None:
         """From a grant or a plan change: a task paused `out-of-credits` tries again now."""
         self._credits_arrived = True
+
+    @workflow.signal(name=CAPACITY_FREED_SIGNAL)
+    def capacity_freed(self) -> None:
+        """From the task that gave this waiting task its slot: ask for it now."""
+        self._capacity_freed = True
 
     @workflow.update
     def decide(self, decision: Decision) -> str:
@@ -329,6 +363,9 @@ class AgentTaskWorkflow:
         else:
             await self._set_status(TaskStatus.running)
         tool_calls_in_a_row = 0
+        seconds = self._input.seconds_per_message
+        if seconds is not None:
+            self._message_deadline = workflow.now() + timedelta(seconds=seconds)
         for _ in range(self._agent.max_iterations):
             self._check_budget()
             if self._flat:
@@ -429,6 +466,7 @@ class AgentTaskWorkflow:
             )
         except ActivityError as exc:
             reraise_cancel(exc)
+            self._check_message_time(exc)
             raise TaskStopped(TaskStatus.failed, f"the model call failed: {_cause(exc)}") from exc
         return response
 
@@ -466,6 +504,7 @@ class AgentTaskWorkflow:
                 # ends the task.
                 self._writes[:0] = writes
                 reraise_cancel(exc)
+                self._check_message_time(exc)
                 if _failure_type(exc) == OUT_OF_CREDITS:
                     await self._wait_for_credits(_cause(exc))
                     continue
@@ -498,18 +537,54 @@ class AgentTaskWorkflow:
         paused = workflow.now() - paused_at
         self._deadline += paused
         self._started_at += paused
+        self._pause_message_time(paused)
         # The next call writes it, unless it cannot be paid for either.
         self._status_due = TaskStatus.running
+
+    async def _wait_for_capacity(self) -> None:
+        """Queued ("waiting for capacity") while the organisation runs as many tasks as its
+        plan's `max_concurrent_tasks`, until a task that ends hands this one its slot (and
+        signals it) or the re-check timer passes (`CAPACITY_RECHECK`, doubling up to
+        `CAPACITY_RECHECK_MAX`); each time the database says whether it was admitted. The
+        time queued does not count against the task's time budget; a cancel ends the wait,
+        and the cancelled status gives back its place."""
+        await self._set_status(TaskStatus.queued, details=WAITING_FOR_CAPACITY)
+        queued_at = workflow.now()
+        recheck = CAPACITY_RECHECK
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._capacity_freed, timeout=recheck)
+            except TimeoutError:
+                recheck = min(recheck * 2, CAPACITY_RECHECK_MAX)
+            self._capacity_freed = False
+            admission: Admission = await workflow.execute_activity(
+                activity_names.TASK_ADMIT,
+                AdmitTask(task_id=self._task_id),
+                result_type=Admission,
+                start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
+                retry_policy=policies.DB_WRITE_RETRY,
+                summary="admit task",
+            )
+            if admission.admitted:
+                break
+        queued = workflow.now() - queued_at
+        self._deadline += queued
+        self._started_at += queued
 
     async def _execute_model_call(self, call: LlmCall) -> LlmResponse:
         """The LLM activity; while its attempts fail and are retried, `llm_retrying` shows
         it in the current details, and what they said before is back once it is over."""
         self._details_before_model = workflow.get_current_details()
+        # Every attempt together ends when the message's time does.
+        left = None
+        if self._message_deadline is not None:
+            left = max(self._message_deadline - workflow.now(), timedelta(seconds=1))
         try:
             response: LlmResponse = await workflow.execute_activity(
                 activity_names.LLM_CHAT,
                 call,
                 result_type=LlmResponse,
+                schedule_to_close_timeout=left,
                 start_to_close_timeout=policies.LLM_CALL_TIMEOUT,
                 heartbeat_timeout=policies.LLM_HEARTBEAT_TIMEOUT,
                 retry_policy=policies.LLM_RETRY,
@@ -588,6 +663,7 @@ class AgentTaskWorkflow:
             await self._events(requested, asked)
             await self._set_status(TaskStatus.waiting_approval, details=waiting)
         remaining = (self._deadline - workflow.now()).total_seconds()
+        asked_at = workflow.now()
         try:
             await workflow.wait_condition(
                 lambda: call.id in self._decisions, timeout=timedelta(seconds=max(remaining, 1))
@@ -596,6 +672,7 @@ class AgentTaskWorkflow:
             raise TaskStopped(
                 TaskStatus.timed_out, f"no decision on {call.name} within the time budget"
             ) from None
+        self._pause_message_time(workflow.now() - asked_at)
         decision = self._decisions.pop(call.id)
         del self._pending[call.id]
         decided = EventDraft(
@@ -642,6 +719,26 @@ class AgentTaskWorkflow:
     def _check_budget(self) -> None:
         if workflow.now() >= self._deadline:
             raise TaskStopped(TaskStatus.timed_out, "the task ran out of its time budget")
+        if self._message_deadline is not None and workflow.now() >= self._message_deadline:
+            raise self._out_of_message_time()
+
+    def _check_message_time(self, exc: ActivityError) -> None:
+        """A model call cut short by the end of the message's time stops the task."""
+        deadline = self._message_deadline
+        if isinstance(exc.cause, ActivityTimeout) and deadline and workflow.now() >= deadline:
+            raise self._out_of_message_time() from exc
+
+    def _out_of_message_time(self) -> TaskStopped:
+        return TaskStopped(
+            TaskStatus.timed_out,
+            "the agent took longer to answer a message than its plan's "
+            f"agent_seconds_per_message ({self._input.seconds_per_message} s)",
+        )
+
+    def _pause_message_time(self, paused: timedelta) -> None:
+        """Time spent waiting for a person or for credits is not the agent's."""
+        if self._message_deadline is not None:
+            self._message_deadline += paused
 
     async def _list_mcp_tools(self, task: AgentTaskInput, agent: AgentSpec) -> list[McpToolOffer]:
         """The tools of the agent's MCP servers; a server that cannot be listed offers none
@@ -688,6 +785,8 @@ class AgentTaskWorkflow:
                 delegation_depth=self._input.delegation_depth,
                 mcp_tools=self._input.mcp_tools,
                 spend=self._spend,
+                seconds_per_message=self._input.seconds_per_message,
+                tool_run_seconds=self._input.tool_run_seconds,
             )
         )
 

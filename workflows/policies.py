@@ -38,3 +38,14 @@ MCP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
+
+# A knowledge source's sync: a batch of documents, each fetch bounded at 30 s, heartbeating
+# throughout, so a batch lost with its worker resumes elsewhere within the heartbeat timeout.
+SOURCE_BATCH_TIMEOUT = timedelta(minutes=30)
+SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+SOURCE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)

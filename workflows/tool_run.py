@@ -7,6 +7,7 @@ interpreter, here, so they cost no round trip to the server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from baton import activity_names, templating
+    from baton.domain.credits import LlmCharge
     from baton.domain.tool_checks import needs_secrets, validate_params
     from baton.domain.tool_runs import (
         StepCall,
@@ -50,6 +52,8 @@ MAX_TOOL_DEPTH = 8
 # A `workflow.patched` id: a failed run ends Failed (it used to complete), with this type.
 FAIL_FAILED_RUNS = "fail-failed-tool-runs"
 RUN_FAILED = "ToolRunFailed"
+# A `workflow.patched` id: a run given its plan's time limit is stopped by a timer.
+TOOL_RUN_TIME_LIMIT = "tool-run-time-limit"
 
 
 # Outside the sandbox: every tool call is a run, and the sandbox would re-import this module
@@ -60,6 +64,7 @@ RUN_FAILED = "ToolRunFailed"
 class ToolRunWorkflow:
     def __init__(self) -> None:
         self._records: list[StepRecord] = []
+        self._charges: list[LlmCharge] = []
         self._current = ""
         self._status = ToolRunStatus.running
 
@@ -77,7 +82,11 @@ class ToolRunWorkflow:
             workflow.upsert_search_attributes([BATON_STATUS.value_set(ToolRunStatus.running)])
         engine = StepEngine(self, budget=self._budget, observer=self)
         try:
-            output = await engine.run(spec, context)
+            limit = run.time_limit_seconds
+            if limit is not None and workflow.patched(TOOL_RUN_TIME_LIMIT):
+                output = await self._within(limit, engine.run(spec, context))
+            else:
+                output = await engine.run(spec, context)
             result = ToolRunResult(status=ToolRunStatus.succeeded, output=output)
         except StepError as exc:
             step = exc.step or "output"
@@ -94,6 +103,24 @@ class ToolRunWorkflow:
                 result.error or "failed", type=RUN_FAILED, non_retryable=True
             ) from None
         return result
+
+    async def _within(self, seconds: int, steps: Awaitable[Any]) -> Any:
+        """The steps' output, unless they take longer than `seconds` (the plan's
+        `tool_run_seconds`): then what still runs is cancelled and the step running fails
+        naming the limit."""
+        work = asyncio.ensure_future(steps)
+        try:
+            await workflow.wait_condition(work.done, timeout=timedelta(seconds=seconds))
+        except TimeoutError:
+            await _cancelled(work)
+            raise StepError(
+                f"the run took longer than its plan's tool_run_seconds ({seconds} s)",
+                step=self._current or None,
+            ) from None
+        except asyncio.CancelledError:
+            await _cancelled(work)
+            raise
+        return work.result()
 
     @workflow.query
     def progress(self) -> ToolRunProgress:
@@ -115,6 +142,8 @@ class ToolRunWorkflow:
                 output=result.output,
                 error=result.error,
                 records=self._records,
+                project_id=self._run.project_id,
+                charges=self._charges,
             ),
             start_to_close_timeout=policies.DB_WRITE_TIMEOUT,
             retry_policy=policies.DB_WRITE_RETRY,
@@ -230,6 +259,7 @@ class ToolRunWorkflow:
                 # The run itself was cancelled: end as cancelled, not as a failed step.
                 raise asyncio.CancelledError() from exc
             raise StepError(_cause(exc)) from exc
+        self._charges.extend(outcome.charges)
         return outcome.output
 
 
@@ -238,6 +268,13 @@ _IN_WORKFLOW: dict[str, Callable[[ToolRunWorkflow, Step, dict[str, Any]], Awaita
     "delay": ToolRunWorkflow._delay,
     "tool": ToolRunWorkflow._call_tool,
 }
+
+
+async def _cancelled(work: asyncio.Future[Any]) -> None:
+    """Cancels `work` and waits until it has stopped, whatever it ends with."""
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, StepError):
+        await work
 
 
 def _cause(exc: ActivityError) -> str:

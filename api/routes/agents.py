@@ -1,11 +1,14 @@
-"""Agents of a project, and starting a task with one."""
+"""Agents of a project: definitions with versions, export, import and clone, and starting a
+task with one."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
+    ActorDep,
     AgentDep,
     Editor,
     PageDep,
@@ -17,27 +20,28 @@ from api.deps import (
     get_project,
 )
 from api.limits import bounded_definition
+from api.portable import (
+    CloneRequest,
+    Format,
+    clone,
+    document_response,
+    import_document,
+    read_import,
+)
 from api.schemas.agents import AgentCreate, AgentPublic, AgentUpdate, AgentVersionPublic
 from api.schemas.paging import Page
 from api.schemas.tasks import TaskCreate, TaskCreated
-from baton import templating
 from baton.db.repositories import accounts
 from baton.db.repositories import agents as agent_repo
-from baton.db.repositories import integrations as integration_repo
-from baton.db.repositories import knowledge_sets as set_repo
-from baton.db.repositories import snippets as snippet_repo
-from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.repositories.triggers import Target
-from baton.domain.agents import (
-    PARAM_TEXTS,
-    AgentSpec,
-    check_param_references,
-    check_secret_references,
-)
+from baton.db.tables import Agent
+from baton.domain.agents import AgentSpec
 from baton.domain.tasks import TaskStatus
-from baton.errors import Conflict, InvalidInput, NotFound
+from baton.errors import Conflict, InvalidInput
+from baton.services import portable
+from baton.services.agent_definitions import check_before_save
 from baton.services.schedules import delete_in_temporal
 from baton.services.tasks import start_agent_task
 
@@ -61,8 +65,25 @@ async def create_agent(
     body: AgentCreate, project: ProjectDep, session: SessionDep, _: Editor
 ) -> AgentPublic:
     spec = AgentSpec.model_validate(body.model_dump())
-    await _check_references(session, project.id, spec)
+    await check_before_save(session=session, project_id=project.id, spec=spec)
     agent = await agent_repo.create_agent(session=session, project_id=project.id, spec=spec)
+    return AgentPublic.of(agent)
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_agent(
+    request: Request, project: ProjectDep, session: SessionDep, _: Editor, actor: ActorDep
+) -> AgentPublic:
+    """An agent exported by `GET .../agents/{id}/export`, as JSON or YAML (`Content-Type:
+    application/yaml`), from this project, another or another installation: its tools are
+    this project's of the same names, or created from the document. A bare definition (a read
+    of an agent of this project) is taken too."""
+    data = await read_import(request)
+    if not portable.is_document(data):
+        return AgentPublic.of(await _import_definition(session, project.id, data))
+    agent = await import_document(
+        session=session, project=project, actor=actor, data=data, into=Agent
+    )
     return AgentPublic.of(agent)
 
 
@@ -76,7 +97,7 @@ async def update_agent(
     body: AgentUpdate, project: ProjectDep, session: SessionDep, _: Editor, agent: AgentDep
 ) -> AgentPublic:
     spec = AgentSpec.model_validate({**agent.spec, **body.model_dump(exclude_unset=True)})
-    await _check_references(session, project.id, spec)
+    await check_before_save(session=session, project_id=project.id, spec=spec)
     agent = await agent_repo.update_agent(
         session=session, project_id=project.id, agent_id=agent.id, spec=spec
     )
@@ -94,6 +115,32 @@ async def list_versions(
             version=r.version, created_at=r.created_at, spec=AgentSpec.model_validate(r.spec)
         ),
     )
+
+
+@router.get("/{agent_id}/export")
+async def export_agent(
+    session: SessionDep, _: Viewer, agent: AgentDep, format: Format = "json"
+) -> Response:
+    """A portable document: the definition, and the tools it runs, all by name."""
+    return document_response(await portable.export_agent(session=session, agent=agent), format)
+
+
+@router.post("/{agent_id}/clone", status_code=status.HTTP_201_CREATED)
+async def clone_agent(
+    project: ProjectDep,
+    session: SessionDep,
+    principal: Editor,
+    actor: ActorDep,
+    agent: AgentDep,
+    body: CloneRequest | None = None,
+) -> AgentPublic:
+    """A new agent like this one, here ("<name> (copy)") or in another project of the
+    organisation (`{"project_id"}`), where its tools are that project's of the same names or
+    cloned along with it."""
+    copy = await clone(
+        session=session, principal=principal, actor=actor, project=project, row=agent, body=body
+    )
+    return AgentPublic.of(copy)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -155,62 +202,15 @@ async def start_task(
     )
 
 
-async def _check_references(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
-    check_param_references(spec)
-    check_secret_references(spec)
-    await _check_tools(session, project_id, spec)
-    await _check_knowledge(session, project_id, spec)
-    await _check_snippets(session, project_id, spec)
-    for index, attached in enumerate(spec.mcp):
-        await integration_repo.check_mcp_reference(
-            session=session,
-            project_id=project_id,
-            name=attached.integration,
-            field=f"mcp[{index}].integration",
-        )
-    if spec.integration is not None:
-        await integration_repo.check_reference(
-            session=session,
-            project_id=project_id,
-            name=spec.integration,
-            model=spec.model,
-            field="integration",
-        )
-
-
-async def _check_snippets(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
-    known = await snippet_repo.snippet_names(session=session, project_id=project_id)
-    for field in PARAM_TEXTS:
-        try:
-            unknown = sorted(templating.references(getattr(spec, field)).of("snippets") - known)
-        except templating.TemplateError:
-            continue  # reported by check_param_references when it is a template of ours
-        if unknown:
-            raise InvalidInput(
-                f"{field}: unknown snippet {unknown[0]!r}; create it first",
-                details=[{"field": field, "message": f"unknown snippet {n!r}"} for n in unknown],
-            )
-
-
-async def _check_knowledge(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
-    for index, attached in enumerate(spec.knowledge):
-        try:
-            await set_repo.get_set(session=session, project_id=project_id, set_id=attached.set_id)
-        except NotFound as exc:
-            raise InvalidInput(
-                f"knowledge[{index}]: no knowledge set {attached.set_id!r} in this project",
-                details=[{"field": f"knowledge[{index}].set_id", "message": "unknown set"}],
-            ) from exc
-
-
-async def _check_tools(session: AsyncSession, project_id: str, spec: AgentSpec) -> None:
-    for index, agent_tool in enumerate(spec.tools):
-        try:
-            await tool_repo.get_tool(
-                session=session, project_id=project_id, tool_id=agent_tool.tool_id
-            )
-        except NotFound as exc:
-            raise InvalidInput(
-                f"tools[{index}]: no tool {agent_tool.tool_id!r} in this project",
-                details=[{"field": f"tools[{index}].tool_id", "message": "unknown tool"}],
-            ) from exc
+async def _import_definition(session: AsyncSession, project_id: str, data: object) -> Agent:
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in portable.READ_ONLY}
+    try:
+        spec = AgentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "the imported agent is not valid",
+            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    await check_before_save(session=session, project_id=project_id, spec=spec)
+    return await agent_repo.create_agent(session=session, project_id=project_id, spec=spec)

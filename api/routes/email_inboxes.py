@@ -25,7 +25,6 @@ from api.routes.tasks import post_follow_up
 from api.routes.triggers import (
     TargetOf,
     agent_target,
-    start_trigger_task,
     workforce_target,
 )
 from api.schemas.paging import Page
@@ -36,12 +35,14 @@ from api.schemas.triggers import (
     EmailInboxPublic,
 )
 from baton.db.repositories import email_inboxes as inbox_repo
+from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories.triggers import Target
 from baton.db.tables import EmailInbox, Task
 from baton.domain.mail import InboundMail, NotAnEmail, parse_message, task_message
 from baton.domain.tasks import TaskStatus
 from baton.errors import InvalidInput
 from baton.security import new_token
+from baton.services.triggers import start_target_task
 
 EMAIL_TOKEN_PREFIX = "btml_"
 RFC822 = "message/rfc822"
@@ -76,14 +77,18 @@ def inbox_routes(prefix: str, target_of: TargetOf) -> APIRouter:
     async def list_inboxes(
         _: Viewer, session: SessionDep, page: PageDep, target: Target = target_of
     ) -> Page[EmailInboxPublic]:
-        rows = await inbox_repo.list_inboxes(session=session, target=target, page=page)
+        rows = await trigger_repo.list_live(
+            session=session, table=EmailInbox, target=target, page=page
+        )
         return Page[EmailInboxPublic].of(rows, EmailInboxPublic.of)
 
     @router.delete("/{inbox_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def delete_inbox(
         inbox_id: str, _: Editor, session: SessionDep, target: Target = target_of
     ) -> None:
-        await inbox_repo.revoke_inbox(session=session, target=target, inbox_id=inbox_id)
+        await trigger_repo.revoke(
+            session=session, table=EmailInbox, target=target, trigger_id=inbox_id
+        )
 
     return router
 
@@ -112,7 +117,7 @@ async def receive_email(
 ) -> EmailAccepted:
     """One raw message, up to the server's body limit (BATON_MAX_BODY_BYTES). 202 when it
     started a task or joined one, 200 when its Message-ID was taken before."""
-    inbox = await inbox_repo.find_inbox(session=session, token=token)
+    inbox = await trigger_repo.find_by_token(session=session, table=EmailInbox, token=token)
     mail = await _parsed(await _read_message(request))
     if mail.message_id is not None:
         seen = await inbox_repo.task_of_message(
@@ -127,8 +132,14 @@ async def receive_email(
     # Read before the start, whose rollback on a concurrent copy's start expires the inbox.
     inbox_id = inbox.id
     task_id = str(uuid.uuid5(uuid.UUID(inbox_id), mail.message_id)) if mail.message_id else None
-    task = await start_trigger_task(
-        session, temporal_client, settings, inbox, message=message, task_id=task_id, params={}
+    task = await start_target_task(
+        session=session,
+        temporal_client=temporal_client,
+        settings=settings,
+        target=Target.of(inbox),
+        message=message,
+        task_id=task_id,
+        params={},
     )
     if mail.message_id is not None and not await inbox_repo.claim_message(
         session=session, inbox_id=inbox_id, message_id=mail.message_id, task_id=task.id

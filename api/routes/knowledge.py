@@ -15,12 +15,15 @@ from api.deps import (
     Editor,
     EmbeddersDep,
     KnowledgeSetDep,
+    ModelAccessDep,
     PageDep,
     PlansDep,
     ProjectDep,
+    RerankersDep,
     RowChangesDep,
     SessionDep,
     SettingsDep,
+    TemporalDep,
     Viewer,
     get_project,
     page_dependency,
@@ -41,6 +44,7 @@ from baton.db.repositories import knowledge_jobs as job_repo
 from baton.db.repositories import knowledge_rows as row_repo
 from baton.db.repositories import knowledge_sets as set_repo
 from baton.db.tables import KnowledgeSet
+from baton.domain.advanced_search import AdvancedSearchRequest, AdvancedSearchResult
 from baton.domain.knowledge import (
     EmbeddingConfig,
     EmbeddingProvider,
@@ -57,7 +61,9 @@ from baton.integrations import http
 from baton.knowledge import export as knowledge_export
 from baton.knowledge import imports, store
 from baton.knowledge import search as knowledge_search
+from baton.knowledge.advanced import advanced_search
 from baton.knowledge.embeddings import check_provider_runs
+from baton.services import knowledge_sources as source_service
 from baton.services.embedding import RowChanges
 
 # Row ids are the database's 32-bit integers: a larger one can name no row.
@@ -121,7 +127,13 @@ async def update_set(
 
 
 @router.delete("/sets/{set_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_set(session: SessionDep, _: Editor, knowledge_set: KnowledgeSetDep) -> None:
+async def delete_set(
+    session: SessionDep, temporal_client: TemporalDep, _: Editor, knowledge_set: KnowledgeSetDep
+) -> None:
+    """Deletes the set, its rows and its sources (their schedules stop)."""
+    await source_service.delete_set_sources(
+        session=session, temporal_client=temporal_client, knowledge_set=knowledge_set
+    )
     await store.delete_set(session=session, knowledge_set=knowledge_set)
 
 
@@ -416,12 +428,42 @@ async def search(
     _: Viewer,
     knowledge_set: KnowledgeSetDep,
     embedders: EmbeddersDep,
+    rerankers: RerankersDep,
 ) -> list[SearchHit]:
     """Ranked rows for a query, best first, each with its id, row and score (`top_k` of
     them, not a page). `vector` and `hybrid` (the default) need the set's embedding
-    provider."""
+    provider. With `rerank`, the first `rerank.candidates` hits (50 by default) are
+    re-scored and the best `top_k` by `rerank_score` returned: `true` for the local
+    bi-encoder reranker, or an integration's `POST /rerank` endpoint."""
     return await knowledge_search.search(
-        session=session, knowledge_set=knowledge_set, request=body, embedder_for=embedders
+        session=session,
+        knowledge_set=knowledge_set,
+        request=body,
+        embedder_for=embedders,
+        rerankers=rerankers,
+    )
+
+
+@router.post("/sets/{set_id}/search/advanced")
+async def search_advanced(
+    body: AdvancedSearchRequest,
+    session: SessionDep,
+    _: Editor,
+    knowledge_set: KnowledgeSetDep,
+    embedders: EmbeddersDep,
+    access: ModelAccessDep,
+) -> AdvancedSearchResult:
+    """A search with model steps around it: `rewrite` turns the question into a search query
+    (returned as `search_query`), `answer` says whether the hits answer the question and
+    summarises them, citing row ids; a cited id that is not among the hits is dropped and
+    listed in `dropped_citations`. Each step is one call to `model`, charged like any model
+    call, so this needs the editor role."""
+    return await advanced_search(
+        session=session,
+        knowledge_set=knowledge_set,
+        request=body,
+        embedder_for=embedders,
+        access=access,
     )
 
 

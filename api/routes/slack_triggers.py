@@ -29,8 +29,9 @@ from api.schemas.paging import Page
 from api.schemas.triggers import SlackTriggerCreate, SlackTriggerCreated, SlackTriggerPublic
 from baton.db.repositories import integrations as integration_repo
 from baton.db.repositories import slack_triggers as slack_repo
+from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories.triggers import Target
-from baton.db.tables import Integration
+from baton.db.tables import Integration, SlackTrigger
 from baton.errors import InvalidInput, NotFound, Unauthenticated
 from baton.integrations import http, slack
 from baton.security import SecretBox, new_token
@@ -75,14 +76,18 @@ def slack_trigger_routes(prefix: str, target_of: TargetOf) -> APIRouter:
     async def list_slack_triggers(
         _: Viewer, session: SessionDep, page: PageDep, target: Target = target_of
     ) -> Page[SlackTriggerPublic]:
-        rows = await slack_repo.list_triggers(session=session, target=target, page=page)
+        rows = await trigger_repo.list_live(
+            session=session, table=SlackTrigger, target=target, page=page
+        )
         return Page[SlackTriggerPublic].of(rows, SlackTriggerPublic.of)
 
     @router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def revoke_slack_trigger(
         trigger_id: str, _: Editor, session: SessionDep, target: Target = target_of
     ) -> None:
-        await slack_repo.revoke_trigger(session=session, target=target, trigger_id=trigger_id)
+        await trigger_repo.revoke(
+            session=session, table=SlackTrigger, target=target, trigger_id=trigger_id
+        )
 
     return router
 
@@ -105,7 +110,7 @@ async def receive_slack_event(
 ) -> dict[str, Any]:
     """Slack's Events API: `url_verification` is answered with its challenge; an
     `event_callback` is acted on (a task started or continued) and answered at once."""
-    trigger = await slack_repo.find_trigger(session=session, token=token)
+    trigger = await trigger_repo.find_by_token(session=session, table=SlackTrigger, token=token)
     row = await session.get(Integration, trigger.integration_id)
     if row is None:
         raise NotFound("no Slack trigger at this URL: its integration was deleted")

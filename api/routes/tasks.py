@@ -40,6 +40,7 @@ from baton.db.repositories import tasks as task_repo
 from baton.db.tables import Task
 from baton.domain.accounts import Principal
 from baton.domain.agents import render_with_params
+from baton.domain.capacity import WAITING_FOR_CAPACITY, Capacity
 from baton.domain.tasks import Decision, Message, PendingApproval, TaskStatus, UserMessage
 from baton.domain.workforce_tasks import NodeRun
 from baton.errors import Conflict, NotFound, ServiceUnavailable
@@ -88,6 +89,7 @@ async def list_tasks(
             workforce_id=t.workforce_id,
             parent_task_id=t.parent_task_id,
             node=t.node,
+            source=t.source,
             workflow_id=t.workflow_id,
             status=TaskStatus(t.status),
             error=t.error,
@@ -137,6 +139,7 @@ async def get_task(
         workforce_version=task.workforce_version,
         parent_task_id=task.parent_task_id,
         node=task.node,
+        source=task.source,
         nodes=nodes,
         agent_version=task.agent_version,
         params=task.params or {},
@@ -144,6 +147,7 @@ async def get_task(
         workflow_id=task.workflow_id,
         status=TaskStatus(task.status),
         error=task.error,
+        details=_waiting_for(task),
         temporal_ui_url=settings.temporal_ui_link(task.workflow_id),
         messages=messages,
         usage=Usage(input_tokens=task.input_tokens, output_tokens=task.output_tokens),
@@ -244,6 +248,12 @@ async def _open_task(
     if TaskStatus(task.status).is_final:
         raise Conflict(f"the task has already ended ({task.status})")
     return task
+
+
+def _waiting_for(task: Task) -> str | None:
+    if task.capacity == Capacity.waiting and task.status == TaskStatus.queued.value:
+        return WAITING_FOR_CAPACITY
+    return None
 
 
 async def _welcome_message(session: AsyncSession, task: Task) -> str:

@@ -1,15 +1,12 @@
-"""Tools: definitions with versions, runs, export and import."""
+"""Tools: definitions with versions, runs, export, import and clone."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import yaml
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import ValidationError
 
 from api.deps import (
+    ActorDep,
     Editor,
     PageDep,
     ProjectDep,
@@ -20,13 +17,23 @@ from api.deps import (
     Viewer,
     get_project,
 )
-from api.limits import bounded_definition, load_definition
+from api.limits import bounded_definition
+from api.portable import (
+    CloneRequest,
+    Format,
+    clone,
+    document_response,
+    import_document,
+    read_import,
+)
 from api.schemas.paging import Page
 from api.schemas.tools import ToolPublic, ToolRunCreate, ToolRunPublic, ToolVersionPublic
 from baton.db.repositories import tools as tool_repo
 from baton.db.repositories import workforces as workforce_repo
+from baton.db.tables import Tool
 from baton.domain.tools import ToolSpec
 from baton.errors import Conflict, InvalidInput
+from baton.services import portable
 from baton.services.tool_runs import check_before_save, run_view, start_tool_run, wait_for_run
 
 router = APIRouter(
@@ -55,10 +62,19 @@ async def create_tool(
 
 @router.post("/import", status_code=status.HTTP_201_CREATED)
 async def import_tool(
-    request: Request, project: ProjectDep, session: SessionDep, _: Editor
+    request: Request, project: ProjectDep, session: SessionDep, _: Editor, actor: ActorDep
 ) -> ToolPublic:
-    """A tool exported as JSON or YAML (`Content-Type: application/yaml`)."""
-    data = load_definition(await request.body(), request.headers.get("content-type", ""))
+    """A tool exported by `GET .../tools/{id}/export`, as JSON or YAML (`Content-Type:
+    application/yaml`): the tools it calls are this project's of the same names, or created
+    from the document. A bare definition (an export from before documents had a `kind`) is
+    taken too."""
+    data = await read_import(request)
+    if portable.is_document(data):
+        tool = await import_document(
+            session=session, project=project, actor=actor, data=data, into=Tool
+        )
+        _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
+        return ToolPublic.of(tool, spec)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in _EXPORT_ONLY}
     try:
@@ -121,16 +137,29 @@ async def list_versions(
 
 @router.get("/{tool_id}/export")
 async def export_tool(
-    session: SessionDep,
-    _: Viewer,
-    tool: ToolDep,
-    format: Annotated[Literal["json", "yaml"], Query()] = "json",
+    session: SessionDep, _: Viewer, tool: ToolDep, format: Format = "json"
 ) -> Response:
-    _version, spec = await tool_repo.get_spec(session=session, tool_id=tool.id)
-    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    if format == "yaml":
-        return Response(yaml.safe_dump(data, sort_keys=False), media_type="application/yaml")
-    return JSONResponse(data)
+    """A portable document: the definition, and the tools it calls, all by name."""
+    return document_response(await portable.export_tool(session=session, tool=tool), format)
+
+
+@router.post("/{tool_id}/clone", status_code=status.HTTP_201_CREATED)
+async def clone_tool(
+    project: ProjectDep,
+    session: SessionDep,
+    principal: Editor,
+    actor: ActorDep,
+    tool: ToolDep,
+    body: CloneRequest | None = None,
+) -> ToolPublic:
+    """A new tool like this one, here ("<name> (copy)") or in another project of the
+    organisation (`{"project_id"}`), where the tools it calls are that project's of the same
+    names or cloned along with it."""
+    copy = await clone(
+        session=session, principal=principal, actor=actor, project=project, row=tool, body=body
+    )
+    _version, spec = await tool_repo.get_spec(session=session, tool_id=copy.id)
+    return ToolPublic.of(copy, spec)
 
 
 @router.post("/{tool_id}/runs", status_code=status.HTTP_201_CREATED)

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request, status
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.deps import (
@@ -44,17 +43,14 @@ from api.schemas.triggers import (
 )
 from api.templates import api_budget, off_loop
 from baton import templating
-from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import triggers as trigger_repo
-from baton.db.repositories import workforces as workforce_repo
 from baton.db.repositories.triggers import Target
-from baton.db.tables import AgentSchedule, AgentWebhook, EmailInbox, Task
+from baton.db.tables import AgentSchedule, AgentWebhook, Task
 from baton.domain.tasks import TaskStatus
 from baton.errors import BatonError, InvalidInput
 from baton.security import new_token
 from baton.services import schedules as schedule_service
-from baton.services.tasks import start_agent_task
-from baton.services.workforce_tasks import start_workforce_task
+from baton.services.triggers import start_target_task
 from baton.settings import Settings
 
 WEBHOOK_TOKEN_PREFIX = "bthk_"
@@ -122,14 +118,18 @@ def webhook_routes(prefix: str, target_of: TargetOf) -> APIRouter:
     async def list_webhooks(
         _: Viewer, session: SessionDep, page: PageDep, target: Target = target_of
     ) -> Page[WebhookPublic]:
-        rows = await trigger_repo.list_webhooks(session=session, target=target, page=page)
+        rows = await trigger_repo.list_live(
+            session=session, table=AgentWebhook, target=target, page=page
+        )
         return Page[WebhookPublic].of(rows, WebhookPublic.of)
 
     @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def revoke_webhook(
         webhook_id: str, _: Editor, session: SessionDep, target: Target = target_of
     ) -> None:
-        await trigger_repo.revoke_webhook(session=session, target=target, webhook_id=webhook_id)
+        await trigger_repo.revoke(
+            session=session, table=AgentWebhook, target=target, trigger_id=webhook_id
+        )
 
     return router
 
@@ -150,7 +150,7 @@ async def receive_hook(
 ) -> HookAccepted:
     """Any JSON body (up to 1 MB) becomes `payload` in the webhook's templates. With a dedupe
     key, the same key starts one task however often it arrives."""
-    webhook = await trigger_repo.find_webhook(session=session, token=token)
+    webhook = await trigger_repo.find_by_token(session=session, table=AgentWebhook, token=token)
     payload = await _read_json(request)
     templates = HookTemplates(
         message=webhook.message_template,
@@ -160,54 +160,20 @@ async def receive_hook(
     message, key, params = await off_loop(lambda: _render_hook(templates, payload))
     task_id = str(uuid.uuid5(uuid.UUID(webhook.id), key)) if key else None
     deduplicated = task_id is not None and await session.get(Task, task_id) is not None
-    task = await start_trigger_task(
-        session, temporal_client, settings, webhook, message=message, task_id=task_id, params=params
+    task = await start_target_task(
+        session=session,
+        temporal_client=temporal_client,
+        settings=settings,
+        target=Target.of(webhook),
+        message=message,
+        task_id=task_id,
+        params=params,
     )
     return HookAccepted(
         task_id=task.id,
         workflow_id=task.workflow_id,
         status=TaskStatus(task.status),
         deduplicated=deduplicated,
-    )
-
-
-async def start_trigger_task(
-    session: AsyncSession,
-    temporal_client: Client,
-    settings: Settings,
-    webhook: AgentWebhook | EmailInbox,
-    *,
-    message: str,
-    task_id: str | None,
-    params: dict[str, Any],
-) -> Task:
-    """A task of the trigger's workforce, or of its agent."""
-    if webhook.workforce_id is not None:
-        workforce = await workforce_repo.get_workforce(
-            session=session, project_id=webhook.project_id, workforce_id=webhook.workforce_id
-        )
-        return await start_workforce_task(
-            session=session,
-            temporal_client=temporal_client,
-            settings=settings,
-            workforce=workforce,
-            spec=workforce_repo.workforce_spec(workforce),
-            message=message,
-            params=params,
-            task_id=task_id,
-        )
-    assert webhook.agent_id is not None
-    agent = await agent_repo.get_agent(
-        session=session, project_id=webhook.project_id, agent_id=webhook.agent_id
-    )
-    return await start_agent_task(
-        session=session,
-        temporal_client=temporal_client,
-        settings=settings,
-        agent=agent,
-        message=message,
-        task_id=task_id,
-        params=params,
     )
 
 

@@ -3,14 +3,11 @@ are started and read under `.../workforces/{id}/tasks` and `.../tasks`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import yaml
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import (
+    ActorDep,
     Editor,
     PageDep,
     ProjectDep,
@@ -20,7 +17,15 @@ from api.deps import (
     WorkforceDep,
     get_project,
 )
-from api.limits import bounded_definition, load_definition
+from api.limits import bounded_definition
+from api.portable import (
+    CloneRequest,
+    Format,
+    clone,
+    document_response,
+    import_document,
+    read_import,
+)
 from api.schemas.paging import Page
 from api.schemas.workforces import (
     WorkforceCreate,
@@ -31,22 +36,18 @@ from api.schemas.workforces import (
 from baton.db.repositories import triggers as trigger_repo
 from baton.db.repositories import workforces as workforce_repo
 from baton.db.repositories.triggers import Target
-from baton.domain.workforces import NAME_MAX_LENGTH, WorkforceSpec
+from baton.db.tables import Workforce
+from baton.domain.workforces import WorkforceSpec
 from baton.errors import Conflict
+from baton.services import portable
 from baton.services.schedules import delete_in_temporal
-from baton.services.workforce_definitions import (
-    check_before_save,
-    export_definition,
-    resolve_import,
-)
+from baton.services.workforce_definitions import check_before_save, resolve_import
 
 router = APIRouter(
     prefix="/api/v1/projects/{project_id}/workforces",
     tags=["workforces"],
     dependencies=[Depends(get_project)],
 )
-
-COPY_SUFFIX = " (copy)"
 
 
 @router.get("")
@@ -67,12 +68,19 @@ async def create_workforce(
 
 @router.post("/import", status_code=status.HTTP_201_CREATED)
 async def import_workforce(
-    request: Request, project: ProjectDep, session: SessionDep, _: Editor
+    request: Request, project: ProjectDep, session: SessionDep, _: Editor, actor: ActorDep
 ) -> WorkforcePublic:
-    """A workforce exported as YAML or JSON (`Content-Type: application/json`), from this
-    project or another: each agent and tool is this project's of the same id, else of the
-    same name (the export carries `agent_name` and `tool_name`)."""
-    data = load_definition(await request.body(), request.headers.get("content-type", ""))
+    """A workforce exported by `GET .../workforces/{id}/export`, as YAML or JSON
+    (`Content-Type: application/json`): its agents and tools are this project's of the same
+    names, or created from the document. A bare definition (an export from before documents
+    had a `kind`, or a read) is taken too: each agent and tool is this project's of the same
+    id, else of the `agent_name` or `tool_name` its node carries."""
+    data = await read_import(request)
+    if portable.is_document(data):
+        workforce = await import_document(
+            session=session, project=project, actor=actor, data=data, into=Workforce
+        )
+        return WorkforcePublic.of(workforce)
     spec = await resolve_import(session=session, project_id=project.id, data=data)
     return await _save_new(session, project.id, spec)
 
@@ -141,30 +149,34 @@ async def delete_workforce(
 
 @router.get("/{workforce_id}/export")
 async def export_workforce(
-    project: ProjectDep,
-    session: SessionDep,
-    _: Viewer,
-    workforce: WorkforceDep,
-    format: Annotated[Literal["json", "yaml"], Query()] = "yaml",
+    session: SessionDep, _: Viewer, workforce: WorkforceDep, format: Format = "yaml"
 ) -> Response:
-    """The definition as `POST .../workforces/import` takes it, in this project or another."""
-    data = await export_definition(
-        session=session, project_id=project.id, spec=workforce_repo.workforce_spec(workforce)
-    )
-    if format == "yaml":
-        return Response(yaml.safe_dump(data, sort_keys=False), media_type="application/yaml")
-    return JSONResponse(data)
+    """A portable document: the graph, and the agents and tools it runs, all by name."""
+    document = await portable.export_workforce(session=session, workforce=workforce)
+    return document_response(document, format)
 
 
 @router.post("/{workforce_id}/clone", status_code=status.HTTP_201_CREATED)
 async def clone_workforce(
-    project: ProjectDep, session: SessionDep, _: Editor, workforce: WorkforceDep
+    project: ProjectDep,
+    session: SessionDep,
+    principal: Editor,
+    actor: ActorDep,
+    workforce: WorkforceDep,
+    body: CloneRequest | None = None,
 ) -> WorkforcePublic:
-    """A new workforce with the current definition, named "<name> (copy)"."""
-    spec = workforce_repo.workforce_spec(workforce)
-    name_limit = NAME_MAX_LENGTH - len(COPY_SUFFIX)
-    copy = spec.model_copy(update={"name": spec.name[:name_limit] + COPY_SUFFIX})
-    return await _save_new(session, project.id, copy)
+    """A new workforce like this one: here, named "<name> (copy)" and running the same agents
+    and tools; or in another project of the organisation (`{"project_id"}`), where each agent
+    and tool it runs is that project's of the same name, or cloned along with it."""
+    copy = await clone(
+        session=session,
+        principal=principal,
+        actor=actor,
+        project=project,
+        row=workforce,
+        body=body,
+    )
+    return WorkforcePublic.of(copy)
 
 
 async def _save_new(session: AsyncSession, project_id: str, spec: WorkforceSpec) -> WorkforcePublic:

@@ -120,3 +120,30 @@ class JobPublic(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class KnowledgeSourcePublic(BaseModel):
+    """A synced source and how its last sync went: `rows_added`, `rows_changed` and
+    `rows_removed` count that sync's changes (an unchanged source shows zeros)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    set_id: str
+    kind: str
+    url: str
+    interval_minutes: int
+    last_sync_at: datetime | None
+    last_outcome: str | None = Field(description="running, succeeded or failed; null before any")
+    last_workflow_id: str | None
+    rows_added: int
+    rows_changed: int
+    rows_removed: int
+    last_error: str | None = Field(description="Why the last sync failed; its old rows are kept")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SyncStarted(BaseModel):
+    status: str = "started"
+    workflow_id: str

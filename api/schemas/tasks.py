@@ -93,6 +93,9 @@ class TaskKindFields(BaseModel):
         default=None, description="A node's task: the workforce task it works for"
     )
     node: str | None = Field(default=None, description="A node's task: the node it runs")
+    source: str | None = Field(
+        default=None, description="Where it was started when not by the API: share:<id>"
+    )
 
 
 class TaskPublic(TaskCreated, TaskKindFields):
@@ -105,6 +108,11 @@ class TaskPublic(TaskCreated, TaskKindFields):
     params: dict[str, Any] = Field(description="The agent's params as the task started")
     welcome_message: str = Field(description="The agent's welcome message, params filled in")
     error: str | None
+    details: str | None = Field(
+        default=None,
+        description='What a task that has not started waits for: "waiting for capacity" '
+        "while its organisation runs as many tasks as its plan's max_concurrent_tasks",
+    )
     messages: list[Message | WorkforceMessagePublic]
     usage: Usage
     cost: TaskCost = Field(

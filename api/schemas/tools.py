@@ -77,6 +77,9 @@ class ToolRunPublic(BaseModel):
     error: str | None
     temporal_ui_url: str
     steps: list[StepResultPublic]
+    source: str | None = Field(
+        default=None, description="Where it was started when not by the API: share:<id>"
+    )
     cost: ToolRunCost | None = Field(
         default=None, description="What the run was charged; on a run's read, not in lists"
     )
@@ -103,6 +106,7 @@ class ToolRunPublic(BaseModel):
             error=run.error,
             temporal_ui_url=ui_url,
             steps=[StepResultPublic.model_validate(s, from_attributes=True) for s in steps],
+            source=run.source,
             cost=cost,
             created_at=run.created_at,
             updated_at=run.updated_at,

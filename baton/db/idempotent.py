@@ -20,11 +20,13 @@ async def insert_once(
 ) -> int:
     """Inserts each row unless one with the same `key` columns exists (that row is left as
     it is). Several rows go in one statement. Returns how many rows were new."""
-    rows = [rows] if isinstance(rows, dict) else rows
     if not rows:
         return 0
+    # One row as `values(row)`: SQLAlchemy caches that statement's compiled form, which it
+    # cannot for a list of rows (compiling an insert costs more than running it).
+    values = rows[0] if isinstance(rows, list) and len(rows) == 1 else rows
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = await session.execute(
-        insert(table).values(rows).on_conflict_do_nothing(index_elements=key)
+        insert(table).values(values).on_conflict_do_nothing(index_elements=key)
     )
     return int(getattr(result, "rowcount", 0) or 0)

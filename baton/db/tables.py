@@ -94,11 +94,34 @@ class CreditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CreditTotal(Base):
+    """Running totals of the credits ledger, kept in the transaction of each entry so that
+    what an organisation has left is read from a row, not summed over its ledger. One row per
+    organisation, currency, scope and period: `period_start` is a calendar month, or
+    `ALL_TIME` (the sentinel of the whole ledger); `project_id` is one project's debits, or
+    `ORG_WIDE` (every entry of the organisation). Each holds the sums of its entries: `used`
+    (debits), `paid_by_grants` (the debits' `from_grant`), `granted` (grants). The ledger stays
+    the record: these equal its sums, and migration 0024 built them from it."""
+
+    __tablename__ = "credit_totals"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_by_grants: Mapped[int] = mapped_column(BigInteger, default=0)
+    granted: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class CreditAlert(Base):
     """A usage threshold an organisation's use reached: one row per threshold, currency and
     period (the unique key), so concurrent or retried debits alert once. Written in the
     debit's transaction; `delivery` is then `pending` until the webhook is sent (`sent`,
-    `failed`), or `none` when no webhook was set."""
+    `failed` after its last attempt), or `none` when no webhook was set. `due_at`: when a
+    pending alert may be tried again, or when a `sending` one's claim lapses."""
 
     __tablename__ = "credit_alerts"
     __table_args__ = (
@@ -114,6 +137,8 @@ class CreditAlert(Base):
     used: Mapped[int] = mapped_column(BigInteger)
     cap: Mapped[int] = mapped_column(BigInteger)
     delivery: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -322,10 +347,15 @@ class Task(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Its place in the organisation's concurrency quota (baton/domain/capacity.py); NULL:
+    # no quota applied.
+    capacity: Mapped[str | None] = mapped_column(String(16), default=None, index=True)
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     # Of input_tokens, those read from the provider's prompt cache.
     cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Where it was started from when not through the API: `share:<id>` for a share link.
+    source: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -550,6 +580,8 @@ class ToolRun(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     output: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Where it was started from when not through the API: `share:<id>` for a share link.
+    source: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -643,7 +675,10 @@ class KnowledgeRow(Base):
     `embedding` is float32 bytes of `content`'s vector, NULL until computed or after a change."""
 
     __tablename__ = "knowledge_rows"
-    __table_args__ = (Index("ix_knowledge_rows_set_id", "set_id", "id"),)
+    __table_args__ = (
+        Index("ix_knowledge_rows_set_id", "set_id", "id"),
+        Index("ix_knowledge_rows_source", "source_id", "source_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     set_id: Mapped[str] = mapped_column(ForeignKey("knowledge_sets.id", ondelete="CASCADE"))
@@ -652,6 +687,50 @@ class KnowledgeRow(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A row a synced source wrote: the source, the key it came under (a page's URL, a feed
+    # item's id) and the hash of what that key gave (baton/knowledge/sources.py).
+    source_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    source_key: Mapped[str | None] = mapped_column(Text, default=None)
+    source_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class KnowledgeSource(Base):
+    """A URL a set stays in sync with (baton/domain/knowledge_sources.py), and how its last
+    sync went. Its Temporal Schedule is `knowledge-source-<id>`."""
+
+    __tablename__ = "knowledge_sources"
+    __table_args__ = (Index("ix_knowledge_sources_set_created", "set_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    set_id: Mapped[str] = mapped_column(ForeignKey("knowledge_sets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    interval_minutes: Mapped[int] = mapped_column(Integer)
+    last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    last_workflow_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    rows_added: Mapped[int] = mapped_column(Integer, default=0)
+    rows_changed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_removed: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KnowledgeSourceDocument(Base):
+    """A document a source fetched (the page, the feed, the file, each page of a sitemap)
+    with the validators it answered with, for the next fetch to be conditional."""
+
+    __tablename__ = "knowledge_source_documents"
+
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("knowledge_sources.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(Text, default=None)
+    last_modified: Mapped[str | None] = mapped_column(Text, default=None)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class KnowledgeJob(Base):
@@ -673,3 +752,99 @@ class KnowledgeJob(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShareLink(Base):
+    """A link that lets anyone holding it chat with an agent or run a tool, without a token:
+    only the hash of its random token is kept. One shared with a user group has no public
+    page: it lists the agent on that group's dashboard."""
+
+    __tablename__ = "share_links"
+    __table_args__ = (
+        CheckConstraint(
+            "(agent_id IS NULL) <> (tool_id IS NULL)", name="ck_share_links_one_target"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), default=None, index=True
+    )
+    tool_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tools.id", ondelete="CASCADE"), default=None, index=True
+    )
+    user_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("user_groups.id", ondelete="CASCADE"), default=None, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ShareRun(Base):
+    """A task or tool run started from a share link, and the visitor (the hash of the id in
+    their cookie) who started it: a visitor sees only their own."""
+
+    __tablename__ = "share_runs"
+    __table_args__ = (Index("ix_share_runs_share_visitor", "share_id", "visitor_hash"),)
+
+    run_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    share_id: Mapped[str] = mapped_column(ForeignKey("share_links.id", ondelete="CASCADE"))
+    visitor_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DashboardCode(Base):
+    """A one-time code that opens a user group's dashboard (the URL carries the code, never
+    the group's token); only its hash is kept."""
+
+    __tablename__ = "dashboard_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_group_id: Mapped[str] = mapped_column(ForeignKey("user_groups.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BulkTaskRun(Base):
+    """A run of one agent task per row of a knowledge set (`BulkTaskWorkflow`)."""
+
+    __tablename__ = "bulk_task_runs"
+    __table_args__ = (Index("ix_bulk_task_runs_agent_created", "agent_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    set_id: Mapped[str] = mapped_column(ForeignKey("knowledge_sets.id", ondelete="CASCADE"))
+    workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
+    # The request as given: template, filters, pace, working hours.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(32))
+    # While outside its working hours: when the next window opens.
+    waiting_until: Mapped[datetime | None] = mapped_column(default=None)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BulkTaskRow(Base):
+    """A row of a bulk run: what the run did with it, and the task it started for it."""
+
+    __tablename__ = "bulk_task_rows"
+    __table_args__ = (Index("ix_bulk_task_rows_state", "bulk_id", "state", "row_id"),)
+
+    bulk_id: Mapped[str] = mapped_column(
+        ForeignKey("bulk_task_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    # No foreign key: a row deleted from the set after the run began fails its start.
+    row_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)

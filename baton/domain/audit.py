@@ -29,11 +29,16 @@ class AuditAction(StrEnum):
     credits_alerts_set = "credits.alerts_set"
     # Not an act of a person: a debit made the organisation's use cross an alert threshold.
     credits_threshold_reached = "credits.threshold_reached"
+    # Nor this: a usage alert's webhook failed every attempt.
+    credits_alert_failed = "credits.alert_failed"
     user_group_created = "user_group.created"
     user_group_rotated = "user_group.rotated"
     user_group_deleted = "user_group.deleted"
-    # Sharing (share links of agents and tools) does not exist yet; turning it on or off
-    # records these.
+    # An agent, tool or workforce made from another project's (its detail names the source)
+    # or from an imported document.
+    definition_cloned = "definition.cloned"
+    definition_imported = "definition.imported"
+    # A share link of an agent or a tool created, or revoked.
     sharing_enabled = "sharing.enabled"
     sharing_disabled = "sharing.disabled"
 

@@ -184,6 +184,18 @@ def load_prices(prices_file: Path | None) -> dict[str, ModelPrice]:
     return prices
 
 
+class LlmCharge(BaseModel):
+    """One model call on the installation's key, to be charged its vendor credits once per
+    `key`. It crosses Temporal: a tool run's `llm` steps hand theirs to the run's last write,
+    which charges them all at once."""
+
+    key: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
 def llm_call_key(task_id: str, seq: int) -> str:
     """The idempotency key of a model answer's vendor credits: message `seq` of the task."""
     return f"llm:{task_id}:{seq}"
@@ -219,6 +231,8 @@ class PlanBook(BaseModel):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(BUILT_IN_PRICES))
     upload_ceiling_bytes: int = UPLOAD_CEILING_BYTES
     rows_per_import_ceiling: int = ROWS_PER_IMPORT_CEILING
+    metering: bool = True
+    """Off (Settings.metering), credits are neither required nor debited."""
 
     def limits(self, chosen: str | None) -> PlanLimits:
         """The one place an upload's size and an import's rows are decided: the plan's
@@ -276,6 +290,13 @@ def tool_run_step_key(run_id: str, position: int, item: int) -> str:
     run, for foreach `item` (-1 without foreach). It starts with the run's own key, so what a
     run spent is read by that prefix."""
     return f"{tool_run_key(run_id)}:step:{position}:{item}"
+
+
+def enrichment_step_key(job_id: str, row_id: int, position: int, item: int) -> str:
+    """The idempotency key of an enrichment's `llm` step's vendor credits: the step at
+    `position` (foreach `item`) of the job's tool, for one row; a row redone after a crash
+    is not charged again."""
+    return f"enrichment:{job_id}:row:{row_id}:step:{position}:{item}"
 
 
 class Allowance(BaseModel):

@@ -9,8 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from baton.domain.rerank import RerankOptions, rerank_option
 from baton.domain.tools import IDENTIFIER, ToolSpec
 
 # How large an import may be is the organisation's plan's (baton/domain/credits.py,
@@ -121,6 +122,14 @@ class SearchRequest(BaseModel):
     )
     top_k: int = Field(default=5, ge=1, le=100)
     filters: list[RowFilter] = Field(default_factory=list)
+    rerank: RerankOptions | None = Field(
+        default=None,
+        description="Re-score the first-pass candidates and return the best top_k of them "
+        'by the reranker: `true` (local), `{"provider": "local", "candidates": 50}` or '
+        '`{"provider": "integration", "integration": "...", "model": "..."}`',
+    )
+
+    _rerank_shorthand = field_validator("rerank", mode="before")(rerank_option)
 
 
 class SearchHit(BaseModel):
@@ -128,7 +137,10 @@ class SearchHit(BaseModel):
 
     row_id: int
     row: dict[str, Any]
-    score: float
+    score: float = Field(description="The first pass's score (lexical, vector or fused)")
+    rerank_score: float | None = Field(
+        default=None, description="The reranker's score, by which a reranked search is ordered"
+    )
 
 
 class JobKind(StrEnum):
@@ -178,6 +190,11 @@ class AgentKnowledge(BaseModel):
     mode: AttachMode = AttachMode.search
     token_budget: int = Field(default=2000, ge=50, le=100_000)
     description: str = ""
+    rerank: RerankOptions | None = Field(
+        default=None, description="search mode: how the agent's searches are reranked"
+    )
+
+    _rerank_shorthand = field_validator("rerank", mode="before")(rerank_option)
 
 
 def row_content(columns: list[KnowledgeColumn], data: dict[str, Any]) -> str:
@@ -203,7 +220,13 @@ def knowledge_tool_id(set_id: str) -> str:
 
 
 def knowledge_search_tool(
-    *, set_id: str, name: str, description: str, vector: bool, top_k: int = 5
+    *,
+    set_id: str,
+    name: str,
+    description: str,
+    vector: bool,
+    top_k: int = 5,
+    rerank: RerankOptions | None = None,
 ) -> ToolSpec:
     """The tool an agent searches an attached set with: a one-step tool, so a search runs,
     streams and shows in the Temporal UI like any other tool call."""
@@ -224,6 +247,11 @@ def knowledge_search_tool(
                     "query": "{{ params.query }}",
                     "mode": "hybrid" if vector else "lexical",
                     "top_k": top_k,
+                    **(
+                        {"rerank": rerank.model_dump(mode="json", exclude_defaults=True)}
+                        if rerank is not None
+                        else {}
+                    ),
                 }
             ],
         }

@@ -11,7 +11,7 @@ from pydantic import AfterValidator
 # The offline model is labelled wherever it appears: it is for demos and tests only.
 SCRIPTED_PROVIDER = "scripted"
 SCRIPTED_LABEL = "[scripted offline model, for demos and tests]"
-SCRIPTED_MODELS = ("echo", "tools")
+SCRIPTED_MODELS = ("echo", "tools", "search")
 # Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM) by base URL.
 OPENAI_PROVIDER = "openai"
 ANTHROPIC_PROVIDER = "anthropic"

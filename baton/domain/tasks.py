@@ -176,6 +176,11 @@ class AgentTaskInput(BaseModel):
     # A `task: same` delegation: the task whose conversation this one continues (its
     # messages so far come before `message`, as the task's first message).
     conversation_of: str | None = None
+    # From the organisation's plan when the task started, carried by continue-as-new and to
+    # the runs it starts; None: no limit (tasks started before plans had them). How long the
+    # agent may work on one user message, and how long each of its tool runs may take.
+    seconds_per_message: int | None = None
+    tool_run_seconds: int | None = None
 
 
 class Delegation(BaseModel):
@@ -211,6 +216,9 @@ class BeginTask(BaseModel):
     parent_task_id: str | None = None
     node: str | None = None
     conversation_of: str | None = None
+    # The workflow can wait for capacity: the organisation's concurrency quota applies
+    # (False for runs that began before the quota existed).
+    admit: bool = False
 
 
 class BegunTask(BaseModel):
@@ -222,6 +230,12 @@ class BegunTask(BaseModel):
     knowledge_prompt: str = ""
     # A task with a parent: the params its own agent starts with (None: those it was given).
     params: dict[str, Any] | None = None
+    # Over its organisation's concurrency quota: the task waits in `queued` until admitted.
+    waiting_for_capacity: bool = False
+    # The time limits of the organisation's plan as the task began, for a task started without
+    # them (a schedule's, a workforce node's); None: no limit, or begun before they were read.
+    seconds_per_message: int | None = None
+    tool_run_seconds: int | None = None
 
 
 class TaskStatusUpdate(BaseModel):

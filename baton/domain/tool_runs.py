@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from baton.domain.credits import LlmCharge
 from baton.domain.tools import Step, StepStatus, ToolRunStatus, ToolSpec
 
 # Outputs above this size are stored truncated in the step record (they still flow on).
@@ -41,6 +42,9 @@ class ToolRunInput(BaseModel):
     depth: int = 0
     # The texts of the snippets the tools read, pinned when the run started.
     snippets: dict[str, str] = Field(default_factory=dict)
+    # The organisation plan's `tool_run_seconds` when the run started; None: no limit (as for
+    # runs started before plans had one).
+    time_limit_seconds: int | None = None
 
 
 class NewToolRun(BaseModel):
@@ -75,6 +79,8 @@ class StepCall(BaseModel):
 
 class StepOutcome(BaseModel):
     output: Any = None
+    # A persisted run's `llm` step answers to charge, which the run's last write charges.
+    charges: list[LlmCharge] = Field(default_factory=list)
 
 
 class ToolRunProgress(BaseModel):
@@ -92,3 +98,6 @@ class ToolRunFinish(BaseModel):
     output: Any = None
     error: str | None = None
     records: list[StepRecord] = Field(default_factory=list)
+    # What the run's `llm` steps answered, charged with this write (once per key).
+    project_id: str | None = None
+    charges: list[LlmCharge] = Field(default_factory=list)

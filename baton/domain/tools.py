@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from baton.domain.mail import email_address
 from baton.domain.models import ModelRef
+from baton.domain.rerank import RerankOptions, rerank_option
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
@@ -204,6 +205,11 @@ class KnowledgeSearchStep(KnowledgeStepBase):
         default_factory=list,
         description="[{column, op, value}]; op: eq ne gt gte lt lte contains exists",
     )
+    rerank: RerankOptions | None = Field(
+        default=None, description="true (local), or rerank options as a search takes them"
+    )
+
+    _rerank_shorthand = field_validator("rerank", mode="before")(rerank_option)
 
 
 class KnowledgeInsertStep(KnowledgeStepBase):

@@ -93,6 +93,7 @@ class HttpStepError(BatonError):
 
     code = "http_error"
     status_code = 502
+    retryable: bool
 
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message, details={"retryable": retryable})

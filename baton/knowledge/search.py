@@ -23,19 +23,47 @@ from baton.domain.knowledge import (
     SearchRequest,
 )
 from baton.errors import InvalidInput
-from baton.knowledge import lexical, vectors
+from baton.knowledge import lexical, rerank, vectors
 from baton.knowledge.embeddings import EmbedderFor
 from baton.knowledge.filters import filter_clause
+from baton.knowledge.rerank import Rerankers
 
 # Reciprocal rank fusion: a row's fused score is the sum of 1 / (RRF_K + rank) over the lists
 # it appears in; 60 is the constant of the original paper and of most search engines.
 RRF_K = 60
 # How deep each list is read before fusing, as a multiple of top_k.
 HYBRID_DEPTH = 4
+# For callers that pass no rerankers: the local one (and its passage cache) per process.
+LOCAL_ONLY = Rerankers()
 
 
 async def search(
     *,
+    session: AsyncSession,
+    knowledge_set: KnowledgeSet,
+    request: SearchRequest,
+    embedder_for: EmbedderFor,
+    rerankers: Rerankers | None = None,
+) -> list[SearchHit]:
+    """The set's best `top_k` rows for the request; with `rerank`, the best of its first
+    `rerank.candidates` (at least top_k) by the reranker."""
+    if request.rerank is None:
+        return await _first_pass(session, knowledge_set, request, embedder_for)
+    depth = max(request.rerank.candidates, request.top_k)
+    candidates = await _first_pass(
+        session, knowledge_set, request.model_copy(update={"top_k": depth}), embedder_for
+    )
+    return await rerank.reranked(
+        knowledge_set=knowledge_set,
+        query=request.query,
+        candidates=candidates,
+        options=request.rerank,
+        top_k=request.top_k,
+        rerankers=rerankers or LOCAL_ONLY,
+    )
+
+
+async def _first_pass(
     session: AsyncSession,
     knowledge_set: KnowledgeSet,
     request: SearchRequest,

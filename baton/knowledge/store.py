@@ -84,16 +84,22 @@ async def insert_rows(
     knowledge_set: KnowledgeSet,
     rows: list[dict[str, Any]],
     first_row: int = 1,
+    source: row_repo.RowSource | None = None,
 ) -> list[int]:
     """Checks every row, then inserts them in one statement; returns their ids in order.
-    Errors number the rows from `first_row` (an import's batch says where it is in the file)."""
+    Errors number the rows from `first_row` (an import's batch says where it is in the file).
+    `source` marks rows a synced source wrote."""
     if not rows:
         return []
     spec = spec_of(knowledge_set)
     for index, data in enumerate(rows, start=first_row):
         _check_row(spec, data, where=f"row {index}")
     ids = await row_repo.insert_rows(
-        session=session, set_id=knowledge_set.id, columns=spec.columns, rows=rows
+        session=session,
+        set_id=knowledge_set.id,
+        columns=spec.columns,
+        rows=rows,
+        source=source,
     )
     await set_repo.count_rows(session=session, knowledge_set=knowledge_set, delta=len(ids))
     return ids

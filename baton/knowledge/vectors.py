@@ -1,45 +1,42 @@
 """Nearest neighbours of a query vector among a set's rows, scored by cosine similarity
 (higher is closer).
 
-SQLite: sqlite-vec's `vec_distance_cosine` in SQL, on the session's own connection when this
-Python's SQLite loads extensions, else on a read-only side connection through `sqlean` (an
-SQLite build that does; pyenv's default Python does not). PostgreSQL without pgvector: an
-exact scan with numpy over the set's vectors, kept in memory per process and reloaded only when
-the set's vectors changed, so a query over 100,000 rows is one matrix product."""
+An exact scan with numpy over the set's vectors, kept in memory per process and reloaded only
+when the set's vectors changed, so a query over 100,000 rows is one matrix product (a few ms),
+on SQLite and PostgreSQL alike. sqlite-vec's `vec_distance_cosine` in SQL read every row's
+blob on every query (about 50 times the cost at 100,000 rows), its `vec0` index cannot be kept
+in step by triggers where this Python's SQLite loads no extensions (pyenv's default), and
+pgvector is not installed everywhere PostgreSQL is."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy
-import sqlite_vec  # type: ignore[import-untyped]
 from numpy.typing import NDArray
-from sqlalchemy import (
-    ColumnElement,
-    Engine,
-    LargeBinary,
-    Select,
-    bindparam,
-    create_engine,
-    func,
-    select,
-)
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.pool import QueuePool
 
-from baton.db.engine import SQLITE_LOADS_EXTENSIONS
 from baton.db.tables import KnowledgeJob, KnowledgeRow, KnowledgeSet
 from baton.domain.knowledge import JobKind
-from baton.knowledge.embeddings import Vectors, from_blob, normalized, to_blob
+from baton.knowledge.embeddings import Vectors, from_blob, normalized
 
 # Sets whose vectors stay in memory at once (about 150 MB each at 100,000 x 384 floats).
 CACHED_SETS = 4
 
 Neighbour = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    version: tuple[Any, ...]
+    ids: NDArray[numpy.int64]
+    vectors: Vectors
+
+
+_matrices: OrderedDict[tuple[str, int], _Matrix] = OrderedDict()
 
 
 async def nearest(
@@ -53,83 +50,6 @@ async def nearest(
     """The `top_k` closest rows as (row id, cosine similarity), best first. Rows without a
     vector, or with one of another length (embedded by another model), are not candidates."""
     vector = normalized(query)[0]
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        return await _nearest_scan(session, set_id, vector, top_k, where)
-    statement = _sqlite_vec_statement(set_id, vector, top_k, where)
-    if SQLITE_LOADS_EXTENSIONS:
-        distances = [(row[0], row[1]) for row in (await session.execute(statement)).all()]
-    else:
-        side = _side_engine(bind.engine.url.database or "")
-        distances = await asyncio.to_thread(_read, side, statement)
-    return [(row_id, 1.0 - float(distance)) for row_id, distance in distances]
-
-
-def _sqlite_vec_statement(
-    set_id: str, vector: Vectors, top_k: int, where: ColumnElement[bool] | None
-) -> Select[int, float]:
-    blob = to_blob(vector)
-    distance = func.vec_distance_cosine(
-        KnowledgeRow.embedding, bindparam("query_vector", blob, type_=LargeBinary)
-    )
-    statement = (
-        select(KnowledgeRow.id, distance)
-        .where(
-            KnowledgeRow.set_id == set_id,
-            KnowledgeRow.embedding.is_not(None),
-            func.length(KnowledgeRow.embedding) == len(blob),
-        )
-        .order_by(distance)
-        .limit(top_k)
-    )
-    if where is not None:
-        statement = statement.where(where)
-    return statement
-
-
-@functools.cache
-def _side_engine(path: str) -> Engine:
-    """A small pool of read-only connections to the SQLite file, with sqlite-vec loaded."""
-
-    def connect() -> Any:
-        import sqlean  # type: ignore[import-untyped]
-
-        connection = sqlean.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout=15000")
-        connection.enable_load_extension(True)
-        try:
-            sqlite_vec.load(connection)
-        finally:
-            connection.enable_load_extension(False)
-        return connection
-
-    return create_engine(
-        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=2, max_overflow=2
-    )
-
-
-def _read(engine: Engine, statement: Select[int, float]) -> list[tuple[int, float]]:
-    with engine.connect() as connection:
-        return [(row[0], row[1]) for row in connection.execute(statement).all()]
-
-
-@dataclass(frozen=True)
-class _Matrix:
-    version: tuple[Any, ...]
-    ids: NDArray[numpy.int64]
-    vectors: Vectors
-
-
-_matrices: OrderedDict[tuple[str, int], _Matrix] = OrderedDict()
-
-
-async def _nearest_scan(
-    session: AsyncSession,
-    set_id: str,
-    vector: Vectors,
-    top_k: int,
-    where: ColumnElement[bool] | None,
-) -> list[Neighbour]:
     matrix = await _matrix(session, set_id, dimensions=len(vector))
     if not len(matrix.ids):
         return []

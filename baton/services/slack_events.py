@@ -25,14 +25,12 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.db.repositories import agents as agent_repo
 from baton.db.repositories import slack_triggers as slack_repo
-from baton.db.repositories import workforces as workforce_repo
+from baton.db.repositories.triggers import Target
 from baton.db.tables import SlackTrigger, Task, TaskMessage
 from baton.domain.slack import SlackReply, SlackThread
 from baton.domain.tasks import UserMessage
-from baton.services.tasks import start_agent_task
-from baton.services.workforce_tasks import start_workforce_task
+from baton.services.triggers import start_target_task
 from baton.settings import Settings
 
 logger = logging.getLogger("baton.slack")
@@ -106,7 +104,14 @@ async def handle_event(
         return "duplicate"
     if task is None:
         after_seq = -1
-        task = await _start_task(session, temporal_client, settings, trigger, message, task_id)
+        task = await start_target_task(
+            session=session,
+            temporal_client=temporal_client,
+            settings=settings,
+            target=Target.of(trigger),
+            message=message.text,
+            task_id=task_id,
+        )
     else:
         after_seq = await _last_seq(session, task.id)
         handle = temporal_client.get_workflow_handle(task.workflow_id)
@@ -125,41 +130,6 @@ async def handle_event(
     # id, the reply workflow's id).
     await slack_repo.record_event(session=session, trigger=trigger, event_id=event_id)
     return "started" if after_seq < 0 else "follow-up"
-
-
-async def _start_task(
-    session: AsyncSession,
-    temporal_client: Client,
-    settings: Settings,
-    trigger: SlackTrigger,
-    message: Asked,
-    task_id: str,
-) -> Task:
-    if trigger.workforce_id is not None:
-        workforce = await workforce_repo.get_workforce(
-            session=session, project_id=trigger.project_id, workforce_id=trigger.workforce_id
-        )
-        return await start_workforce_task(
-            session=session,
-            temporal_client=temporal_client,
-            settings=settings,
-            workforce=workforce,
-            spec=workforce_repo.workforce_spec(workforce),
-            message=message.text,
-            task_id=task_id,
-        )
-    assert trigger.agent_id is not None
-    agent = await agent_repo.get_agent(
-        session=session, project_id=trigger.project_id, agent_id=trigger.agent_id
-    )
-    return await start_agent_task(
-        session=session,
-        temporal_client=temporal_client,
-        settings=settings,
-        agent=agent,
-        message=message.text,
-        task_id=task_id,
-    )
 
 
 async def _last_seq(session: AsyncSession, task_id: str) -> int:

@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from baton import temporal
+from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import tasks as task_repo
 from baton.db.repositories.agents import agent_spec
 from baton.db.tables import Agent, Task
@@ -24,6 +25,7 @@ from baton.domain.agents import AgentSpec
 from baton.domain.tasks import AgentTaskInput, TaskStatus
 from baton.domain.tool_checks import validate_params
 from baton.errors import Conflict, InvalidInput, ServiceUnavailable
+from baton.services.credits import plan_book
 from baton.settings import Settings
 
 logger = logging.getLogger("baton.tasks")
@@ -54,16 +56,18 @@ async def start_agent_task(
     task_id: str | None = None,
     user_group_id: str | None = None,
     params: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> Task:
     """Starts a task of `agent`. A caller-chosen `task_id` makes the start idempotent: the
     same id again returns the task that id already started (webhook dedupe keys use it).
-    `params` are checked against the agent's typed params (422 naming the param)."""
+    `params` are checked against the agent's typed params (422 naming the param).
+    `source` says where it came from when not the API (`share:<id>`)."""
     task_id = task_id or str(uuid.uuid4())
     spec = agent_spec(agent)
     values = task_params(spec, params or {})
     existing = await session.get(Task, task_id)
     if existing is None:
-        task = await _create(session, task_id, agent, message, user_group_id, values)
+        task = await _create(session, task_id, agent, message, user_group_id, values, source)
     elif existing.agent_id != agent.id:
         raise Conflict(f"task {task_id} belongs to another agent")
     elif existing.error == NOT_STARTED:
@@ -73,6 +77,9 @@ async def start_agent_task(
         await session.commit()
     else:
         return existing
+    limits = await credit_repo.plan_limits(
+        session=session, plans=plan_book(settings), project_id=agent.project_id
+    )
     try:
         await temporal_client.start_workflow(
             AGENT_TASK_WORKFLOW,
@@ -84,6 +91,8 @@ async def start_agent_task(
                 message=message,
                 user_group_id=user_group_id,
                 params=task.params or {},
+                seconds_per_message=limits.agent_seconds_per_message,
+                tool_run_seconds=limits.tool_run_seconds,
             ),
             id=task.workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -133,6 +142,7 @@ async def _create(
     message: str,
     user_group_id: str | None,
     params: dict[str, Any],
+    source: str | None,
 ) -> Task:
     try:
         # The row is flushed here already, so a concurrent start's row may refuse it here too.
@@ -145,6 +155,7 @@ async def _create(
             user_group_id=user_group_id,
             agent_version=agent.version,
             params=params,
+            source=source,
         )
         await session.commit()
     except IntegrityError:

@@ -94,6 +94,7 @@ async def start_tool_run(
     project_id: str,
     tool_id: str,
     params: dict[str, Any],
+    source: str | None = None,
 ) -> ToolRun:
     version, specs = await tool_repo.pinned_closure(session=session, tool_id=tool_id)
     values = validate_params(specs[tool_id], params)
@@ -103,8 +104,11 @@ async def start_tool_run(
         names=set().union(*(referenced_snippets(spec) for spec in specs.values())),
     )
     plans = plan_book(settings)
-    await credit_repo.require_actions(session=session, plans=plans, project_id=project_id)
     run_id = str(uuid.uuid4())
+    # Refused (402) unless the organisation can pay the run's action, else charged it.
+    limits = await credit_repo.charge_tool_run(
+        session=session, plans=plans, project_id=project_id, run_id=run_id, require=True
+    )
     run = await run_repo.create_run(
         session=session,
         run_id=run_id,
@@ -112,7 +116,7 @@ async def start_tool_run(
         tool_id=tool_id,
         tool_version=version,
         params=values,
-        plans=plans,
+        source=source,
     )
     await session.commit()
     try:
@@ -126,6 +130,7 @@ async def start_tool_run(
                 specs=specs,
                 params=values,
                 snippets=snippets,
+                time_limit_seconds=limits.tool_run_seconds,
             ),
             id=run.workflow_id,
             task_queue=settings.temporal_task_queue,

@@ -1,6 +1,7 @@
 """Saving a workforce (its graph checked, every agent and tool it names one of the project's),
-and moving one between projects: an export names each agent and tool it uses, so an import
-finds them again in a project where their ids differ."""
+and importing a bare definition: one whose nodes carry `agent_name` and `tool_name` (what
+exports wrote before portable documents, `baton.services.portable`) finds them again in a
+project where their ids differ."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from baton.domain.tools import ToolSpec
 from baton.domain.workforces import AgentNode, ToolNode, WorkforceSpec, check_graph
 from baton.errors import InvalidInput
 
-# What an export adds to a node beside the id it refers to, for an import to resolve.
+# What an old export added to a node beside the id it refers to, for an import to resolve.
 AGENT_NAME = "agent_name"
 TOOL_NAME = "tool_name"
 # What a read answers beside the definition: an import of a read leaves them out.
@@ -50,24 +51,6 @@ async def check_before_save(*, session: AsyncSession, project_id: str, spec: Wor
                     f"node {node.id!r}: the tool {tool.name!r} has no param {unknown[0]!r} "
                     f"(its params: {taken})",
                 )
-
-
-async def export_definition(
-    *, session: AsyncSession, project_id: str, spec: WorkforceSpec
-) -> dict[str, Any]:
-    """The definition as an import reads it: each agent and tool node also carries the name
-    of what it refers to."""
-    agents = await _agent_names(session, project_id)
-    tools = await _tool_specs(session, project_id)
-    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    for node, dumped in zip(spec.nodes, data["nodes"], strict=True):
-        # `type` is a default of each node model: put it back, an import needs it.
-        dumped["type"] = node.type
-        if isinstance(node, AgentNode) and node.agent_id in agents:
-            dumped[AGENT_NAME] = agents[node.agent_id]
-        if isinstance(node, ToolNode) and node.tool_id in tools:
-            dumped[TOOL_NAME] = tools[node.tool_id].name
-    return data
 
 
 async def resolve_import(*, session: AsyncSession, project_id: str, data: Any) -> WorkforceSpec:

@@ -165,8 +165,23 @@ async def _sse(reply: Reply) -> Any:
 
 
 def unused_port() -> int:
-    """A port nothing listens on: connecting to it is refused."""
+    """A free port, for a server about to listen on it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
+    return port
+
+
+# Bound and never listening, for the life of the process.
+_HELD: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A port nothing listens on and nothing can take: connecting to it is refused. (A port
+    merely free when asked may be some other test's server a moment later, the suite running
+    beside itself.)"""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    _HELD.append(held)
+    port: int = held.getsockname()[1]
     return port

@@ -21,6 +21,10 @@ class FakeWebhook:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.status = 200
+        # How many requests to come are answered 503 before `status` again, and the
+        # Idempotency-Key of every request, failed or not.
+        self.fail_first = 0
+        self.keys: list[str | None] = []
         self._lock = threading.Lock()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -54,5 +58,9 @@ class FakeWebhook:
     async def _hook(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
         with self._lock:
+            self.keys.append(request.headers.get("idempotency-key"))
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                return JSONResponse({"ok": False}, status_code=503)
             self.received.append(body)
         return JSONResponse({"ok": self.status < 300}, status_code=self.status)

@@ -20,9 +20,9 @@ from baton import temporal
 from baton.db.repositories.tasks import workflow_id_for
 from baton.domain.tasks import TaskStatus
 from baton.settings import Settings
-from tests.conftest import Tenant
 from tests.local_http import LocalHttp
 from tests.processes import ApiProcess, Parts, TemporalDevServer, kill, start_worker
+from tests.support import Tenant
 
 
 @pytest.fixture(scope="module")

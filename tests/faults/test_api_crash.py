@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
-from tests.conftest import Tenant
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp
 from tests.processes import wait_until
+from tests.support import Tenant
 from tests.test_task_events import sse_events
+
+# Heavy: a stack of processes each; under xdist they share one worker, one at a time.
+# Killing and restarting processes, on timers: under xdist, while no other test runs.
+pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.alone]
 
 STREAM = {"Accept": "text/event-stream"}
 

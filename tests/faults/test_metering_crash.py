@@ -8,15 +8,20 @@ from __future__ import annotations
 from collections import deque
 from functools import partial
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from baton.db.tables import CreditEntry, ToolRun
 from baton.domain.credits import tool_run_key
-from tests.conftest import Tenant
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import kill, wait_until
+from tests.support import Tenant
+
+# Heavy: a stack of processes each; under xdist they share one worker, one at a time.
+# Killing and restarting processes, on timers: under xdist, while no other test runs.
+pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.alone]
 
 KILLS = 20
 THREE_CALLS = "call effect\ncall effect\ncall effect"

@@ -10,15 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Tenant
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import wait_until
+from tests.support import Tenant
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("BATON_TEST_DATABASE_URL", "").startswith("postgresql"),
-    reason="restarts the PostgreSQL server: runs when the suite runs on PostgreSQL",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not os.environ.get("BATON_TEST_DATABASE_URL", "").startswith("postgresql"),
+        reason="restarts the PostgreSQL server: runs when the suite runs on PostgreSQL",
+    ),
+    # Every other test's connections drop with the server: under xdist none may run meanwhile.
+    pytest.mark.alone,
+    pytest.mark.xdist_group("faults"),
+]
 
 
 def restart_postgres() -> None:

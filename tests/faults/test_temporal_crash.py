@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Tenant
+import pytest
+
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import wait_until
+from tests.support import Tenant
+
+# Heavy: a stack of processes each; under xdist they share one worker, one at a time.
+# Killing and restarting processes, on timers: under xdist, while no other test runs.
+pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.alone]
 
 
 async def test_tasks_running_when_temporal_is_killed_finish_after_it_restarts(

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Tenant
+import pytest
+
 from tests.fakes import Reply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import kill, wait_until
+from tests.support import Tenant
+
+# Heavy: a stack of processes each; under xdist they share one worker, one at a time.
+# Killing and restarting processes, on timers: under xdist, while no other test runs.
+pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.alone]
 
 TWO_CALLS = "call effect\ncall effect"
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Tenant
+import pytest
+
 from tests.faults.conftest import FaultStack
 from tests.local_http import LocalHttp, hit_count
 from tests.processes import kill, wait_until
+from tests.support import Tenant
+
+# Heavy: a stack of processes each; under xdist they share one worker, one at a time.
+# Killing and restarting processes, on timers: under xdist, while no other test runs.
+pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.alone]
 
 
 async def made(stack: FaultStack, path: str, body: dict[str, Any]) -> str:

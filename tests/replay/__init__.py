@@ -36,6 +36,14 @@ SCENARIOS = (
     "workforce_condition_handover_tool_follow_up",
     "workforce_task_from_schedule_with_delegation",
     "agent_task_mcp_tools",
+    "agent_task_same_delegation",
+    "agent_task_out_of_credits_resumed",
+    "agent_task_budget_approval",
+    # Since workflow.patched("queue-for-capacity"): a task that waited for a slot.
+    "agent_task_queued_for_capacity",
+    # Recorded since tool runs have their plan's time limit ("tool-run-time-limit").
+    "tool_run_within_its_time_limit",
+    "bulk_tasks",
 )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
@@ -32,11 +33,15 @@ from baton import temporal
 from baton.db import migrate
 from baton.db.engine import create_engine, create_session_factory
 from baton.db.repositories import accounts
+from baton.db.repositories import credits as credit_repo
+from baton.db.tables import Organization
+from baton.domain.credits import MICROS, Currency, PlanBook
 from baton.domain.knowledge import embed_workflow_id
+from baton.services.credits import wake_paused_tasks
 from baton.settings import Settings
-from tests.conftest import Tenant, venv_binary
 from tests.fakes import mcp_server
 from tests.replay import HISTORIES, SCENARIOS, replay_settings
+from tests.support import Tenant, venv_binary
 from worker import create_worker
 
 logger = logging.getLogger("tests.replay.record")
@@ -51,12 +56,20 @@ Scenario = Callable[["Recording"], Awaitable[WorkflowHandle[Any, Any]]]
 
 
 class Recording:
-    """One scenario's view: the API client, a tenant of its own and the Temporal client."""
+    """One scenario's view: the API client, a tenant of its own, the Temporal client and the
+    database (for what only an operator does: plans and grants)."""
 
-    def __init__(self, api: httpx.AsyncClient, tenant: Tenant, client: Client) -> None:
+    def __init__(
+        self,
+        api: httpx.AsyncClient,
+        tenant: Tenant,
+        client: Client,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.api = api
         self.tenant = tenant
         self.client = client
+        self.sessions = sessions
 
     async def post(self, path: str, body: Any = None, status: int = 201) -> Any:
         response = await self.api.post(
@@ -186,6 +199,26 @@ async def tool_run_foreach_if_template(rec: Recording) -> WorkflowHandle[Any, An
         },
     )
     run = await rec.post(f"/tools/{tool['id']}/runs", {"params": {"items": ["a", "b"], "n": 3}})
+    done = await rec.until(f"/tool-runs/{run['id']}", lambda r: r["status"] in FINAL_RUN, "ended")
+    if done["status"] != "succeeded":
+        raise RuntimeError(f"the tool run did not succeed: {done['error']}")
+    return rec.client.get_workflow_handle(done["workflow_id"])
+
+
+async def tool_run_within_its_time_limit(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A run started with its plan's `tool_run_seconds` (the default plan's 900): its steps
+    (an LLM step, a delay) race the limit's timer (workflow.patched("tool-run-time-limit"))."""
+    tool = await rec.post(
+        "/tools",
+        {
+            "name": "Timed",
+            "steps": [
+                {"name": "ask", "type": "llm", "prompt": "Q: time"},
+                {"name": "nap", "type": "delay", "seconds": 0.2},
+            ],
+        },
+    )
+    run = await rec.post(f"/tools/{tool['id']}/runs", {"params": {}})
     done = await rec.until(f"/tool-runs/{run['id']}", lambda r: r["status"] in FINAL_RUN, "ended")
     if done["status"] != "succeeded":
         raise RuntimeError(f"the tool run did not succeed: {done['error']}")
@@ -450,6 +483,169 @@ async def agent_task_mcp_tools(rec: Recording) -> WorkflowHandle[Any, Any]:
     return rec.client.get_workflow_handle(task["workflow_id"])
 
 
+async def agent_task_same_delegation(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A workforce node that delegates by an edge with `task: same`: the node's own task
+    (the history recorded) starts its target's task on the conversation so far, one such
+    delegation at a time."""
+    triage = await rec.agent(name="Triage", model="scripted:tools")
+    billing = await rec.agent(name="Billing", model="scripted:echo")
+    workforce = await rec.post(
+        "/workforces",
+        {
+            "name": "Same conversation",
+            "nodes": [
+                {"id": "triage", "type": "agent", "agent_id": triage},
+                {"id": "billing", "type": "agent", "agent_id": billing},
+            ],
+            "edges": [{"from": "triage", "to": "billing", "kind": "delegate", "task": "same"}],
+            "entry": "triage",
+        },
+    )
+    ask = 'call ask_billing {"message": "and the refund?"}'
+    task = await rec.post(f"/workforces/{workforce['id']}/tasks", {"message": ask})
+    done = await rec.until(f"/tasks/{task['id']}", lambda t: t["status"] in FINAL_TASK, "ended")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the workforce task did not complete: {done}")
+    if [m.get("type") for m in done["messages"]].count("delegation") != 1:
+        raise RuntimeError(f"triage did not delegate: {done}")
+    [node] = [n for n in done["nodes"] if n["node"] == "triage"]
+    triage_task = await rec.get(f"/tasks/{node['task_id']}")
+    return rec.client.get_workflow_handle(triage_task["workflow_id"])
+
+
+async def agent_task_out_of_credits_resumed(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """A task whose organisation has no action left pauses `out-of-credits` before its model
+    call; a grant wakes it (`credits_arrived`), and it calls its tool and completes."""
+    plans = PlanBook()
+    org_id, project_id = rec.tenant.org_id, rec.tenant.project_id
+    async with rec.sessions.begin() as session:
+        await credit_repo.set_plan(session=session, plans=plans, org_id=org_id, plan="free")
+        await credit_repo.debit(
+            session=session,
+            plans=plans,
+            org_id=org_id,
+            project_id=project_id,
+            currency=Currency.actions,
+            micros=200 * MICROS,
+            key="replay-spent-the-month",
+        )
+    tool_id = await rec.echo_tool()
+    agent_id = await rec.agent(
+        model="scripted:tools", tools=[{"tool_id": tool_id}], idle_timeout_seconds=0
+    )
+    task = await rec.post(f"/agents/{agent_id}/tasks", {"message": 'call echo_tool {"text": "a"}'})
+    path = f"/tasks/{task['id']}"
+    paused = await rec.until(
+        path, lambda t: t["status"] in {"out-of-credits"} | FINAL_TASK, "out of credits"
+    )
+    if paused["status"] != "out-of-credits":
+        raise RuntimeError(f"the task did not pause: {paused}")
+    query = f"WorkflowId = '{task['workflow_id']}' AND BatonStatus = 'out-of-credits'"
+    async with asyncio.timeout(20):
+        while not [w async for w in rec.client.list_workflows(query)]:
+            await asyncio.sleep(0.2)
+    async with rec.sessions.begin() as session:
+        await credit_repo.grant(
+            session=session, org_id=org_id, currency=Currency.actions, amount=5, key="replay"
+        )
+    if await wake_paused_tasks(rec.client, [project_id]) != 1:
+        raise RuntimeError("the paused task was not told credits arrived")
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the task did not complete: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
+async def agent_task_budget_approval(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """An agent that may run one tool per task runs two in a turn, then asks before its next
+    model call (the pending approval `budget-1`); approved, it answers and completes."""
+    tool_id = await rec.echo_tool()
+    agent_id = await rec.agent(
+        model="scripted:tools",
+        tools=[{"tool_id": tool_id}],
+        max_actions_per_task=1,
+        idle_timeout_seconds=0,
+    )
+    message = 'call echo_tool {"text": "a"}\ncall echo_tool {"text": "b"}'
+    task = await rec.post(f"/agents/{agent_id}/tasks", {"message": message})
+    path = f"/tasks/{task['id']}"
+    waiting = await rec.until(
+        path, lambda t: t["status"] in {"waiting-approval"} | FINAL_TASK, "waiting for approval"
+    )
+    if [p["call_id"] for p in waiting["pending_approvals"]] != ["budget-1"]:
+        raise RuntimeError(f"the task did not ask to go past its budget: {waiting}")
+    await rec.post(f"{path}/approvals/budget-1", {"approve": True}, status=200)
+    done = await rec.until(path, lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the task did not complete: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
+async def agent_task_queued_for_capacity(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """On the `free` plan (two tasks at once), a third task waits queued for capacity, is
+    woken when the first ends, then waits for an approval like the others and completes."""
+    async with rec.sessions.begin() as session:
+        await session.execute(
+            update(Organization).where(Organization.id == rec.tenant.org_id).values(plan="free")
+        )
+    tool_id = await rec.echo_tool()
+    agent_id = await rec.agent(
+        model="scripted:tools", tools=[{"tool_id": tool_id, "approval": "required"}]
+    )
+
+    async def approve(path: str) -> None:
+        waiting = await rec.until(
+            path, lambda t: t["status"] in {"waiting-approval"} | FINAL_TASK, "waiting"
+        )
+        if waiting["status"] != "waiting-approval":
+            raise RuntimeError(f"the task did not wait for an approval: {waiting}")
+        [pending] = waiting["pending_approvals"]
+        await rec.post(f"{path}/approvals/{pending['call_id']}", {"approve": True}, status=200)
+
+    paths = []
+    for text in ("first", "second", "third"):
+        message = f'call echo_tool {{"text": "{text}"}}'
+        task = await rec.post(f"/agents/{agent_id}/tasks", {"message": message})
+        paths.append(f"/tasks/{task['id']}")
+        if text != "third":
+            await rec.until(paths[-1], lambda t: t["status"] == "waiting-approval", "waiting")
+    await rec.until(
+        paths[2], lambda t: t["details"] == "waiting for capacity", "waiting for capacity"
+    )
+    await approve(paths[0])
+    await approve(paths[2])
+    await approve(paths[1])
+    done = await rec.until(paths[2], lambda t: t["status"] in FINAL_TASK, "finished")
+    if done["status"] != "completed":
+        raise RuntimeError(f"the task did not complete: {done}")
+    return rec.client.get_workflow_handle(task["workflow_id"])
+
+
+async def bulk_tasks(rec: Recording) -> WorkflowHandle[Any, Any]:
+    """One task per row of a set, two rows a batch, a second between batches."""
+    agent_id = await rec.agent(model="scripted:echo", tools=[])
+    created = await rec.post("/knowledge/sets", {"name": "people", "columns": [{"name": "name"}]})
+    await rec.post(
+        f"/knowledge/sets/{created['id']}/rows", [{"name": n} for n in ("Ada", "Grace", "Alan")]
+    )
+    path = f"/agents/{agent_id}/bulk-tasks"
+    run = await rec.post(
+        path,
+        {
+            "set_id": created["id"],
+            "message_template": "Greet {{ row.name }}",
+            "per_interval": 2,
+            "interval_seconds": 1,
+        },
+    )
+    done = await rec.until(
+        f"{path}/{run['id']}", lambda r: r["status"] in {"completed", "failed"}, "ended"
+    )
+    if done["status"] != "completed" or done["counts"]["failed"]:
+        raise RuntimeError(f"the bulk run did not complete: {done}")
+    return rec.client.get_workflow_handle(run["workflow_id"])
+
+
 RECORDERS: dict[str, Scenario] = {
     "agent_task_approval_and_follow_up": agent_task_approval_and_follow_up,
     "tool_run_foreach_if_template": tool_run_foreach_if_template,
@@ -463,6 +659,12 @@ RECORDERS: dict[str, Scenario] = {
     "workforce_condition_handover_tool_follow_up": workforce_condition_handover_tool_follow_up,
     "workforce_task_from_schedule_with_delegation": workforce_task_from_schedule_with_delegation,
     "agent_task_mcp_tools": agent_task_mcp_tools,
+    "agent_task_same_delegation": agent_task_same_delegation,
+    "agent_task_out_of_credits_resumed": agent_task_out_of_credits_resumed,
+    "agent_task_budget_approval": agent_task_budget_approval,
+    "agent_task_queued_for_capacity": agent_task_queued_for_capacity,
+    "tool_run_within_its_time_limit": tool_run_within_its_time_limit,
+    "bulk_tasks": bulk_tasks,
 }
 assert tuple(RECORDERS) == SCENARIOS, "tests/replay/__init__.py lists the scenarios recorded"
 CONTINUES_AS_NEW = {"agent_task_continued_as_new", "agent_task_flat_continued_as_new"}
@@ -537,7 +739,7 @@ async def record_one(
             session=session, org_name=f"Replay {name}", project_name=name
         )
     tenant = Tenant(org_id=created.org.id, project_id=created.project.id, token=created.token)
-    handle = await RECORDERS[name](Recording(api, tenant, client))
+    handle = await RECORDERS[name](Recording(api, tenant, client, session_factory))
     history = await handle.fetch_history()
     check_one_run(name, history)
     # Indented and key-sorted, so a re-recording diffs line by line.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import httpx
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.idempotent import insert_once
 from baton.db.repositories import audit
-from baton.db.tables import CreditAlert, CreditEntry, Organization, Project, utcnow
+from baton.db.tables import CreditAlert, CreditEntry, CreditTotal, Organization, Project, utcnow
 from baton.domain.audit import SYSTEM, AuditAction, Target
 from baton.domain.credits import (
     MICROS,
@@ -21,8 +24,10 @@ from baton.domain.credits import (
     CreditsOut,
     Currency,
     EntryKind,
+    LlmCharge,
     MonthlyLimits,
     PlanBook,
+    PlanLimits,
     ProjectUse,
     alert_cap,
     as_amount,
@@ -32,6 +37,11 @@ from baton.domain.credits import (
 )
 from baton.errors import NotFound, OutOfCredits
 from baton.security import SecretBox
+
+# The scopes of credit_totals besides a month and a project: the whole ledger, the whole
+# organisation.
+ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+ORG_WIDE = ""
 
 
 async def get_org(*, session: AsyncSession, org_id: int) -> Organization:
@@ -47,6 +57,12 @@ async def set_plan(*, session: AsyncSession, plans: PlanBook, org_id: int, plan:
     org = await get_org(session=session, org_id=org_id)
     org.plan = plan
     await session.flush()
+
+
+async def plan_limits(*, session: AsyncSession, plans: PlanBook, project_id: str) -> PlanLimits:
+    """The limits of the plan the project's organisation is on."""
+    _, org = await _project_and_org(session, project_id)
+    return plans.limits(org.plan)
 
 
 async def grant(
@@ -70,6 +86,7 @@ async def grant(
         from_grant=0,
         key=key,
         note=note,
+        now=utcnow(),
     )
 
 
@@ -86,48 +103,125 @@ async def debit(
 ) -> bool:
     """Charges `micros` once per `key` (True when this call charged): the period's allowance
     pays first, grants the rest. A debit is never refused here: what started is paid for
-    (a balance below zero is what the next start is refused for). A debit that takes the
-    organisation's use to an alert threshold records the alert with it."""
+    (a balance below zero is what the next start is refused for). The entry is dated `now`
+    (the period it counts in). A debit that takes the organisation's use to an alert
+    threshold records the alert with it. Without metering (Settings.metering) nothing is
+    charged."""
+    if not plans.metering:
+        return False
     org = await get_org(session=session, org_id=org_id)
-    now = now or utcnow()
+    return await _debit(session, plans, org, project_id, currency, micros, key, now or utcnow())
+
+
+async def _debit(
+    session: AsyncSession,
+    plans: PlanBook,
+    org: Organization,
+    project_id: str | None,
+    currency: Currency,
+    micros: int,
+    key: str,
+    now: datetime,
+) -> bool:
+    charged = await _debit_each(session, plans, org, project_id, currency, [(key, micros)], now)
+    return charged == 1
+
+
+async def _debit_each(
+    session: AsyncSession,
+    plans: PlanBook,
+    org: Organization,
+    project_id: str | None,
+    currency: Currency,
+    debits: list[tuple[str, int]],
+    now: datetime,
+    *,
+    period: tuple[int, int] | None = None,
+) -> int:
+    """Charges each (key, micros) of `debits` once per key, in order, and returns how many
+    this call charged: the period's allowance pays first, grants the rest. The period's
+    totals (`period`: its debits and the part grants paid, when the caller has just read
+    them) are read once and written once, with what the new entries add."""
     included = plans.plan(org.plan).included_micros(currency)
     cap = alert_cap(included, _limit_of(org, currency)) if org.alert_thresholds else None
-    from_grant = 0
-    used = 0
-    if included is not None or cap is not None:
-        used, paid_by_grants = await _period_debits(session, org_id, currency, now)
+    used = paid_by_grants = 0
+    if period is not None:
+        used, paid_by_grants = period
+    elif included is not None or cap is not None:
+        standing = await _standing(session, org.id, currency, now)
+        used, paid_by_grants = standing.used, standing.paid_by_grants
+    added = added_from_grants = charged = 0
+    for key, micros in debits:
+        from_grant = 0
         if included is not None:
             allowance_left = max(0, included - (used - paid_by_grants))
             from_grant = micros - min(micros, allowance_left)
-    charged = await _insert(
-        session,
-        org_id=org_id,
-        project_id=project_id,
-        kind=EntryKind.debit,
-        currency=currency,
-        micros=micros,
-        from_grant=from_grant,
-        key=key,
-        note=None,
-    )
+        entry = {
+            "org_id": org.id,
+            "project_id": project_id,
+            "kind": EntryKind.debit.value,
+            "currency": currency.value,
+            "amount": micros,
+            "from_grant": from_grant,
+            "idempotency_key": key,
+            "note": None,
+            "created_at": now,
+        }
+        if not await insert_once(session, CreditEntry, entry, key=["idempotency_key"]):
+            continue  # charged before (a retry): it counts once
+        charged += 1
+        used, paid_by_grants = used + micros, paid_by_grants + from_grant
+        added, added_from_grants = added + micros, added_from_grants + from_grant
+    if charged:
+        await _add_to_totals(
+            session,
+            org_id=org.id,
+            project_id=project_id,
+            currency=currency,
+            period_start=period_of(now)[0],
+            used=added,
+            paid_by_grants=added_from_grants,
+            granted=0,
+        )
     if charged and cap is not None:
-        await _record_alerts(session, org, currency, cap=cap, used=used + micros, now=now)
+        await _record_alerts(session, org, currency, cap=cap, used=used, now=now)
     return charged
 
 
-async def charge_tool_run(
-    *, session: AsyncSession, plans: PlanBook, project_id: str, run_id: str
-) -> bool:
-    """The action a tool run costs, once per run (counted whether the tool succeeds or not)."""
-    return await debit(
-        session=session,
-        plans=plans,
-        org_id=await _org_of(session, project_id),
-        project_id=project_id,
-        currency=Currency.actions,
-        micros=MICROS,
-        key=tool_run_key(run_id),
+async def charged(*, session: AsyncSession, key: str) -> int:
+    """What the debit of `key` charged, in micro-units (0: none was made)."""
+    amount = await session.scalar(
+        select(CreditEntry.amount).where(
+            CreditEntry.idempotency_key == key, CreditEntry.kind == EntryKind.debit.value
+        )
     )
+    return int(amount or 0)
+
+
+async def charge_tool_run(
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    project_id: str,
+    run_id: str,
+    require: bool = False,
+) -> PlanLimits:
+    """The action a tool run costs, once per run (counted whether the tool succeeds or not),
+    and the limits of the plan it runs under. `require`: only if the organisation can pay
+    it, else OutOfCredits (402) and nothing charged; the check and the debit read the
+    organisation's totals once."""
+    project, org = await _project_and_org(session, project_id)
+    if plans.metering:
+        standing = None
+        if require:
+            standing = await _require(session, plans, project, org, Currency.actions, MICROS)
+        period = None if standing is None else (standing.used, standing.paid_by_grants)
+        debits = [(tool_run_key(run_id), MICROS)]
+        now = utcnow()
+        await _debit_each(
+            session, plans, org, project_id, Currency.actions, debits, now, period=period
+        )
+    return plans.limits(org.plan)
 
 
 async def charge_llm_call(
@@ -145,35 +239,37 @@ async def charge_llm_call(
     `cached_input_tokens` (part of `input_tokens`) at the model's cached input price. A
     model without a price (and every call on a project's own key, which the caller does not
     charge) costs nothing."""
-    price = plans.prices.get(model)
-    if price is None:
-        return False
-    micros = price.cost_micros(input_tokens, output_tokens, cached_input_tokens)
-    if micros == 0:
-        return False
-    return await debit(
-        session=session,
-        plans=plans,
-        org_id=await _org_of(session, project_id),
-        project_id=project_id,
-        currency=Currency.vendor_credits,
-        micros=micros,
+    call = LlmCharge(
         key=key,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached_input_tokens,
+    )
+    return (
+        await charge_llm_calls(session=session, plans=plans, project_id=project_id, calls=[call])
+        == 1
     )
 
 
-async def require_actions(
-    *, session: AsyncSession, plans: PlanBook, project_id: str, actions: int = 1
-) -> None:
-    """Raises OutOfCredits (402) unless the project's organisation can pay `actions` more.
-    On a plan without a limit this reads nothing but the organisation's plan."""
-    await require(
-        session=session,
-        plans=plans,
-        project_id=project_id,
-        currency=Currency.actions,
-        micros=actions * MICROS,
-    )
+async def charge_llm_calls(
+    *, session: AsyncSession, plans: PlanBook, project_id: str, calls: list[LlmCharge]
+) -> int:
+    """`charge_llm_call` for each of `calls`, in one read of the organisation and its
+    totals; returns how many this call charged."""
+    debits = []
+    for call in calls:
+        price = plans.prices.get(call.model)
+        if price is None:
+            continue
+        micros = price.cost_micros(call.input_tokens, call.output_tokens, call.cached_input_tokens)
+        if micros:
+            debits.append((call.key, micros))
+    if not debits or not plans.metering:
+        return 0
+    _, org = await _project_and_org(session, project_id)
+    currency = Currency.vendor_credits
+    return await _debit_each(session, plans, org, project_id, currency, debits, utcnow())
 
 
 async def require(
@@ -187,27 +283,37 @@ async def require(
     """Raises OutOfCredits unless the project's organisation has at least `micros` of
     `currency` left (its allowance this period, then its grants) and neither the
     organisation's monthly limit nor the project's is reached. Without any limit this reads
-    the project and the organisation only."""
-    project = await _project(session, project_id)
-    org = await get_org(session=session, org_id=project.org_id)
+    the project and the organisation only; without metering, nothing."""
+    if not plans.metering:
+        return
+    project, org = await _project_and_org(session, project_id)
+    await _require(session, plans, project, org, currency, micros)
+
+
+async def _require(
+    session: AsyncSession,
+    plans: PlanBook,
+    project: Project,
+    org: Organization,
+    currency: Currency,
+    micros: int,
+) -> _Standing | None:
+    """What `require` checks, and the totals it read (None: no limit, nothing read)."""
     included = plans.plan(org.plan).included_micros(currency)
     org_limit, project_limit = _limit_of(org, currency), _limit_of(project, currency)
     if included is None and org_limit is None and project_limit is None:
-        return
+        return None
     now = utcnow()
-    used, paid_by_grants = await _period_debits(session, org.id, currency, now)
+    standing = await _standing(session, org.id, currency, now, project.id)
     if included is not None:
-        left = max(0, included - (used - paid_by_grants)) + await _grant_balance(
-            session, org.id, currency
-        )
+        left = max(0, included - (standing.used - standing.paid_by_grants)) + standing.granted
         if left < micros:
             await _raise_out_of_credits(session, plans, org, included, currency, now)
-    if org_limit is not None and org_limit - used < micros:
-        _raise_limit_reached("organisation", org_limit, used, currency, now)
-    if project_limit is not None:
-        project_used, _ = await _period_debits(session, org.id, currency, now, project_id)
-        if project_limit - project_used < micros:
-            _raise_limit_reached("project", project_limit, project_used, currency, now)
+    if org_limit is not None and org_limit - standing.used < micros:
+        _raise_limit_reached("organisation", org_limit, standing.used, currency, now)
+    if project_limit is not None and project_limit - standing.project_used < micros:
+        _raise_limit_reached("project", project_limit, standing.project_used, currency, now)
+    return standing
 
 
 async def _raise_out_of_credits(
@@ -365,21 +471,12 @@ async def credits_of(
 
 
 async def _project_uses(session: AsyncSession, org_id: int, now: datetime) -> list[ProjectUse]:
-    """Each project's limits and what its debits spent this period, in one query."""
-    start, end = period_of(now)
-    spent = (
-        select(
-            CreditEntry.project_id,
-            CreditEntry.currency,
-            func.sum(CreditEntry.amount).label("used"),
-        )
-        .where(
-            CreditEntry.org_id == org_id,
-            CreditEntry.kind == EntryKind.debit.value,
-            CreditEntry.created_at >= start,
-            CreditEntry.created_at < end,
-        )
-        .group_by(CreditEntry.project_id, CreditEntry.currency)
+    """Each project's limits and what its debits spent this period, from their totals."""
+    start, _ = period_of(now)
+    spent = select(CreditTotal.project_id, CreditTotal.currency, CreditTotal.used).where(
+        CreditTotal.org_id == org_id,
+        CreditTotal.period_start == start,
+        CreditTotal.project_id != ORG_WIDE,
     )
     used = {(row[0], row[1]): int(row[2]) for row in await session.execute(spent)}
     projects = await session.scalars(
@@ -404,8 +501,8 @@ async def _allowance(
 ) -> Allowance:
     """One currency this period: what the plan includes, what was used, what grants remain,
     and what may still be spent (the allowance left, then the grants)."""
-    used, paid_by_grants = await _period_debits(session, org_id, currency, now)
-    granted = await _grant_balance(session, org_id, currency)
+    standing = await _standing(session, org_id, currency, now)
+    used, paid_by_grants, granted = standing.used, standing.paid_by_grants, standing.granted
     remaining = None
     if included is not None:
         remaining = max(0, included - (used - paid_by_grants)) + granted
@@ -417,15 +514,18 @@ async def _allowance(
     )
 
 
-async def _org_of(session: AsyncSession, project_id: str) -> int:
-    return (await _project(session, project_id)).org_id
-
-
-async def _project(session: AsyncSession, project_id: str) -> Project:
-    project = await session.get(Project, project_id)
-    if project is None:
+async def _project_and_org(session: AsyncSession, project_id: str) -> tuple[Project, Organization]:
+    """The project and its organisation, in one query."""
+    found = (
+        await session.execute(
+            select(Project, Organization)
+            .join(Organization, Organization.id == Project.org_id)
+            .where(Project.id == project_id)
+        )
+    ).first()
+    if found is None:
         raise NotFound(f"project {project_id} not found")
-    return project
+    return found[0], found[1]
 
 
 async def _insert(
@@ -439,7 +539,10 @@ async def _insert(
     from_grant: int,
     key: str,
     note: str | None,
+    now: datetime,
 ) -> bool:
+    """The entry, once per `key`, and (only when it is new, so that a retried entry never
+    counts twice) its amounts added to the totals in the same transaction."""
     values = {
         "org_id": org_id,
         "project_id": project_id,
@@ -449,50 +552,117 @@ async def _insert(
         "from_grant": from_grant,
         "idempotency_key": key,
         "note": note,
-        "created_at": utcnow(),
+        "created_at": now,
     }
-    return await insert_once(session, CreditEntry, values, key=["idempotency_key"]) > 0
+    if not await insert_once(session, CreditEntry, values, key=["idempotency_key"]):
+        return False
+    debit = kind is EntryKind.debit
+    await _add_to_totals(
+        session,
+        org_id=org_id,
+        project_id=project_id,
+        currency=currency,
+        period_start=period_of(now)[0],
+        used=micros if debit else 0,
+        paid_by_grants=from_grant if debit else 0,
+        granted=0 if debit else micros,
+    )
+    return True
 
 
-async def _period_debits(
+async def _add_to_totals(
+    session: AsyncSession,
+    *,
+    org_id: int,
+    project_id: str | None,
+    currency: Currency,
+    period_start: datetime,
+    used: int,
+    paid_by_grants: int,
+    granted: int,
+) -> None:
+    """Adds one entry to each total it counts in, in one statement: an upsert whose addition
+    the database does atomically, so concurrent entries of an organisation all count (on
+    PostgreSQL the second waits on the first's row lock; SQLite has one writer)."""
+    scopes = [(period_start, ORG_WIDE), (ALL_TIME, ORG_WIDE)]
+    if project_id is not None:
+        scopes.append((period_start, project_id))
+    rows = [
+        {
+            "org_id": org_id,
+            "currency": currency.value,
+            "period_start": start,
+            "project_id": scope,
+            "used": used,
+            "paid_by_grants": paid_by_grants,
+            "granted": granted,
+        }
+        for start, scope in scopes
+    ]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(CreditTotal)
+    # The rows as parameters of one statement (executemany): its compiled form is cached,
+    # which a statement with the rows in its VALUES is not.
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "currency", "period_start", "project_id"],
+            set_={
+                "used": CreditTotal.used + statement.excluded.used,
+                "paid_by_grants": CreditTotal.paid_by_grants + statement.excluded.paid_by_grants,
+                "granted": CreditTotal.granted + statement.excluded.granted,
+            },
+        ),
+        rows,
+    )
+
+
+@dataclass(frozen=True)
+class _Standing:
+    used: int
+    """This period's debits of the organisation."""
+    paid_by_grants: int
+    """The part of `used` that grants paid."""
+    project_used: int
+    """This period's debits of one project."""
+    granted: int
+    """Grants less what debits took from them, over all time."""
+
+
+async def _standing(
     session: AsyncSession,
     org_id: int,
     currency: Currency,
     now: datetime,
-    project_id: str | None = None,
-) -> tuple[int, int]:
-    """This period's debits (of one project, when given): their total, and the part of it
-    grants paid."""
-    start, end = period_of(now)
-    query = select(
-        func.coalesce(func.sum(CreditEntry.amount), 0),
-        func.coalesce(func.sum(CreditEntry.from_grant), 0),
-    ).where(
-        CreditEntry.org_id == org_id,
-        CreditEntry.currency == currency.value,
-        CreditEntry.kind == EntryKind.debit.value,
-        CreditEntry.created_at >= start,
-        CreditEntry.created_at < end,
-    )
-    if project_id is not None:
-        query = query.where(CreditEntry.project_id == project_id)
-    row = (await session.execute(query)).one()
-    return int(row[0]), int(row[1])
-
-
-async def _grant_balance(session: AsyncSession, org_id: int, currency: Currency) -> int:
-    """Grants less what debits took from them, over all time (grants roll over)."""
-    total = await session.scalar(
+    project_id: str = ORG_WIDE,
+) -> _Standing:
+    """The organisation's totals in `currency` (and the project's, if given), read in one
+    query of (at most) three rows."""
+    start, _ = period_of(now)
+    rows = await session.execute(
         select(
-            func.coalesce(
-                func.sum(
-                    case(
-                        (CreditEntry.kind == EntryKind.grant.value, CreditEntry.amount),
-                        else_=-CreditEntry.from_grant,
-                    )
+            CreditTotal.period_start,
+            CreditTotal.project_id,
+            CreditTotal.used,
+            CreditTotal.paid_by_grants,
+            CreditTotal.granted,
+        ).where(
+            CreditTotal.org_id == org_id,
+            CreditTotal.currency == currency.value,
+            or_(
+                and_(
+                    CreditTotal.period_start == start,
+                    CreditTotal.project_id.in_([ORG_WIDE, project_id]),
                 ),
-                0,
-            )
-        ).where(CreditEntry.org_id == org_id, CreditEntry.currency == currency.value)
+                and_(CreditTotal.period_start == ALL_TIME, CreditTotal.project_id == ORG_WIDE),
+            ),
+        )
     )
-    return int(total or 0)
+    used = paid_by_grants = project_used = granted = 0
+    for period_start, scope, row_used, row_paid, row_granted in rows:
+        if period_start == ALL_TIME:
+            granted = int(row_granted) - int(row_paid)
+        elif scope == ORG_WIDE:
+            used, paid_by_grants = int(row_used), int(row_paid)
+        else:
+            project_used = int(row_used)
+    return _Standing(used, paid_by_grants, project_used, granted)

@@ -9,10 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories.triggers import Target
-from baton.db.tables import EmailInbox, InboundEmail, utcnow
-from baton.errors import NotFound
+from baton.db.tables import EmailInbox, InboundEmail
 from baton.security import hash_token
 
 
@@ -25,36 +23,6 @@ async def create_inbox(*, session: AsyncSession, target: Target, token: str) -> 
     )
     session.add(inbox)
     await session.flush()
-    return inbox
-
-
-async def list_inboxes(
-    *, session: AsyncSession, target: Target, page: PageRequest = ALL
-) -> Paged[EmailInbox]:
-    """The target's inboxes that still take mail; deleted ones are gone for good."""
-    query = select(EmailInbox).where(*target.where(EmailInbox), EmailInbox.revoked_at.is_(None))
-    order = (EmailInbox.created_at, EmailInbox.id)
-    return await fetch_page(session=session, query=query, order=order, page=page)
-
-
-async def revoke_inbox(*, session: AsyncSession, target: Target, inbox_id: str) -> None:
-    inbox = await session.get(EmailInbox, inbox_id)
-    if inbox is None or Target.of(inbox) != target or inbox.revoked_at is not None:
-        raise NotFound(f"email inbox {inbox_id} not found")
-    inbox.revoked_at = utcnow()
-
-
-async def find_inbox(*, session: AsyncSession, token: str) -> EmailInbox:
-    """The live inbox a presented URL token belongs to; unknown and deleted look alike."""
-    inbox = (
-        await session.scalars(
-            select(EmailInbox).where(
-                EmailInbox.token_hash == hash_token(token), EmailInbox.revoked_at.is_(None)
-            )
-        )
-    ).one_or_none()
-    if inbox is None:
-        raise NotFound("no email inbox at this URL: it was deleted or never existed")
     return inbox
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from baton.db.tables import Task, TaskEvent, utcnow
-from baton.domain.events import EventDraft
+from baton.domain.events import EventDraft, EventType
+from baton.domain.tasks import PendingApproval
 from baton.errors import NotFound
 
 # Appends on PostgreSQL notify this channel with the task id as payload, when they commit.
@@ -157,3 +159,37 @@ async def list_events(
         .limit(limit)
     )
     return list((await session.scalars(query)).all())
+
+
+async def last_seq(*, session: AsyncSession, task_id: str) -> int:
+    """The seq of the task's latest event; 0 before its first."""
+    query = select(func.max(TaskEvent.seq)).where(TaskEvent.task_id == task_id)
+    return (await session.execute(query)).scalar_one() or 0
+
+
+async def open_approvals(
+    *, session: AsyncSession, task_ids: Collection[str]
+) -> dict[str, list[PendingApproval]]:
+    """What each task waits on, read from its own events (an inbox of many tasks asks no
+    workflow): the approvals asked for and not decided since, in the order asked. Copies
+    of other tasks' events (`data["task_id"]`) are not the task's own and are left out."""
+    rows = await session.scalars(
+        select(TaskEvent)
+        .where(
+            TaskEvent.task_id.in_(list(task_ids)),
+            TaskEvent.type.in_(
+                [EventType.tool_approval_requested.value, EventType.tool_approval_decided.value]
+            ),
+        )
+        .order_by(TaskEvent.task_id, TaskEvent.seq)
+    )
+    waiting: dict[str, dict[str, PendingApproval]] = {task_id: {} for task_id in task_ids}
+    for row in rows:
+        call_id = row.data.get("call_id")
+        if "task_id" in row.data or not isinstance(call_id, str):
+            continue
+        if row.type == EventType.tool_approval_requested.value:
+            waiting[row.task_id][call_id] = PendingApproval.model_validate(row.data)
+        else:
+            waiting[row.task_id].pop(call_id, None)
+    return {task_id: list(calls.values()) for task_id, calls in waiting.items()}

@@ -30,12 +30,22 @@ class RowResult:
     failed: bool
 
 
+@dataclass(frozen=True)
+class RowSource:
+    """Where a synced source's rows came from: the source, the key and the key's hash."""
+
+    source_id: str
+    key: str
+    hash: str
+
+
 async def insert_rows(
     *,
     session: AsyncSession,
     set_id: str,
     columns: list[KnowledgeColumn],
     rows: Sequence[dict[str, Any]],
+    source: RowSource | None = None,
 ) -> list[int]:
     """Inserts rows already checked against the set, in one statement; their ids in order.
     Vectors are left to the embedding activity (NULL means "to embed")."""
@@ -50,6 +60,9 @@ async def insert_rows(
             "embedding": None,
             "created_at": now,
             "updated_at": now,
+            "source_id": source and source.source_id,
+            "source_key": source and source.key,
+            "source_hash": source and source.hash,
         }
         for data in rows
     ]
@@ -265,3 +278,23 @@ async def count_to_embed(*, session: AsyncSession, set_id: str) -> int:
         select(func.count()).where(KnowledgeRow.set_id == set_id, KnowledgeRow.embedding.is_(None))
     )
     return int(count or 0)
+
+
+async def matching_row_ids(
+    *, session: AsyncSession, set_id: str, where: ColumnElement[bool]
+) -> list[int]:
+    """The ids of the set's rows that `where` picks, in id order (a bulk run's rows)."""
+    query = (
+        select(KnowledgeRow.id)
+        .where(KnowledgeRow.set_id == set_id, where)
+        .order_by(KnowledgeRow.id)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def row_data(*, session: AsyncSession, set_id: str, row_ids: Sequence[int]) -> dict[int, Any]:
+    """The data of those of `row_ids` the set still has."""
+    query = select(KnowledgeRow.id, KnowledgeRow.data).where(
+        KnowledgeRow.set_id == set_id, KnowledgeRow.id.in_(row_ids)
+    )
+    return {row_id: data for row_id, data in (await session.execute(query)).all()}

@@ -7,10 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from baton.db.paging import ALL, Paged, PageRequest, fetch_page
 from baton.db.repositories.triggers import Target
-from baton.db.tables import SlackEvent, SlackTrigger, utcnow
-from baton.errors import NotFound
+from baton.db.tables import SlackEvent, SlackTrigger
 from baton.security import hash_token
 
 
@@ -26,38 +24,6 @@ async def create_trigger(
     )
     session.add(trigger)
     await session.flush()
-    return trigger
-
-
-async def list_triggers(
-    *, session: AsyncSession, target: Target, page: PageRequest = ALL
-) -> Paged[SlackTrigger]:
-    """The target's Slack triggers that still work; revoked ones are gone for good."""
-    query = select(SlackTrigger).where(
-        *target.where(SlackTrigger), SlackTrigger.revoked_at.is_(None)
-    )
-    order = (SlackTrigger.created_at, SlackTrigger.id)
-    return await fetch_page(session=session, query=query, order=order, page=page)
-
-
-async def revoke_trigger(*, session: AsyncSession, target: Target, trigger_id: str) -> None:
-    trigger = await session.get(SlackTrigger, trigger_id)
-    if trigger is None or not target.owns(trigger) or trigger.revoked_at is not None:
-        raise NotFound(f"Slack trigger {trigger_id} not found")
-    trigger.revoked_at = utcnow()
-
-
-async def find_trigger(*, session: AsyncSession, token: str) -> SlackTrigger:
-    """The live trigger a presented URL token belongs to; unknown and revoked look alike."""
-    trigger = (
-        await session.scalars(
-            select(SlackTrigger).where(
-                SlackTrigger.token_hash == hash_token(token), SlackTrigger.revoked_at.is_(None)
-            )
-        )
-    ).one_or_none()
-    if trigger is None:
-        raise NotFound("no Slack trigger at this URL: it was revoked or never existed")
     return trigger
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -30,9 +31,11 @@ async def create_task(
     user_group_id: str | None = None,
     agent_version: int | None = None,
     params: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> Task:
     task = Task(
         id=task_id,
+        source=source,
         agent_version=agent_version,
         params=params,
         project_id=project_id,
@@ -87,9 +90,10 @@ async def list_tasks(
     agent_id: str | None = None,
     workforce_id: str | None = None,
     status: TaskStatus | None = None,
+    statuses: Collection[TaskStatus] | None = None,
     page: PageRequest = ALL,
 ) -> Paged[Task]:
-    """Newest first."""
+    """Newest first; `statuses`, when given, keeps the tasks in any of them."""
     query = _visible_tasks(principal, project_id)
     if agent_id is not None:
         query = query.where(Task.agent_id == agent_id)
@@ -97,6 +101,8 @@ async def list_tasks(
         query = query.where(Task.workforce_id == workforce_id)
     if status is not None:
         query = query.where(Task.status == status.value)
+    if statuses is not None:
+        query = query.where(Task.status.in_([s.value for s in statuses]))
     order = (Key(Task.created_at, descending=True), Task.id)
     return await fetch_page(session=session, query=query, order=order, page=page)
 

@@ -31,11 +31,13 @@ async def create_run(
     tool_id: str,
     tool_version: int,
     params: dict[str, Any],
-    plans: PlanBook,
+    source: str | None = None,
 ) -> ToolRun:
-    """The run's row, and the action it costs its organisation (charged once per run)."""
+    """The run's row. Its action is charged in the same transaction, by the caller
+    (`credits.charge_tool_run`, before this write: SQLite's write lock is taken later)."""
     run = ToolRun(
         id=run_id,
+        source=source,
         project_id=project_id,
         tool_id=tool_id,
         tool_version=tool_version,
@@ -45,16 +47,17 @@ async def create_run(
     )
     session.add(run)
     await session.flush()
-    await credit_repo.charge_tool_run(
-        session=session, plans=plans, project_id=project_id, run_id=run_id
-    )
     return run
 
 
 async def ensure_run(*, session: AsyncSession, new_run: NewToolRun, plans: PlanBook) -> None:
-    """The row of a run a workflow starts, once however often its activity is retried."""
+    """The row of a run a workflow starts, and its action, once however often its activity
+    is retried."""
     if await session.get(ToolRun, new_run.run_id) is not None:
         return
+    await credit_repo.charge_tool_run(
+        session=session, plans=plans, project_id=new_run.project_id, run_id=new_run.run_id
+    )
     await create_run(
         session=session,
         run_id=new_run.run_id,
@@ -62,7 +65,6 @@ async def ensure_run(*, session: AsyncSession, new_run: NewToolRun, plans: PlanB
         tool_id=new_run.tool_id,
         tool_version=new_run.tool_version,
         params=new_run.params,
-        plans=plans,
     )
 
 

@@ -1,10 +1,11 @@
-"""Triggers of an agent or a workforce: webhooks (a secret URL) and schedules (a Temporal
+"""Triggers of an agent or a workforce: those found by a secret URL (webhooks, Slack events
+URLs, email inboxes: listed, revoked and found by their token alike) and schedules (a Temporal
 Schedule each)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,13 @@ from baton.errors import NotFound
 from baton.security import hash_token
 
 Trigger = AgentWebhook | AgentSchedule | SlackTrigger | EmailInbox
+UrlTrigger = TypeVar("UrlTrigger", AgentWebhook, SlackTrigger, EmailInbox)
+# What a person calls each kind of URL trigger, and what happens to it when it goes.
+_NAMES: dict[type[Any], tuple[str, str]] = {
+    AgentWebhook: ("webhook", "revoked"),
+    SlackTrigger: ("Slack trigger", "revoked"),
+    EmailInbox: ("email inbox", "deleted"),
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,41 @@ class Target:
         ]
 
 
-# Webhooks
+# Triggers found by a secret URL
+
+
+async def list_live(
+    *, session: AsyncSession, table: type[UrlTrigger], target: Target, page: PageRequest = ALL
+) -> Paged[UrlTrigger]:
+    """The target's triggers of this kind that still work; revoked ones are gone for good."""
+    query = select(table).where(*target.where(table), table.revoked_at.is_(None))
+    return await fetch_page(
+        session=session, query=query, order=(table.created_at, table.id), page=page
+    )
+
+
+async def revoke(
+    *, session: AsyncSession, table: type[UrlTrigger], target: Target, trigger_id: str
+) -> None:
+    trigger = await session.get(table, trigger_id)
+    if trigger is None or not target.owns(trigger) or trigger.revoked_at is not None:
+        raise NotFound(f"{_NAMES[table][0]} {trigger_id} not found")
+    trigger.revoked_at = utcnow()
+
+
+async def find_by_token(
+    *, session: AsyncSession, table: type[UrlTrigger], token: str
+) -> UrlTrigger:
+    """The live trigger a presented URL token belongs to; unknown and revoked look alike."""
+    trigger = (
+        await session.scalars(
+            select(table).where(table.token_hash == hash_token(token), table.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if trigger is None:
+        name, gone = _NAMES[table]
+        raise NotFound(f"no {name} at this URL: it was {gone} or never existed")
+    return trigger
 
 
 async def create_webhook(
@@ -76,38 +118,6 @@ async def create_webhook(
     )
     session.add(webhook)
     await session.flush()
-    return webhook
-
-
-async def list_webhooks(
-    *, session: AsyncSession, target: Target, page: PageRequest = ALL
-) -> Paged[AgentWebhook]:
-    """The target's webhooks that still work; revoked ones are gone for good."""
-    query = select(AgentWebhook).where(
-        *target.where(AgentWebhook), AgentWebhook.revoked_at.is_(None)
-    )
-    order = (AgentWebhook.created_at, AgentWebhook.id)
-    return await fetch_page(session=session, query=query, order=order, page=page)
-
-
-async def revoke_webhook(*, session: AsyncSession, target: Target, webhook_id: str) -> None:
-    webhook = await session.get(AgentWebhook, webhook_id)
-    if webhook is None or not target.owns(webhook) or webhook.revoked_at is not None:
-        raise NotFound(f"webhook {webhook_id} not found")
-    webhook.revoked_at = utcnow()
-
-
-async def find_webhook(*, session: AsyncSession, token: str) -> AgentWebhook:
-    """The live webhook a presented URL token belongs to; unknown and revoked look alike."""
-    webhook = (
-        await session.scalars(
-            select(AgentWebhook).where(
-                AgentWebhook.token_hash == hash_token(token), AgentWebhook.revoked_at.is_(None)
-            )
-        )
-    ).one_or_none()
-    if webhook is None:
-        raise NotFound("no webhook at this URL: it was revoked or never existed")
     return webhook
 
 

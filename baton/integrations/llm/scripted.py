@@ -18,8 +18,20 @@ with `SCRIPTED_LABEL`, so nobody mistakes it for a real model's.
   "<tool name>: <result>".
 - Otherwise (no `call` line, or no tools offered) it echoes like `scripted:echo`.
 
-A request with a `json_schema` gets, from either model, the smallest JSON document that
-matches it (every string in it is the label), so structured-output steps run offline too.
+`scripted:search` stands in for the two model steps of advanced knowledge search
+(baton/domain/advanced_search.py), whose user message is a JSON object:
+
+- `{"question": ...}` (the rewrite) gets `{"query": ...}`: the question's words, lower-cased,
+  without the common English words in `_STOP_WORDS` ("How do I reset my password?" becomes
+  "reset password"); the question itself when no word is left.
+- `{"question": ..., "hits": [{"row_id", "row"}, ...]}` (the answer) cites every hit whose row
+  shares one of those words: `{"answered": <any cited>, "summary": "<label> Rows 3, 5 mention
+  reset, password.", "citations": [3, 5]}`.
+- Any other message gets what `scripted:echo` gives.
+
+A request with a `json_schema` gets, from `echo` and `tools` (and from `search` when its
+message is not one of the two above), the smallest JSON document that matches it (every string
+in it is the label), so structured-output steps run offline too.
 
 Text reaches `on_delta` in a few chunks, as a real model's stream would."""
 
@@ -38,12 +50,18 @@ from baton.domain.llm import (
     TokenUsage,
     ToolCall,
 )
-from baton.domain.models import SCRIPTED_LABEL
+from baton.domain.models import SCRIPTED_LABEL, SCRIPTED_MODELS
 from baton.errors import ModelNotAvailable
 from baton.integrations.llm.streaming import DeltaSink, TextCollector, tool_call
 
 _CALL_LINE = re.compile(r"^\s*call\s+(?P<name>[\w.\-]+)\s*(?P<arguments>.*?)\s*$")
 _MAX_RESULT = 500
+_WORD = re.compile(r"\w+")
+# What `scripted:search` leaves out of a question: words that ask, not words that name.
+_STOP_TEXT = """a about an and any are as at be can could did do does for from has have how i if
+in is it its me my of on or our please should tell that the there this to was we what when where
+which who why will with would you your"""
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
 _CHUNKS = 4
 
 
@@ -56,11 +74,14 @@ async def complete(
 ) -> LlmResponse:
     """`config` is not read: the scripted models need no key and no endpoint."""
     calls: list[ToolCall] = []
-    if name not in ("echo", "tools"):
+    if name not in SCRIPTED_MODELS:
         raise ModelNotAvailable(f"the scripted provider has no model {name!r}")
-    if request.json_schema is not None:
+    scripted_search = _search(request.messages) if name == "search" else None
+    if scripted_search is not None:
+        content = json.dumps(scripted_search)
+    elif request.json_schema is not None:
         content = json.dumps(_smallest_instance(request.json_schema))
-    elif name == "echo":
+    elif name in ("echo", "search"):
         content = _echo(request.messages)
     elif name == "tools":
         content, calls = _tools(request)
@@ -80,6 +101,43 @@ async def complete(
         ),
         finish_reason="tool_calls" if calls else "stop",
     )
+
+
+def _search(messages: list[Message]) -> dict[str, Any] | None:
+    last_user = next((m.content for m in reversed(messages) if m.role is MessageRole.user), "")
+    try:
+        asked = json.loads(last_user)
+    except ValueError:
+        return None
+    if not isinstance(asked, dict) or not isinstance(asked.get("question"), str):
+        return None
+    keywords = _keywords(asked["question"])
+    hits = asked.get("hits")
+    if hits is None:
+        return {"query": " ".join(keywords) or asked["question"]}
+    if not isinstance(hits, list):
+        return None
+    cited: list[Any] = []
+    shared: dict[str, None] = {}
+    for hit in hits:
+        if not isinstance(hit, dict) or "row_id" not in hit:
+            continue
+        words = set(_keywords(json.dumps(hit.get("row"), ensure_ascii=False)))
+        found = [word for word in keywords if word in words]
+        if found:
+            cited.append(hit["row_id"])
+            shared.update(dict.fromkeys(found))
+    if cited:
+        rows = ", ".join(str(row_id) for row_id in cited)
+        summary = f"{SCRIPTED_LABEL} Rows {rows} mention {', '.join(shared)}."
+    else:
+        summary = f"{SCRIPTED_LABEL} No row mentions {', '.join(keywords) or 'the question'}."
+    return {"answered": bool(cited), "summary": summary, "citations": cited}
+
+
+def _keywords(text: str) -> list[str]:
+    words = (word.lower() for word in _WORD.findall(text))
+    return list(dict.fromkeys(word for word in words if word not in _STOP_WORDS))
 
 
 def _smallest_instance(schema: dict[str, Any]) -> Any:

@@ -1,0 +1,23 @@
+"""Real workers on a test's own task queue."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from baton.settings import Settings
+from worker import create_worker
+
+
+def worker_on(
+    client: Client, settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> Worker:
+    """A real worker on the settings' task queue (enter it with `async with`), for tests
+    whose settings or client differ from the `worker` fixture's."""
+    return create_worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        session_factory=session_factory,
+        settings=settings,
+    )
