@@ -437,6 +437,13 @@ class ToolRunActivities:
     @activity.defn(name="baton.tool_run.finish")
     async def finish(self, finish: ToolRunFinish) -> None:
         async with self._sessions.begin() as session:
+            payer = None
+            if finish.charges and self._plans is not None and finish.project_id is not None:
+                # Read before the first write: SQLite's writers take turns from there on.
+                org = await credit_repo.organization_of(
+                    session=session, project_id=finish.project_id
+                )
+                payer = (self._plans, finish.project_id, org)
             await run_repo.put_step_records(
                 session=session, run_id=finish.run_id, records=finish.records
             )
@@ -447,12 +454,14 @@ class ToolRunActivities:
                 output=finish.output,
                 error=finish.error,
             )
-            if finish.charges and self._plans is not None and finish.project_id is not None:
+            if payer is not None:
+                plans, project_id, org = payer
                 await credit_repo.charge_llm_calls(
                     session=session,
-                    plans=self._plans,
-                    project_id=finish.project_id,
+                    plans=plans,
+                    project_id=project_id,
                     calls=finish.charges,
+                    org=org,
                 )
 
 

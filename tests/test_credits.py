@@ -30,7 +30,15 @@ from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
 from baton.db.tables import Agent, CreditEntry, CreditTotal, ToolRun
-from baton.domain.credits import Currency, PlanBook, load_plans, period_of, tool_run_key
+from baton.domain.credits import (
+    Currency,
+    LlmCharge,
+    ModelPrice,
+    PlanBook,
+    load_plans,
+    period_of,
+    tool_run_key,
+)
 from baton.domain.llm import LlmRequest
 from baton.domain.tasks import LlmCall
 from baton.domain.tool_runs import NewToolRun
@@ -806,3 +814,60 @@ async def test_the_running_totals_equal_the_ledger_after_grants_debits_retries_a
         assert await kept_totals(session, tenant.org_id) == sums
     body = await credits(api, tenant)
     assert body["actions"] == {"included": 200, "used": 7, "granted": 7, "remaining": 200}
+
+
+async def test_a_batch_of_model_calls_partly_charged_before_pays_for_the_new_ones_in_order(
+    tenant: Tenant, session_factory: Sessions
+):
+    """A tool run's `llm` charges go in together with its last write; one of them may have
+    been charged already (a retry). Only the new ones take what is left of the allowance."""
+    await set_plan(session_factory, tenant, "free")  # 2 vendor credits a month
+    plans = PlanBook(prices={"openai:priced": ModelPrice(input=1.0, output=0.0)})
+    k = f"batch-{uuid.uuid4()}"
+
+    def costing(key: str, credits: float) -> LlmCharge:  # 1,000 input tokens: one credit
+        tokens = round(credits * 1000)
+        return LlmCharge(key=key, model="openai:priced", input_tokens=tokens, output_tokens=0)
+
+    async with session_factory.begin() as session:
+        await credit_repo.debit(
+            session=session,
+            plans=plans,
+            org_id=tenant.org_id,
+            project_id=tenant.project_id,
+            currency=Currency.vendor_credits,
+            micros=1_500_000,
+            key=f"{k}:spent",
+        )
+        await credit_repo.grant(
+            session=session,
+            org_id=tenant.org_id,
+            currency=Currency.vendor_credits,
+            amount=5,
+            key=f"{k}:grant",
+        )
+        earlier = costing(f"{k}:a", 0.4)
+        await credit_repo.charge_llm_calls(
+            session=session, plans=plans, project_id=tenant.project_id, calls=[earlier]
+        )
+    async with session_factory.begin() as session:
+        charged = await credit_repo.charge_llm_calls(
+            session=session,
+            plans=plans,
+            project_id=tenant.project_id,
+            calls=[earlier, costing(f"{k}:b", 0.3), costing(f"{k}:c", 0.2)],
+        )
+
+    assert charged == 2
+    entries = {e.idempotency_key: e for e in await debits(session_factory, tenant.org_id)}
+    # 0.1 of the allowance was left after a: b takes it, and the grant pays the rest.
+    assert {key: (entries[key].amount, entries[key].from_grant) for key in entries if k in key} == {
+        f"{k}:spent": (1_500_000, 0),
+        f"{k}:a": (400_000, 0),
+        f"{k}:b": (300_000, 200_000),
+        f"{k}:c": (200_000, 200_000),
+    }
+    async with session_factory() as session:
+        assert await kept_totals(session, tenant.org_id) == await ledger_sums(
+            session, tenant.org_id
+        )

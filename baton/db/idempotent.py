@@ -30,3 +30,18 @@ async def insert_once(
         insert(table).values(values).on_conflict_do_nothing(index_elements=key)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def insert_new(
+    session: AsyncSession, table: type[Base], rows: list[dict[str, Any]], *, key: str
+) -> set[Any]:
+    """Inserts each row unless one with the same `key` (a unique column) exists, and returns
+    the keys of the rows it inserted. The rows go as the parameters of one statement: the
+    database gets one INSERT for them all, and its compiled form is cached."""
+    if not rows:
+        return set()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table).on_conflict_do_nothing(index_elements=[key]).returning(getattr(table, key))
+    )
+    return set((await session.execute(statement, rows)).scalars())

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from baton.db.idempotent import insert_once
+from baton.db.idempotent import insert_new, insert_once
 from baton.db.repositories import audit
 from baton.db.tables import CreditAlert, CreditEntry, CreditTotal, Organization, Project, utcnow
 from baton.domain.audit import SYSTEM, AuditAction, Target
@@ -150,28 +150,36 @@ async def _debit_each(
     elif included is not None or cap is not None:
         standing = await _standing(session, org.id, currency, now)
         used, paid_by_grants = standing.used, standing.paid_by_grants
-    added = added_from_grants = charged = 0
-    for key, micros in debits:
-        from_grant = 0
-        if included is not None:
-            allowance_left = max(0, included - (used - paid_by_grants))
-            from_grant = micros - min(micros, allowance_left)
-        entry = {
-            "org_id": org.id,
-            "project_id": project_id,
-            "kind": EntryKind.debit.value,
-            "currency": currency.value,
-            "amount": micros,
-            "from_grant": from_grant,
-            "idempotency_key": key,
-            "note": None,
-            "created_at": now,
-        }
-        if not await insert_once(session, CreditEntry, entry, key=["idempotency_key"]):
-            continue  # charged before (a retry): it counts once
-        charged += 1
-        used, paid_by_grants = used + micros, paid_by_grants + from_grant
-        added, added_from_grants = added + micros, added_from_grants + from_grant
+    entries = _debit_entries(
+        org.id, project_id, currency, debits, included, used, paid_by_grants, now
+    )
+    # One statement for them all. An entry charged before (a retry) is not inserted again.
+    new = await insert_new(session, CreditEntry, entries, key="idempotency_key")
+    fresh = [entry for entry in entries if entry["idempotency_key"] in new]
+    if len(fresh) < len(entries) and included is not None:
+        # Some were charged before (a retry): only the new ones take their share of the
+        # allowance, in order.
+        redone = _debit_entries(
+            org.id,
+            project_id,
+            currency,
+            [(entry["idempotency_key"], entry["amount"]) for entry in fresh],
+            included,
+            used,
+            paid_by_grants,
+            now,
+        )
+        for entry in redone:
+            await session.execute(
+                update(CreditEntry)
+                .where(CreditEntry.idempotency_key == entry["idempotency_key"])
+                .values(from_grant=entry["from_grant"])
+            )
+        fresh = redone
+    charged = len(fresh)
+    added = sum(entry["amount"] for entry in fresh)
+    added_from_grants = sum(entry["from_grant"] for entry in fresh)
+    used += added
     if charged:
         await _add_to_totals(
             session,
@@ -186,6 +194,41 @@ async def _debit_each(
     if charged and cap is not None:
         await _record_alerts(session, org, currency, cap=cap, used=used, now=now)
     return charged
+
+
+def _debit_entries(
+    org_id: int,
+    project_id: str | None,
+    currency: Currency,
+    debits: list[tuple[str, int]],
+    included: int | None,
+    used: int,
+    paid_by_grants: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The ledger rows of `debits`, in order, each paid by what is left of the period's
+    allowance (`included`, of which `used - paid_by_grants` is spent) before grants."""
+    entries = []
+    for key, micros in debits:
+        from_grant = 0
+        if included is not None:
+            allowance_left = max(0, included - (used - paid_by_grants))
+            from_grant = micros - min(micros, allowance_left)
+        used, paid_by_grants = used + micros, paid_by_grants + from_grant
+        entries.append(
+            {
+                "org_id": org_id,
+                "project_id": project_id,
+                "kind": EntryKind.debit.value,
+                "currency": currency.value,
+                "amount": micros,
+                "from_grant": from_grant,
+                "idempotency_key": key,
+                "note": None,
+                "created_at": now,
+            }
+        )
+    return entries
 
 
 async def charged(*, session: AsyncSession, key: str) -> int:
@@ -252,11 +295,21 @@ async def charge_llm_call(
     )
 
 
+async def organization_of(*, session: AsyncSession, project_id: str) -> Organization:
+    """The organisation that pays for the project's runs."""
+    return (await _project_and_org(session, project_id))[1]
+
+
 async def charge_llm_calls(
-    *, session: AsyncSession, plans: PlanBook, project_id: str, calls: list[LlmCharge]
+    *,
+    session: AsyncSession,
+    plans: PlanBook,
+    project_id: str,
+    calls: list[LlmCharge],
+    org: Organization | None = None,
 ) -> int:
-    """`charge_llm_call` for each of `calls`, in one read of the organisation and its
-    totals; returns how many this call charged."""
+    """`charge_llm_call` for each of `calls`, in one read of the organisation (unless given:
+    `organization_of`) and its totals; returns how many this call charged."""
     debits = []
     for call in calls:
         price = plans.prices.get(call.model)
@@ -267,7 +320,8 @@ async def charge_llm_calls(
             debits.append((call.key, micros))
     if not debits or not plans.metering:
         return 0
-    _, org = await _project_and_org(session, project_id)
+    if org is None:
+        org = await organization_of(session=session, project_id=project_id)
     currency = Currency.vendor_credits
     return await _debit_each(session, plans, org, project_id, currency, debits, utcnow())
 
