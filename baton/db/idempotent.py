@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from baton.db.tables import Base
 
@@ -40,8 +42,12 @@ async def insert_new(
     database gets one INSERT for them all, and its compiled form is cached."""
     if not rows:
         return set()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(table).on_conflict_do_nothing(index_elements=[key]).returning(getattr(table, key))
-    )
+    statement = _insert_new(session.get_bind().dialect.name, table, key)
     return set((await session.execute(statement, rows)).scalars())
+
+
+@functools.cache
+def _insert_new(dialect: str, table: type[Base], key: str) -> ReturningInsert[tuple[Any]]:
+    """Built once per table: building it cost about as much as running it."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=[key]).returning(getattr(table, key))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import httpx
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Insert, and_, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -653,20 +654,21 @@ async def _add_to_totals(
         }
         for start, scope in scopes
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(CreditTotal)
-    # The rows as parameters of one statement (executemany): its compiled form is cached,
-    # which a statement with the rows in its VALUES is not.
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["org_id", "currency", "period_start", "project_id"],
-            set_={
-                "used": CreditTotal.used + statement.excluded.used,
-                "paid_by_grants": CreditTotal.paid_by_grants + statement.excluded.paid_by_grants,
-                "granted": CreditTotal.granted + statement.excluded.granted,
-            },
-        ),
-        rows,
+    # The rows as parameters of one statement (executemany), whose compiled form is cached.
+    await session.execute(_totals_upsert(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _totals_upsert(dialect: str) -> Insert:
+    """Adds its rows to the totals they name: an upsert whose addition the database does."""
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(CreditTotal)
+    return statement.on_conflict_do_update(
+        index_elements=["org_id", "currency", "period_start", "project_id"],
+        set_={
+            "used": CreditTotal.used + statement.excluded.used,
+            "paid_by_grants": CreditTotal.paid_by_grants + statement.excluded.paid_by_grants,
+            "granted": CreditTotal.granted + statement.excluded.granted,
+        },
     )
 
 
@@ -682,6 +684,27 @@ class _Standing:
     """Grants less what debits took from them, over all time."""
 
 
+# Built once: a debit reads and adds to the totals, and building these statements again
+# for each one cost as much as running them.
+_STANDING = select(
+    CreditTotal.period_start,
+    CreditTotal.project_id,
+    CreditTotal.used,
+    CreditTotal.paid_by_grants,
+    CreditTotal.granted,
+).where(
+    CreditTotal.org_id == bindparam("org_id"),
+    CreditTotal.currency == bindparam("currency"),
+    or_(
+        and_(
+            CreditTotal.period_start == bindparam("start"),
+            CreditTotal.project_id.in_(bindparam("scopes", expanding=True)),
+        ),
+        and_(CreditTotal.period_start == ALL_TIME, CreditTotal.project_id == ORG_WIDE),
+    ),
+)
+
+
 async def _standing(
     session: AsyncSession,
     org_id: int,
@@ -692,24 +715,9 @@ async def _standing(
     """The organisation's totals in `currency` (and the project's, if given), read in one
     query of (at most) three rows."""
     start, _ = period_of(now)
+    scopes = [ORG_WIDE, project_id]
     rows = await session.execute(
-        select(
-            CreditTotal.period_start,
-            CreditTotal.project_id,
-            CreditTotal.used,
-            CreditTotal.paid_by_grants,
-            CreditTotal.granted,
-        ).where(
-            CreditTotal.org_id == org_id,
-            CreditTotal.currency == currency.value,
-            or_(
-                and_(
-                    CreditTotal.period_start == start,
-                    CreditTotal.project_id.in_([ORG_WIDE, project_id]),
-                ),
-                and_(CreditTotal.period_start == ALL_TIME, CreditTotal.project_id == ORG_WIDE),
-            ),
-        )
+        _STANDING, {"org_id": org_id, "currency": currency.value, "start": start, "scopes": scopes}
     )
     used = paid_by_grants = project_used = granted = 0
     for period_start, scope, row_used, row_paid, row_granted in rows:
