@@ -12,7 +12,8 @@ activity per model call, one per tool call; bench/plain_agent.py), with the same
 Then what metering costs (bench/metering.py): the same tasks on two more stacks, one metered
 (a plan with allowances, the models priced) and one with metering off, alternately first.
 
-    python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10]
+    python bench/agent_tasks.py [--tasks 100] [--concurrency 20] [--streams 10] [--rounds 2]
+    python bench/agent_tasks.py --only-metering --rounds 6   # metering's pairs alone
 """
 
 from __future__ import annotations
@@ -129,7 +130,25 @@ async def metered_tasks(tasks: int, concurrency: int, *, metering: bool) -> floa
         return tasks / (time.perf_counter() - began)
 
 
-async def main(tasks: int, concurrency: int, streams: int) -> None:
+async def metering_rates(tasks: int, concurrency: int, rounds: int) -> tuple[float, float]:
+    """Metered and unmetered tasks/s over `rounds` pairs, alternately first; prints each
+    pair's cost (their spread is the noise) and the median of them."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for round_no in range(rounds):
+        for metering in (True, False) if round_no % 2 == 0 else (False, True):
+            rates[metering].append(await metered_tasks(tasks, concurrency, metering=metering))
+    costs = [overhead(m, u) for m, u in zip(rates[True], rates[False], strict=True)]
+    metered, unmetered = (sum(rates[m]) / len(rates[m]) for m in (True, False))
+    print(f"  metered / metering off:    {metered:.1f} / {unmetered:.1f} tasks/s")
+    print(
+        f"  metering cost:             {overhead(metered, unmetered):.1%} (target under 5%; "
+        f"round by round {', '.join(f'{c:.0%}' for c in costs)}; median "
+        f"{statistics.median(costs):.1%})"
+    )
+    return metered, unmetered
+
+
+async def main(tasks: int, concurrency: int, streams: int, rounds: int = 2) -> None:
     latencies: list[float] = []
     delays = Delays()
     async with baton_stack() as stack:
@@ -165,18 +184,12 @@ async def main(tasks: int, concurrency: int, streams: int) -> None:
             elapsed = time.perf_counter() - began
 
         plain_rate = await plain_tasks(stack.env.client, tasks, concurrency)
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    for order in ((True, False), (False, True)):
-        for metering in order:
-            rates[metering].append(await metered_tasks(tasks, concurrency, metering=metering))
-    metered, unmetered = (sum(rates[m]) / len(rates[m]) for m in (True, False))
     print(f"agent_tasks: {tasks} tasks (2 tool calls each), concurrency {concurrency}")
     print(f"  tasks/s:                   {tasks / elapsed:.1f}  ({elapsed:.1f}s in all)")
     print(f"  first task, untimed:       {warm_up:.1f}s (the worker process starting)")
     print(f"  plain workflow baseline:   {plain_rate:.1f} tasks/s")
     print(f"  ratio (Baton / plain):     {tasks / elapsed / plain_rate:.2f}  (target >= 0.8)")
-    print(f"  metered / metering off:    {metered:.1f} / {unmetered:.1f} tasks/s")
-    print(f"  metering cost:             {overhead(metered, unmetered):.1%} (target under 5%)")
+    metered, unmetered = await metering_rates(tasks, concurrency, rounds)
     print(
         f"  trigger latency p50 / p99: {percentile(latencies, 0.5) * 1000:.0f} ms / "
         f"{percentile(latencies, 0.99) * 1000:.0f} ms"
@@ -220,5 +233,13 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--streams", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2, help="metered/unmetered pairs")
+    parser.add_argument(
+        "--only-metering", action="store_true", help="measure only metering's pairs"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.tasks, args.concurrency, args.streams))
+    if args.only_metering:
+        print(f"agent_tasks: {args.tasks} tasks (2 tool calls each), metering only")
+        asyncio.run(metering_rates(args.tasks, args.concurrency, args.rounds))
+    else:
+        asyncio.run(main(args.tasks, args.concurrency, args.streams, args.rounds))
