@@ -386,7 +386,8 @@ _TEMPLATES: list[dict[str, Any]] = [
         "id": "answer-from-knowledge",
         "title": "Answer from knowledge",
         "description": "Searches a knowledge set and answers from the hits, citing row ids. "
-        "Needs knowledge sets, which arrive in a later version.",
+        "Pick the set when running it: hybrid search, or lexical where the set has no "
+        "embedding provider.",
         "spec": {
             "name": "Answer from knowledge",
             "params": [

@@ -12,7 +12,6 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -31,17 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from baton.search_attributes import BATON_STATUS
     from workflows import policies
 
-# A batch heartbeats before each row it starts (a start takes milliseconds): a batch lost
-# with its worker is retried after this long.
-BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-BATCH_TIMEOUT = timedelta(hours=1)
-# A row's failure is recorded on the row; what fails a batch is the database or Temporal
-# being down, so it is retried until it goes through (or its agent is gone).
-BATCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
 RUN_FAILED = "BulkTasksFailed"
 
 
@@ -101,9 +89,9 @@ class BulkTaskWorkflow:
                 activity_names.BULK_START_BATCH,
                 BulkBatch(bulk_id=plan.bulk_id, limit=plan.per_interval),
                 result_type=BulkBatchOutcome,
-                start_to_close_timeout=BATCH_TIMEOUT,
-                heartbeat_timeout=BATCH_HEARTBEAT_TIMEOUT,
-                retry_policy=BATCH_RETRY,
+                start_to_close_timeout=policies.BULK_BATCH_TIMEOUT,
+                heartbeat_timeout=policies.BATCH_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.BATCH_RETRY,
                 # Let a cancelled batch give back the rows it claimed before the run ends.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"start {plan.per_interval} tasks, batch {self._progress.batches + 1}",

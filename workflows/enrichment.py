@@ -8,10 +8,8 @@ in the Temporal UI's current details and, written by the batches, in the job's r
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -30,16 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from baton.search_attributes import BATON_STATUS
     from workflows import policies
 
-# A batch heartbeats several times a second; a worker that died is noticed within this.
-BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-BATCH_TIMEOUT = timedelta(hours=2)
-# Row failures are recorded per row and never fail a batch: what does is the database or
-# the worker, so a batch is retried until it goes through (or is refused as not found).
-BATCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
 # A `workflow.patched` id: a failed job ends Failed (it used to complete), with this type.
 FAIL_FAILED_JOBS = "fail-failed-enrichments"
 JOB_FAILED = "EnrichmentFailed"
@@ -93,9 +81,9 @@ class EnrichmentWorkflow:
                 activity_names.ENRICHMENT_BATCH,
                 EnrichmentBatch(plan=plan, progress=self._progress),
                 result_type=BatchOutcome,
-                start_to_close_timeout=BATCH_TIMEOUT,
-                heartbeat_timeout=BATCH_HEARTBEAT_TIMEOUT,
-                retry_policy=BATCH_RETRY,
+                start_to_close_timeout=policies.ENRICHMENT_BATCH_TIMEOUT,
+                heartbeat_timeout=policies.BATCH_HEARTBEAT_TIMEOUT,
+                retry_policy=policies.BATCH_RETRY,
                 # Let the batch write what it finished before the job is marked cancelled.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"rows after {self._progress.after_row_id}",

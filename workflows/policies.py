@@ -49,3 +49,17 @@ SOURCE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
 )
+
+# The batch activities of an enrichment and of a bulk task run: a batch heartbeats before
+# each row (a row takes milliseconds to start), so one lost with its worker is retried after
+# this long. A row's failure is recorded on the row and never fails its batch; what does is
+# the database or Temporal being down, so a batch is retried until it goes through (or its
+# set or agent is gone, which is refused as not found).
+BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+ENRICHMENT_BATCH_TIMEOUT = timedelta(hours=2)
+BULK_BATCH_TIMEOUT = timedelta(hours=1)
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
