@@ -13,7 +13,6 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
@@ -84,15 +83,17 @@ def data_converter(
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession] | None = None,
 ) -> DataConverter:
-    """Pydantic payloads and failures, encrypted (see baton/payload_codec.py); with a
-    database, payloads over 64 KB are stored there and history keeps a reference (a claim
-    check), so long transcripts and big outputs stay small. The SDK encrypts before it
+    """Pydantic payloads (unknown fields ignored on decode: baton/payload_converter.py) and
+    failures, encrypted (see baton/payload_codec.py); with a database, payloads over 64 KB
+    are stored there and history keeps a reference (a claim check), so long transcripts and
+    big outputs stay small. The SDK encrypts before it
     stores, so the stored blobs are ciphertext too."""
     from baton.payload_codec import EncryptionCodec
+    from baton.payload_converter import BatonPayloadConverter
 
     codec = EncryptionCodec(payload_keys(settings))
-    converter = dataclasses.replace(
-        pydantic_data_converter,
+    converter = DataConverter(
+        payload_converter_class=BatonPayloadConverter,
         payload_codec=codec,
         # A failure's message and stack trace (a step's error may quote what it read) go into
         # an encoded payload as well, instead of staying in clear beside it.

@@ -4,7 +4,7 @@ tests/replay/ holds one history per scenario, recorded by `make record-histories
 (tests/replay/record.py). Each replays with the production data converter (encrypted payloads,
 here under the histories' test-only key) and the production workflow runners. A change to a
 workflow's commands that a run already in flight would not survive (a nondeterminism error)
-fails here: such a change goes behind `workflow.patched` (docs/workflows.md)."""
+fails here: such a change goes behind `workflow.patched` (README, "Changing workflow code")."""
 
 from __future__ import annotations
 

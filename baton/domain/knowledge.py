@@ -176,6 +176,15 @@ class EmbedSetInput(BaseModel):
     job_id: str | None = None
 
 
+class EmbedProgress(BaseModel):
+    """What an embedding run returns and its `progress` query answers."""
+
+    job_id: str | None
+    status: JobStatus
+    done: int
+    remaining: int
+
+
 class AttachMode(StrEnum):
     """How an agent uses an attached set: a search tool, or rows placed in its prompt."""
 
