@@ -11,9 +11,13 @@ A kind runs in one of three places:
 - in the workflow only (neither): a step that needs a workflow of its own (a durable timer,
   a child workflow), run by ToolRunWorkflow's executor.
 
-Adding a kind: its model in baton/domain/tools.py (and in the `Step` union), its entry
-here, and, for an I/O kind, its activity (a name in baton/activity_names.py, its code in
-activities/, registered by the worker)."""
+Adding a kind: its model in baton/domain/tools.py (and in the `Step` union) and its entry
+here; a pure kind needs nothing more (its templated fields are checked when a tool is saved,
+from the entry). An I/O kind also needs its activity (a name in baton/activity_names.py, its
+code in activities/, registered by the worker) and, to run in an enrichment too, its executor
+in StepRunner's table (activities/steps.py). A kind run by the workflow itself needs an
+executor method in ToolRunWorkflow. A save-time rule of its own (an expression that must
+parse, a tool that must exist) goes in baton/domain/tool_checks.py."""
 
 from __future__ import annotations
 
