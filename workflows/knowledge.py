@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -19,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         EmbedBatch,
         EmbedBatchResult,
         EmbedJobEnd,
+        EmbedProgress,
         EmbedSetInput,
         JobStatus,
     )
@@ -35,13 +35,6 @@ EMBED_RETRY = RetryPolicy(
 )
 # A `workflow.patched` id: failed jobs end Failed (they used to complete).
 FAIL_FAILED_JOBS = "fail-failed-jobs"
-
-
-class EmbedProgress(BaseModel):
-    job_id: str | None
-    status: JobStatus
-    done: int
-    remaining: int
 
 
 @workflow.defn(name="EmbedSetWorkflow")
