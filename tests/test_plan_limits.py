@@ -170,3 +170,26 @@ async def test_a_member_past_the_plans_max_is_refused_but_one_already_counted_is
         assert "max_members=1" in error["message"]
     members = await items_of(small_api, "/api/v1/members", tenant.headers)
     assert [m["email"] for m in members] == ["ada@example.com"]
+
+
+async def test_an_organisation_on_a_plan_the_file_no_longer_has_works_under_the_default(
+    api: httpx.AsyncClient, tenant: Tenant, settings: Settings, session_factory: Sessions
+):
+    """An operator removed (or renamed) a plan organisations are on: their requests go on,
+    under the default plan, rather than each failing; moving one to such a plan is refused."""
+    async with session_factory.begin() as session:
+        await session.execute(
+            update(Organization).where(Organization.id == tenant.org_id).values(plan="retired")
+        )
+    shown = await api.get("/api/v1/credits", headers=tenant.headers)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["plan"] == settings.default_plan
+    created = await api.post(
+        tenant.url("/agents"),
+        headers=tenant.headers,
+        json={"name": "still works", "model": "scripted:echo", "system_prompt": "Echo."},
+    )
+    assert created.status_code == 201, created.text
+    async with session_factory() as session:
+        # The stored plan stays: it applies again once the plans file has it.
+        assert (await session.get(Organization, tenant.org_id)).plan == "retired"  # type: ignore[union-attr]

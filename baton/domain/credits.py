@@ -8,6 +8,8 @@ database; the API shows them as numbers."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from baton.errors import InvalidInput
+
+logger = logging.getLogger("baton.credits")
 
 MICROS = 1_000_000
 
@@ -251,13 +255,41 @@ class PlanBook(BaseModel):
         )
 
     def plan_name(self, chosen: str | None) -> str:
-        return chosen or self.default_plan
+        """The plan that applies to an organisation whose stored plan is `chosen`: its own, or
+        the default where it has none or the plans file no longer has it (see `plan`)."""
+        name = chosen or self.default_plan
+        return name if name in self.plans else self.default_plan
 
     def plan(self, chosen: str | None) -> Plan:
-        name = self.plan_name(chosen)
+        """The plan that applies. A stored plan the plans file no longer has (an operator
+        removed or renamed it) is logged and the default applies, so the organisation keeps
+        working rather than every request of it failing; the stored name stays, and applies
+        again once the file has it. Choosing a plan is checked strictly: `check`."""
+        name = chosen or self.default_plan
+        if name not in self.plans:
+            _warn_unknown_plan(name, self.default_plan)
+        return self.plans[self.plan_name(chosen)]
+
+    def knows(self, chosen: str | None) -> bool:
+        """Whether the plans file has the plan stored as `chosen` (None: the default)."""
+        return (chosen or self.default_plan) in self.plans
+
+    def check(self, name: str) -> Plan:
+        """The plan named `name`, for an organisation moving to it (InvalidInput if none)."""
         if name not in self.plans:
             raise InvalidInput(f"unknown plan {name!r}; the plans are {', '.join(self.plans)}")
         return self.plans[name]
+
+
+@functools.cache
+def _warn_unknown_plan(name: str, default: str) -> None:
+    """Once per process and name: an organisation's plan is not in the plans file."""
+    logger.warning(
+        "an organisation is on plan %r, which the plans file does not have: plan %r applies "
+        "to it until the file has it again or the organisation is moved",
+        name,
+        default,
+    )
 
 
 def period_of(now: datetime) -> tuple[datetime, datetime]:

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from baton.db.repositories import history as history_repo
 from baton.db.tables import utcnow
 from baton.domain.credits import PlanBook
-from baton.errors import InvalidInput
 
 logger = logging.getLogger("baton.history_retention")
 
@@ -51,13 +50,12 @@ async def delete_expired(
         orgs = await history_repo.org_plans(session=session)
     tasks = runs = 0
     for org_id, plan in orgs.items():
-        try:
-            days = plans.plan(plan).history_retention_days
-        except InvalidInput:  # a plan the plans file no longer has: keep everything
-            logger.warning(
-                "organisation %d is on an unknown plan %r", org_id, plans.plan_name(plan)
-            )
+        if not plans.knows(plan):
+            # A plan the plans file no longer has: its history is kept, not deleted under the
+            # default plan's retention because of a mistake in the file.
+            logger.warning("organisation %d is on an unknown plan %r", org_id, plan)
             continue
+        days = plans.plan(plan).history_retention_days
         if days is None:
             continue
         before = now - timedelta(days=days)

@@ -54,7 +54,7 @@ async def get_org(*, session: AsyncSession, org_id: int) -> Organization:
 
 async def set_plan(*, session: AsyncSession, plans: PlanBook, org_id: int, plan: str) -> None:
     """Moves the organisation to `plan` (InvalidInput for a plan the book does not have)."""
-    plans.plan(plan)
+    plans.check(plan)
     org = await get_org(session=session, org_id=org_id)
     org.plan = plan
     await session.flush()
