@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -23,7 +23,8 @@ from baton.db.tables import BulkTaskRow, Task
 from baton.domain.bulk_tasks import BulkBatch, RowState, WorkingHours, bulk_task_id
 from baton.settings import Settings
 from tests.processes import Parts, kill, start_worker
-from tests.support import Tenant, api_client, assert_error, worker_on
+from tests.support import Tenant, app_with_worker, assert_error, body_of
+from tests.support.factories import filled_set, make_agent, read_until
 
 PEOPLE = [
     {"name": "Ada", "city": "Paris"},
@@ -36,28 +37,18 @@ TEMPLATE = "Write to {{ row.name }} in {{ row.city }}"
 
 
 async def echo_agent(api: httpx.AsyncClient, tenant: Tenant) -> str:
-    body = {"name": "Writer", "model": "scripted:echo", "tools": [], "idle_timeout_seconds": 60}
-    response = await api.post(tenant.url("/agents"), json=body, headers=tenant.headers)
-    assert response.status_code == 201, response.text
-    agent_id: str = response.json()["id"]
-    return agent_id
+    return await make_agent(
+        api, tenant, tools=[], name="Writer", model="scripted:echo", idle_timeout_seconds=60
+    )
 
 
 async def people_set(
     api: httpx.AsyncClient, tenant: Tenant, people: list[dict[str, Any]] = PEOPLE
 ) -> tuple[str, list[int]]:
-    created = await api.post(
-        tenant.url("/knowledge/sets"),
-        json={"name": "people", "columns": [{"name": "name"}, {"name": "city"}]},
-        headers=tenant.headers,
-    )
-    assert created.status_code == 201, created.text
-    set_id: str = created.json()["id"]
-    added = await api.post(
-        tenant.url(f"/knowledge/sets/{set_id}/rows"), json=people, headers=tenant.headers
-    )
-    assert added.status_code == 201, added.text
-    return set_id, added.json()["row_ids"]
+    columns = [{"name": "name"}, {"name": "city"}]
+    created, row_ids = await filled_set(api, tenant, people, name="people", columns=columns)
+    set_id: str = created["id"]
+    return set_id, row_ids
 
 
 def bulk_url(tenant: Tenant, agent_id: str, path: str = "") -> str:
@@ -68,18 +59,21 @@ async def start_bulk(
     api: httpx.AsyncClient, tenant: Tenant, agent_id: str, **body: Any
 ) -> dict[str, Any]:
     response = await api.post(bulk_url(tenant, agent_id), json=body, headers=tenant.headers)
-    assert response.status_code == 201, response.text
-    run: dict[str, Any] = response.json()
-    return run
+    return body_of(response, 201)
 
 
-async def bulk_now(
-    api: httpx.AsyncClient, tenant: Tenant, agent_id: str, bulk_id: str
-) -> dict[str, Any]:
-    response = await api.get(bulk_url(tenant, agent_id, f"/{bulk_id}"), headers=tenant.headers)
-    assert response.status_code == 200, response.text
-    run: dict[str, Any] = response.json()
-    return run
+async def people_run(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    people: list[dict[str, Any]] = PEOPLE,
+    **body: Any,
+) -> tuple[str, list[int], dict[str, Any]]:
+    """A new echo agent, the ids of a new set's rows of `people`, and a bulk run of the agent
+    over that set with TEMPLATE and the rest of `body`."""
+    agent = await echo_agent(api, tenant)
+    set_id, row_ids = await people_set(api, tenant, people)
+    run = await start_bulk(api, tenant, agent, set_id=set_id, message_template=TEMPLATE, **body)
+    return agent, row_ids, run
 
 
 async def wait_for_bulk(
@@ -90,12 +84,16 @@ async def wait_for_bulk(
     until: Any,
     timeout: float = 30,
 ) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            run = await bulk_now(api, tenant, agent_id, bulk_id)
-            if until(run):
-                return run
-            await asyncio.sleep(0.1)
+    url = bulk_url(tenant, agent_id, f"/{bulk_id}")
+    return await read_until(api, tenant, url, until, timeout=timeout, what=f"bulk run {bulk_id}")
+
+
+async def cancelled_run(
+    api: httpx.AsyncClient, tenant: Tenant, agent_id: str, bulk_id: str
+) -> dict[str, Any]:
+    """Asks for the run's cancel, and returns the run once it says it is cancelled."""
+    await api.post(bulk_url(tenant, agent_id, f"/{bulk_id}/cancel"), headers=tenant.headers)
+    return await wait_for_bulk(api, tenant, agent_id, bulk_id, lambda r: r["status"] == "cancelled")
 
 
 async def tasks_of(session_factory: async_sessionmaker[AsyncSession], agent_id: str) -> list[Task]:
@@ -106,17 +104,7 @@ async def tasks_of(session_factory: async_sessionmaker[AsyncSession], agent_id: 
 async def test_every_row_gets_one_task_in_batches_with_its_own_message(
     api: httpx.AsyncClient, tenant: Tenant, worker: Worker, temporal_env: WorkflowEnvironment
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, row_ids = await people_set(api, tenant)
-    run = await start_bulk(
-        api,
-        tenant,
-        agent,
-        set_id=set_id,
-        message_template=TEMPLATE,
-        per_interval=2,
-        interval_seconds=1,
-    )
+    agent, row_ids, run = await people_run(api, tenant, per_interval=2, interval_seconds=1)
     assert run["total"] == 5
 
     done = await wait_for_bulk(
@@ -166,14 +154,9 @@ async def test_filters_pick_the_rows_that_get_a_task(
     worker: Worker,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, row_ids = await people_set(api, tenant)
-    run = await start_bulk(
+    agent, row_ids, run = await people_run(
         api,
         tenant,
-        agent,
-        set_id=set_id,
-        message_template=TEMPLATE,
         filters=[{"column": "city", "op": "eq", "value": "Paris"}],
         per_interval=10,
         interval_seconds=1,
@@ -194,17 +177,7 @@ async def test_a_cancel_midway_leaves_the_rows_not_started_cancelled(
     temporal_env: WorkflowEnvironment,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, _ = await people_set(api, tenant)
-    run = await start_bulk(
-        api,
-        tenant,
-        agent,
-        set_id=set_id,
-        message_template=TEMPLATE,
-        per_interval=1,
-        interval_seconds=3,
-    )
+    agent, _, run = await people_run(api, tenant, per_interval=1, interval_seconds=3)
     await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["counts"]["upcoming"] < 5)
     cancelled = await api.post(
         bulk_url(tenant, agent, f"/{run['id']}/cancel"), headers=tenant.headers
@@ -299,32 +272,50 @@ def closed_hours(now: datetime) -> tuple[dict[str, Any], datetime]:
     return hours, opens
 
 
+class WaitingRun(NamedTuple):
+    """A bulk run of PEOPLE waiting for its working hours, and the activities a test runs
+    its batches with by hand."""
+
+    agent: str
+    row_ids: list[int]
+    run: dict[str, Any]
+    activities: BulkTaskActivities
+
+
+@pytest.fixture
+async def waiting_run(
+    worker: Worker,
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> WaitingRun:
+    """The run itself waits for hours that open two hours from now: the test runs its
+    batches."""
+    hours, _ = closed_hours(datetime.now(UTC))
+    agent, row_ids, run = await people_run(api, tenant, working_hours=hours)
+    await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "waiting")
+    activities = BulkTaskActivities(temporal_env.client, session_factory, settings)
+    return WaitingRun(agent, row_ids, run, activities)
+
+
 async def test_outside_working_hours_nothing_starts_and_the_run_says_until_when(
     api: httpx.AsyncClient,
     tenant: Tenant,
     worker: Worker,
     session_factory: async_sessionmaker[AsyncSession],
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, _ = await people_set(api, tenant)
     hours, opens = closed_hours(datetime.now(UTC))
-    run = await start_bulk(
-        api,
-        tenant,
-        agent,
-        set_id=set_id,
-        message_template=TEMPLATE,
-        per_interval=5,
-        interval_seconds=1,
-        working_hours=hours,
+    agent, _, run = await people_run(
+        api, tenant, per_interval=5, interval_seconds=1, working_hours=hours
     )
     waiting = await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "waiting")
     assert datetime.fromisoformat(waiting["waiting_until"]) == opens
     assert waiting["counts"]["upcoming"] == 5
     assert await tasks_of(session_factory, agent) == []
 
-    await api.post(bulk_url(tenant, agent, f"/{run['id']}/cancel"), headers=tenant.headers)
-    final = await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "cancelled")
+    final = await cancelled_run(api, tenant, agent, run["id"])
     assert final["counts"]["cancelled"] == 5
     assert await tasks_of(session_factory, agent) == []
 
@@ -332,20 +323,11 @@ async def test_outside_working_hours_nothing_starts_and_the_run_says_until_when(
 async def test_a_batch_run_again_after_a_crash_starts_each_rows_task_once(
     api: httpx.AsyncClient,
     tenant: Tenant,
-    worker: Worker,
-    settings: Settings,
     temporal_env: WorkflowEnvironment,
     session_factory: async_sessionmaker[AsyncSession],
+    waiting_run: WaitingRun,
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, row_ids = await people_set(api, tenant)
-    # The run itself waits for its hours: this test runs its batch by hand.
-    hours, _ = closed_hours(datetime.now(UTC))
-    run = await start_bulk(
-        api, tenant, agent, set_id=set_id, message_template=TEMPLATE, working_hours=hours
-    )
-    await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "waiting")
-    activities = BulkTaskActivities(temporal_env.client, session_factory, settings)
+    agent, row_ids, run, activities = waiting_run
     batch = BulkBatch(bulk_id=run["id"], limit=5)
 
     first = await ActivityEnvironment().run(activities.start_batch, batch)
@@ -373,8 +355,7 @@ async def test_a_batch_run_again_after_a_crash_starts_each_rows_task_once(
     assert workflows == 5
     # Each task's workflow is the one the first batch started, not a second run of it.
     assert {task.id: await run_of(temporal_env, task) for task in tasks} == runs
-    await api.post(bulk_url(tenant, agent, f"/{run['id']}/cancel"), headers=tenant.headers)
-    final = await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "cancelled")
+    final = await cancelled_run(api, tenant, agent, run["id"])
     assert final["counts"]["cancelled"] == 0
     assert final["counts"]["in_progress"] + final["counts"]["processed"] == 5
 
@@ -389,20 +370,9 @@ async def test_a_long_run_continues_as_new_and_still_starts_each_row_once(
     # two more when the batch was quicker than the interval: 30 batches pass the server's
     # 100-event suggestion however fast or slow the machine is.
     people = [{"name": f"person {i}", "city": "Paris"} for i in range(30)]
-    async with (
-        worker_on(eager_env.client, settings, session_factory),
-        api_client(settings, eager_env.client) as api,
-    ):
-        agent = await echo_agent(api, tenant)
-        set_id, row_ids = await people_set(api, tenant, people)
-        run = await start_bulk(
-            api,
-            tenant,
-            agent,
-            set_id=set_id,
-            message_template=TEMPLATE,
-            per_interval=1,
-            interval_seconds=0.1,
+    async with app_with_worker(settings, eager_env.client, session_factory) as api:
+        agent, row_ids, run = await people_run(
+            api, tenant, people, per_interval=1, interval_seconds=0.1
         )
         done = await wait_for_bulk(
             api, tenant, agent, run["id"], lambda r: r["status"] == "completed", timeout=60
@@ -418,19 +388,10 @@ async def test_a_long_run_continues_as_new_and_still_starts_each_row_once(
 async def test_a_batch_cancelled_midway_gives_back_the_rows_it_had_not_started(
     api: httpx.AsyncClient,
     tenant: Tenant,
-    worker: Worker,
-    settings: Settings,
-    temporal_env: WorkflowEnvironment,
     session_factory: async_sessionmaker[AsyncSession],
+    waiting_run: WaitingRun,
 ):
-    agent = await echo_agent(api, tenant)
-    set_id, row_ids = await people_set(api, tenant)
-    hours, _ = closed_hours(datetime.now(UTC))
-    run = await start_bulk(
-        api, tenant, agent, set_id=set_id, message_template=TEMPLATE, working_hours=hours
-    )
-    await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "waiting")
-    activities = BulkTaskActivities(temporal_env.client, session_factory, settings)
+    agent, row_ids, run, activities = waiting_run
     env = ActivityEnvironment()
     batch = asyncio.create_task(
         env.run(activities.start_batch, BulkBatch(bulk_id=run["id"], limit=5))
@@ -463,8 +424,7 @@ async def test_a_batch_cancelled_midway_gives_back_the_rows_it_had_not_started(
         else:
             assert row.state == RowState.upcoming.value and task_id not in tasks
     assert cancelled or states == {RowState.started.value}
-    await api.post(bulk_url(tenant, agent, f"/{run['id']}/cancel"), headers=tenant.headers)
-    final = await wait_for_bulk(api, tenant, agent, run["id"], lambda r: r["status"] == "cancelled")
+    final = await cancelled_run(api, tenant, agent, run["id"])
     assert final["counts"]["cancelled"] == sum(
         1 for row in rows.values() if row.state == RowState.upcoming.value
     )
@@ -514,16 +474,8 @@ async def test_a_worker_killed_mid_run_starts_no_row_twice(
     first = start_worker(parts)
     second = None
     try:
-        agent = await echo_agent(api, tenant)
-        set_id, row_ids = await people_set(api, tenant, people)
-        run = await start_bulk(
-            api,
-            tenant,
-            agent,
-            set_id=set_id,
-            message_template=TEMPLATE,
-            per_interval=2,
-            interval_seconds=0.5,
+        agent, row_ids, run = await people_run(
+            api, tenant, people, per_interval=2, interval_seconds=0.5
         )
         await wait_for_bulk(
             api, tenant, agent, run["id"], lambda r: r["counts"]["upcoming"] <= 6, timeout=60

@@ -13,15 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from baton import temporal
-from baton.db.tables import Organization, Task
+from baton.db.tables import Task
 from baton.settings import Settings
-from tests.support import Tenant, api_client, worker_on
+from tests.support import Tenant, api_client, on_plan, with_plans, worker_on
 from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
 from tests.test_credits import baton_cli
 from tests.test_delegation import Desk
@@ -38,9 +37,7 @@ WAITING = "waiting for capacity"
 
 @pytest.fixture
 def quota_settings(settings: Settings, tmp_path: Path) -> Settings:
-    plans = tmp_path / "plans.yaml"
-    plans.write_text(PLANS)
-    return settings.model_copy(update={"plans_file": plans})
+    return with_plans(settings, tmp_path, PLANS)
 
 
 @pytest.fixture
@@ -61,14 +58,6 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with worker_on(temporal_env.client, quota_settings, session_factory):
         yield api_alone
-
-
-async def on_plan(sessions: Sessions, tenant: Tenant, plan: str) -> Tenant:
-    async with sessions.begin() as session:
-        await session.execute(
-            update(Organization).where(Organization.id == tenant.org_id).values(plan=plan)
-        )
-    return tenant
 
 
 async def held_agent(api: httpx.AsyncClient, tenant: Tenant) -> str:

@@ -26,10 +26,9 @@ from temporalio.worker import Worker
 from activities.llm import LlmActivities
 from baton.db.repositories import credits as credit_repo
 from baton.db.repositories import events as event_repo
-from baton.db.repositories import tasks as task_repo
 from baton.db.repositories import tool_runs as run_repo
 from baton.db.repositories import tools as tool_repo
-from baton.db.tables import Agent, CreditEntry, CreditTotal, ToolRun
+from baton.db.tables import CreditEntry, CreditTotal, ToolRun
 from baton.domain.credits import (
     Currency,
     LlmCharge,
@@ -47,7 +46,8 @@ from baton.errors import InvalidInput
 from baton.services.provider_configs import settings_provider_configs
 from baton.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support import Tenant, api_client, assert_error, auth, create_token, worker_on
+from tests.support import Tenant, app_with_worker, assert_error, auth, create_token
+from tests.support.database import stored_task
 from tests.support.factories import FINAL, finished_run, make_agent, make_tool, start_task, task_in
 from tests.test_enrichment import enrichments_url, new_set, wait_for_job
 
@@ -391,6 +391,19 @@ async def test_operators_set_a_plan_and_grant_from_the_command_line(
 # Vendor credits: model calls on the installation's key
 
 
+def on_openai_server(settings: Settings, openai_server: FakeOpenAI, **update: Any) -> Settings:
+    """The settings with `update` and the `openai` provider on the local OpenAI server, on
+    the installation's key, its host and port let through the egress guard."""
+    return settings.model_copy(
+        update={
+            **update,
+            "openai_api_key": "sk-test-installation-key-1",
+            "openai_base_url": openai_server.base_url,
+            "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
+        }
+    )
+
+
 @pytest.fixture
 async def metered_api(
     settings: Settings,
@@ -401,17 +414,8 @@ async def metered_api(
     """The API and a worker whose `openai` provider is the local OpenAI server, on the
     installation's key; a project may also reach it through an integration of its own."""
     openai_server.reset()
-    configured = settings.model_copy(
-        update={
-            "openai_api_key": "sk-test-installation-key-1",
-            "openai_base_url": openai_server.base_url,
-            "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
-        }
-    )
-    async with (
-        worker_on(temporal_env.client, configured, session_factory),
-        api_client(configured, temporal_env.client) as client,
-    ):
+    configured = on_openai_server(settings, openai_server)
+    async with app_with_worker(configured, temporal_env.client, session_factory) as client:
         yield client
 
 
@@ -517,18 +521,7 @@ async def test_a_model_call_retried_after_its_answer_was_written_still_counts_it
             "openai_base_url": openai_server.base_url,
         }
     )
-    task_id = str(uuid.uuid4())
-    async with session_factory.begin() as session:
-        agent = Agent(project_id=tenant.project_id, name="Priced", spec={})
-        session.add(agent)
-        await session.flush()
-        await task_repo.create_task(
-            session=session,
-            task_id=task_id,
-            project_id=tenant.project_id,
-            agent_id=agent.id,
-            first_message="hi",
-        )
+    task_id = await stored_task(session_factory, tenant, agent_name="Priced")
     activities = LlmActivities(
         settings_provider_configs(configured), session_factory=session_factory, plans=PLANS
     )
@@ -582,18 +575,8 @@ async def test_without_metering_nothing_is_required_or_charged(
     async with session_factory.begin() as session:
         await spend_actions(session, tenant, 200, "spent-before-metering-off")
     openai_server.reset()
-    unmetered = settings.model_copy(
-        update={
-            "metering": False,
-            "openai_api_key": "sk-test-installation-key-1",
-            "openai_base_url": openai_server.base_url,
-            "http_allow_hosts": [f"127.0.0.1:{openai_server.port}"],
-        }
-    )
-    async with (
-        worker_on(temporal_env.client, unmetered, session_factory),
-        api_client(unmetered, temporal_env.client) as api,
-    ):
+    unmetered = on_openai_server(settings, openai_server, metering=False)
+    async with app_with_worker(unmetered, temporal_env.client, session_factory) as api:
         tool = await make_tool(api, tenant)
         ran = await run_tool(api, tenant, tool, {"text": "x"})
         assert ran.status_code == 201, ran.text

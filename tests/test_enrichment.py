@@ -22,7 +22,8 @@ from baton.search_attributes import BATON_STATUS
 from baton.settings import Settings
 from tests.local_http import LocalHttp
 from tests.processes import Parts, kill, start_worker, wait_until
-from tests.support import Tenant, api_client, assert_error, eventually, histories_of, worker_on
+from tests.support import Tenant, api_client, assert_error, body_of, histories_of, worker_on
+from tests.support.factories import read_until
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -115,18 +116,7 @@ def enrichments_url(tenant: Tenant, set_id: str, path: str = "") -> str:
 
 async def start(api: httpx.AsyncClient, tenant: Tenant, set_id: str, **body: Any) -> dict[str, Any]:
     response = await api.post(enrichments_url(tenant, set_id), json=body, headers=tenant.headers)
-    assert response.status_code == 201, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def job_now(
-    api: httpx.AsyncClient, tenant: Tenant, set_id: str, job_id: str
-) -> dict[str, Any]:
-    response = await api.get(enrichments_url(tenant, set_id, f"/{job_id}"), headers=tenant.headers)
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
+    return body_of(response, 201)
 
 
 async def wait_for_job(
@@ -137,11 +127,10 @@ async def wait_for_job(
     until: Any = lambda job: job["status"] in FINAL,
     timeout: float = 120,
 ) -> dict[str, Any]:
-    async def read() -> dict[str, Any] | None:
-        job = await job_now(api, tenant, set_id, job_id)
-        return job if until(job) else None
-
-    return await eventually(read, timeout=timeout, what=f"enrichment job {job_id}")
+    url = enrichments_url(tenant, set_id, f"/{job_id}")
+    return await read_until(
+        api, tenant, url, until, timeout=timeout, what=f"enrichment job {job_id}"
+    )
 
 
 async def rows_of(

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 from temporalio.testing import WorkflowEnvironment
 
-from baton.db.tables import Organization, Task, TaskEvent, TaskMessage, ToolRun, ToolRunStep, utcnow
+from baton.db.tables import Task, TaskEvent, TaskMessage, ToolRun, ToolRunStep, utcnow
 from baton.services import history_retention
 from baton.services.credits import plan_book
 from baton.settings import Settings
-from tests.support import Tenant, api_client, assert_error, worker_on
+from tests.support import Tenant, app_with_worker, assert_error, on_plan, with_plans
 from tests.test_agent_tasks import FINAL, make_agent, make_tool, start, wait_for
 from tests.test_tools import wait_for_run
 
@@ -32,27 +32,15 @@ brief:
 
 @pytest.fixture
 def brief_settings(settings: Settings, tmp_path: Path) -> Settings:
-    plans = tmp_path / "plans.yaml"
-    plans.write_text(PLANS)
-    return settings.model_copy(update={"plans_file": plans})
+    return with_plans(settings, tmp_path, PLANS)
 
 
 @pytest.fixture
 async def brief_api(
     brief_settings: Settings, temporal_env: WorkflowEnvironment, session_factory: Sessions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        worker_on(temporal_env.client, brief_settings, session_factory),
-        api_client(brief_settings, temporal_env.client) as client,
-    ):
+    async with app_with_worker(brief_settings, temporal_env.client, session_factory) as client:
         yield client
-
-
-async def on_plan(session_factory: Sessions, tenant: Tenant, plan: str) -> None:
-    async with session_factory.begin() as session:
-        await session.execute(
-            update(Organization).where(Organization.id == tenant.org_id).values(plan=plan)
-        )
 
 
 async def finished_task(api: httpx.AsyncClient, tenant: Tenant, agent: str) -> str:

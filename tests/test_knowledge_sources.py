@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ from baton.settings import Settings
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
 from tests.fakes.site_server import FakeSite
 from tests.support import Tenant, assert_error, items_of
+from tests.support.factories import make_set
 
 PAGES = ["/a", "/b", "/c"]
 
@@ -56,15 +57,23 @@ def settings(
 
 
 @pytest.fixture
-def fresh_site(site: FakeSite, request: pytest.FixtureRequest) -> FakeSite:
-    """The site with one sitemap of three pages, under paths of this test's own."""
+def validator() -> str | None:
+    """The validator the site's pages are sent with (a test parametrizes it for another)."""
+    return "etag"
+
+
+@pytest.fixture
+def fresh_site(site: FakeSite, validator: str | None) -> FakeSite:
+    """The site, its answers and failures forgotten, its pages sent with `validator`."""
     site.reset()
     site.fail.clear()
-    site.validator = "etag"
+    site.validator = validator
     return site
 
 
-def prefix(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def base(request: pytest.FixtureRequest) -> str:
+    """The path this test's pages live under on the shared site."""
     return "/" + request.node.name.replace("[", "-").replace("]", "")
 
 
@@ -76,12 +85,7 @@ def build_site(site: FakeSite, base: str) -> str:
 
 
 async def new_set(api: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
-    created = await api.post(
-        tenant.url("/knowledge/sets"), json={"name": "site"}, headers=tenant.headers
-    )
-    assert created.status_code == 201, created.text
-    knowledge_set: dict[str, Any] = created.json()
-    return knowledge_set
+    return await make_set(api, tenant, name="site")
 
 
 def sources_url(tenant: Tenant, knowledge_set: dict[str, Any], path: str = "") -> str:
@@ -138,38 +142,63 @@ async def sync(
     return body
 
 
+async def rows_of(
+    api: httpx.AsyncClient, tenant: Tenant, knowledge_set: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every row of the set, page after page."""
+    return await items_of(
+        api, tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), tenant.headers
+    )
+
+
 async def rows_by_source(
     api: httpx.AsyncClient, tenant: Tenant, knowledge_set: dict[str, Any]
 ) -> dict[str, list[tuple[int, str]]]:
     """Each page's rows as (id, text), by the page's URL."""
-    rows = await items_of(
-        api, tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), tenant.headers
-    )
+    rows = await rows_of(api, tenant, knowledge_set)
     found: dict[str, list[tuple[int, str]]] = {}
     for row in rows:
         found.setdefault(row["data"]["source"], []).append((row["id"], row["data"]["text"]))
     return found
 
 
-async def synced_sitemap(
+async def followed_page(
     api: httpx.AsyncClient, tenant: Tenant, site: FakeSite, base: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new set and its source following the test's page /a, the test's pages built first
+    (with no worker running, nothing syncs it)."""
+    build_site(site, base)
     knowledge_set = await new_set(api, tenant)
-    source = await add_source(api, tenant, knowledge_set, "sitemap", build_site(site, base))
-    synced = await first_sync(api, tenant, knowledge_set, source)
-    assert synced["last_outcome"] == "succeeded", synced
-    return knowledge_set, synced
+    source = await add_source(api, tenant, knowledge_set, "web_page", site.url(base + "/a"))
+    return knowledge_set, source
+
+
+class Synced(NamedTuple):
+    """The site, the path the test's pages are under, and a set following their sitemap,
+    with its source once the first sync succeeded."""
+
+    site: FakeSite
+    base: str
+    knowledge_set: dict[str, Any]
+    source: dict[str, Any]
+
+
+@pytest.fixture
+async def synced(
+    worker: Worker, api: httpx.AsyncClient, tenant: Tenant, fresh_site: FakeSite, base: str
+) -> Synced:
+    """A set following a sitemap of the test's three pages, its first sync done."""
+    knowledge_set = await new_set(api, tenant)
+    source = await add_source(api, tenant, knowledge_set, "sitemap", build_site(fresh_site, base))
+    first = await first_sync(api, tenant, knowledge_set, source)
+    assert first["last_outcome"] == "succeeded", first
+    return Synced(fresh_site, base, knowledge_set, first)
 
 
 async def test_a_sitemap_of_three_pages_syncs_each_pages_rows(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
 
     assert (source["rows_added"], source["rows_changed"], source["rows_removed"]) == (3, 0, 0)
     assert source["last_error"] is None and source["last_sync_at"] is not None
@@ -183,15 +212,9 @@ async def test_a_sitemap_of_three_pages_syncs_each_pages_rows(
 
 
 async def test_a_resync_of_unchanged_pages_gets_304s_and_changes_nothing(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
     before = await rows_by_source(api, tenant, knowledge_set)
     fresh_site.reset()
 
@@ -204,17 +227,11 @@ async def test_a_resync_of_unchanged_pages_gets_304s_and_changes_nothing(
     assert await rows_by_source(api, tenant, knowledge_set) == before
 
 
+@pytest.mark.parametrize("validator", ["last-modified"])
 async def test_a_server_that_sends_last_modified_is_asked_if_modified_since(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    fresh_site.validator = "last-modified"
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
     fresh_site.page(base + "/c", "page c is newer")
     fresh_site.reset()
 
@@ -226,15 +243,9 @@ async def test_a_server_that_sends_last_modified_is_asked_if_modified_since(
 
 
 async def test_one_changed_page_has_only_its_rows_replaced(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
     before = await rows_by_source(api, tenant, knowledge_set)
     fresh_site.page(base + "/b", "page b was rewritten")
 
@@ -266,9 +277,8 @@ async def test_only_the_changed_pages_rows_are_embedded_again(
     tenant: Tenant,
     fresh_site: FakeSite,
     embeddings_server: FakeOpenAIEmbeddings,
-    request: pytest.FixtureRequest,
+    base: str,
 ):
-    base = prefix(request)
     embeddings_server.reset()
     integration = await api.post(
         tenant.url("/integrations"),
@@ -281,16 +291,8 @@ async def test_only_the_changed_pages_rows_are_embedded_again(
         headers=tenant.headers,
     )
     assert integration.status_code == 201, integration.text
-    created = await api.post(
-        tenant.url("/knowledge/sets"),
-        json={
-            "name": "embedded site",
-            "embedding": {"provider": "openai", "integration": "embedder", "model": "e"},
-        },
-        headers=tenant.headers,
-    )
-    assert created.status_code == 201, created.text
-    knowledge_set = created.json()
+    embedding = {"provider": "openai", "integration": "embedder", "model": "e"}
+    knowledge_set = await make_set(api, tenant, name="embedded site", embedding=embedding)
     source = await add_source(api, tenant, knowledge_set, "sitemap", build_site(fresh_site, base))
     await first_sync(api, tenant, knowledge_set, source)
     await temporal_env.client.get_workflow_handle(embed_workflow_id(knowledge_set["id"])).result()
@@ -303,22 +305,14 @@ async def test_only_the_changed_pages_rows_are_embedded_again(
 
     [again] = embedded_texts(embeddings_server)  # one row's text, not the whole site's
     assert again.startswith(f"{base}/b page b was rewritten")
-    rows = await items_of(
-        api, tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), tenant.headers
-    )
+    rows = await rows_of(api, tenant, knowledge_set)
     assert [row["embedded"] for row in rows] == [True] * 3
 
 
 async def test_a_page_removed_from_the_sitemap_has_its_rows_removed(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
     fresh_site.sitemap(base + "/sitemap.xml", [base + "/a", base + "/c"])
 
     again = await sync(api, temporal_env.client, tenant, knowledge_set, source)
@@ -333,15 +327,9 @@ async def test_a_page_removed_from_the_sitemap_has_its_rows_removed(
 
 
 async def test_a_failing_source_keeps_its_rows_and_says_why(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    fresh_site, base, knowledge_set, source = synced
     before = await rows_by_source(api, tenant, knowledge_set)
 
     fresh_site.fail.add(base + "/sitemap.xml")
@@ -364,22 +352,25 @@ async def test_a_failing_source_keeps_its_rows_and_says_why(
     assert after[broken] == before[broken]
 
 
+@pytest.fixture
+def activities(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> SourceSyncActivities:
+    """The sync activities, for a test that calls them itself as Temporal would."""
+    return SourceSyncActivities(session_factory, settings)
+
+
+@pytest.mark.parametrize("validator", [None])
 async def test_a_retried_sync_activity_duplicates_nothing(
     api: httpx.AsyncClient,
     tenant: Tenant,
     fresh_site: FakeSite,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    request: pytest.FixtureRequest,
+    base: str,
+    activities: SourceSyncActivities,
 ):
     """No worker runs here: the activity is called as Temporal would retry it, twice with the
     same input, against pages that send no ETag (so the second run cannot lean on 304s)."""
-    base = prefix(request)
-    fresh_site.validator = None
-    build_site(fresh_site, base)
-    knowledge_set = await new_set(api, tenant)
-    source = await add_source(api, tenant, knowledge_set, "web_page", fresh_site.url(base + "/a"))
-    activities = SourceSyncActivities(session_factory, settings)
+    knowledge_set, source = await followed_page(api, tenant, fresh_site, base)
     batch = SyncBatch(
         project_id=tenant.project_id,
         source_id=source["id"],
@@ -399,17 +390,12 @@ async def test_a_sync_batch_retried_after_a_crash_resumes_after_the_pages_it_wro
     api: httpx.AsyncClient,
     tenant: Tenant,
     fresh_site: FakeSite,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    request: pytest.FixtureRequest,
+    base: str,
+    activities: SourceSyncActivities,
 ):
     """The attempt before heartbeated that it had written the first page (and counted it);
     the retry fetches only the pages after it and reports the batch's whole counts."""
-    base = prefix(request)
-    build_site(fresh_site, base)
-    knowledge_set = await new_set(api, tenant)
-    source = await add_source(api, tenant, knowledge_set, "web_page", fresh_site.url(base + "/a"))
-    activities = SourceSyncActivities(session_factory, settings)
+    knowledge_set, source = await followed_page(api, tenant, fresh_site, base)
     urls = [fresh_site.url(base + page) for page in PAGES]
     batch = SyncBatch(project_id=tenant.project_id, source_id=source["id"], urls=urls)
     crashed = ActivityEnvironment()
@@ -434,12 +420,9 @@ async def test_deleting_a_set_stops_its_sources_schedules(
     temporal_env: WorkflowEnvironment,
     tenant: Tenant,
     fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    base: str,
 ):
-    base = prefix(request)
-    build_site(fresh_site, base)
-    knowledge_set = await new_set(api, tenant)
-    source = await add_source(api, tenant, knowledge_set, "web_page", fresh_site.url(base + "/a"))
+    knowledge_set, source = await followed_page(api, tenant, fresh_site, base)
     handle = temporal_env.client.get_schedule_handle(source_schedule_id(source["id"]))
     await handle.describe()
 
@@ -491,9 +474,8 @@ async def test_a_bad_source_is_a_clear_422(
 
 
 async def test_a_set_follows_a_url_once(
-    api: httpx.AsyncClient, tenant: Tenant, fresh_site: FakeSite, request: pytest.FixtureRequest
+    api: httpx.AsyncClient, tenant: Tenant, fresh_site: FakeSite, base: str
 ):
-    base = prefix(request)
     knowledge_set = await new_set(api, tenant)
     first = await add_source(api, tenant, knowledge_set, "web_page", fresh_site.url(base + "/a"))
     again = await api.post(
@@ -509,12 +491,9 @@ async def test_another_projects_token_gets_404_on_the_sets_sources(
     tenant: Tenant,
     other_tenant: Tenant,
     fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    base: str,
 ):
-    base = prefix(request)
-    build_site(fresh_site, base)
-    knowledge_set = await new_set(api, tenant)
-    source = await add_source(api, tenant, knowledge_set, "web_page", fresh_site.url(base + "/a"))
+    knowledge_set, source = await followed_page(api, tenant, fresh_site, base)
     # The other project's token, on this project's URLs and on its own project's.
     for project in (tenant, other_tenant):
         url = project.url(f"/knowledge/sets/{knowledge_set['id']}/sources")
@@ -538,15 +517,9 @@ async def test_another_projects_token_gets_404_on_the_sets_sources(
 
 
 async def test_a_deleted_source_takes_its_rows_and_its_schedule_with_it(
-    worker: Worker,
-    api: httpx.AsyncClient,
-    temporal_env: WorkflowEnvironment,
-    tenant: Tenant,
-    fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    api: httpx.AsyncClient, temporal_env: WorkflowEnvironment, tenant: Tenant, synced: Synced
 ):
-    base = prefix(request)
-    knowledge_set, source = await synced_sitemap(api, tenant, fresh_site, base)
+    knowledge_set, source = synced.knowledge_set, synced.source
     handle = temporal_env.client.get_schedule_handle(source_schedule_id(source["id"]))
     described = await handle.describe()
     assert described.schedule.spec.intervals[0].every.total_seconds() == 3600
@@ -573,9 +546,8 @@ async def test_a_feed_syncs_a_row_per_item_and_drops_items_gone_from_it(
     temporal_env: WorkflowEnvironment,
     tenant: Tenant,
     fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    base: str,
 ):
-    base = prefix(request)
 
     def rss(*items: tuple[str, str]) -> tuple[str, str]:
         entries = "".join(
@@ -598,9 +570,7 @@ async def test_a_feed_syncs_a_row_per_item_and_drops_items_gone_from_it(
     again = await sync(api, temporal_env.client, tenant, knowledge_set, source)
 
     assert (again["rows_added"], again["rows_changed"], again["rows_removed"]) == (1, 0, 1)
-    rows = await items_of(
-        api, tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), tenant.headers
-    )
+    rows = await rows_of(api, tenant, knowledge_set)
     assert sorted((row["data"]["title"], row["data"]["text"]) for row in rows) == [
         ("bikes", "about bikes"),
         ("rain", "about rain"),
@@ -612,9 +582,8 @@ async def test_a_file_source_reads_its_rows_as_an_import_does(
     api: httpx.AsyncClient,
     tenant: Tenant,
     fresh_site: FakeSite,
-    request: pytest.FixtureRequest,
+    base: str,
 ):
-    base = prefix(request)
     fresh_site.documents[base + "/prices.csv"] = ("name,price\ntea,3\nbread,2\n", "text/csv")
     knowledge_set = await new_set(api, tenant)
     source = await add_source(
@@ -622,9 +591,7 @@ async def test_a_file_source_reads_its_rows_as_an_import_does(
     )
     synced = await first_sync(api, tenant, knowledge_set, source)
     assert (synced["last_outcome"], synced["rows_added"]) == ("succeeded", 2), synced
-    rows = await items_of(
-        api, tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), tenant.headers
-    )
+    rows = await rows_of(api, tenant, knowledge_set)
     assert sorted(row["data"]["name"] for row in rows) == ["bread", "tea"]
 
 

@@ -21,6 +21,7 @@ from baton.knowledge.embeddings import OpenAIEmbedder
 from baton.settings import Settings
 from tests.fakes.embeddings_server import FakeOpenAIEmbeddings
 from tests.support import Tenant, histories_of, items_of
+from tests.support.factories import filled_set
 from tests.test_knowledge_search import embedded, search, set_url
 
 KEY = "sk-embeddings-secret-987654"
@@ -53,19 +54,14 @@ async def openai_set(
         headers=tenant.headers,
     )
     assert integration.status_code == 201, integration.text
-    body = {
-        "name": "notes",
-        "columns": [{"name": "title"}, {"name": "text"}],
-        "embedding": {"provider": "openai", "integration": "embedder", "model": "embed-test"},
-    }
-    created = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
-    assert created.status_code == 201, created.text
-    knowledge_set: dict[str, Any] = created.json()
-    added = await api.post(
-        set_url(tenant, knowledge_set, "/rows"), json=ROWS, headers=tenant.headers
+    return await filled_set(
+        api,
+        tenant,
+        ROWS,
+        name="notes",
+        columns=[{"name": "title"}, {"name": "text"}],
+        embedding={"provider": "openai", "integration": "embedder", "model": "embed-test"},
     )
-    assert added.status_code == 201, added.text
-    return knowledge_set, added.json()["row_ids"]
 
 
 async def test_rows_are_embedded_by_the_integrations_endpoint_and_found_by_vector(

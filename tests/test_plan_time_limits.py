@@ -12,18 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from baton.db.tables import Organization
 from baton.domain.tasks import AgentTaskInput, task_workflow_id
 from baton.services.tasks import AGENT_TASK_WORKFLOW
 from baton.settings import Settings
 from tests.fakes import Reply
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support import Tenant, api_client, worker_on
+from tests.support import Tenant, app_with_worker, on_plan, with_plans
 from tests.test_agent_tasks import FINAL, make_agent, start, wait_for
 from tests.test_tools import save, wait_for_run
 
@@ -41,15 +39,13 @@ quick-tools:
 
 @pytest.fixture
 def quick_settings(settings: Settings, tmp_path: Path, openai_server: FakeOpenAI) -> Settings:
-    plans = tmp_path / "plans.yaml"
-    plans.write_text(PLANS)
     openai_server.reset()
-    return settings.model_copy(
-        update={
-            "plans_file": plans,
-            "openai_api_key": "sk-test-secret-key-123456",
-            "openai_base_url": openai_server.base_url,
-        }
+    return with_plans(
+        settings,
+        tmp_path,
+        PLANS,
+        openai_api_key="sk-test-secret-key-123456",
+        openai_base_url=openai_server.base_url,
     )
 
 
@@ -57,19 +53,8 @@ def quick_settings(settings: Settings, tmp_path: Path, openai_server: FakeOpenAI
 async def quick_api(
     quick_settings: Settings, temporal_env: WorkflowEnvironment, session_factory: Sessions
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        worker_on(temporal_env.client, quick_settings, session_factory),
-        api_client(quick_settings, temporal_env.client) as client,
-    ):
+    async with app_with_worker(quick_settings, temporal_env.client, session_factory) as client:
         yield client
-
-
-async def on_plan(session_factory: Sessions, tenant: Tenant, plan: str) -> Tenant:
-    async with session_factory.begin() as session:
-        await session.execute(
-            update(Organization).where(Organization.id == tenant.org_id).values(plan=plan)
-        )
-    return tenant
 
 
 SLOW_TOOL = {

@@ -23,12 +23,12 @@ from baton.db.engine import is_sqlite
 from baton.db.repositories import accounts
 from baton.db.repositories import events as event_repo
 from baton.db.repositories import tasks as task_repo
-from baton.db.tables import Agent
 from baton.domain.accounts import UserGroupEnvironment
 from baton.domain.credits import PlanBook
 from baton.domain.events import AppendEvents, EventDraft, EventType
 from baton.domain.tasks import TaskStatus
 from tests.support import Tenant, assert_error, auth
+from tests.support.database import stored_task
 
 Sessions = async_sessionmaker[AsyncSession]
 # The live streams below are bounded by each test's own `asyncio.timeout`, not by httpx's 5 s
@@ -36,19 +36,10 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 async def new_task(sessions: Sessions, tenant: Tenant, *, user_group_id: str | None = None) -> str:
-    task_id = str(uuid.uuid4())
+    task_id = await stored_task(
+        sessions, tenant, agent_name="Streamer", user_group_id=user_group_id
+    )
     async with sessions.begin() as session:
-        agent = Agent(project_id=tenant.project_id, name="Streamer", spec={})
-        session.add(agent)
-        await session.flush()
-        await task_repo.create_task(
-            session=session,
-            task_id=task_id,
-            project_id=tenant.project_id,
-            agent_id=agent.id,
-            first_message="hi",
-            user_group_id=user_group_id,
-        )
         await task_repo.set_status(session=session, task_id=task_id, status=TaskStatus.running)
     return task_id
 

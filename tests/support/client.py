@@ -40,6 +40,14 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     return body
 
 
+def body_of(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON object a response carries, once its status is `status` (else the test fails
+    showing what the response said)."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def cursor_of(values: Any) -> str:
     """A cursor as a list's `next_cursor` spells one (base64 JSON), holding any values."""
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")

@@ -1,12 +1,14 @@
-"""Agents, tools, tasks and tool runs made through the API as a user makes them, and the
-readers that wait for them to get somewhere (all on `eventually()`)."""
+"""Agents, tools, tasks, tool runs and knowledge sets made through the API as a user makes
+them, and the readers that wait for them to get somewhere (all on `eventually()`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.support.client import body_of
 from tests.support.polling import eventually
 from tests.support.tenants import Tenant
 
@@ -58,6 +60,44 @@ async def start_task(
     assert response.status_code == 201, response.text
     task_id: str = response.json()["id"]
     return task_id
+
+
+async def make_set(api: httpx.AsyncClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    """A knowledge set made from `body` (its name, columns, embedding...), with no rows."""
+    response = await api.post(tenant.url("/knowledge/sets"), json=body, headers=tenant.headers)
+    return body_of(response, 201)
+
+
+async def filled_set(
+    api: httpx.AsyncClient, tenant: Tenant, rows: list[dict[str, Any]], **body: Any
+) -> tuple[dict[str, Any], list[int]]:
+    """A knowledge set made from `body` and given `rows`, and the ids of those rows (an
+    embedding set starts embedding them)."""
+    knowledge_set = await make_set(api, tenant, **body)
+    response = await api.post(
+        tenant.url(f"/knowledge/sets/{knowledge_set['id']}/rows"), json=rows, headers=tenant.headers
+    )
+    row_ids: list[int] = body_of(response, 201)["row_ids"]
+    return knowledge_set, row_ids
+
+
+async def read_until(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    url: str,
+    until: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 30,
+    what: str,
+) -> dict[str, Any]:
+    """What the tenant reads at `url` (a 200 each time) once `until` holds for it, for a
+    resource that gets somewhere in its own time (`what` names it if it never does)."""
+
+    async def read() -> dict[str, Any] | None:
+        found = body_of(await api.get(url, headers=tenant.headers))
+        return found if until(found) else None
+
+    return await eventually(read, timeout=timeout, what=what)
 
 
 async def task_in(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from baton.settings import Settings
+from tests.support.client import api_client
 from worker import create_worker
 
 
@@ -21,3 +26,13 @@ def worker_on(
         session_factory=session_factory,
         settings=settings,
     )
+
+
+@asynccontextmanager
+async def app_with_worker(
+    settings: Settings, client: Client, session_factory: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app and a real worker, both built from `settings` and on `client`, for tests
+    whose settings differ from the `api` and `worker` fixtures': yields the API client."""
+    async with worker_on(client, settings, session_factory), api_client(settings, client) as api:
+        yield api
